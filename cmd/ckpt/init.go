@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/store"
+)
+
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the registry (idempotent)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := a.backend(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, created, err := store.Init(cmd.Context(), b, store.Options{})
+			if err != nil {
+				return err
+			}
+			if created {
+				a.printf("created registry %s at %s\n", r.ID(), r.Location())
+			} else {
+				a.printf("registry %s at %s already exists\n", r.ID(), r.Location())
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/store"
+)
+
+func (a *app) pullCommand() *cobra.Command {
+	var opts store.PullOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "pull NAME@REF DIR",
+		Short: "Reassemble a runnable model folder",
+		Long: `Write NAME@REF into DIR. REF is a version, a tag, latest (the highest version)
+or best (lowest eval_loss).
+
+By default the runnable set is written: weights, shard index, config, generation
+config and tokenizer, inherited from the --base chain when the checkpoint lacks
+them. --full adds resume state and trainer_state.json, so that
+Trainer.train(resume_from_checkpoint=DIR) works.
+
+Every byte is checked against its digest. The folder is built under a temporary
+name beside DIR and renamed into place at the end; a non-empty DIR is refused
+unless --force.`,
+		Example: `  ckpt pull llama-sft@best ./model
+  ckpt pull llama-sft@latest ./resume --full`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, ref, err := parseRef(args[0], false)
+			if err != nil {
+				return err
+			}
+			r, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			res, err := r.Pull(cmd.Context(), name, ref, args[1], opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(res)
+			}
+			rec := res.Record
+			a.printf("pulled %s@%s into %s: %d files, %s\n", rec.Name, rec.Version, args[1], len(res.Files), humanBytes(res.Bytes))
+			for _, f := range res.Files {
+				from := ""
+				if f.From != rec.Name+"@"+rec.Version {
+					from = "  (from " + f.From + ")"
+				}
+				a.printf("  %-40s %10s  %s%s\n", f.Path, humanBytes(f.Size), f.Role, from)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.Full, "full", false, "also write resume state and trainer_state.json")
+	f.BoolVar(&opts.Force, "force", false, "replace a non-empty DIR")
+	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}

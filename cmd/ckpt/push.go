@@ -1,0 +1,132 @@
+package main
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/store"
+)
+
+func (a *app) pushCommand() *cobra.Command {
+	var opts store.PushOptions
+	var metrics []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "push DIR NAME[@VERSION]",
+		Short: "Record a checkpoint or model folder",
+		Long: `Record the folder DIR as NAME@VERSION. Identical files and unchanged tensors
+already in the registry are not stored again.
+
+VERSION defaults to trainer_state.json's global_step, else the N of a
+checkpoint-N folder name. Pushing identical content to an existing version is a
+no-op; different content is refused unless --force.
+
+The eval metrics logged at the pushed step in trainer_state.json are recorded;
+--metric key=value adds or overrides metrics for other trainers.`,
+		Example: `  ckpt push out/checkpoint-500 llama-sft --base llama-base@1
+  ckpt push ./my-model my-model@v1 --tag prod --metric eval_loss=1.42`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, version, err := parseRef(args[1], true)
+			if err != nil {
+				return err
+			}
+			opts.Name, opts.Version = name, version
+			if opts.Metrics, err = parseMetrics(metrics); err != nil {
+				return err
+			}
+			r, err := a.open(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			res, err := r.Push(cmd.Context(), args[0], opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(pushJSON(res))
+			}
+			a.printPush(res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Base, "base", "", "NAME@REF whose config and tokenizer this checkpoint inherits")
+	f.StringArrayVar(&opts.Tags, "tag", nil, "tag the pushed version (repeatable)")
+	f.StringArrayVar(&metrics, "metric", nil, "record a metric key=value (repeatable)")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing version that has different content")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func parseMetrics(kvs []string) (map[string]float64, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]float64, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--metric %q: want key=value", kv)
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, usagef("--metric %q: %q is not a number", kv, v)
+		}
+		m[k] = f
+	}
+	return m, nil
+}
+
+func (a *app) printPush(res *store.PushResult) {
+	rec := res.Record
+	if res.Unchanged {
+		a.printf("%s@%s already records this content (manifest %s): nothing to do\n", rec.Name, rec.Version, rec.Manifest.String()[:12])
+		return
+	}
+	a.printf("pushed %s@%s (manifest %s)\n", rec.Name, rec.Version, rec.Manifest.String()[:12])
+	a.printf("  files      %d (%s)\n", res.Files, humanBytes(res.Logical))
+	a.printf("  read       %s\n", humanBytes(res.BytesRead))
+	a.printf("  new        %d of %d chunks, %s stored (%s before compression)\n", res.NewBlobs, res.Chunks, humanBytes(res.NewStored), humanBytes(res.NewRaw))
+	a.printf("  deduped    %s already in the registry\n", humanBytes(res.Logical-res.NewRaw))
+	if res.NewStored > 0 {
+		a.printf("  ratio      %.2fx (logical / newly stored)\n", res.DedupeRatio())
+	}
+	if rec.Base != nil {
+		a.printf("  base       %s\n", rec.Base)
+	}
+	if len(rec.Metrics) > 0 {
+		a.printf("  metrics    %s\n", formatMetrics(rec.Metrics))
+	}
+}
+
+func formatMetrics(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + strconv.FormatFloat(m[k], 'g', 6, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+func pushJSON(res *store.PushResult) any {
+	return map[string]any{
+		"record":       res.Record,
+		"unchanged":    res.Unchanged,
+		"files":        res.Files,
+		"logical":      res.Logical,
+		"bytes_read":   res.BytesRead,
+		"chunks":       res.Chunks,
+		"new_blobs":    res.NewBlobs,
+		"new_raw":      res.NewRaw,
+		"new_stored":   res.NewStored,
+		"dedupe_ratio": res.DedupeRatio(),
+	}
+}

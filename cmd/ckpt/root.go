@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/local"
+)
+
+// app holds the global flags and what they open.
+type app struct {
+	repo     string
+	quiet    bool
+	noCache  bool
+	workers  int
+	s3       s3Flags
+	stdout   io.Writer
+	stderr   io.Writer
+	index    *store.Index
+	registry *store.Registry
+}
+
+func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
+
+func (a *app) close() {
+	if a.index != nil {
+		a.index.Close()
+	}
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ckpt",
+		Short: "A content-addressed registry for model checkpoints and tokenizers",
+		Long: `ckpt records Hugging Face style checkpoint folders in a content-addressed registry.
+Identical files and unchanged tensors are stored once across every run; pull
+reassembles a runnable model folder, inheriting config and tokenizer from a base.
+
+The registry is --repo (or $CKPT_REPO): a folder path, a file:// URL or an
+s3://BUCKET/PREFIX URL. Without either it is $XDG_DATA_HOME/ckpt
+(~/.local/share/ckpt), created on first use.
+
+Exit codes: 0 success, 1 failure, 2 usage error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.repo, "repo", "", "registry location: folder, file:// or s3:// URL (env CKPT_REPO)")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
+	pf.BoolVar(&a.noCache, "no-cache", false, "do not use the per-machine index cache")
+	pf.IntVar(&a.workers, "workers", 0, "parallel transfers (default: 2×CPUs, at least 4)")
+	a.s3.register(pf)
+	root.AddCommand(
+		a.initCommand(), a.pushCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
+		a.tagCommand(), a.untagCommand(), a.rmCommand(), a.verifyCommand(), a.duCommand(),
+	)
+	return root
+}
+
+// repoURL is the registry location from the flag, the environment or the default.
+func (a *app) repoURL() (string, error) {
+	if a.repo != "" {
+		return a.repo, nil
+	}
+	if env := os.Getenv("CKPT_REPO"); env != "" {
+		return env, nil
+	}
+	dir := os.Getenv("XDG_DATA_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("default registry: %w (set --repo or CKPT_REPO)", err)
+		}
+		dir = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(dir, "ckpt"), nil
+}
+
+// backend opens the Backend named by the repo URL.
+func (a *app) backend(ctx context.Context) (store.Backend, error) {
+	loc, err := a.repoURL()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasPrefix(loc, "s3://"):
+		return a.s3.open(ctx, loc, a.stderr)
+	case strings.HasPrefix(loc, "file://"):
+		u, err := url.Parse(loc)
+		if err != nil || u.Host != "" && u.Host != "localhost" {
+			return nil, usagef("--repo %s: want file:///absolute/path", loc)
+		}
+		return local.New(u.Path)
+	case strings.Contains(loc, "://"):
+		return nil, usagef("--repo %s: unknown scheme (use a folder path, file:// or s3://)", loc)
+	}
+	return local.New(loc)
+}
+
+// open opens the registry; create makes it when missing (push, init).
+func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
+	if a.registry != nil {
+		return a.registry, nil
+	}
+	b, err := a.backend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !a.noCache {
+		path, err := store.DefaultIndexPath()
+		if err == nil {
+			a.index, err = store.OpenIndex(path)
+		}
+		if err != nil {
+			fmt.Fprintf(a.stderr, "ckpt: warning: working without the index cache: %v\n", err)
+			a.index = nil
+		}
+	}
+	opts := store.Options{Index: a.index, Workers: a.workers, Progress: a.progress()}
+	var r *store.Registry
+	if create {
+		r, _, err = store.Init(ctx, b, opts)
+	} else {
+		r, err = store.Open(ctx, b, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.registry = r
+	return r, nil
+}
+
+// printf writes to stdout unless --quiet.
+func (a *app) printf(format string, args ...any) {
+	if !a.quiet {
+		fmt.Fprintf(a.stdout, format, args...)
+	}
+}
+
+// printJSON writes v as indented JSON to stdout (even with --quiet: it was asked for).
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// exactArgs is cobra.ExactArgs returning a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s), got %d\nusage: %s", cmd.Name(), n, len(args), cmd.UseLine())
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usagef("%s takes %d to %d argument(s), got %d\nusage: %s", cmd.Name(), lo, hi, len(args), cmd.UseLine())
+		}
+		return nil
+	}
+}
+
+// parseRef parses NAME@REF as a usage error when malformed.
+func parseRef(s string, allowEmpty bool) (string, string, error) {
+	name, ref, err := store.ParseRef(s, allowEmpty)
+	if err != nil {
+		return "", "", usageError{err}
+	}
+	return name, ref, nil
+}
+
+// humanBytes formats n in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

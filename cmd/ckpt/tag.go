@@ -1,0 +1,63 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/store"
+)
+
+func (a *app) tagCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag NAME@REF TAG",
+		Short: "Point TAG at a checkpoint (moving it if it pointed elsewhere)",
+		Long:  "Tagged checkpoints are always kept by retention. A TAG is a word of letters, digits, '.', '_', '-' that is not all digits.",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, ref, err := parseRef(args[0], false)
+			if err != nil {
+				return err
+			}
+			if err := store.CheckTag(args[1]); err != nil {
+				return err
+			}
+			r, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			rec, err := r.Resolve(cmd.Context(), name, ref)
+			if err != nil {
+				return err
+			}
+			if err := r.Tag(cmd.Context(), name, rec.Version, args[1]); err != nil {
+				return err
+			}
+			a.printf("tagged %s@%s as %s\n", name, rec.Version, args[1])
+			return nil
+		},
+	}
+}
+
+func (a *app) untagCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "untag NAME TAG",
+		Short: "Remove a tag",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := store.CheckName(args[0]); err != nil {
+				return err
+			}
+			if err := store.CheckTag(args[1]); err != nil {
+				return err
+			}
+			r, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			if err := r.Untag(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			a.printf("removed tag %s from %s\n", args[1], args[0])
+			return nil
+		},
+	}
+}

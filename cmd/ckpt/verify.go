@@ -1,0 +1,78 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/store"
+)
+
+func (a *app) verifyCommand() *cobra.Command {
+	var all, readData, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify [NAME@REF | --all]",
+		Short: "Check that checkpoints have all their data",
+		Long: `Check that the manifests and every blob of a checkpoint (or of all, with --all)
+exist. --read-data also downloads and decodes every blob and checks its digest.
+Problems name the blob and the files that use it; the exit code is 1 if any.`,
+		Args: rangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) == 1) {
+				return usagef("verify takes NAME@REF or --all")
+			}
+			r, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			var recs []store.Record
+			if all {
+				c, err := r.Catalog(cmd.Context(), "")
+				if err != nil {
+					return err
+				}
+				for _, n := range c.Names() {
+					recs = append(recs, c.Records[n]...)
+				}
+			} else {
+				name, ref, err := parseRef(args[0], false)
+				if err != nil {
+					return err
+				}
+				rec, err := r.Resolve(cmd.Context(), name, ref)
+				if err != nil {
+					return err
+				}
+				recs = []store.Record{rec}
+			}
+			rep, err := r.Verify(cmd.Context(), recs, readData)
+			if asJSON && rep != nil {
+				problems := make([]map[string]any, len(rep.Problems))
+				for i, p := range rep.Problems {
+					problems[i] = map[string]any{"object": p.Object, "files": p.Files, "error": p.Err.Error()}
+				}
+				if jerr := a.printJSON(map[string]any{
+					"checkpoints": rep.Checkpoints, "manifests": rep.Manifests, "blobs": rep.Blobs,
+					"bytes_read": rep.BytesRead, "problems": problems,
+				}); jerr != nil {
+					return jerr
+				}
+			} else if rep != nil {
+				for _, p := range rep.Problems {
+					a.printf("PROBLEM %s\n", p)
+				}
+				if err == nil {
+					what := "present"
+					if readData {
+						what = "intact (" + humanBytes(rep.BytesRead) + " read and checked)"
+					}
+					a.printf("%d checkpoint(s), %d manifest(s), %d blob(s): all %s\n", rep.Checkpoints, rep.Manifests, rep.Blobs, what)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&all, "all", false, "verify every checkpoint")
+	f.BoolVar(&readData, "read-data", false, "download and check every blob's content")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}

@@ -1,0 +1,25 @@
+// Package store owns the bytes of a ckpt registry: chunking, hashing, the
+// object envelope and its codecs, manifests, refs, the Backend interface that
+// local folders and S3 buckets implement, push and pull, verification, and
+// the per-machine bbolt index.
+//
+// The registry format is specified in docs/format.md. In short:
+//
+//	ckpt-registry.json                 format file {"format","version","id","created"}
+//	blobs/<2 hex>/<sha256 of content>  16-byte header (magic "CKPT", version, codec, param, length) + payload
+//	manifests/<2 hex>/<sha256 of JSON> the same envelope around a folder's manifest (files, chunks, tensors)
+//	refs/<NAME>/v/<VERSION>            JSON record: manifest ID, step, metrics, base
+//	refs/<NAME>/t/<TAG>                JSON: the version a tag points at
+//
+// Invariants every writer keeps:
+//
+//   - Objects other than refs are created once (create-only puts) and never
+//     change; an object's key is derived from its content, so a second
+//     writer of the same key writes the same content.
+//   - A push writes every blob, then the manifest, then the ref: a reader that
+//     sees a ref can read all of its data.
+//   - Every read of a blob or manifest checks the SHA-256 of the decoded
+//     content against the ID in its key.
+//   - The per-machine Index is only a cache; with it deleted every operation
+//     still gives the same result, only slower.
+package store

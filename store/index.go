@@ -1,0 +1,274 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Index is the per-machine cache, a bbolt file under the user's cache
+// folder. It only ever speeds things up: every entry is either checked
+// before use (stat entries against the file's stat) or harmless when stale
+// (see the package documentation), and deleting the file loses nothing.
+//
+// Buckets:
+//
+//	files                abs path -> statEntry (JSON)
+//	known/<registry id>  blob or manifest key -> empty (the object exists)
+//	manifests            manifest id -> manifest JSON (content-addressed, so never stale)
+//	catalog/<registry id> ref key -> catalogEntry (JSON): a ref object's content, valid while its ETag matches
+type Index struct {
+	db *bolt.DB
+}
+
+// DefaultIndexPath is $XDG_CACHE_HOME/ckpt/index.db, else ~/.cache/ckpt/index.db.
+func DefaultIndexPath() (string, error) {
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cache folder: %w", err)
+		}
+		dir = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(dir, "ckpt", "index.db"), nil
+}
+
+// OpenIndex opens (creating) the cache at path. It waits at most a few
+// seconds for another ckpt process holding it.
+func OpenIndex(path string) (*Index, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	return &Index{db: db}, nil
+}
+
+// Close releases the cache file.
+func (ix *Index) Close() error {
+	if ix == nil {
+		return nil
+	}
+	return ix.db.Close()
+}
+
+var (
+	bucketFiles     = []byte("files")
+	bucketManifests = []byte("manifests")
+)
+
+func knownBucket(reg string) []byte   { return []byte("known/" + reg) }
+func catalogBucket(reg string) []byte { return []byte("catalog/" + reg) }
+
+// statEntry remembers what a file hashed to, keyed by its stat.
+type statEntry struct {
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+	CtimeNs int64  `json:"ctime_ns"`
+	Ino     uint64 `json:"ino"`
+	Dev     uint64 `json:"dev"`
+	Plan    int    `json:"plan"` // chunkPlanVersion the entry was made with
+	File    File   `json:"file"`
+}
+
+// chunkPlanVersion changes whenever planChunks would cut a file differently.
+const chunkPlanVersion = 1
+
+func statKey(fi os.FileInfo) statEntry {
+	st := fileStat(fi)
+	st.Size = fi.Size()
+	st.MtimeNs = fi.ModTime().UnixNano()
+	st.Plan = chunkPlanVersion
+	return st
+}
+
+// lookupFile returns the cached manifest entry for the file at abs if its
+// stat is unchanged.
+func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
+	if ix == nil {
+		return File{}, false
+	}
+	var e statEntry
+	found := false
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFiles)
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(abs))
+		if v == nil || json.Unmarshal(v, &e) != nil {
+			return nil
+		}
+		want := statKey(fi)
+		found = e.Size == want.Size && e.MtimeNs == want.MtimeNs && e.CtimeNs == want.CtimeNs &&
+			e.Ino == want.Ino && e.Dev == want.Dev && e.Plan == want.Plan
+		return nil
+	})
+	return e.File, found
+}
+
+// storeFiles records stat entries. Files modified within racyWindow of the
+// moment they were read are not recorded: a later write inside the same
+// timestamp tick could otherwise go unnoticed.
+func (ix *Index) storeFiles(entries map[string]statEntry) {
+	if ix == nil || len(entries) == 0 {
+		return
+	}
+	_ = ix.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketFiles)
+		if err != nil {
+			return err
+		}
+		for abs, e := range entries {
+			v, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(abs), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// known reports whether key was seen to exist in registry reg.
+func (ix *Index) known(reg, key string) bool {
+	if ix == nil {
+		return false
+	}
+	found := false
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(knownBucket(reg)); b != nil {
+			found = b.Get([]byte(key)) != nil
+		}
+		return nil
+	})
+	return found
+}
+
+// addKnown records keys that exist in registry reg.
+func (ix *Index) addKnown(reg string, keys []string) {
+	if ix == nil || len(keys) == 0 {
+		return
+	}
+	_ = ix.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(knownBucket(reg))
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := b.Put([]byte(k), []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// forgetKnown drops keys found missing or deleted.
+func (ix *Index) forgetKnown(reg string, keys []string) {
+	if ix == nil || len(keys) == 0 {
+		return
+	}
+	_ = ix.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(knownBucket(reg))
+		if b == nil {
+			return nil
+		}
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// manifest returns cached manifest JSON.
+func (ix *Index) manifest(id ID) ([]byte, bool) {
+	if ix == nil {
+		return nil, false
+	}
+	var data []byte
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketManifests); b != nil {
+			if v := b.Get(id[:]); v != nil {
+				data = append([]byte(nil), v...)
+			}
+		}
+		return nil
+	})
+	return data, data != nil
+}
+
+func (ix *Index) putManifest(id ID, data []byte) {
+	if ix == nil {
+		return
+	}
+	_ = ix.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketManifests)
+		if err != nil {
+			return err
+		}
+		return b.Put(id[:], data)
+	})
+}
+
+// catalogEntry caches a ref object's content, valid while the object's
+// ETag is the one recorded. Backends without ETags are not cached: a ref
+// deleted and re-created within one timestamp tick could keep its size and
+// mtime.
+type catalogEntry struct {
+	ETag string `json:"etag"`
+	Data []byte `json:"data"`
+}
+
+func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
+	if ix == nil || oi.ETag == "" {
+		return nil, false
+	}
+	var e catalogEntry
+	ok := false
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(catalogBucket(reg)); b != nil {
+			if v := b.Get([]byte(oi.Key)); v != nil && json.Unmarshal(v, &e) == nil {
+				ok = e.ETag == oi.ETag
+			}
+		}
+		return nil
+	})
+	return e.Data, ok
+}
+
+func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
+	if ix == nil || len(entries) == 0 {
+		return
+	}
+	_ = ix.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(catalogBucket(reg))
+		if err != nil {
+			return err
+		}
+		for oi, data := range entries {
+			if oi.ETag == "" {
+				continue
+			}
+			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data})
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(oi.Key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,418 @@
+package planes
+
+import (
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/huff0"
+	"github.com/klauspost/compress/zstd"
+)
+
+const (
+	// maxBackoff bounds how many blocks a plane skips huff0 (or zstd)
+	// after it failed to pay, before trying again.
+	maxBackoff = 16
+	// huffWantLogLess makes huff0 give up on a block unless it saves at
+	// least 1/64 of it; smaller gains are not worth the decode time.
+	huffWantLogLess = 6
+	// zstdProbeLen is how much of a block the zstd probe compresses.
+	zstdProbeLen = 16 << 10
+	// maxPooledBuf is the largest buffer kept in a pool between calls.
+	maxPooledBuf = 64 << 20
+)
+
+var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithWindowSize(1<<maxBlockLog),
+		zstd.WithSingleSegment(true),
+	)
+	if err != nil {
+		panic("planes: zstd encoder: " + err.Error())
+	}
+	return e
+})
+
+var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(1<<maxBlockLog),
+		zstd.WithDecoderMaxWindow(1<<maxBlockLog),
+	)
+	if err != nil {
+		panic("planes: zstd decoder: " + err.Error())
+	}
+	return d
+})
+
+// planeEnc accumulates the block stream of one plane.
+type planeEnc struct {
+	buf      []byte // kind byte + payload of each block
+	blocks   int
+	raw      int  // number of raw blocks
+	sameRLE  bool // all blocks so far are RLE blocks of rleByte
+	rleByte  byte
+	huffNext int // next block index at which to try huff0
+	huffBack int
+	zNext    int  // next block index at which to probe zstd
+	zBack    int
+	zWon     bool // zstd won the previous block
+}
+
+func (pe *planeEnc) reset() {
+	*pe = planeEnc{buf: pe.buf[:0], sameRLE: true, huffBack: 1, zBack: 1}
+}
+
+// result returns the plane method and payload length.
+func (pe *planeEnc) result() (byte, int) {
+	switch {
+	case pe.sameRLE:
+		return planeConst, 1
+	case pe.raw == pe.blocks:
+		return planeRaw, len(pe.buf) - pe.blocks
+	}
+	return planeBlocked, len(pe.buf)
+}
+
+// appendPayload appends the payload announced by result.
+func (pe *planeEnc) appendPayload(dst []byte) []byte {
+	method, _ := pe.result()
+	switch method {
+	case planeConst:
+		return append(dst, pe.rleByte)
+	case planeRaw:
+		// Every block is a kind byte followed by the block's bytes; all
+		// blocks but the last are full.
+		buf := pe.buf
+		full := 1 << defaultBlockLog
+		for len(buf) > 0 {
+			m := min(full, len(buf)-1)
+			dst = append(dst, buf[1:1+m]...)
+			buf = buf[1+m:]
+		}
+		return dst
+	}
+	return append(dst, pe.buf...)
+}
+
+// encState is the per-call scratch of Encode, pooled.
+type encState struct {
+	huff   huff0.Scratch
+	split  []byte
+	zbuf   []byte
+	planes [maxPlanes]planeEnc
+}
+
+var encPool = sync.Pool{New: func() any { return new(encState) }}
+
+func getEncState() *encState {
+	st := encPool.Get().(*encState)
+	for k := range st.planes {
+		st.planes[k].reset()
+	}
+	st.huff.Reuse = huff0.ReusePolicyNone
+	st.huff.WantLogLess = huffWantLogLess
+	return st
+}
+
+func putEncState(st *encState) {
+	for k := range st.planes {
+		if cap(st.planes[k].buf) > maxPooledBuf {
+			st.planes[k].buf = nil
+		}
+	}
+	encPool.Put(st)
+}
+
+// encodePlanes splits body into planes block by block and encodes each
+// plane's block into its planeEnc.
+func (st *encState) encodePlanes(body []byte, es int, rot bool) {
+	nElems := len(body) / es
+	bl := 1 << defaultBlockLog
+	// Reserve roughly what the planes will need so appends rarely grow.
+	for k := 0; k < es; k++ {
+		st.planes[k].buf = slices.Grow(st.planes[k].buf, nElems+nElems>>defaultBlockLog*4+8)
+	}
+	if es == 1 {
+		for b, off := 0, 0; off < nElems; b, off = b+1, off+bl {
+			st.encodeBlock(&st.planes[0], body[off:min(off+bl, nElems)], b)
+		}
+		return
+	}
+	if cap(st.split) < es*bl {
+		st.split = make([]byte, maxPlanes*bl)
+	}
+	var views [maxPlanes][]byte
+	for k := 0; k < es; k++ {
+		views[k] = st.split[k*bl : (k+1)*bl]
+	}
+	for b, off := 0, 0; off < nElems; b, off = b+1, off+bl {
+		m := min(bl, nElems-off)
+		split(&views, body[off*es:(off+m)*es], es, rot)
+		for k := 0; k < es; k++ {
+			st.encodeBlock(&st.planes[k], views[k][:m], b)
+		}
+	}
+}
+
+// constByte reports whether blk consists of one repeated byte.
+func constByte(blk []byte) (byte, bool) {
+	if len(blk) == 0 {
+		return 0, false
+	}
+	c := blk[0]
+	rest := blk[1:]
+	if len(rest) >= 8 {
+		// Compare by 8 bytes: rest is periodic with period 1 iff it
+		// equals itself shifted by one, checked against the first byte.
+		w := uint64(c) * 0x0101_0101_0101_0101
+		i := 0
+		for ; i+8 <= len(rest); i += 8 {
+			if binary.LittleEndian.Uint64(rest[i:]) != w {
+				return 0, false
+			}
+		}
+		rest = rest[i:]
+	}
+	for _, v := range rest {
+		if v != c {
+			return 0, false
+		}
+	}
+	return c, true
+}
+
+// encodeBlock appends one block of a plane, choosing the smallest of RLE,
+// huff0, zstd and raw among the methods it tries.
+func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
+	m := len(blk)
+	pe.blocks++
+	if c, ok := constByte(blk); ok {
+		if pe.blocks == 1 {
+			pe.rleByte = c
+		} else if c != pe.rleByte {
+			pe.sameRLE = false
+		}
+		pe.buf = append(pe.buf, blockRLE, c)
+		return
+	}
+	pe.sameRLE = false
+
+	kind := byte(blockRaw)
+	best := m // payload size of the best choice so far
+	var payload []byte
+	if b >= pe.huffNext {
+		out, _, err := huff0.Compress4X(blk, &st.huff)
+		if err == nil && uvarintLen(len(out))+len(out) < best {
+			kind, payload, best = blockHuff, out, uvarintLen(len(out))+len(out)
+			pe.huffBack = 1
+		} else {
+			// ErrIncompressible, or an internal huff0 error: back off.
+			pe.huffNext = b + pe.huffBack
+			pe.huffBack = min(2*pe.huffBack, maxBackoff)
+		}
+	}
+	if st.tryZstd(pe, blk, b, best, kind == blockHuff && len(payload) < m/4) {
+		z := zstdEncoder().EncodeAll(blk, st.zbuf[:0])
+		st.zbuf = z
+		if uvarintLen(len(z))+len(z) < best {
+			kind, payload = blockZstd, z
+			pe.zWon = true
+		} else {
+			pe.zWon = false
+			pe.zNext = b + pe.zBack
+			pe.zBack = min(2*pe.zBack, maxBackoff)
+		}
+	}
+	switch kind {
+	case blockRaw:
+		pe.raw++
+		pe.buf = append(pe.buf, blockRaw)
+		pe.buf = append(pe.buf, blk...)
+	default:
+		pe.buf = append(pe.buf, kind)
+		pe.buf = binary.AppendUvarint(pe.buf, uint64(len(payload)))
+		pe.buf = append(pe.buf, payload...)
+	}
+}
+
+// tryZstd decides whether to zstd-compress block b, whose best encoding so
+// far has best payload bytes. zstd wins on runs and repeats, which huff0
+// cannot see. Right after a zstd win it is tried again at once; otherwise a
+// prefix of the block is compressed as a probe, on a backoff schedule or
+// whenever huff0 did very well (a sign of runs), and the whole block only if
+// the probe beats the current best ratio by 10%.
+func (st *encState) tryZstd(pe *planeEnc, blk []byte, b, best int, skewed bool) bool {
+	if pe.zWon {
+		return true
+	}
+	if b < pe.zNext && !skewed {
+		return false
+	}
+	sample := blk[:min(len(blk), zstdProbeLen)]
+	z := zstdEncoder().EncodeAll(sample, st.zbuf[:0])
+	st.zbuf = z
+	if len(z)*len(blk)*10 < best*len(sample)*9 {
+		return true
+	}
+	if b >= pe.zNext {
+		pe.zNext = b + pe.zBack
+		pe.zBack = min(2*pe.zBack, maxBackoff)
+	}
+	return false
+}
+
+func uvarintLen(v int) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// decState is the per-call scratch of Decode, pooled.
+type decState struct {
+	huff  huff0.Scratch
+	block []byte // maxPlanes blocks of 1<<maxBlockLog bytes
+}
+
+var decPool = sync.Pool{New: func() any { return new(decState) }}
+
+// decodeBlock decodes one block into dst, whose capacity is the block's
+// decoded length m, and returns the decoded bytes: dst or, for raw blocks, a
+// view of the payload.
+func (st *decState) decodeBlock(dst []byte, kind byte, payload []byte, plane, b int) ([]byte, error) {
+	m := cap(dst)
+	switch kind {
+	case blockRaw:
+		return payload, nil
+	case blockRLE:
+		dst = dst[:m]
+		fill(dst, payload[0])
+		return dst, nil
+	case blockHuff:
+		s, rest, err := huff0.ReadTable(payload, &st.huff)
+		if err != nil {
+			return nil, corrupt("huff0 table of block %d in plane %d: %v", b, plane, err)
+		}
+		out, err := s.Decoder().Decompress4X(dst[:0:m], rest)
+		if err != nil {
+			return nil, corrupt("huff0 block %d in plane %d: %v", b, plane, err)
+		}
+		if len(out) != m {
+			return nil, corrupt("huff0 block %d in plane %d decoded to %d bytes, want %d", b, plane, len(out), m)
+		}
+		return out, nil
+	case blockZstd:
+		out, err := zstdDecoder().DecodeAll(payload, dst[:0:m])
+		if err != nil {
+			if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+				err = errors.New("decodes to more than the block size")
+			}
+			return nil, corrupt("zstd block %d in plane %d: %v", b, plane, err)
+		}
+		if len(out) != m {
+			return nil, corrupt("zstd block %d in plane %d decoded to %d bytes, want %d", b, plane, len(out), m)
+		}
+		return out, nil
+	}
+	return nil, corrupt("unknown kind %d of block %d in plane %d", kind, b, plane)
+}
+
+func fill(b []byte, c byte) {
+	if len(b) == 0 {
+		return
+	}
+	b[0] = c
+	for i := 1; i < len(b); i *= 2 {
+		copy(b[i:], b[:i])
+	}
+}
+
+// decodePlaneInto decodes the single plane of an elemSize 1 encoding
+// straight into body.
+func decodePlaneInto(body []byte, h *header) error {
+	p := h.planes[0]
+	switch p.method {
+	case planeRaw:
+		copy(body, p.data)
+		return nil
+	case planeConst:
+		fill(body, p.data[0])
+		return nil
+	}
+	st := decPool.Get().(*decState)
+	defer decPool.Put(st)
+	data := p.data
+	bl := h.blockLen()
+	for b, off := 0, 0; off < len(body); b, off = b+1, off+bl {
+		m := min(bl, len(body)-off)
+		kind, payload, rest, err := nextBlock(data, m, 0, b)
+		if err != nil {
+			return err
+		}
+		data = rest
+		dst := body[off : off : off+m]
+		out, err := st.decodeBlock(dst, kind, payload, 0, b)
+		if err != nil {
+			return err
+		}
+		if kind == blockRaw {
+			copy(body[off:off+m], out)
+		}
+	}
+	return nil
+}
+
+// decodePlanes decodes es >= 2 planes block by block and merges each group
+// of blocks into body.
+func decodePlanes(body []byte, h *header) error {
+	st := decPool.Get().(*decState)
+	defer decPool.Put(st)
+	bl := h.blockLen()
+	need := h.es * min(bl, h.nElems)
+	if cap(st.block) < need {
+		st.block = make([]byte, need)
+	}
+	var scratch [maxPlanes][]byte
+	var data [maxPlanes][]byte
+	w := min(bl, h.nElems)
+	for k := 0; k < h.es; k++ {
+		scratch[k] = st.block[k*w : (k+1)*w : (k+1)*w]
+		data[k] = h.planes[k].data
+		if h.planes[k].method == planeConst {
+			fill(scratch[k], data[k][0])
+		}
+	}
+	var views [maxPlanes][]byte
+	for b, off := 0, 0; off < h.nElems; b, off = b+1, off+bl {
+		m := min(bl, h.nElems-off)
+		for k := 0; k < h.es; k++ {
+			switch h.planes[k].method {
+			case planeRaw:
+				views[k] = data[k][off : off+m]
+			case planeConst:
+				views[k] = scratch[k][:m]
+			default:
+				kind, payload, rest, err := nextBlock(data[k], m, k, b)
+				if err != nil {
+					return err
+				}
+				data[k] = rest
+				views[k], err = st.decodeBlock(scratch[k][:0:m], kind, payload, k, b)
+				if err != nil {
+					return err
+				}
+			}
+		}
+		merge(body[off*h.es:(off+m)*h.es], &views, h.es, h.rot)
+	}
+	return nil
+}

@@ -1,0 +1,347 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/layout"
+)
+
+// ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder.
+var ErrTargetNotEmpty = errors.New("target folder is not empty")
+
+// PullOptions choose what a pull materializes.
+type PullOptions struct {
+	Full            bool // add resume state and trainer_state.json (everything recorded)
+	Force           bool // replace a non-empty target folder
+	AllowIncomplete bool // write the folder even if it is not runnable
+}
+
+// PulledFile is one file written by a pull.
+type PulledFile struct {
+	Path string
+	Size int64
+	Role string
+	From string // NAME@VERSION it came from (the checkpoint or a base)
+}
+
+// PullResult tells what a pull wrote.
+type PullResult struct {
+	Record Record
+	Files  []PulledFile
+	Bytes  int64
+}
+
+// sourcedFile is a manifest file with the checkpoint it comes from.
+type sourcedFile struct {
+	File
+	from string
+}
+
+// Pull materializes NAME@REF into dir: the runnable set (weights, index,
+// config, generation config, tokenizer), inheriting missing config and
+// tokenizer files from the --base chain; with Full, everything recorded.
+// The folder is built beside dir under a temporary name, every byte checked
+// against its digest, and renamed into place at the end.
+func (r *Registry) Pull(ctx context.Context, name, ref, dir string, opts PullOptions) (*PullResult, error) {
+	res, err := r.pull(ctx, name, ref, dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s@%s: %w", name, ref, err)
+	}
+	return res, nil
+}
+
+func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOptions) (*PullResult, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := folderState(dir)
+	if err != nil {
+		return nil, err
+	}
+	if existing == folderNonEmpty && !opts.Force {
+		return nil, fmt.Errorf("%s: %w (use --force to replace it)", dir, ErrTargetNotEmpty)
+	}
+	rec, err := r.Resolve(ctx, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	files, err := r.selectFiles(ctx, rec, opts.Full)
+	if err != nil {
+		return nil, err
+	}
+
+	tmp := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".ckpt-pull-"+randomHex(6))
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := r.writeFiles(ctx, tmp, files); err != nil {
+		return nil, err
+	}
+	if !opts.AllowIncomplete {
+		if err := layout.CheckRunnable(os.DirFS(tmp)); err != nil {
+			var me *layout.MissingError
+			if errors.As(err, &me) {
+				me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
+				return nil, fmt.Errorf("%w; push it with --base NAME@REF, or pull with --allow-incomplete", me)
+			}
+			return nil, err
+		}
+	}
+	if err := replaceDir(tmp, dir, existing); err != nil {
+		return nil, err
+	}
+	done = true
+
+	res := &PullResult{Record: rec}
+	for _, f := range files {
+		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.from})
+		res.Bytes += f.Size
+	}
+	return res, nil
+}
+
+// selectFiles picks the checkpoint's files for the pull and fills in config,
+// generation config and tokenizer files from the base chain when the
+// checkpoint has none of its own.
+func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]sourcedFile, error) {
+	m, err := r.Manifest(ctx, rec.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	var out []sourcedFile
+	have := map[layout.Role]bool{}
+	paths := map[string]bool{}
+	from := rec.Name + "@" + rec.Version
+	for _, f := range m.Files {
+		role := layout.Role(f.Role)
+		if full || role.Runnable() {
+			out = append(out, sourcedFile{f, from})
+			have[role] = true
+			paths[f.Path] = true
+		}
+	}
+	// Only whole groups are inherited: a checkpoint with any tokenizer file
+	// keeps its own tokenizer, never a mix.
+	inheritable := []layout.Role{layout.RoleConfig, layout.RoleGenerationConfig, layout.RoleTokenizer}
+	visited := map[ID]bool{rec.Manifest: true}
+	for base := rec.Base; base != nil; {
+		if visited[base.Manifest] {
+			return nil, fmt.Errorf("base chain of %s@%s loops at %s", rec.Name, rec.Version, base)
+		}
+		visited[base.Manifest] = true
+		bm, err := r.Manifest(ctx, base.Manifest)
+		if err != nil {
+			return nil, fmt.Errorf("base %s: %w", base, err)
+		}
+		gained := map[layout.Role]bool{}
+		for _, role := range inheritable {
+			if have[role] {
+				continue
+			}
+			for _, f := range bm.Files {
+				if layout.Role(f.Role) == role && !paths[f.Path] {
+					out = append(out, sourcedFile{f, base.String()})
+					paths[f.Path] = true
+					gained[role] = true
+				}
+			}
+		}
+		for role := range gained {
+			have[role] = true
+		}
+		var next Record
+		if err := getJSON(ctx, r.backend, versionKey(base.Name, base.Version), &next); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				break // the base's own ref is gone; its manifest served what it could
+			}
+			return nil, fmt.Errorf("base %s: %w", base, err)
+		}
+		base = next.Base
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// writeFiles writes files under root, fetching and verifying chunks in parallel.
+func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedFile) error {
+	handles := make([]*os.File, len(files))
+	defer func() {
+		for _, h := range handles {
+			if h != nil {
+				h.Close()
+			}
+		}
+	}()
+	var total int64
+	for i, f := range files {
+		if err := CheckRelPath(f.Path); err != nil {
+			return fmt.Errorf("refusing to write %q: %w", f.Path, err)
+		}
+		p := filepath.Join(root, filepath.FromSlash(f.Path))
+		if rel, err := filepath.Rel(root, p); err != nil || !filepath.IsLocal(rel) {
+			return fmt.Errorf("refusing to write %q: outside the target folder", f.Path)
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		h, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		handles[i] = h
+		if err := h.Truncate(f.Size); err != nil {
+			return err
+		}
+		total += f.Size
+	}
+	r.progressStart("pull", total)
+	defer r.progressFinish()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for i, f := range files {
+		for _, c := range f.Chunks {
+			g.Go(func() error {
+				bp := getBuf()
+				defer putBuf(bp)
+				data, err := r.fetchBlob(gctx, c.ID, (*bp)[:0])
+				if err != nil {
+					return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
+				}
+				*bp = data[:0]
+				if int64(len(data)) != c.Size {
+					return fmt.Errorf("%s (from %s): blob %s has %d bytes, manifest says %d", f.Path, f.from, c.ID, len(data), c.Size)
+				}
+				if _, err := handles[i].WriteAt(data, c.Offset); err != nil {
+					return err
+				}
+				r.progressAdd(c.Size)
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, f := range files {
+		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm()); err != nil {
+			return err
+		}
+		if err := handles[i].Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchBlob reads blob id, decodes it into dst and checks its digest.
+func (r *Registry) fetchBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
+	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
+			return nil, fmt.Errorf("blob %s is missing from the registry: %w", id, err)
+		}
+		return nil, fmt.Errorf("blob %s: %w", id, err)
+	}
+	defer rc.Close()
+	var obj []byte
+	objBuf := getBuf()
+	defer putBuf(objBuf)
+	obj, err = readFull(rc, (*objBuf)[:0], MaxObjectContent+objectHeaderSize+MaxObjectContent/8)
+	*objBuf = obj[:0]
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", id, err)
+	}
+	out, err := DecodeObject(dst, obj, id)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
+	}
+	return out, nil
+}
+
+// readFull reads r to the end into dst, up to limit bytes.
+func readFull(r io.Reader, dst []byte, limit int64) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if int64(len(dst)) > limit {
+			return nil, fmt.Errorf("object larger than %d bytes", limit)
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+type dirState int
+
+const (
+	folderMissing dirState = iota
+	folderEmpty
+	folderNonEmpty
+)
+
+func folderState(dir string) (dirState, error) {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return folderMissing, nil
+	case err != nil:
+		return 0, err
+	case len(entries) == 0:
+		return folderEmpty, nil
+	}
+	return folderNonEmpty, nil
+}
+
+// replaceDir moves the finished tmp folder to dir. An existing dir is first
+// moved aside and removed only after the new one is in place.
+func replaceDir(tmp, dir string, existing dirState) error {
+	switch existing {
+	case folderEmpty:
+		if err := os.Remove(dir); err != nil {
+			return err
+		}
+	case folderNonEmpty:
+		old := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".ckpt-old-"+randomHex(6))
+		if err := os.Rename(dir, old); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			os.Rename(old, dir)
+			return err
+		}
+		return os.RemoveAll(old)
+	}
+	return os.Rename(tmp, dir)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

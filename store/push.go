@@ -1,0 +1,490 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/layout"
+)
+
+// ErrVersionExists is returned when NAME@VERSION already records different
+// content and the push was not forced.
+var ErrVersionExists = errors.New("version already exists with different content")
+
+// PushOptions say what to record a folder as.
+type PushOptions struct {
+	Name    string
+	Version string // "" : trainer_state.json's global_step, else the N of checkpoint-N
+	Base    string // NAME@REF whose config and tokenizer a weights-only checkpoint inherits
+	Tags    []string
+	Metrics map[string]float64 // recorded on top of trainer_state.json's eval metrics
+	Force   bool               // replace an existing version with different content
+}
+
+// PushResult tells what a push read and stored.
+type PushResult struct {
+	Record    Record
+	Unchanged bool // NAME@VERSION already recorded exactly this content
+	Files     int
+	Logical   int64 // bytes in the folder
+	BytesRead int64 // bytes read from files (0 when the stat cache knew them all)
+	Chunks    int
+	NewBlobs  int
+	NewRaw    int64 // content bytes of blobs that were new to the registry
+	NewStored int64 // bytes written to the registry for them (after compression), manifest included
+}
+
+// DedupeRatio is logical bytes over newly stored bytes (∞ → 0 when nothing new).
+func (p *PushResult) DedupeRatio() float64 {
+	if p.NewStored == 0 {
+		return 0
+	}
+	return float64(p.Logical) / float64(p.NewStored)
+}
+
+var checkpointDir = regexp.MustCompile(`^checkpoint-([0-9]+)$`)
+
+// pushFile is one file of the folder on its way into a manifest.
+type pushFile struct {
+	entry  layout.Entry
+	abs    string
+	info   os.FileInfo
+	cached bool
+	file   File
+	header *layout.SafetensorsHeader
+	plan   []extent
+	os     *os.File
+}
+
+// Push records the folder dir as opts.Name@opts.Version. Blobs go in first,
+// then the manifest, then the ref, so no reader ever sees a checkpoint with
+// missing data.
+func (r *Registry) Push(ctx context.Context, dir string, opts PushOptions) (*PushResult, error) {
+	res, err := r.push(ctx, dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", dir, err)
+	}
+	return res, nil
+}
+
+func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*PushResult, error) {
+	if err := CheckName(opts.Name); err != nil {
+		return nil, err
+	}
+	for _, t := range opts.Tags {
+		if err := CheckTag(t); err != nil {
+			return nil, err
+		}
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := layout.ScanDir(absDir)
+	if err != nil {
+		return nil, err
+	}
+	var state *layout.TrainerState
+	byPath := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		byPath[e.Path] = true
+		if e.Path == "trainer_state.json" {
+			if state, err = layout.ReadTrainerState(filepath.Join(absDir, e.Path)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	version, step, err := pushVersion(opts.Version, state, absDir)
+	if err != nil {
+		return nil, err
+	}
+	var base *BaseRef
+	if opts.Base != "" {
+		bname, bref, err := ParseRef(opts.Base, false)
+		if err != nil {
+			return nil, fmt.Errorf("--base: %w", err)
+		}
+		rec, err := r.Resolve(ctx, bname, bref)
+		if err != nil {
+			return nil, fmt.Errorf("--base: %w", err)
+		}
+		base = &BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}
+	}
+
+	files := make([]*pushFile, len(entries))
+	for i, e := range entries {
+		pf := &pushFile{entry: e, abs: filepath.Join(absDir, filepath.FromSlash(e.Path))}
+		if pf.info, err = os.Stat(pf.abs); err != nil {
+			return nil, err
+		}
+		if cached, ok := r.index.lookupFile(pf.abs, pf.info); ok {
+			pf.cached, pf.file = true, cached
+		}
+		files[i] = pf
+	}
+	if err := checkShards(absDir, entries, byPath); err != nil {
+		return nil, err
+	}
+	for _, pf := range files {
+		if pf.cached {
+			continue
+		}
+		if pf.entry.Role == layout.RoleWeights && path.Ext(pf.entry.Path) == ".safetensors" {
+			if pf.header, err = layout.ReadSafetensorsHeader(pf.abs); err != nil {
+				return nil, err
+			}
+		}
+		text := pf.entry.Role != layout.RoleWeights && pf.entry.Role != layout.RoleResumeState
+		pf.plan = planChunks(pf.info.Size(), pf.header, text)
+	}
+
+	res := &PushResult{Files: len(files)}
+	for _, pf := range files {
+		res.Logical += pf.info.Size()
+	}
+	if err := r.storeChunks(ctx, files, res); err != nil {
+		return nil, err
+	}
+
+	m := &Manifest{Version: ManifestVersion}
+	statEntries := make(map[string]statEntry)
+	for _, pf := range files {
+		pf.file.Path = pf.entry.Path
+		pf.file.Mode = uint32(pf.entry.Mode.Perm())
+		pf.file.Role = string(pf.entry.Role)
+		m.Files = append(m.Files, pf.file)
+		res.Chunks += len(pf.file.Chunks)
+		if !pf.cached && time.Since(pf.info.ModTime()) > racyWindow {
+			e := statKey(pf.info)
+			e.File = pf.file
+			e.File.Path = ""
+			statEntries[pf.abs] = e
+		}
+	}
+	data, mid, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true}); err != nil {
+		return nil, err
+	} else {
+		res.NewStored += stored
+	}
+
+	metrics := map[string]float64{}
+	rec := Record{
+		Name: opts.Name, Version: version, Manifest: mid, Pushed: time.Now().UTC(), Step: step,
+		Base: base, Files: len(files), Logical: res.Logical, Stored: res.NewStored,
+	}
+	if host, err := os.Hostname(); err == nil {
+		rec.Source = host + ":" + absDir
+	}
+	if state != nil {
+		rec.Epoch = state.Epoch
+		for k, v := range state.EvalMetrics(step) {
+			metrics[k] = v
+		}
+	}
+	for k, v := range opts.Metrics {
+		metrics[k] = v
+	}
+	if len(metrics) > 0 {
+		rec.Metrics = metrics
+	}
+	res.Record = rec
+
+	if err := r.writeRecord(ctx, &rec, opts.Force, res); err != nil {
+		return nil, err
+	}
+	res.Record = rec
+	for _, t := range opts.Tags {
+		if err := r.Tag(ctx, opts.Name, rec.Version, t); err != nil {
+			return nil, err
+		}
+	}
+	r.index.storeFiles(statEntries)
+	return res, nil
+}
+
+// racyWindow: a file modified this recently may still change within the
+// same timestamp tick, so it is not put in the stat cache.
+const racyWindow = 2 * time.Second
+
+// pushVersion picks the VERSION: the one given, else trainer_state.json's
+// global_step, else the N of a checkpoint-N folder.
+func pushVersion(given string, state *layout.TrainerState, dir string) (string, int64, error) {
+	var step int64
+	if state != nil && state.GlobalStep != nil {
+		step = *state.GlobalStep
+	}
+	if m := checkpointDir.FindStringSubmatch(filepath.Base(dir)); m != nil && step == 0 {
+		step, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	v := given
+	if v == "" {
+		if step == 0 && (state == nil || state.GlobalStep == nil) && checkpointDir.FindStringSubmatch(filepath.Base(dir)) == nil {
+			return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", ErrInvalidName)
+		}
+		v = strconv.FormatInt(step, 10)
+	} else if n, err := strconv.ParseInt(v, 10, 64); err == nil && step == 0 {
+		step = n
+	}
+	if err := CheckVersion("VERSION", v); err != nil {
+		return "", 0, err
+	}
+	return v, step, nil
+}
+
+// checkShards refuses a folder whose shard index names a missing shard.
+func checkShards(dir string, entries []layout.Entry, present map[string]bool) error {
+	for _, e := range entries {
+		if e.Role != layout.RoleWeightsIndex {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Path))
+		if err != nil {
+			return err
+		}
+		ix, err := layout.ParseShardIndex(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		for _, s := range ix.Shards() {
+			p := path.Join(path.Dir(e.Path), s)
+			if !present[p] {
+				return fmt.Errorf("%s names shard %s, which is missing: the checkpoint is incomplete", e.Path, p)
+			}
+		}
+	}
+	return nil
+}
+
+// storeChunks reads, hashes and stores every planned extent with bounded
+// parallelism, filling in each file's chunks, digest and tensors.
+func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
+	type task struct {
+		f *pushFile
+		i int
+	}
+	var tasks []task
+	var total int64
+	for _, pf := range files {
+		if pf.cached {
+			continue
+		}
+		pf.file.Size = pf.info.Size()
+		pf.file.Chunks = make([]Chunk, 0, len(pf.plan))
+		for i, ex := range pf.plan {
+			tasks = append(tasks, task{pf, i})
+			total += ex.size
+		}
+	}
+	chunks := make(map[*pushFile][]Chunk, len(files))
+	digests := make(map[*pushFile]map[int]string)
+	for _, pf := range files {
+		if !pf.cached {
+			chunks[pf] = make([]Chunk, len(pf.plan))
+			digests[pf] = make(map[int]string)
+			f, err := os.Open(pf.abs)
+			if err != nil {
+				return err
+			}
+			pf.os = f
+		}
+	}
+	defer func() {
+		for _, pf := range files {
+			if pf.os != nil {
+				pf.os.Close()
+			}
+		}
+	}()
+
+	r.progressStart("push", total)
+	defer r.progressFinish()
+	var mu sync.Mutex
+	var read, newRaw, newStored, newBlobs atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for _, t := range tasks {
+		g.Go(func() error {
+			ex := t.f.plan[t.i]
+			bp := getBuf()
+			defer putBuf(bp)
+			buf := (*bp)[:ex.size]
+			if _, err := t.f.os.ReadAt(buf, ex.off); err != nil {
+				return fmt.Errorf("read %s: %w", t.f.entry.Path, err)
+			}
+			read.Add(ex.size)
+			var tensorDigests map[int]string
+			if len(ex.tensors) > 0 {
+				tensorDigests = make(map[int]string, len(ex.tensors))
+				for _, ti := range ex.tensors {
+					tn := t.f.header.Tensors[ti]
+					lo := t.f.header.DataOffset + tn.Begin - ex.off
+					tensorDigests[ti] = sha256Digest(Hash(buf[lo : lo+tn.End-tn.Begin]))
+				}
+			}
+			var id ID
+			if ex.size > 0 {
+				id = Hash(buf)
+				stored, err := r.putBlob(gctx, id, buf, ex.hint)
+				if err != nil {
+					return fmt.Errorf("store %s bytes [%d, %d): %w", t.f.entry.Path, ex.off, ex.off+ex.size, err)
+				}
+				if stored > 0 {
+					newBlobs.Add(1)
+					newRaw.Add(ex.size)
+					newStored.Add(stored)
+				}
+			}
+			mu.Lock()
+			chunks[t.f][t.i] = Chunk{ID: id, Offset: ex.off, Size: ex.size}
+			for k, v := range tensorDigests {
+				digests[t.f][k] = v
+			}
+			mu.Unlock()
+			r.progressAdd(ex.size)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	res.BytesRead = read.Load()
+	res.NewBlobs = int(newBlobs.Load())
+	res.NewRaw = newRaw.Load()
+	res.NewStored = newStored.Load()
+
+	for _, pf := range files {
+		if pf.cached {
+			continue
+		}
+		// The file must not have changed while it was read.
+		if fi, err := os.Stat(pf.abs); err != nil {
+			return err
+		} else if fi.Size() != pf.info.Size() || !fi.ModTime().Equal(pf.info.ModTime()) {
+			return fmt.Errorf("%s changed while it was being pushed; push again once it is written", pf.entry.Path)
+		}
+		for _, c := range chunks[pf] {
+			if c.Size > 0 {
+				pf.file.Chunks = append(pf.file.Chunks, c)
+			}
+		}
+		if len(pf.file.Chunks) == 1 {
+			pf.file.Digest = sha256Digest(pf.file.Chunks[0].ID)
+		} else if len(pf.file.Chunks) == 0 {
+			pf.file.Digest = sha256Digest(Hash(nil))
+		} else {
+			pf.file.Digest = chunksDigest(pf.file.Chunks)
+		}
+		if pf.header != nil {
+			pf.file.Safetensors = safetensorsInfo(pf.header, chunks[pf], digests[pf])
+		}
+	}
+	return nil
+}
+
+// safetensorsInfo builds the manifest's tensor table. Tensors grouped into a
+// shared chunk already have digests; the others take theirs from the chunks
+// that cover exactly them.
+func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[int]string) *SafetensorsInfo {
+	info := &SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
+	for i, t := range h.Tensors {
+		tn := Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
+		if d, ok := grouped[i]; ok {
+			tn.Digest = d
+		} else {
+			begin, end := h.DataOffset+t.Begin, h.DataOffset+t.End
+			var own []Chunk
+			for _, c := range chunks {
+				if c.Offset >= begin && c.Offset+c.Size <= end && c.Size > 0 {
+					own = append(own, c)
+				}
+			}
+			switch len(own) {
+			case 0:
+				tn.Digest = sha256Digest(Hash(nil))
+			case 1:
+				tn.Digest = sha256Digest(own[0].ID)
+			default:
+				tn.Digest = chunksDigest(own)
+			}
+		}
+		info.Tensors = append(info.Tensors, tn)
+	}
+	return info
+}
+
+// putBlob stores content as blob id unless the registry has it. It returns
+// the stored size when it wrote the blob, 0 when the blob was there.
+func (r *Registry) putBlob(ctx context.Context, id ID, content []byte, hint EncodeHint) (int64, error) {
+	return r.putObject(ctx, BlobKey(id), content, hint)
+}
+
+// putObject stores an encoded object create-only, skipping objects the
+// index or the backend already has.
+func (r *Registry) putObject(ctx context.Context, key string, content []byte, hint EncodeHint) (int64, error) {
+	if r.index.known(r.format.ID, key) {
+		return 0, nil
+	}
+	if _, err := r.backend.Stat(ctx, key); err == nil {
+		r.index.addKnown(r.format.ID, []string{key})
+		return 0, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return 0, err
+	}
+	bp := getBuf()
+	defer putBuf(bp)
+	obj := EncodeObject((*bp)[:0], content, hint)
+	*bp = obj[:0]
+	err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+	if errors.Is(err, ErrExists) {
+		err = nil
+		obj = obj[:0]
+	}
+	if err != nil {
+		return 0, err
+	}
+	r.index.addKnown(r.format.ID, []string{key})
+	return int64(len(obj)), nil
+}
+
+// writeRecord publishes the ref, last. An identical existing record is a
+// no-op; a different one needs force.
+func (r *Registry) writeRecord(ctx context.Context, rec *Record, force bool, res *PushResult) error {
+	key := versionKey(rec.Name, rec.Version)
+	err := putJSON(ctx, r.backend, key, rec)
+	if err == nil || !errors.Is(err, ErrExists) {
+		return err
+	}
+	var old Record
+	if err := getJSON(ctx, r.backend, key, &old); err != nil {
+		return err
+	}
+	if old.Manifest == rec.Manifest {
+		res.Unchanged = true
+		*rec = old
+		return nil
+	}
+	if !force {
+		return fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s); use --force to replace it",
+			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12])
+	}
+	if err := r.backend.Delete(ctx, key); err != nil {
+		return err
+	}
+	return putJSON(ctx, r.backend, key, rec)
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+)
+
+// FormatKey is the object at the root of every registry.
+const FormatKey = "ckpt-registry.json"
+
+// FormatVersion is the registry format this code reads and writes.
+const FormatVersion = 1
+
+// ErrNoRegistry is returned by Open when the backend holds no registry.
+var ErrNoRegistry = errors.New("no ckpt registry here")
+
+// Format is the content of the format file.
+type Format struct {
+	Format  string    `json:"format"` // always "ckpt-registry"
+	Version int       `json:"version"`
+	ID      string    `json:"id"` // random, names this registry in per-machine caches
+	Created time.Time `json:"created"`
+}
+
+// Options tune a Registry handle.
+type Options struct {
+	// Index is the per-machine cache; nil works, only slower.
+	Index *Index
+	// Workers bounds parallel blob transfers (default: 2×CPUs, at least 4).
+	Workers int
+	// Progress receives byte counts of pushes and pulls; nil for none.
+	Progress Progress
+}
+
+// Progress is told how many bytes an operation will move and has moved.
+type Progress interface {
+	Start(label string, total int64)
+	Add(n int64)
+	Finish()
+}
+
+// Registry is an open registry on a Backend.
+type Registry struct {
+	backend Backend
+	format  Format
+	index   *Index
+	workers int
+	prog    Progress
+}
+
+// Init creates a registry on b if there is none; it is idempotent. created
+// reports whether this call made it.
+func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bool, err error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, false, err
+	}
+	f := Format{Format: "ckpt-registry", Version: FormatVersion, ID: hex.EncodeToString(id[:]), Created: time.Now().UTC()}
+	data, _ := json.MarshalIndent(f, "", "  ")
+	data = append(data, '\n')
+	err = b.Put(ctx, FormatKey, bytes.NewReader(data), int64(len(data)))
+	switch {
+	case err == nil:
+		created = true
+	case errors.Is(err, ErrExists):
+	default:
+		return nil, false, fmt.Errorf("init registry at %s: %w", b.Location(), err)
+	}
+	r, err = Open(ctx, b, opts)
+	return r, created, err
+}
+
+// Open opens the registry on b, checking its format version.
+func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
+	data, err := readAll(ctx, b, FormatKey, 1<<16)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%s: %w (run `ckpt init`)", b.Location(), ErrNoRegistry)
+		}
+		return nil, fmt.Errorf("open registry at %s: %w", b.Location(), err)
+	}
+	var f Format
+	if err := json.Unmarshal(data, &f); err != nil || f.Format != "ckpt-registry" || f.ID == "" {
+		return nil, fmt.Errorf("open registry at %s: %s is not a ckpt registry format file", b.Location(), FormatKey)
+	}
+	if f.Version > FormatVersion {
+		return nil, fmt.Errorf("registry at %s has format version %d; this ckpt reads up to %d: upgrade ckpt", b.Location(), f.Version, FormatVersion)
+	}
+	w := opts.Workers
+	if w <= 0 {
+		w = max(4, 2*runtime.NumCPU())
+	}
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress}, nil
+}
+
+// Backend returns the registry's backend.
+func (r *Registry) Backend() Backend { return r.backend }
+
+// ID returns the registry's random identity.
+func (r *Registry) ID() string { return r.format.ID }
+
+// Location names the registry for messages.
+func (r *Registry) Location() string { return r.backend.Location() }
+
+// readAll reads a whole small object, refusing ones larger than limit.
+func readAll(ctx context.Context, b Backend, key string, limit int64) ([]byte, error) {
+	rc, err := b.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", key, limit)
+	}
+	return data, nil
+}
+
+// putJSON stores v as indented JSON under key, create-only.
+func putJSON(ctx context.Context, b Backend, key string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	data = append(data, '\n')
+	return b.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+// getJSON reads a small JSON object.
+func getJSON(ctx context.Context, b Backend, key string, v any) error {
+	data, err := readAll(ctx, b, key, 1<<20)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+func (r *Registry) progressStart(label string, total int64) {
+	if r.prog != nil {
+		r.prog.Start(label, total)
+	}
+}
+
+func (r *Registry) progressAdd(n int64) {
+	if r.prog != nil {
+		r.prog.Add(n)
+	}
+}
+
+func (r *Registry) progressFinish() {
+	if r.prog != nil {
+		r.prog.Finish()
+	}
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package store
+
+import "os"
+
+// fileStat: without ctime and inode the stat cache relies on size and mtime.
+func fileStat(fi os.FileInfo) statEntry { return statEntry{} }
