@@ -72,8 +72,8 @@ func TestScanDirSymlinks(t *testing.T) {
 			"model.safetensors":      "blobs/abc",        // file, relative
 			"nested/config.json":     "../real/tok.json", // file, from a subfolder
 			"chain":                  "model.safetensors",
-			"alias":                  "real",             // directory: not descended into
-			"real/sub/loop":          "../..",            // the root itself: no loop
+			"alias":                  "real",  // directory: not descended into
+			"real/sub/loop":          "../..", // the root itself: no loop
 			"absolute.safetensors":   filepath.Join(dir, "blobs", "abc"),
 			"real/sub/self-link.bin": "x.bin",
 		}
@@ -185,7 +185,7 @@ func TestScanDirSymlinks(t *testing.T) {
 
 func TestScanDirEmptyFolder(t *testing.T) {
 	for name, subdirs := range map[string][]string{
-		"nothing at all":       nil,
+		"nothing at all":        nil,
 		"only empty subfolders": {"a", "b/c"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -251,9 +251,9 @@ func TestScanDirUnreadable(t *testing.T) {
 func TestScanDirInjectedReadFailures(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{
-		"config.json":    "{}",
-		"sub/vocab.txt":  "v",
-		"model.bin.link": "",
+		"config.json":   "{}",
+		"sub/vocab.txt": "v",
+		"README.md":     "",
 	})
 	sub := filepath.Join(dir, "sub")
 	vocab := filepath.Join(dir, "sub", "vocab.txt")

@@ -62,10 +62,7 @@ func TestScanDirSpecialFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// A short path: unix socket names are limited to about 100 bytes.
-			dir, err := os.MkdirTemp("", "scan")
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = os.RemoveAll(dir) })
+			dir := t.TempDir()
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte("{}"), 0o644))
 			named := tt.make(t, dir)
 

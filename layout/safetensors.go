@@ -2,6 +2,7 @@ package layout
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -432,23 +433,13 @@ func decodeIntArray(value json.RawMessage) ([]int64, error) {
 func sortTensors(tensors []TensorInfo) {
 	slices.SortFunc(tensors, func(a, b TensorInfo) int {
 		if a.Begin != b.Begin {
-			return cmpInt64(a.Begin, b.Begin)
+			return cmp.Compare(a.Begin, b.Begin)
 		}
 		if a.End != b.End {
-			return cmpInt64(a.End, b.End)
+			return cmp.Compare(a.End, b.End)
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // validateLayout sorts tensors and checks that they tile [0, dataSize)

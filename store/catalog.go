@@ -178,18 +178,36 @@ func (r *Registry) Resolve(ctx context.Context, name, ref string) (Record, error
 	if err != nil {
 		return Record{}, err
 	}
+	if len(c.Records[name]) == 0 {
+		names, err := r.Names(ctx)
+		if err != nil {
+			return Record{}, err
+		}
+		return Record{}, noSuchName(name, names)
+	}
 	return c.Resolve(name, ref)
 }
+
+// noSuchName is the error for a NAME with no versions, suggesting a close one.
+func noSuchName(name string, names []string) error {
+	msg := fmt.Sprintf("%v: no checkpoint named %s", ErrNoCheckpoint, name)
+	if s := suggest(name, names); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return &notFoundError{msg}
+}
+
+// notFoundError carries a helpful message and still matches ErrNoCheckpoint.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string        { return e.msg }
+func (e *notFoundError) Is(target error) bool { return target == ErrNoCheckpoint }
 
 // Resolve resolves NAME@REF against the catalog, with a helpful error.
 func (c *Catalog) Resolve(name, ref string) (Record, error) {
 	recs := c.Records[name]
 	if len(recs) == 0 {
-		msg := fmt.Sprintf("%v: no checkpoint named %s", ErrNoCheckpoint, name)
-		if s := suggest(name, c.Names()); s != "" {
-			msg += fmt.Sprintf(" (did you mean %s?)", s)
-		}
-		return Record{}, errors.New(msg)
+		return Record{}, noSuchName(name, c.Names())
 	}
 	switch ref {
 	case RefLatest:
@@ -226,7 +244,7 @@ func (c *Catalog) Resolve(name, ref string) (Record, error) {
 		sort.Strings(ts)
 		msg += "; tags: " + strings.Join(ts, ", ")
 	}
-	return Record{}, errors.New(msg)
+	return Record{}, &notFoundError{msg}
 }
 
 // BestRecord returns the best record by metric ("" = eval_loss), in the

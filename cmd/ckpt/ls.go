@@ -44,10 +44,7 @@ logical size and the bytes its push newly stored.`,
 				return err
 			}
 			if name != "" && len(c.Records[name]) == 0 {
-				_, err := c.Resolve(name, store.RefLatest)
-				if all, aerr := r.Catalog(cmd.Context(), ""); aerr == nil {
-					_, err = all.Resolve(name, store.RefLatest)
-				}
+				_, err := r.Resolve(cmd.Context(), name, store.RefLatest)
 				return err
 			}
 			out := map[string][]lsVersion{}

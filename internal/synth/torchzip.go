@@ -144,7 +144,7 @@ func (z *torchZipWriter) write(name string, size int64, write func(io.Writer) er
 // serializationID is 40 decimal digits derived from the record names and
 // CRCs, like PyTorchStreamWriter's (whose exact hash is C++'s).
 func (z *torchZipWriter) serializationID() []byte {
-	return fmt.Appendf(nil, "%020d%020d", z.nameHash, z.crcHash%1e20)
+	return fmt.Appendf(nil, "%020d%020d", z.nameHash, z.crcHash)
 }
 
 func (z *torchZipWriter) close() error {

@@ -17,6 +17,7 @@ import (
 
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/ckptdev/ckpt/store"
 )
@@ -110,6 +111,10 @@ func (b *Backend) Get(ctx context.Context, key string, offset, length int64) (io
 	if err != nil {
 		return nil, notFound(key, err)
 	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			f.Close()
@@ -144,6 +149,9 @@ func (b *Backend) Stat(ctx context.Context, key string) (store.ObjectInfo, error
 // List implements store.Backend. It walks the deepest folder that contains
 // every key with the prefix.
 func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	if store.CheckKey(prefix+"x") != nil {
+		return nil // no valid key starts with prefix (and "../" must not escape Root)
+	}
 	dirKey := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
 		dirKey = prefix[:i]
@@ -198,14 +206,17 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if fi, err := os.Lstat(name); err == nil && fi.IsDir() {
+		return nil // a folder of other keys, not an object
+	}
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
 }
 
 func notFound(key string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return fmt.Errorf("%s: %w", key, store.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", key, err)

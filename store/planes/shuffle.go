@@ -147,38 +147,46 @@ func transpose8(r *[8]uint64) {
 
 func split2(p0, p1, src []byte, rot bool) {
 	keep, up, down := rotMasks(2, rot)
-	for len(src) >= 16 && len(p0) >= 8 && len(p1) >= 8 {
-		a := binary.LittleEndian.Uint64(src)
-		b := binary.LittleEndian.Uint64(src[8:16])
+	m := len(p0)
+	p1 = p1[:m]
+	src = src[:2*m]
+	i := 0
+	for ; i+8 <= m; i += 8 {
+		s := src[2*i : 2*i+16]
+		a := binary.LittleEndian.Uint64(s)
+		b := binary.LittleEndian.Uint64(s[8:])
 		a = unshuffle2(a&keep | a<<1&up | a>>15&down)
 		b = unshuffle2(b&keep | b<<1&up | b>>15&down)
-		binary.LittleEndian.PutUint64(p0, a&0xffff_ffff|b<<32)
-		binary.LittleEndian.PutUint64(p1, a>>32|b&0xffff_ffff_0000_0000)
-		src, p0, p1 = src[16:], p0[8:], p1[8:]
+		binary.LittleEndian.PutUint64(p0[i:], a&0xffff_ffff|b<<32)
+		binary.LittleEndian.PutUint64(p1[i:], a>>32|b&0xffff_ffff_0000_0000)
 	}
-	for i := 0; i+2 <= len(src); i += 2 {
-		v := uint64(binary.LittleEndian.Uint16(src[i:]))
+	for ; i < m; i++ {
+		v := uint64(binary.LittleEndian.Uint16(src[2*i:]))
 		v = v&keep | v<<1&up | v>>15&down
-		p0[i/2] = byte(v)
-		p1[i/2] = byte(v >> 8)
+		p0[i] = byte(v)
+		p1[i] = byte(v >> 8)
 	}
 }
 
 func merge2(dst, p0, p1 []byte, rot bool) {
 	keep, down, up := unrotMasks(2, rot)
-	for len(dst) >= 16 && len(p0) >= 8 && len(p1) >= 8 {
-		lo := binary.LittleEndian.Uint64(p0)
-		hi := binary.LittleEndian.Uint64(p1)
+	m := len(p0)
+	p1 = p1[:m]
+	dst = dst[:2*m]
+	i := 0
+	for ; i+8 <= m; i += 8 {
+		lo := binary.LittleEndian.Uint64(p0[i:])
+		hi := binary.LittleEndian.Uint64(p1[i:])
 		a := shuffle2(lo&0xffff_ffff | hi<<32)
 		b := shuffle2(lo>>32 | hi&0xffff_ffff_0000_0000)
-		binary.LittleEndian.PutUint64(dst, a&keep|a>>1&down|a<<15&up)
-		binary.LittleEndian.PutUint64(dst[8:16], b&keep|b>>1&down|b<<15&up)
-		dst, p0, p1 = dst[16:], p0[8:], p1[8:]
+		d := dst[2*i : 2*i+16]
+		binary.LittleEndian.PutUint64(d, a&keep|a>>1&down|a<<15&up)
+		binary.LittleEndian.PutUint64(d[8:], b&keep|b>>1&down|b<<15&up)
 	}
-	for i := 0; i+2 <= len(dst); i += 2 {
-		v := uint64(p0[i/2]) | uint64(p1[i/2])<<8
+	for ; i < m; i++ {
+		v := uint64(p0[i]) | uint64(p1[i])<<8
 		v = v&keep | v>>1&down | v<<15&up
-		binary.LittleEndian.PutUint16(dst[i:], uint16(v))
+		binary.LittleEndian.PutUint16(dst[2*i:], uint16(v))
 	}
 }
 
