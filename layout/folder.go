@@ -26,6 +26,7 @@ type Entry struct {
 	Size int64
 	// Mode holds the permission bits of the regular file.
 	Mode fs.FileMode
+	// Role is Classify(Path).
 	Role Role
 }
 

@@ -309,7 +309,47 @@ func decodeHeaderJSON(headerJSON []byte) ([]TensorInfo, map[string]string, error
 	if rest := headerJSON[dec.InputOffset():]; len(bytes.TrimLeft(rest, " \t\r\n")) != 0 {
 		return nil, nil, headerError("header has trailing data after the JSON object")
 	}
+	if err := checkSurrogateEscapes(headerJSON); err != nil {
+		return nil, nil, err
+	}
 	return tensors, metadata, nil
+}
+
+// checkSurrogateEscapes rejects \u escapes of unpaired UTF-16 surrogates,
+// which the reference's JSON parser refuses and encoding/json would quietly
+// turn into U+FFFD. headerJSON is valid JSON, so every backslash is inside a
+// string and starts an escape.
+func checkSurrogateEscapes(headerJSON []byte) error {
+	escapeAt := func(i int) (rune, bool) {
+		if i+6 > len(headerJSON) || headerJSON[i] != '\\' || headerJSON[i+1] != 'u' {
+			return 0, false
+		}
+		code, err := strconv.ParseUint(string(headerJSON[i+2:i+6]), 16, 16)
+		return rune(code), err == nil
+	}
+	for i := 0; i < len(headerJSON); i++ {
+		if headerJSON[i] != '\\' {
+			continue
+		}
+		code, ok := escapeAt(i)
+		if !ok {
+			i++ // a two-byte escape such as \\ or \"
+			continue
+		}
+		switch {
+		case code >= 0xDC00 && code <= 0xDFFF:
+			return headerError("header has an unpaired surrogate escape %s", headerJSON[i:i+6])
+		case code >= 0xD800 && code <= 0xDBFF:
+			low, ok := escapeAt(i + 6)
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return headerError("header has an unpaired surrogate escape %s", headerJSON[i:i+6])
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return nil
 }
 
 func decodeHeaderMetadata(value json.RawMessage) (map[string]string, error) {

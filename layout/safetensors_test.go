@@ -115,6 +115,11 @@ func TestParseSafetensorsHeaderValid(t *testing.T) {
 			},
 		},
 		{
+			name:     "escapes, including a surrogate pair and an escaped backslash before u",
+			file:     safetensorsFile(`{"__metadata__":{"k":"\ud83d\ude00 \\ud800 \"\u00e9"}}`, 0),
+			metadata: map[string]string{"k": "😀 \\ud800 \"é"},
+		},
+		{
 			name:     "empty metadata object is kept, not nil",
 			file:     safetensorsFile(`{"__metadata__":{}}`, 0),
 			metadata: map[string]string{},
@@ -158,6 +163,9 @@ func TestParseSafetensorsHeaderInvalid(t *testing.T) {
 		{"trailing data after the object", safetensorsFile(`{}  x`, 0), "", "trailing data"},
 		{"two objects", safetensorsFile(`{}{}`, 0), "", "trailing data"},
 		{"invalid UTF-8", safetensorsFile("{\"\xff\":{}}", 0), "", "not valid UTF-8"},
+		{"lone high surrogate escape", safetensorsFile(`{"\ud800":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}`, 0), "", `unpaired surrogate escape \ud800`},
+		{"lone low surrogate escape", safetensorsFile(`{"__metadata__":{"k":"x\uDC00"}}`, 0), "", `unpaired surrogate escape \uDC00`},
+		{"high surrogate then a non-surrogate", safetensorsFile(`{"__metadata__":{"k":"\ud800\u0041"}}`, 0), "", "unpaired surrogate"},
 		{"tensor entry not an object", safetensorsFile(`{"a":1}`, 0), "a", "entry is not an object"},
 		{"unknown dtype", safetensorsFile("{"+entry("a", "F128", "[1]", "[0,16]")+"}", 16), "a", `unknown dtype "F128"`},
 		{"lower-case dtype", safetensorsFile("{"+entry("a", "f32", "[1]", "[0,4]")+"}", 4), "a", `unknown dtype "f32"`},
@@ -480,7 +488,7 @@ func FuzzParseSafetensorsHeader(f *testing.F) {
 		`{"a":{"dtype":"U8","shape":[4611686018427387904,4],"data_offsets":[0,0]}}`,
 		`{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,1]}}`,
 		`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}`,
-		`{"__metadata__":{"n":1}}`, `{"__metadata__":{},"__metadata__":{}}`,
+		`{"__metadata__":{"n":1}}`, `{"__metadata__":{},"__metadata__":{}}`, `{"__metadata__":{"k":"\ud800"}}`,
 	} {
 		f.Add(safetensorsFile(bad, 4), uint32(0))
 	}

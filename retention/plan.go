@@ -223,23 +223,23 @@ func checkRecords(cps []Checkpoint) error {
 }
 
 // compareOrder orders checkpoints oldest first: by Step, then Version (see
-// compareVersions), then Pushed.
+// CompareVersions), then Pushed.
 func compareOrder(a, b Checkpoint) int {
 	if c := cmp.Compare(a.Step, b.Step); c != 0 {
 		return c
 	}
-	if c := compareVersions(a.Version, b.Version); c != 0 {
+	if c := CompareVersions(a.Version, b.Version); c != 0 {
 		return c
 	}
 	return a.Pushed.Compare(b.Pushed)
 }
 
-// compareVersions compares two versions numerically when both are decimal
+// CompareVersions orders registry versions: numerically when both are decimal
 // integers (digits only, any length), and as strings when neither is. An
 // integer version sorts before a non-integer one: comparing mixed pairs as
 // strings would not be transitive ("9" < "10" numerically, yet
 // "10" < "2x" < "9" as strings).
-func compareVersions(a, b string) int {
+func CompareVersions(a, b string) int {
 	ai, bi := isDecimal(a), isDecimal(b)
 	switch {
 	case ai && bi:

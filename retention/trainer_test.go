@@ -153,7 +153,7 @@ func planKept(t *testing.T, p Policy, history []Checkpoint) []string {
 	if len(kept) == 0 {
 		return nil
 	}
-	slices.SortFunc(kept, compareVersions)
+	slices.SortFunc(kept, CompareVersions)
 	return kept
 }
 

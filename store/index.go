@@ -1,13 +1,16 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Index is the per-machine cache, a bbolt file under the user's cache
@@ -18,8 +21,9 @@ import (
 // Buckets:
 //
 //	files                abs path -> statEntry (JSON)
-//	known/<registry id>  blob or manifest key -> empty (the object exists)
+//	known/<registry id>  blob or manifest key -> gc generation (8 bytes): the object existed, as of that generation
 //	manifests            manifest id -> manifest JSON (content-addressed, so never stale)
+//	gcseen/<registry id> gc run id -> empty: the runs the known set has been checked against
 //	catalog/<registry id> ref key -> catalogEntry (JSON): a ref object's content, valid while its ETag matches
 type Index struct {
 	db *bolt.DB
@@ -139,7 +143,8 @@ func (ix *Index) storeFiles(entries map[string]statEntry) {
 	})
 }
 
-// known reports whether key was seen to exist in registry reg.
+// known reports whether key was seen to exist in registry reg since the
+// last garbage collection the index knows of.
 func (ix *Index) known(reg, key string) bool {
 	if ix == nil {
 		return false
@@ -147,25 +152,29 @@ func (ix *Index) known(reg, key string) bool {
 	found := false
 	_ = ix.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(knownBucket(reg)); b != nil {
-			found = b.Get([]byte(key)) != nil
+			v := b.Get([]byte(key))
+			found = len(v) == 8 && binary.BigEndian.Uint64(v) == gcGeneration(tx, reg)
 		}
 		return nil
 	})
 	return found
 }
 
-// addKnown records keys that exist in registry reg.
-func (ix *Index) addKnown(reg string, keys []string) {
+// addKnown records keys that exist in registry reg, as seen by an operation
+// that started at gc generation gen. Entries from before a newer generation
+// never count (see syncGCRuns).
+func (ix *Index) addKnown(reg string, gen uint64, keys []string) {
 	if ix == nil || len(keys) == 0 {
 		return
 	}
+	v := binary.BigEndian.AppendUint64(nil, gen)
 	_ = ix.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(knownBucket(reg))
 		if err != nil {
 			return err
 		}
 		for _, k := range keys {
-			if err := b.Put([]byte(k), []byte{}); err != nil {
+			if err := b.Put([]byte(k), v); err != nil {
 				return err
 			}
 		}
@@ -271,4 +280,59 @@ func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
 		}
 		return nil
 	})
+}
+
+func gcSeenBucket(reg string) []byte { return []byte("gcseen/" + reg) }
+
+// genKey holds the gc generation inside the gcseen bucket; run ids are hex,
+// so it cannot collide with one.
+var genKey = []byte("~generation")
+
+func gcGeneration(tx *bolt.Tx, reg string) uint64 {
+	if b := tx.Bucket(gcSeenBucket(reg)); b != nil {
+		if v := b.Get(genKey); len(v) == 8 {
+			return binary.BigEndian.Uint64(v)
+		}
+	}
+	return 0
+}
+
+// syncGCRuns records the garbage collection runs the registry shows and
+// returns the gc generation: it grows whenever a run appears that the
+// index had not seen, which invalidates every known-blob entry made before
+// (that run may have deleted those blobs). An operation that lists the runs
+// before checking blobs, and records what it finds under the generation
+// returned here, can never make a stale entry look current.
+func (ix *Index) syncGCRuns(reg string, runs map[string]bool) uint64 {
+	if ix == nil {
+		return 0
+	}
+	var gen uint64
+	_ = ix.db.Update(func(tx *bolt.Tx) error {
+		seen, err := tx.CreateBucketIfNotExists(gcSeenBucket(reg))
+		if err != nil {
+			return err
+		}
+		gen = gcGeneration(tx, reg)
+		fresh := false
+		for id := range runs {
+			if seen.Get([]byte(id)) == nil {
+				fresh = true
+				if err := seen.Put([]byte(id), []byte{}); err != nil {
+					return err
+				}
+			}
+		}
+		if fresh {
+			gen++
+			if err := seen.Put(genKey, binary.BigEndian.AppendUint64(nil, gen)); err != nil {
+				return err
+			}
+			if err := tx.DeleteBucket(knownBucket(reg)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	return gen
 }

@@ -169,5 +169,22 @@ func DecodeObject(dst, obj []byte, want ID) ([]byte, error) {
 // bufPool recycles chunk-sized buffers across workers.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8+objectHeaderSize); return &b }}
 
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { *b = (*b)[:0]; bufPool.Put(b) }
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+// keepBuf remembers b in bp if appending grew it past bp's capacity, so
+// the pool keeps the larger buffer. A nil b (an error path) changes nothing.
+func keepBuf(bp *[]byte, b []byte) {
+	if cap(b) > cap(*bp) {
+		*bp = b
+	}
+}
+
+// sized returns a slice of length n backed by bp, growing it if needed.
+func sized(bp *[]byte, n int64) []byte {
+	if int64(cap(*bp)) < n {
+		*bp = make([]byte, n)
+	}
+	return (*bp)[:n]
+}
+
+func putBuf(bp *[]byte) { *bp = (*bp)[:0]; bufPool.Put(bp) }

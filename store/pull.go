@@ -225,7 +225,7 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 				if err != nil {
 					return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
 				}
-				*bp = data[:0]
+				keepBuf(bp, data)
 				if int64(len(data)) != c.Size {
 					return fmt.Errorf("%s (from %s): blob %s has %d bytes, manifest says %d", f.Path, f.from, c.ID, len(data), c.Size)
 				}
@@ -266,7 +266,7 @@ func (r *Registry) fetchBlob(ctx context.Context, id ID, dst []byte) ([]byte, er
 	objBuf := getBuf()
 	defer putBuf(objBuf)
 	obj, err = readFull(rc, (*objBuf)[:0], MaxObjectContent+objectHeaderSize+MaxObjectContent/8)
-	*objBuf = obj[:0]
+	keepBuf(objBuf, obj)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", id, err)
 	}

@@ -123,6 +123,15 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		base = &BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}
 	}
 
+	// The gc runs seen now: if another one appears before the ref is written,
+	// blobs this push found present may have been deleted meanwhile.
+	runsBefore, err := r.gcRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gen := r.index.syncGCRuns(r.format.ID, runsBefore)
+	r = r.withGeneration(gen)
+
 	files := make([]*pushFile, len(entries))
 	for i, e := range entries {
 		pf := &pushFile{entry: e, abs: filepath.Join(absDir, filepath.FromSlash(e.Path))}
@@ -155,6 +164,9 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		res.Logical += pf.info.Size()
 	}
 	if err := r.storeChunks(ctx, files, res); err != nil {
+		return nil, err
+	}
+	if err := r.ensureCachedChunks(ctx, files, res); err != nil {
 		return nil, err
 	}
 
@@ -205,7 +217,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	}
 	res.Record = rec
 
-	if err := r.writeRecord(ctx, &rec, opts.Force, res); err != nil {
+	if err := r.publish(ctx, &rec, m, files, runsBefore, opts.Force, res); err != nil {
 		return nil, err
 	}
 	res.Record = rec
@@ -323,7 +335,7 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 			ex := t.f.plan[t.i]
 			bp := getBuf()
 			defer putBuf(bp)
-			buf := (*bp)[:ex.size]
+			buf := sized(bp, ex.size)
 			if _, err := t.f.os.ReadAt(buf, ex.off); err != nil {
 				return fmt.Errorf("read %s: %w", t.f.entry.Path, err)
 			}
@@ -437,20 +449,30 @@ func (r *Registry) putBlob(ctx context.Context, id ID, content []byte, hint Enco
 // putObject stores an encoded object create-only, skipping objects the
 // index or the backend already has.
 func (r *Registry) putObject(ctx context.Context, key string, content []byte, hint EncodeHint) (int64, error) {
+	return r.ensureObject(ctx, key, hint, func() ([]byte, error) { return content, nil })
+}
+
+// ensureObject makes sure key exists: it asks the index, then the backend,
+// and only when both say no loads the content and stores it.
+func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint, load func() ([]byte, error)) (int64, error) {
 	if r.index.known(r.format.ID, key) {
 		return 0, nil
 	}
 	if _, err := r.backend.Stat(ctx, key); err == nil {
-		r.index.addKnown(r.format.ID, []string{key})
+		r.index.addKnown(r.format.ID, r.knownGen, []string{key})
 		return 0, nil
 	} else if !errors.Is(err, ErrNotFound) {
+		return 0, err
+	}
+	content, err := load()
+	if err != nil {
 		return 0, err
 	}
 	bp := getBuf()
 	defer putBuf(bp)
 	obj := EncodeObject((*bp)[:0], content, hint)
-	*bp = obj[:0]
-	err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+	keepBuf(bp, obj)
+	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
 	if errors.Is(err, ErrExists) {
 		err = nil
 		obj = obj[:0]
@@ -458,8 +480,207 @@ func (r *Registry) putObject(ctx context.Context, key string, content []byte, hi
 	if err != nil {
 		return 0, err
 	}
-	r.index.addKnown(r.format.ID, []string{key})
+	r.index.addKnown(r.format.ID, r.knownGen, []string{key})
 	return int64(len(obj)), nil
+}
+
+// ensureCachedChunks checks that the chunks of files known from the stat
+// cache are in the registry, reading and storing any that are not (a gc
+// may have deleted them since the file was last pushed).
+func (r *Registry) ensureCachedChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
+	var read, newRaw, newStored, newBlobs atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for _, pf := range files {
+		if !pf.cached {
+			continue
+		}
+		for _, c := range pf.file.Chunks {
+			g.Go(func() error {
+				bp := getBuf()
+				defer putBuf(bp)
+				stored, err := r.ensureObject(gctx, BlobKey(c.ID), EncodeHint{}, func() ([]byte, error) {
+					buf := sized(bp, c.Size)
+					if err := readAt(pf.abs, buf, c.Offset); err != nil {
+						return nil, err
+					}
+					read.Add(c.Size)
+					if Hash(buf) != c.ID {
+						return nil, fmt.Errorf("%s changed while it was being pushed; push again once it is written", pf.entry.Path)
+					}
+					return buf, nil
+				})
+				if err != nil {
+					return fmt.Errorf("store %s bytes [%d, %d): %w", pf.entry.Path, c.Offset, c.Offset+c.Size, err)
+				}
+				if stored > 0 {
+					newBlobs.Add(1)
+					newRaw.Add(c.Size)
+					newStored.Add(stored)
+				}
+				return nil
+			})
+		}
+	}
+	err := g.Wait()
+	res.BytesRead += read.Load()
+	res.NewBlobs += int(newBlobs.Load())
+	res.NewRaw += newRaw.Load()
+	res.NewStored += newStored.Load()
+	return err
+}
+
+// readAt reads len(buf) bytes of the file at path from off.
+func readAt(path string, buf []byte, off int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// publish writes the ref under a publish lock, after making sure that no
+// garbage collection deleted data the checkpoint needs since the push
+// started (docs/format.md, "Garbage collection").
+func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, runsBefore map[string]bool, force bool, res *PushResult) error {
+	for {
+		lock, err := r.acquirePublish(ctx)
+		if err != nil {
+			return err
+		}
+		err = r.publishLocked(ctx, lock, rec, m, files, runsBefore, force, res)
+		lock.release(ctx)
+		if !errors.Is(err, errLockExpired) {
+			return err
+		}
+	}
+}
+
+// errLockExpired: the publish lock was held so long that gc may think it
+// abandoned; the publish starts over with a fresh lock.
+var errLockExpired = errors.New("publish lock held too long")
+
+func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *Manifest, files []*pushFile, runsBefore map[string]bool, force bool, res *PushResult) error {
+	runs, err := r.gcRuns(ctx)
+	if err != nil {
+		return err
+	}
+	newRun := false
+	for id := range runs {
+		if !runsBefore[id] {
+			newRun = true
+		}
+	}
+	if newRun {
+		r.knownGen = r.index.syncGCRuns(r.format.ID, runs)
+		if err := r.restoreMissing(ctx, rec, m, files, res); err != nil {
+			return err
+		}
+		for id := range runs {
+			runsBefore[id] = true
+		}
+	}
+	if time.Since(lock.acquired) > r.staleAfter()/2 {
+		return errLockExpired
+	}
+	return r.writeRecord(ctx, rec, force, res)
+}
+
+// restoreMissing checks that the manifest, the base's manifest and every
+// blob they reference exist, uploading again what this push can (its own
+// files) and failing clearly on what it cannot (a base that was deleted).
+func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, res *PushResult) error {
+	data, mid, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	if _, err := r.backend.Stat(ctx, ManifestKey(mid)); errors.Is(err, ErrNotFound) {
+		stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true})
+		if err != nil {
+			return err
+		}
+		res.NewStored += stored
+	} else if err != nil {
+		return err
+	}
+	if rec.Base != nil {
+		bm, err := r.Manifest(ctx, rec.Base.Manifest)
+		if err != nil {
+			return fmt.Errorf("base %s was deleted while pushing: %w", rec.Base, err)
+		}
+		if missing, err := r.missingBlobs(ctx, bm.BlobIDs()); err != nil {
+			return err
+		} else if len(missing) > 0 {
+			return fmt.Errorf("base %s lost %d blob(s) to garbage collection while pushing (first %s); push the base again", rec.Base, len(missing), missing[0])
+		}
+	}
+	missing, err := r.missingBlobs(ctx, m.BlobIDs())
+	if err != nil {
+		return err
+	}
+	byPath := make(map[string]*pushFile, len(files))
+	for _, pf := range files {
+		byPath[pf.entry.Path] = pf
+	}
+	need := make(map[ID]bool, len(missing))
+	for _, id := range missing {
+		need[id] = true
+	}
+	for _, f := range m.Files {
+		for _, c := range f.Chunks {
+			if !need[c.ID] {
+				continue
+			}
+			delete(need, c.ID)
+			buf := make([]byte, c.Size)
+			if err := readAt(byPath[f.Path].abs, buf, c.Offset); err != nil {
+				return err
+			}
+			if Hash(buf) != c.ID {
+				return fmt.Errorf("%s changed while it was being pushed; push again once it is written", f.Path)
+			}
+			stored, err := r.putBlob(ctx, c.ID, buf, EncodeHint{})
+			if err != nil {
+				return err
+			}
+			res.NewStored += stored
+			res.BytesRead += c.Size
+		}
+	}
+	return nil
+}
+
+// missingBlobs returns the blobs among ids that the backend does not have.
+func (r *Registry) missingBlobs(ctx context.Context, ids []ID) ([]ID, error) {
+	var mu sync.Mutex
+	var missing []ID
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for _, id := range ids {
+		g.Go(func() error {
+			_, err := r.backend.Stat(gctx, BlobKey(id))
+			if errors.Is(err, ErrNotFound) {
+				mu.Lock()
+				missing = append(missing, id)
+				mu.Unlock()
+				return nil
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(missing))
+	for i, id := range missing {
+		keys[i] = BlobKey(id)
+	}
+	r.index.forgetKnown(r.format.ID, keys)
+	return missing, nil
 }
 
 // writeRecord publishes the ref, last. An identical existing record is a

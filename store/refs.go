@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ckptdev/ckpt/retention"
 )
 
 // Refs live under "refs/<NAME>/<kind>/<key>"; NAME may itself contain
@@ -165,29 +167,7 @@ type TagRecord struct {
 	Tagged  time.Time `json:"tagged"`
 }
 
-// CompareVersions orders versions: integers numerically and before
-// anything else, other strings lexically.
-func CompareVersions(a, b string) int {
-	ai, aerr := strconv.ParseUint(a, 10, 64)
-	bi, berr := strconv.ParseUint(b, 10, 64)
-	switch {
-	case aerr == nil && berr == nil:
-		switch {
-		case ai < bi:
-			return -1
-		case ai > bi:
-			return 1
-		}
-		return 0
-	case aerr == nil:
-		return -1
-	case berr == nil:
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-// SortRecords orders records by version, oldest first.
+// SortRecords orders records by version, oldest first (retention.CompareVersions).
 func SortRecords(rs []Record) {
-	sort.Slice(rs, func(i, j int) bool { return CompareVersions(rs[i].Version, rs[j].Version) < 0 })
+	sort.Slice(rs, func(i, j int) bool { return retention.CompareVersions(rs[i].Version, rs[j].Version) < 0 })
 }

@@ -38,6 +38,9 @@ type Options struct {
 	Workers int
 	// Progress receives byte counts of pushes and pulls; nil for none.
 	Progress Progress
+	// LockStaleAfter is when an unrefreshed lock counts as abandoned
+	// (default DefaultStaleAfter). Every client of a registry must agree.
+	LockStaleAfter time.Duration
 }
 
 // Progress is told how many bytes an operation will move and has moved.
@@ -54,6 +57,18 @@ type Registry struct {
 	index   *Index
 	workers int
 	prog    Progress
+	// lockStale overrides DefaultStaleAfter (tests).
+	lockStale time.Duration
+	// knownGen is the gc generation this handle's operation started at; blobs
+	// it finds present are cached under it (Index.syncGCRuns).
+	knownGen uint64
+}
+
+// withGeneration returns a copy of r for one operation at gc generation gen.
+func (r *Registry) withGeneration(gen uint64) *Registry {
+	c := *r
+	c.knownGen = gen
+	return &c
 }
 
 // Init creates a registry on b if there is none; it is idempotent. created
@@ -98,7 +113,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
 	if w <= 0 {
 		w = max(4, 2*runtime.NumCPU())
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter}, nil
 }
 
 // Backend returns the registry's backend.

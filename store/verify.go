@@ -89,7 +89,7 @@ func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*V
 				var data []byte
 				data, err = r.fetchBlob(gctx, id, (*bp)[:0])
 				n = int64(len(data))
-				*bp = data[:0]
+				keepBuf(bp, data)
 				putBuf(bp)
 			} else {
 				var oi ObjectInfo

@@ -65,6 +65,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
 		a.tagCommand(), a.untagCommand(), a.rmCommand(), a.verifyCommand(), a.duCommand(),
+		a.retentionCommand(), a.gcCommand(),
 	)
 	return root
 }

@@ -285,6 +285,11 @@ func (s *Server) Restart(tb testing.TB) {
 	}
 }
 
+// Launch starts a stopped server again (same address, credentials and
+// data) and waits until it is healthy; for goroutines that cannot call
+// tb.Fatal. Launching a running server is an error.
+func (s *Server) Launch() error { return s.start() }
+
 // Close stops the server and removes its data and log.
 func (s *Server) Close() {
 	s.Stop()

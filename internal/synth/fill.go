@@ -83,15 +83,15 @@ func (s *normalStream) fill(dst []float32, mean, std float32) {
 	for ; i+4 <= len(dst); i += 4 {
 		r := s.pcg.Uint64()
 		d := dst[i : i+4 : i+4]
-		d[0] = mean + std*t[uint16(r)]
-		d[1] = mean + std*t[uint16(r>>16)]
-		d[2] = mean + std*t[uint16(r>>32)]
-		d[3] = mean + std*t[uint16(r>>48)]
+		d[0] = mean + float32(std*t[uint16(r)])
+		d[1] = mean + float32(std*t[uint16(r>>16)])
+		d[2] = mean + float32(std*t[uint16(r>>32)])
+		d[3] = mean + float32(std*t[uint16(r>>48)])
 	}
 	if i < len(dst) {
 		r := s.pcg.Uint64()
 		for ; i < len(dst); i++ {
-			dst[i] = mean + std*t[uint16(r)]
+			dst[i] = mean + float32(std*t[uint16(r)])
 			r >>= 16
 		}
 	}
@@ -104,15 +104,50 @@ func (s *normalStream) add(dst []float32, std float32) {
 	for ; i+4 <= len(dst); i += 4 {
 		r := s.pcg.Uint64()
 		d := dst[i : i+4 : i+4]
-		d[0] += std * t[uint16(r)]
-		d[1] += std * t[uint16(r>>16)]
-		d[2] += std * t[uint16(r>>32)]
-		d[3] += std * t[uint16(r>>48)]
+		d[0] += float32(std * t[uint16(r)])
+		d[1] += float32(std * t[uint16(r>>16)])
+		d[2] += float32(std * t[uint16(r>>32)])
+		d[3] += float32(std * t[uint16(r>>48)])
 	}
 	if i < len(dst) {
 		r := s.pcg.Uint64()
 		for ; i < len(dst); i++ {
-			dst[i] += std * t[uint16(r)]
+			dst[i] += float32(std * t[uint16(r)])
+			r >>= 16
+		}
+	}
+}
+
+// perturbEncoded adds std·N(0, 1) to every element of data, encoded as
+// dtype, in place. It consumes the stream exactly as add does and gives the
+// same result as decoding, add and encoding; bf16 takes a single pass.
+// scratch holds at least len(data)/elemSize floats.
+func (s *normalStream) perturbEncoded(data []byte, std float32, dtype layout.Dtype, scratch []float32) {
+	if dtype != layout.DtypeBF16 {
+		values := scratch[:len(data)/dtype.ElemSize()]
+		decodeValues(values, data, dtype)
+		s.add(values, std)
+		encodeValues(data, values, dtype)
+		return
+	}
+	t := s.table
+	lane := func(x uint64, u uint16) uint64 {
+		f := math.Float32frombits(uint32(x&0xffff)<<16) + float32(std*t[u])
+		return uint64(bf16FromFloat32(f))
+	}
+	n := len(data) / 2
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		r := s.pcg.Uint64()
+		x := binary.LittleEndian.Uint64(data[2*i:])
+		binary.LittleEndian.PutUint64(data[2*i:], lane(x, uint16(r))|lane(x>>16, uint16(r>>16))<<16|
+			lane(x>>32, uint16(r>>32))<<32|lane(x>>48, uint16(r>>48))<<48)
+	}
+	if i < n {
+		r := s.pcg.Uint64()
+		for ; i < n; i++ {
+			x := uint64(binary.LittleEndian.Uint16(data[2*i:]))
+			binary.LittleEndian.PutUint16(data[2*i:], uint16(lane(x, uint16(r))))
 			r >>= 16
 		}
 	}
@@ -190,8 +225,14 @@ func encodeValues(dst []byte, src []float32, dtype layout.Dtype) []byte {
 	switch dtype {
 	case layout.DtypeBF16:
 		dst = dst[:2*len(src)]
-		for i, f := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], bf16FromFloat32(f))
+		i := 0
+		for ; i+4 <= len(src); i += 4 { // four elements per store; bf16FromFloat32 inlines
+			s := src[i : i+4 : i+4]
+			binary.LittleEndian.PutUint64(dst[2*i:], uint64(bf16FromFloat32(s[0]))|uint64(bf16FromFloat32(s[1]))<<16|
+				uint64(bf16FromFloat32(s[2]))<<32|uint64(bf16FromFloat32(s[3]))<<48)
+		}
+		for ; i < len(src); i++ {
+			binary.LittleEndian.PutUint16(dst[2*i:], bf16FromFloat32(src[i]))
 		}
 	case layout.DtypeF16:
 		dst = dst[:2*len(src)]
@@ -207,6 +248,42 @@ func encodeValues(dst []byte, src []float32, dtype layout.Dtype) []byte {
 		panic(fmt.Sprintf("synth: cannot encode dtype %q", dtype))
 	}
 	return dst
+}
+
+// encodedTable16 maps each 16-bit uniform straight to the encoding of
+// mean + std·Φ⁻¹(u) in a 2-byte dtype: the bytes normalStream.fill followed
+// by encodeValues produce, without the float pass. Worth building for
+// tensors much larger than its 65536 entries.
+type encodedTable16 [1 << 16]uint16
+
+func (e *encodedTable16) build(mean, std float32, dtype layout.Dtype) {
+	convert := bf16FromFloat32
+	if dtype == layout.DtypeF16 {
+		convert = f16FromFloat32
+	}
+	t := normalTable()
+	for u := range e {
+		e[u] = convert(mean + float32(std*t[u]))
+	}
+}
+
+// fillEncoded16 writes len(dst)/2 encoded elements, consuming the stream
+// exactly as fill does.
+func (s *normalStream) fillEncoded16(dst []byte, e *encodedTable16) {
+	n := len(dst) / 2
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		r := s.pcg.Uint64()
+		binary.LittleEndian.PutUint64(dst[2*i:], uint64(e[uint16(r)])|uint64(e[uint16(r>>16)])<<16|
+			uint64(e[uint16(r>>32)])<<32|uint64(e[uint16(r>>48)])<<48)
+	}
+	if i < n {
+		r := s.pcg.Uint64()
+		for ; i < n; i++ {
+			binary.LittleEndian.PutUint16(dst[2*i:], e[uint16(r)])
+			r >>= 16
+		}
+	}
 }
 
 // decodeValues reads len(dst) elements of dtype from src into dst.

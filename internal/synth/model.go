@@ -37,9 +37,9 @@ func DemoModel() Model {
 }
 
 // ModelOfSize returns a GPT-2 shape (real vocabulary and context, hidden
-// size a multiple of 64, depth in GPT-2's proportions) whose weights total
-// as close to bytes as such shapes allow: within about 2% from a few
-// hundred MB up. For targets too small for GPT-2's embeddings it shrinks the
+// size a multiple of 64, depth in GPT-2's proportions when possible) whose
+// weights total as close to bytes as such shapes allow: within 0.5% from a
+// few hundred MB up (1 GiB bf16: 30 layers of 1152). For targets too small for GPT-2's embeddings it shrinks the
 // vocabulary instead. dtype is BF16, F16 or F32.
 func ModelOfSize(bytes int64, dtype layout.Dtype) Model {
 	elemSize := int64(dtype.ElemSize())
@@ -48,19 +48,14 @@ func ModelOfSize(bytes int64, dtype layout.Dtype) Model {
 	}
 	target := bytes / elemSize // parameters
 
-	var best Model
-	bestErr := int64(math.MaxInt64)
-	consider := func(m Model) {
-		diff := m.params() - target
-		if diff < 0 {
-			diff = -diff
-		}
-		if diff < bestErr {
-			best, bestErr = m, diff
-		}
-	}
-	// First choice: depth in GPT-2's proportions (hidden/layers between 24
-	// and 96; GPT-2 small to XL is 64 down to 33). Then any depth.
+	// Among shapes within 0.5% of the target, prefer GPT-2's proportions
+	// (hidden/layers: 64 for small, 43 medium, 36 large, 33 XL); else take
+	// the closest size.
+	const closeEnough, idealRatio = 0.005, 40.0
+	var (
+		best      Model
+		bestScore = [2]float64{math.Inf(1), math.Inf(1)}
+	)
 	for _, proportional := range []bool{true, false} {
 		for hidden := 64; hidden <= 16384; hidden += 64 {
 			m := Model{Layers: 1, Hidden: hidden, Vocab: gpt2Vocab, Positions: gpt2Positions, Dtype: dtype}
@@ -73,9 +68,16 @@ func ModelOfSize(bytes int64, dtype layout.Dtype) Model {
 			if proportional && (ratio < 24 || ratio > 96) {
 				continue
 			}
-			consider(m)
+			relErr := math.Abs(float64(m.params()-target)) / float64(target)
+			score := [2]float64{relErr, math.Abs(math.Log(ratio / idealRatio))}
+			if relErr <= closeEnough {
+				score[0] = 0
+			}
+			if score[0] < bestScore[0] || (score[0] == bestScore[0] && score[1] < bestScore[1]) {
+				best, bestScore = m, score
+			}
 		}
-		if bestErr != math.MaxInt64 {
+		if !math.IsInf(bestScore[0], 1) {
 			return best
 		}
 	}

@@ -23,6 +23,11 @@ const (
 // changes, so no chunk of a perturbed tensor deduplicates.
 const perturbFraction = 0.25
 
+// minTableElems is the size from which a tensor generated without
+// perturbation goes through an encodedTable16: building the table costs
+// about as much as generating 65536 elements the generic way.
+const minTableElems = 1 << 18
+
 // safetensorsMetadata is the __metadata__ transformers writes.
 var safetensorsMetadata = map[string]string{"format": "pt"}
 
@@ -48,64 +53,74 @@ func (p *weightPlan) frozen(t tensorSpec) bool {
 
 // weightBuffers are the scratch buffers reused across tensors.
 type weightBuffers struct {
-	values []float32
-	out    []byte
-	in     []byte
+	values []float32 // chunkElems
+	out    []byte    // chunkElems elements of up to 4 bytes
+	table  *encodedTable16
 }
 
 func newWeightBuffers() *weightBuffers {
 	return &weightBuffers{
 		values: make([]float32, chunkElems),
 		out:    make([]byte, 4*chunkElems),
-		in:     make([]byte, 4*chunkElems),
+		table:  new(encodedTable16),
 	}
 }
 
-// writeTensor writes the bytes of tensor t to w.
+// writeTensor writes the bytes of tensor t to w: the base's encoded values
+// (generated, or read from the base folder), plus the checkpoint's
+// perturbation unless t is frozen. The perturbation is added to the encoded
+// base values, so a run on a base folder written by WriteBase with the
+// run's seed is byte-identical to the same run without BaseDir.
 func (p *weightPlan) writeTensor(w io.Writer, t tensorSpec, bufs *weightBuffers) error {
 	frozen := p.frozen(t)
+	elemSize := int64(t.Dtype.ElemSize())
 	var (
-		baseStream  *normalStream
-		baseSection *io.SectionReader
+		section    *io.SectionReader
+		baseStream *normalStream
+		useTable   bool
+		delta      *normalStream
 	)
 	if p.base != nil {
-		section, err := p.base.section(t.TensorInfo)
-		if err != nil {
+		var err error
+		if section, err = p.base.section(t.TensorInfo); err != nil {
 			return err
 		}
 		if frozen { // byte-identical copy of the base's tensor
-			if _, err := io.CopyBuffer(onlyWriter{w}, section, bufs.in); err != nil {
+			if _, err := io.CopyBuffer(onlyWriter{w}, section, bufs.out); err != nil {
 				return fmt.Errorf("copying %s from %s: %w", t.Name, p.base.dir, err)
 			}
 			return nil
 		}
-		baseSection = section
 	} else {
 		baseStream = newNormalStream(p.baseSeed, domainBase, t.Name, 0)
+		if useTable = elemSize == 2 && t.numel() >= minTableElems; useTable {
+			bufs.table.build(t.mean, t.std, t.Dtype)
+		}
 	}
-	var delta *normalStream
 	if !frozen {
 		delta = newNormalStream(p.runSeed, domainDelta, t.Name, uint64(p.step))
 	}
 
-	elemSize := int64(t.Dtype.ElemSize())
 	for remaining := t.numel(); remaining > 0; {
 		n := min(remaining, chunkElems)
 		remaining -= n
-		values := bufs.values[:n]
-		if baseStream != nil {
-			baseStream.fill(values, t.mean, t.std)
-		} else {
-			raw := bufs.in[:n*elemSize]
-			if _, err := io.ReadFull(baseSection, raw); err != nil {
+		chunk := bufs.out[:n*elemSize]
+		switch {
+		case section != nil:
+			if _, err := io.ReadFull(section, chunk); err != nil {
 				return fmt.Errorf("reading %s from %s: %w", t.Name, p.base.dir, err)
 			}
-			decodeValues(values, raw, t.Dtype)
+		case useTable:
+			baseStream.fillEncoded16(chunk, bufs.table)
+		default:
+			values := bufs.values[:n]
+			baseStream.fill(values, t.mean, t.std)
+			encodeValues(chunk, values, t.Dtype)
 		}
 		if delta != nil {
-			delta.add(values, perturbFraction*t.std)
+			delta.perturbEncoded(chunk, perturbFraction*t.std, t.Dtype, bufs.values)
 		}
-		if _, err := w.Write(encodeValues(bufs.out, values, t.Dtype)); err != nil {
+		if _, err := w.Write(chunk); err != nil {
 			return err
 		}
 	}

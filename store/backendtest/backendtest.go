@@ -346,6 +346,7 @@ func (s *suite) testGetRangeLarge(t *testing.T) {
 		{"AcrossMiddle", mid - 1<<20, 2 << 20},
 		{"Tail", size - 3<<20, -1},
 		{"ExactEnd", size - 12345, 12345},
+		{"AllButEdges", 1, size - 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package planes
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -96,6 +97,32 @@ func BenchmarkZstdPeer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkSmall measures per-call overhead on small tensors (biases,
+// norms), where fixed costs dominate.
+func BenchmarkSmall(b *testing.B) {
+	for _, size := range []int{64, 4 << 10, 64 << 10} {
+		src := genBF16(size)
+		b.Run(fmt.Sprintf("encode/%d", size), func(b *testing.B) {
+			var dst []byte
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst, _ = Encode(dst[:0], src, 2)
+			}
+		})
+		enc, err := Encode(nil, src, 2)
+		require.NoError(b, err)
+		b.Run(fmt.Sprintf("decode/%d", size), func(b *testing.B) {
+			var dst []byte
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst, _ = Decode(dst[:0], enc, size)
 			}
 		})
 	}

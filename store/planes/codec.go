@@ -18,6 +18,9 @@ const (
 	// huffWantLogLess makes huff0 give up on a block unless it saves at
 	// least 1/64 of it; smaller gains are not worth the decode time.
 	huffWantLogLess = 6
+	// minCodedBlock is the shortest block that huff0 and zstd are tried
+	// on; shorter ones are stored raw (or rle).
+	minCodedBlock = 64
 	// zstdProbeLen is how much of a block the zstd probe compresses.
 	zstdProbeLen = 16 << 10
 	// maxPooledBuf is the largest buffer kept in a pool between calls.
@@ -60,7 +63,7 @@ type planeEnc struct {
 	rleByte  byte
 	huffNext int // next block index at which to try huff0
 	huffBack int
-	zNext    int  // next block index at which to probe zstd
+	zNext    int // next block index at which to probe zstd
 	zBack    int
 	zWon     bool // zstd won the previous block
 }
@@ -80,8 +83,9 @@ func (pe *planeEnc) result() (byte, int) {
 	return planeBlocked, len(pe.buf)
 }
 
-// appendPayload appends the payload announced by result.
-func (pe *planeEnc) appendPayload(dst []byte) []byte {
+// appendPayload appends the payload announced by result; bl is the block
+// length.
+func (pe *planeEnc) appendPayload(dst []byte, bl int) []byte {
 	method, _ := pe.result()
 	switch method {
 	case planeConst:
@@ -90,9 +94,8 @@ func (pe *planeEnc) appendPayload(dst []byte) []byte {
 		// Every block is a kind byte followed by the block's bytes; all
 		// blocks but the last are full.
 		buf := pe.buf
-		full := 1 << defaultBlockLog
 		for len(buf) > 0 {
-			m := min(full, len(buf)-1)
+			m := min(bl, len(buf)-1)
 			dst = append(dst, buf[1:1+m]...)
 			buf = buf[1+m:]
 		}
@@ -130,14 +133,14 @@ func putEncState(st *encState) {
 	encPool.Put(st)
 }
 
-// encodePlanes splits body into planes block by block and encodes each
-// plane's block into its planeEnc.
-func (st *encState) encodePlanes(body []byte, es int, rot bool) {
+// encodePlanes splits body into planes, 1<<blockLog elements at a time, and
+// encodes each plane's block into its planeEnc.
+func (st *encState) encodePlanes(body []byte, es int, rot bool, blockLog uint) {
 	nElems := len(body) / es
-	bl := 1 << defaultBlockLog
+	bl := 1 << blockLog
 	// Reserve roughly what the planes will need so appends rarely grow.
 	for k := 0; k < es; k++ {
-		st.planes[k].buf = slices.Grow(st.planes[k].buf, nElems+nElems>>defaultBlockLog*4+8)
+		st.planes[k].buf = slices.Grow(st.planes[k].buf, nElems+nElems>>blockLog*4+8)
 	}
 	if es == 1 {
 		for b, off := 0, 0; off < nElems; b, off = b+1, off+bl {
@@ -204,6 +207,12 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 	}
 	pe.sameRLE = false
 
+	if m < minCodedBlock {
+		pe.raw++
+		pe.buf = append(pe.buf, blockRaw)
+		pe.buf = append(pe.buf, blk...)
+		return
+	}
 	kind := byte(blockRaw)
 	best := m // payload size of the best choice so far
 	var payload []byte
@@ -218,17 +227,8 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 			pe.huffBack = min(2*pe.huffBack, maxBackoff)
 		}
 	}
-	if st.tryZstd(pe, blk, b, best, kind == blockHuff && len(payload) < m/4) {
-		z := zstdEncoder().EncodeAll(blk, st.zbuf[:0])
-		st.zbuf = z
-		if uvarintLen(len(z))+len(z) < best {
-			kind, payload = blockZstd, z
-			pe.zWon = true
-		} else {
-			pe.zWon = false
-			pe.zNext = b + pe.zBack
-			pe.zBack = min(2*pe.zBack, maxBackoff)
-		}
+	if z := st.zstdBlock(pe, blk, b, best, kind == blockHuff && len(payload) < m/4); z != nil {
+		kind, payload = blockZstd, z
 	}
 	switch kind {
 	case blockRaw:
@@ -242,30 +242,44 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 	}
 }
 
-// tryZstd decides whether to zstd-compress block b, whose best encoding so
-// far has best payload bytes. zstd wins on runs and repeats, which huff0
-// cannot see. Right after a zstd win it is tried again at once; otherwise a
-// prefix of the block is compressed as a probe, on a backoff schedule or
-// whenever huff0 did very well (a sign of runs), and the whole block only if
-// the probe beats the current best ratio by 10%.
-func (st *encState) tryZstd(pe *planeEnc, blk []byte, b, best int, skewed bool) bool {
-	if pe.zWon {
-		return true
+// zstdBlock returns the zstd encoding of block b if it tries zstd and zstd
+// beats best, the payload size of the best encoding so far. zstd wins on runs
+// and repeats, which huff0 cannot see. Right after a zstd win the whole block
+// is compressed at once. Otherwise, on a backoff schedule or whenever huff0
+// did very well (skewed, a sign of runs), a prefix of the block is compressed
+// as a probe, and the whole block only if the probe beats the best ratio by
+// 10%.
+func (st *encState) zstdBlock(pe *planeEnc, blk []byte, b, best int, skewed bool) []byte {
+	if !pe.zWon {
+		if b < pe.zNext && !skewed {
+			return nil
+		}
+		if len(blk) > zstdProbeLen {
+			z := zstdEncoder().EncodeAll(blk[:zstdProbeLen], st.zbuf[:0])
+			st.zbuf = z
+			if len(z)*len(blk)*10 >= best*zstdProbeLen*9 {
+				pe.zstdBackoff(b)
+				return nil
+			}
+		}
 	}
-	if b < pe.zNext && !skewed {
-		return false
-	}
-	sample := blk[:min(len(blk), zstdProbeLen)]
-	z := zstdEncoder().EncodeAll(sample, st.zbuf[:0])
+	z := zstdEncoder().EncodeAll(blk, st.zbuf[:0])
 	st.zbuf = z
-	if len(z)*len(blk)*10 < best*len(sample)*9 {
-		return true
+	if uvarintLen(len(z))+len(z) < best {
+		pe.zWon = true
+		return z
 	}
+	pe.zWon = false
+	pe.zstdBackoff(b)
+	return nil
+}
+
+// zstdBackoff schedules the next zstd probe after a failed one at block b.
+func (pe *planeEnc) zstdBackoff(b int) {
 	if b >= pe.zNext {
 		pe.zNext = b + pe.zBack
 		pe.zBack = min(2*pe.zBack, maxBackoff)
 	}
-	return false
 }
 
 func uvarintLen(v int) int {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 )
 
 // Format constants; doc.go describes how they are laid out.
@@ -22,6 +23,9 @@ const (
 	maxBlockLog     = 17 // 128 KiB, below huff0.BlockSizeMax (256 KiB - 1)
 	defaultBlockLog = 17
 	maxPlanes       = 8
+	// minRotElems is the fewest elements for which Encode considers the
+	// rot16 transform; below it the gain is a few bytes at most.
+	minRotElems = 256
 
 	planeRaw     = 0
 	planeConst   = 1
@@ -248,6 +252,11 @@ func nextBlock(data []byte, m, plane, b int) (kind byte, payload, rest []byte, e
 // bytes wide (1, 2, 4 or 8; 1 means plain bytes). len(src) need not be a
 // multiple of elemSize: the tail bytes are kept raw.
 func Encode(dst, src []byte, elemSize int) ([]byte, error) {
+	return encode(dst, src, elemSize, defaultBlockLog)
+}
+
+// encode is Encode with a choice of block length (tests use small blocks).
+func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
 	if !validElemSize(elemSize) {
 		return dst, fmt.Errorf("%w, got %d", ErrElemSize, elemSize)
 	}
@@ -261,14 +270,14 @@ func Encode(dst, src []byte, elemSize int) ([]byte, error) {
 	nPlanes := 0
 	if nElems > 0 {
 		nPlanes = es
-		st.encodePlanes(body, es, rot)
+		st.encodePlanes(body, es, rot, blockLog)
 	}
 
 	transform := byte(transformNone)
 	if rot {
 		transform = transformRot
 	}
-	dst = append(dst, Version, byte(es), transform, defaultBlockLog)
+	dst = append(dst, Version, byte(es), transform, byte(blockLog))
 	dst = binary.AppendUvarint(dst, uint64(len(src)))
 	dst = append(dst, byte(nPlanes))
 	total := 0
@@ -281,7 +290,7 @@ func Encode(dst, src []byte, elemSize int) ([]byte, error) {
 	}
 	dst = slices.Grow(dst, total+len(src)-len(body))
 	for k := 0; k < nPlanes; k++ {
-		dst = st.planes[k].appendPayload(dst)
+		dst = st.planes[k].appendPayload(dst, 1<<blockLog)
 	}
 	return append(dst, src[len(body):]...), nil
 }
@@ -317,7 +326,7 @@ func Decode(dst, enc []byte, maxSize int) ([]byte, error) {
 // elements spread over body.
 func chooseRot(body []byte, es int) bool {
 	n := len(body) / es
-	if n == 0 {
+	if n < minRotElems {
 		return false
 	}
 	// Sample runs of 256 consecutive elements (cache and prefetch
@@ -342,19 +351,34 @@ func chooseRot(body []byte, es int) bool {
 	return rotated < plain*0.998
 }
 
+// nlog2nTable holds n*log2(n) for small n; entropyBits looks most counts up
+// there instead of calling math.Log2.
+var nlog2nTable = sync.OnceValue(func() *[4096]float64 {
+	var t [4096]float64
+	for n := 1; n < len(t); n++ {
+		t[n] = float64(n) * math.Log2(float64(n))
+	}
+	return &t
+})
+
 // entropyBits returns the order-0 entropy of the histogram times its total,
 // that is the ideal coded size in bits.
 func entropyBits(h *[256]uint32) float64 {
-	var total, sum float64
+	tab := nlog2nTable()
+	var total uint64
+	var sum float64
 	for _, c := range h {
-		if c > 0 {
+		total += uint64(c)
+		if int(c) < len(tab) {
+			sum += tab[c]
+		} else {
 			f := float64(c)
-			total += f
 			sum += f * math.Log2(f)
 		}
 	}
 	if total == 0 {
 		return 0
 	}
-	return total*math.Log2(total) - sum
+	f := float64(total)
+	return f*math.Log2(f) - sum
 }

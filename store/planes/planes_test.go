@@ -152,30 +152,32 @@ func roundTripCases(es int) []dataCase {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, es := range elemSizes {
-		for _, c := range roundTripCases(es) {
-			t.Run(fmt.Sprintf("es%d/%s", es, c.name), func(t *testing.T) {
-				enc, err := Encode(nil, c.data, es)
-				require.NoError(t, err)
+	for _, blockLog := range []uint{defaultBlockLog, minBlockLog} {
+		for _, es := range elemSizes {
+			for _, c := range roundTripCases(es) {
+				t.Run(fmt.Sprintf("L%d/es%d/%s", blockLog, es, c.name), func(t *testing.T) {
+					enc, err := encode(nil, c.data, es, blockLog)
+					require.NoError(t, err)
 
-				n, err := DecodedLen(enc)
-				require.NoError(t, err)
-				assert.Equal(t, len(c.data), n)
+					n, err := DecodedLen(enc)
+					require.NoError(t, err)
+					assert.Equal(t, len(c.data), n)
 
-				dec, err := Decode(nil, enc, len(c.data))
-				require.NoError(t, err)
-				require.True(t, bytes.Equal(c.data, dec), "round trip differs")
+					dec, err := Decode(nil, enc, len(c.data))
+					require.NoError(t, err)
+					require.True(t, bytes.Equal(c.data, dec), "round trip differs")
 
-				// Storing incompressible data costs at most the header
-				// and one kind byte per block.
-				nBlocks := (len(c.data)/es + blockLen - 1) / blockLen
-				assert.LessOrEqual(t, len(enc), len(c.data)+16+es*(10+nBlocks))
+					// Storing incompressible data costs at most the
+					// header and one kind byte per block.
+					nBlocks := (len(c.data)/es + 1<<blockLog - 1) >> blockLog
+					assert.LessOrEqual(t, len(enc), len(c.data)+16+es*(10+nBlocks))
 
-				_, err = Decode(nil, enc, len(c.data)-1)
-				if len(c.data) > 0 {
-					require.ErrorIs(t, err, ErrTooLarge)
-				}
-			})
+					_, err = Decode(nil, enc, len(c.data)-1)
+					if len(c.data) > 0 {
+						require.ErrorIs(t, err, ErrTooLarge)
+					}
+				})
+			}
 		}
 	}
 }
@@ -411,7 +413,7 @@ func TestDecodeTruncationsAndMutations(t *testing.T) {
 		{sparse(4000), 8},
 		{specialFloats(999), 4},
 	} {
-		enc, err := Encode(nil, c.data, c.es)
+		enc, err := encode(nil, c.data, c.es, minBlockLog)
 		require.NoError(t, err)
 		step := max(1, len(enc)/2000)
 		for i := 0; i < len(enc); i += step {

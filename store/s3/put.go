@@ -213,10 +213,7 @@ func (p *put) exists(attempt int) error {
 // aborted, so that no part lingers.
 func (p *put) multipart() (err error) {
 	b := p.b
-	partSize := b.partSize
-	if n := (p.size + maxParts - 1) / maxParts; n > partSize {
-		partSize = (n + 1<<20 - 1) &^ (1<<20 - 1) // round up to MiB
-	}
+	partSize := partSizeFor(p.size, b.partSize)
 	nparts := int((p.size + partSize - 1) / partSize)
 
 	var uploadID string
@@ -266,6 +263,16 @@ func (p *put) multipart() (err error) {
 	}
 	completed = true
 	return nil
+}
+
+// partSizeFor returns the part size for an object of size bytes: the
+// configured one, or larger (a whole number of MiB) if the object would
+// otherwise need more than S3's 10,000 parts.
+func partSizeFor(size, configured int64) int64 {
+	if n := (size + maxParts - 1) / maxParts; n > configured {
+		return (n + 1<<20 - 1) &^ (1<<20 - 1)
+	}
+	return configured
 }
 
 // uploadParts sends every part, filling parts in order.

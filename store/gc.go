@@ -1,0 +1,275 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// DefaultGrace is how old (by the storage's clock) an unreferenced object
+// must be before gc deletes it: younger ones probably belong to a push in
+// flight. Safety does not depend on it (see docs/format.md); it only spares
+// such pushes from uploading again.
+const DefaultGrace = time.Hour
+
+// GCOptions tune a garbage collection.
+type GCOptions struct {
+	Grace   time.Duration // default DefaultGrace; 0 is allowed via NoGrace
+	NoGrace bool          // delete unreferenced objects whatever their age
+	DryRun  bool          // report what would be deleted, delete nothing
+}
+
+// GCResult is what a garbage collection did (or would do, for a dry run).
+type GCResult struct {
+	DryRun             bool          `json:"dry_run"`
+	Checkpoints        int           `json:"checkpoints"`
+	ReachableManifests int           `json:"reachable_manifests"`
+	ReachableBlobs     int           `json:"reachable_blobs"`
+	DeletedManifests   int           `json:"deleted_manifests"`
+	DeletedBlobs       int           `json:"deleted_blobs"`
+	FreedBytes         int64         `json:"freed_bytes"`
+	KeptYoung          int           `json:"kept_young"` // unreferenced but younger than the grace period
+	Duration           time.Duration `json:"duration_ns"`
+}
+
+// GC deletes the manifests and blobs that no ref reaches. It holds the
+// registry's exclusive gc lock while it runs, so pushes wait to publish
+// (never to upload) and a second gc fails with ErrLocked.
+func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+	start := time.Now()
+	res := &GCResult{DryRun: opts.DryRun}
+	grace := opts.Grace
+	if grace == 0 && !opts.NoGrace {
+		grace = DefaultGrace
+	}
+	lock, err := r.acquireGC(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	keeper := startLockKeeper(ctx, lock, r.staleAfter())
+	defer keeper.finish(ctx)
+
+	// The storage's clock, now: objects are aged against it.
+	now := lock.modTime
+	if !opts.DryRun {
+		// The marker goes in before anything is deleted: a push that started
+		// before it will see it and re-check its blobs before publishing.
+		if err := putJSON(ctx, r.backend, gcRunsPrefix+randomHex(12)+".json", lock.info); err != nil {
+			return nil, fmt.Errorf("gc: write run marker: %w", err)
+		}
+	}
+
+	reachable, err := r.mark(ctx, res)
+	if err != nil {
+		return nil, fmt.Errorf("gc: mark: %w", err)
+	}
+	if err := keeper.check(); err != nil {
+		return nil, err
+	}
+	for _, prefix := range []string{"manifests/", "blobs/"} {
+		var doomed []ObjectInfo
+		err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
+			id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
+			if err != nil || oi.Key != keyFor(prefix, id) {
+				return nil // not ours to judge
+			}
+			if reachable[id] {
+				return nil
+			}
+			if now.Sub(oi.ModTime) < grace {
+				res.KeptYoung++
+				return nil
+			}
+			doomed = append(doomed, oi)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gc: list %s: %w", prefix, err)
+		}
+		if err := r.sweep(ctx, keeper, doomed, opts.DryRun); err != nil {
+			return nil, err
+		}
+		for _, oi := range doomed {
+			res.FreedBytes += oi.Size
+		}
+		if prefix == "blobs/" {
+			res.DeletedBlobs = len(doomed)
+		} else {
+			res.DeletedManifests = len(doomed)
+		}
+	}
+	if !opts.DryRun {
+		if err := r.pruneGCRuns(ctx, now); err != nil {
+			return nil, fmt.Errorf("gc: prune run markers: %w", err)
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func keyFor(prefix string, id ID) string {
+	if prefix == "blobs/" {
+		return BlobKey(id)
+	}
+	return ManifestKey(id)
+}
+
+// mark returns every manifest and blob ID that a version ref reaches,
+// directly or as a base.
+func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error) {
+	c, err := r.Catalog(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	manifests := map[ID]bool{}
+	for _, recs := range c.Records {
+		for _, rec := range recs {
+			res.Checkpoints++
+			manifests[rec.Manifest] = true
+			if rec.Base != nil {
+				manifests[rec.Base.Manifest] = true
+			}
+		}
+	}
+	reachable := make(map[ID]bool, len(manifests))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for mid := range manifests {
+		reachable[mid] = true
+		g.Go(func() error {
+			m, err := r.Manifest(gctx, mid)
+			if errors.Is(err, ErrNotFound) {
+				return nil // already missing: verify reports it; nothing to protect
+			}
+			if err != nil {
+				// A manifest that cannot be read makes reachability unknown:
+				// stop rather than delete what it might reference.
+				return err
+			}
+			ids := m.BlobIDs()
+			mu.Lock()
+			for _, id := range ids {
+				reachable[id] = true
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	res.ReachableManifests = len(manifests)
+	res.ReachableBlobs = len(reachable) - len(manifests)
+	return reachable, nil
+}
+
+// sweep deletes objects with bounded parallelism, keeping the lock fresh.
+func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []ObjectInfo, dryRun bool) error {
+	if dryRun || len(doomed) == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for _, oi := range doomed {
+		g.Go(func() error {
+			if err := keeper.check(); err != nil {
+				return err
+			}
+			if err := r.backend.Delete(gctx, oi.Key); err != nil {
+				return fmt.Errorf("gc: delete %s: %w", oi.Key, err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	keys := make([]string, len(doomed))
+	for i, oi := range doomed {
+		keys[i] = oi.Key
+	}
+	r.index.forgetKnown(r.format.ID, keys)
+	return err
+}
+
+// pruneGCRuns removes run markers older than a long horizon; a push running
+// longer than that is not protected by them (it would hold no lock anyway,
+// and would re-check at publish only if a newer marker exists).
+func (r *Registry) pruneGCRuns(ctx context.Context, now time.Time) error {
+	const horizon = 30 * 24 * time.Hour
+	var old []string
+	err := r.backend.List(ctx, gcRunsPrefix, func(oi ObjectInfo) error {
+		if now.Sub(oi.ModTime) > horizon {
+			old = append(old, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := r.backend.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockKeeper refreshes a long-held gc lock in the background and tells
+// the gc to stop when the lock could have been judged stale by others.
+type lockKeeper struct {
+	mu        sync.Mutex
+	lock      *heldLock
+	every     time.Duration
+	refreshed time.Time // local monotonic time of the last good refresh
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+func startLockKeeper(ctx context.Context, lock *heldLock, staleAfter time.Duration) *lockKeeper {
+	k := &lockKeeper{lock: lock, every: staleAfter / 4, refreshed: lock.acquired, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		t := time.NewTicker(k.every)
+		defer t.Stop()
+		for {
+			select {
+			case <-k.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				k.mu.Lock()
+				if err := k.lock.refresh(ctx); err == nil {
+					k.refreshed = time.Now()
+				}
+				k.mu.Unlock()
+			}
+		}
+	}()
+	return k
+}
+
+// check fails once the lock went two refresh periods (half the stale
+// time) without a good refresh: others may soon take it, so stop deleting.
+func (k *lockKeeper) check() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if age := time.Since(k.refreshed); age > 2*k.every {
+		return fmt.Errorf("gc: lost the registry lock (not refreshed for %s); run gc again", age.Round(time.Second))
+	}
+	return nil
+}
+
+// finish stops the refresher and releases the lock.
+func (k *lockKeeper) finish(ctx context.Context) {
+	close(k.stop)
+	<-k.done
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.lock.release(ctx)
+}

@@ -1,0 +1,243 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Locks coordinate garbage collection with pushes (see docs/format.md,
+// "Garbage collection"). A lock is an object locks/<kind>-<random>.json;
+// its liveness is the storage's own ModTime, compared only with the ModTime
+// of the caller's own freshly written lock, so client clocks never matter.
+const (
+	lockKindPublish = "publish"
+	lockKindGC      = "gc"
+	gcRunsPrefix    = "gc/runs/"
+)
+
+// DefaultStaleAfter: a lock whose ModTime is older than this (by the storage's
+// clock) is abandoned. Holders refresh well within it.
+const DefaultStaleAfter = 10 * time.Minute
+
+// ErrLocked is returned when another garbage collection holds the registry.
+var ErrLocked = errors.New("registry is locked")
+
+// LockInfo is the content of a lock object.
+type LockInfo struct {
+	Kind    string    `json:"kind"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Created time.Time `json:"created"` // client clock, informational
+}
+
+// heldLock is a lock this process holds.
+type heldLock struct {
+	r        *Registry
+	key      string
+	info     LockInfo
+	modTime  time.Time // storage clock when written
+	acquired time.Time // local monotonic clock when written
+}
+
+func (r *Registry) staleAfter() time.Duration {
+	if r.lockStale > 0 {
+		return r.lockStale
+	}
+	return DefaultStaleAfter
+}
+
+// writeLock creates a new lock object of kind and returns it with the
+// storage's time for it.
+func (r *Registry) writeLock(ctx context.Context, kind string) (*heldLock, error) {
+	host, _ := os.Hostname()
+	info := LockInfo{Kind: kind, Host: host, PID: os.Getpid(), Created: time.Now().UTC()}
+	key := "locks/" + kind + "-" + randomHex(8) + ".json"
+	if err := putJSON(ctx, r.backend, key, info); err != nil {
+		return nil, fmt.Errorf("write lock %s: %w", key, err)
+	}
+	oi, err := r.backend.Stat(ctx, key)
+	if err != nil {
+		r.backend.Delete(context.WithoutCancel(ctx), key)
+		return nil, fmt.Errorf("stat lock %s: %w", key, err)
+	}
+	return &heldLock{r: r, key: key, info: info, modTime: oi.ModTime, acquired: time.Now()}, nil
+}
+
+func (l *heldLock) release(ctx context.Context) error {
+	return l.r.backend.Delete(context.WithoutCancel(ctx), l.key)
+}
+
+// refresh replaces the lock object with a new one (objects are never
+// overwritten), so its ModTime stays recent.
+func (l *heldLock) refresh(ctx context.Context) error {
+	next, err := l.r.writeLock(ctx, l.info.Kind)
+	if err != nil {
+		return err
+	}
+	old := l.key
+	*l = *next
+	return l.r.backend.Delete(ctx, old)
+}
+
+// otherLock is a lock of someone else, with whether it is still alive.
+type otherLock struct {
+	Key   string
+	Info  LockInfo
+	Age   time.Duration
+	Stale bool
+}
+
+func (o otherLock) String() string {
+	return fmt.Sprintf("%s lock of %s (pid %d), last refreshed %s ago", o.Info.Kind, o.Info.Host, o.Info.PID, o.Age.Round(time.Second))
+}
+
+// otherLocks lists every lock but mine, judging staleness against mine.
+func (r *Registry) otherLocks(ctx context.Context, mine *heldLock) ([]otherLock, error) {
+	var out []otherLock
+	var infos []ObjectInfo
+	err := r.backend.List(ctx, "locks/", func(oi ObjectInfo) error {
+		if oi.Key != mine.key {
+			infos = append(infos, oi)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	host, _ := os.Hostname()
+	for _, oi := range infos {
+		var info LockInfo
+		if err := getJSON(ctx, r.backend, oi.Key, &info); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue // released meanwhile
+			}
+			// An unreadable lock is judged by its age alone.
+			info = LockInfo{Kind: lockKindFromKey(oi.Key)}
+		}
+		age := mine.modTime.Sub(oi.ModTime)
+		stale := age > r.staleAfter()
+		if !stale && info.Host == host && info.PID > 0 && info.PID != os.Getpid() && !processAlive(info.PID) {
+			stale = true // our own machine, and the process is gone
+		}
+		out = append(out, otherLock{Key: oi.Key, Info: info, Age: age, Stale: stale})
+	}
+	return out, nil
+}
+
+func lockKindFromKey(key string) string {
+	name := strings.TrimPrefix(key, "locks/")
+	kind, _, _ := strings.Cut(name, "-")
+	return kind
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// acquirePublish takes the short lock a push holds while it checks that its
+// data still exists and writes its ref. It waits while a garbage collection
+// holds the registry.
+func (r *Registry) acquirePublish(ctx context.Context) (*heldLock, error) {
+	delay := 50 * time.Millisecond
+	for {
+		l, err := r.writeLock(ctx, lockKindPublish)
+		if err != nil {
+			return nil, err
+		}
+		others, err := r.otherLocks(ctx, l)
+		if err != nil {
+			l.release(ctx)
+			return nil, err
+		}
+		blocked := false
+		for _, o := range others {
+			if o.Info.Kind == lockKindGC && !o.Stale {
+				blocked = true
+			}
+		}
+		if !blocked {
+			return l, nil
+		}
+		l.release(ctx)
+		if err := sleepCtx(ctx, jitter(delay)); err != nil {
+			return nil, fmt.Errorf("waiting for garbage collection to finish: %w", err)
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// acquireGC takes the exclusive lock of a garbage collection: it fails with
+// ErrLocked if another live gc holds the registry, and waits for running
+// publishes (which take seconds) to finish. Stale locks are removed.
+func (r *Registry) acquireGC(ctx context.Context) (*heldLock, error) {
+	delay := 50 * time.Millisecond
+	for {
+		l, err := r.writeLock(ctx, lockKindGC)
+		if err != nil {
+			return nil, err
+		}
+		others, err := r.otherLocks(ctx, l)
+		if err != nil {
+			l.release(ctx)
+			return nil, err
+		}
+		waiting := false
+		for _, o := range others {
+			switch {
+			case o.Stale:
+				if err := r.backend.Delete(ctx, o.Key); err != nil {
+					l.release(ctx)
+					return nil, fmt.Errorf("remove stale %s: %w", o, err)
+				}
+			case o.Info.Kind == lockKindGC:
+				l.release(ctx)
+				return nil, fmt.Errorf("%w: another garbage collection is running (%s); try again later", ErrLocked, o)
+			default:
+				waiting = true
+			}
+		}
+		if !waiting {
+			return l, nil
+		}
+		l.release(ctx)
+		if err := sleepCtx(ctx, jitter(delay)); err != nil {
+			return nil, fmt.Errorf("waiting for pushes to publish: %w", err)
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// gcRuns lists the markers garbage collections leave before deleting.
+func (r *Registry) gcRuns(ctx context.Context) (map[string]bool, error) {
+	runs := map[string]bool{}
+	err := r.backend.List(ctx, gcRunsPrefix, func(oi ObjectInfo) error {
+		runs[strings.TrimPrefix(oi.Key, gcRunsPrefix)] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list gc runs: %w", err)
+	}
+	return runs, nil
+}

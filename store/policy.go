@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ckptdev/ckpt/retention"
+)
+
+// policyRefKey is the per-NAME key of the stored retention policy.
+const policyRefKey = "retention"
+
+// storedPolicy is the JSON form of a retention policy in
+// refs/<NAME>/p/retention.
+type storedPolicy struct {
+	KeepLast        int    `json:"keep_last,omitempty"`
+	KeepBest        int    `json:"keep_best,omitempty"`
+	Metric          string `json:"metric,omitempty"`
+	GreaterIsBetter *bool  `json:"greater_is_better,omitempty"`
+	KeepEvery       int64  `json:"keep_every,omitempty"`
+	KeepWithin      string `json:"keep_within,omitempty"` // Go duration, e.g. "72h0m0s"
+}
+
+// SetPolicy stores NAME's default retention policy, replacing any.
+func (r *Registry) SetPolicy(ctx context.Context, name string, p retention.Policy) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	sp := storedPolicy{KeepLast: p.KeepLast, KeepBest: p.KeepBest, Metric: p.Metric, GreaterIsBetter: p.GreaterIsBetter, KeepEvery: p.KeepEvery}
+	if p.KeepWithin > 0 {
+		sp.KeepWithin = p.KeepWithin.String()
+	}
+	key := policyKey(name, policyRefKey)
+	if err := r.backend.Delete(ctx, key); err != nil {
+		return err
+	}
+	if err := putJSON(ctx, r.backend, key, sp); err != nil {
+		return fmt.Errorf("store policy of %s: %w", name, err)
+	}
+	return nil
+}
+
+// Policy returns NAME's stored retention policy; ok is false when it has none.
+func (r *Registry) Policy(ctx context.Context, name string) (p retention.Policy, ok bool, err error) {
+	var sp storedPolicy
+	key := policyKey(name, policyRefKey)
+	if err := getJSON(ctx, r.backend, key, &sp); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return p, false, nil
+		}
+		return p, false, err
+	}
+	p = retention.Policy{KeepLast: sp.KeepLast, KeepBest: sp.KeepBest, Metric: sp.Metric, GreaterIsBetter: sp.GreaterIsBetter, KeepEvery: sp.KeepEvery}
+	if sp.KeepWithin != "" {
+		if p.KeepWithin, err = time.ParseDuration(sp.KeepWithin); err != nil {
+			return p, false, fmt.Errorf("%s: keep_within: %w", key, err)
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return p, false, fmt.Errorf("%s: %w", key, err)
+	}
+	return p, true, nil
+}
+
+// PolicyNames lists the NAMEs that have a stored retention policy.
+func (r *Registry) PolicyNames(ctx context.Context) ([]string, error) {
+	var names []string
+	err := r.backend.List(ctx, "refs/", func(oi ObjectInfo) error {
+		if n, kind, last, ok := parseRefKey(oi.Key); ok && kind == refKindPolicy && last == policyRefKey {
+			names = append(names, n)
+		}
+		return nil
+	})
+	return names, err
+}
+
+// RetentionPlan computes what policy keeps of NAME's checkpoints, with tags
+// always kept.
+func (r *Registry) RetentionPlan(ctx context.Context, name string, p retention.Policy) (retention.Plan, error) {
+	if err := p.Validate(); err != nil {
+		return retention.Plan{}, err
+	}
+	c, err := r.Catalog(ctx, name)
+	if err != nil {
+		return retention.Plan{}, err
+	}
+	if len(c.Records[name]) == 0 {
+		names, err := r.Names(ctx)
+		if err != nil {
+			return retention.Plan{}, err
+		}
+		return retention.Plan{}, noSuchName(name, names)
+	}
+	return p.Plan(Checkpoints(c.Records[name], c.Tags[name]), time.Now())
+}
+
+// ApplyPlan removes the refs of the checkpoints the plan deletes (never data:
+// gc frees it). It is idempotent: a version already removed is skipped.
+func (r *Registry) ApplyPlan(ctx context.Context, name string, plan retention.Plan) ([]string, error) {
+	// Tags are read again: one added since the plan was made still protects.
+	c, err := r.Catalog(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, cp := range plan.Deleted() {
+		if tags := c.TagsOf(name, cp.Version); len(cp.Tags) > 0 || len(tags) > 0 {
+			continue
+		}
+		key := versionKey(name, cp.Version)
+		if _, err := r.backend.Stat(ctx, key); errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return removed, err
+		}
+		if err := r.backend.Delete(ctx, key); err != nil {
+			return removed, fmt.Errorf("remove %s@%s: %w", name, cp.Version, err)
+		}
+		removed = append(removed, cp.Version)
+	}
+	return removed, nil
+}
