@@ -30,6 +30,10 @@ step "what is recorded, and what deduplication saved"
 run "$CKPT" ls
 run "$CKPT" du
 
+step "what best-plus-last-1 retention would keep (a plan: nothing is deleted)"
+run "$CKPT" retention plan run-a --keep-last 1 --keep-best 1
+run "$CKPT" gc --dry-run --grace 0
+
 step "check every blob of every checkpoint"
 run "$CKPT" verify --all --read-data
 

@@ -22,4 +22,22 @@
 //     content against the ID in its key.
 //   - The per-machine Index is only a cache; with it deleted every operation
 //     still gives the same result, only slower.
+//
+// # Garbage collection and its safety invariant
+//
+// Every blob and manifest reachable from a version ref exists, except while
+// a push holding a fresh publish lock is writing that very ref.
+//
+// GC deletes only while it holds a fresh "gc" lock (locks/gc-*.json), and
+// only what no ref reached when it read the refs; it writes a run marker
+// (gc/runs/*) before deleting anything. A push uploads without any lock, then
+// publishes under a "publish" lock, which excludes the gc lock (both sides
+// create their lock before listing the others'). If a run marker appeared
+// since the push listed them at its start, the push re-checks, under its
+// lock, that everything its manifest needs exists, and uploads again what a
+// gc deleted. Staleness of locks is judged with the storage's clock only
+// (ModTime against the reader's own fresh lock), or with one machine's
+// monotonic clock; never across machines. The known-blob cache is keyed by
+// the number of run markers seen, so a gc invalidates it. docs/format.md,
+// section 9, gives the protocol step by step and the argument.
 package store

@@ -251,8 +251,21 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 	return nil
 }
 
-// fetchBlob reads blob id, decodes it into dst and checks its digest.
+// fetchBlob reads blob id, decodes it into dst and checks its digest. It
+// serves from the per-machine blob cache when it has the blob, and fills it.
 func (r *Registry) fetchBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
+	if out, ok := r.cache.get(id, dst); ok {
+		return out, nil
+	}
+	out, err := r.downloadBlob(ctx, id, dst)
+	if err == nil {
+		r.cache.put(id, out[len(dst):])
+	}
+	return out, err
+}
+
+// downloadBlob reads blob id from the backend and decodes it into dst.
+func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
 	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -344,4 +357,25 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ReadRange returns n bytes of a manifest file from offset off, fetching and
+// verifying only the chunks that cover them.
+func (r *Registry) ReadRange(ctx context.Context, f *File, off, n int64) ([]byte, error) {
+	if off < 0 || n < 0 || off+n > f.Size {
+		return nil, fmt.Errorf("%s: range [%d, %d) outside the file (%d bytes)", f.Path, off, off+n, f.Size)
+	}
+	out := make([]byte, n)
+	for _, c := range f.Chunks {
+		lo, hi := max(off, c.Offset), min(off+n, c.Offset+c.Size)
+		if lo >= hi {
+			continue
+		}
+		data, err := r.fetchBlob(ctx, c.ID, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Path, err)
+		}
+		copy(out[lo-off:hi-off], data[lo-c.Offset:hi-c.Offset])
+	}
+	return out, nil
 }

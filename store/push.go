@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -132,58 +133,9 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	gen := r.index.syncGCRuns(r.format.ID, runsBefore)
 	r = r.withGeneration(gen)
 
-	files := make([]*pushFile, len(entries))
-	for i, e := range entries {
-		pf := &pushFile{entry: e, abs: filepath.Join(absDir, filepath.FromSlash(e.Path))}
-		if pf.info, err = os.Stat(pf.abs); err != nil {
-			return nil, err
-		}
-		if cached, ok := r.index.lookupFile(pf.abs, pf.info); ok {
-			pf.cached, pf.file = true, cached
-		}
-		files[i] = pf
-	}
-	if err := checkShards(absDir, entries, byPath); err != nil {
+	m, files, statEntries, res, err := r.buildManifest(ctx, absDir, entries, byPath)
+	if err != nil {
 		return nil, err
-	}
-	for _, pf := range files {
-		if pf.cached {
-			continue
-		}
-		if pf.entry.Role == layout.RoleWeights && path.Ext(pf.entry.Path) == ".safetensors" {
-			if pf.header, err = layout.ReadSafetensorsHeader(pf.abs); err != nil {
-				return nil, err
-			}
-		}
-		text := pf.entry.Role != layout.RoleWeights && pf.entry.Role != layout.RoleResumeState
-		pf.plan = planChunks(pf.info.Size(), pf.header, text)
-	}
-
-	res := &PushResult{Files: len(files)}
-	for _, pf := range files {
-		res.Logical += pf.info.Size()
-	}
-	if err := r.storeChunks(ctx, files, res); err != nil {
-		return nil, err
-	}
-	if err := r.ensureCachedChunks(ctx, files, res); err != nil {
-		return nil, err
-	}
-
-	m := &Manifest{Version: ManifestVersion}
-	statEntries := make(map[string]statEntry)
-	for _, pf := range files {
-		pf.file.Path = pf.entry.Path
-		pf.file.Mode = uint32(pf.entry.Mode.Perm())
-		pf.file.Role = string(pf.entry.Role)
-		m.Files = append(m.Files, pf.file)
-		res.Chunks += len(pf.file.Chunks)
-		if !pf.cached && time.Since(pf.info.ModTime()) > racyWindow {
-			e := statKey(pf.info)
-			e.File = pf.file
-			e.File.Path = ""
-			statEntries[pf.abs] = e
-		}
 	}
 	data, mid, err := m.Encode()
 	if err != nil {
@@ -228,6 +180,90 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	}
 	r.index.storeFiles(statEntries)
 	return res, nil
+}
+
+// buildManifest reads (or takes from the stat cache), hashes and stores the
+// folder's files, and returns their manifest. On a dry registry nothing is
+// stored.
+func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []layout.Entry, byPath map[string]bool) (*Manifest, []*pushFile, map[string]statEntry, *PushResult, error) {
+	var err error
+	files := make([]*pushFile, len(entries))
+	for i, e := range entries {
+		pf := &pushFile{entry: e, abs: filepath.Join(absDir, filepath.FromSlash(e.Path))}
+		if pf.info, err = os.Stat(pf.abs); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if cached, ok := r.index.lookupFile(pf.abs, pf.info); ok {
+			pf.cached, pf.file = true, cached
+		}
+		files[i] = pf
+	}
+	if err := checkShards(absDir, entries, byPath); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for _, pf := range files {
+		if pf.cached {
+			continue
+		}
+		if pf.entry.Role == layout.RoleWeights && path.Ext(pf.entry.Path) == ".safetensors" {
+			if pf.header, err = layout.ReadSafetensorsHeader(pf.abs); err != nil {
+				return nil, nil, nil, nil, err
+			}
+		}
+		text := pf.entry.Role != layout.RoleWeights && pf.entry.Role != layout.RoleResumeState
+		pf.plan = planChunks(pf.info.Size(), pf.header, text)
+	}
+
+	res := &PushResult{Files: len(files)}
+	for _, pf := range files {
+		res.Logical += pf.info.Size()
+	}
+	if err := r.storeChunks(ctx, files, res); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := r.ensureCachedChunks(ctx, files, res); err != nil {
+		return nil, nil, nil, nil, err
+	}
+
+	m := &Manifest{Version: ManifestVersion}
+	statEntries := make(map[string]statEntry)
+	for _, pf := range files {
+		pf.file.Path = pf.entry.Path
+		pf.file.Mode = uint32(pf.entry.Mode.Perm())
+		pf.file.Role = string(pf.entry.Role)
+		m.Files = append(m.Files, pf.file)
+		res.Chunks += len(pf.file.Chunks)
+		if !pf.cached && time.Since(pf.info.ModTime()) > racyWindow {
+			e := statKey(pf.info)
+			e.File = pf.file
+			e.File.Path = ""
+			statEntries[pf.abs] = e
+		}
+	}
+	return m, files, statEntries, res, nil
+}
+
+// ScanFolder returns the manifest push would record for dir, reading and
+// hashing every file but storing nothing (diff of a local folder).
+func ScanFolder(ctx context.Context, dir string) (*Manifest, error) {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := layout.ScanDir(absDir)
+	if err != nil {
+		return nil, err
+	}
+	byPath := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		byPath[e.Path] = true
+	}
+	dry := &Registry{workers: max(4, 2*runtime.NumCPU()), dry: true}
+	m, _, _, _, err := dry.buildManifest(ctx, absDir, entries, byPath)
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", dir, err)
+	}
+	return m, nil
 }
 
 // racyWindow: a file modified this recently may still change within the
@@ -455,6 +491,9 @@ func (r *Registry) putObject(ctx context.Context, key string, content []byte, hi
 // ensureObject makes sure key exists: it asks the index, then the backend,
 // and only when both say no loads the content and stores it.
 func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint, load func() ([]byte, error)) (int64, error) {
+	if r.dry {
+		return 0, nil
+	}
 	if r.index.known(r.format.ID, key) {
 		return 0, nil
 	}

@@ -38,6 +38,9 @@ type Options struct {
 	Workers int
 	// Progress receives byte counts of pushes and pulls; nil for none.
 	Progress Progress
+	// BlobCache keeps downloaded blobs on local disk (for remote backends);
+	// nil for none.
+	BlobCache *BlobCache
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
@@ -62,6 +65,9 @@ type Registry struct {
 	// knownGen is the gc generation this handle's operation started at; blobs
 	// it finds present are cached under it (Index.syncGCRuns).
 	knownGen uint64
+	// dry registries hash but store nothing (ScanFolder).
+	dry   bool
+	cache *BlobCache
 }
 
 // withGeneration returns a copy of r for one operation at gc generation gen.
@@ -113,7 +119,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
 	if w <= 0 {
 		w = max(4, 2*runtime.NumCPU())
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.BlobCache}, nil
 }
 
 // Backend returns the registry's backend.

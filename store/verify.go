@@ -87,7 +87,7 @@ func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*V
 			if readData {
 				bp := getBuf()
 				var data []byte
-				data, err = r.fetchBlob(gctx, id, (*bp)[:0])
+				data, err = r.downloadBlob(gctx, id, (*bp)[:0])
 				n = int64(len(data))
 				keepBuf(bp, data)
 				putBuf(bp)

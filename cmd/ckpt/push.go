@@ -85,6 +85,8 @@ func (a *app) printPush(res *store.PushResult) {
 	rec := res.Record
 	if res.Unchanged {
 		a.printf("%s@%s already records this content (manifest %s): nothing to do\n", rec.Name, rec.Version, rec.Manifest.String()[:12])
+		a.printf("  read       %s of %s (unchanged files come from the stat cache)\n", humanBytes(res.BytesRead), humanBytes(res.Logical))
+		a.printf("  new        %s stored\n", humanBytes(res.NewStored))
 		return
 	}
 	a.printf("pushed %s@%s (manifest %s)\n", rec.Name, rec.Version, rec.Manifest.String()[:12])

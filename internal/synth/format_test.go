@@ -172,6 +172,25 @@ func TestEncodedTableMatchesGenericPath(t *testing.T) {
 	}
 }
 
+func TestPerturbEncodedMatchesGenericPath(t *testing.T) {
+	for _, dtype := range []layout.Dtype{layout.DtypeBF16, layout.DtypeF16, layout.DtypeF32} {
+		t.Run(string(dtype), func(t *testing.T) {
+			const n = 1003
+			values := make([]float32, n)
+			newNormalStream(1, domainBase, "x", 0).fill(values, 0, 0.02)
+			data := encodeValues(make([]byte, 4*n), values, dtype)
+
+			// The generic path: decode, add, encode.
+			decodeValues(values, data, dtype)
+			newNormalStream(2, domainDelta, "x", 0).add(values, 0.005)
+			want := encodeValues(make([]byte, 4*n), values, dtype)
+
+			newNormalStream(2, domainDelta, "x", 0).perturbEncoded(data, 0.005, dtype, make([]float32, n))
+			assert.Equal(t, want, data)
+		})
+	}
+}
+
 func TestPickleProtocol2(t *testing.T) {
 	for _, tc := range []struct {
 		name string

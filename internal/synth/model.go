@@ -39,8 +39,9 @@ func DemoModel() Model {
 // ModelOfSize returns a GPT-2 shape (real vocabulary and context, hidden
 // size a multiple of 64, depth in GPT-2's proportions when possible) whose
 // weights total as close to bytes as such shapes allow: within 0.5% from a
-// few hundred MB up (1 GiB bf16: 30 layers of 1152). For targets too small for GPT-2's embeddings it shrinks the
-// vocabulary instead. dtype is BF16, F16 or F32.
+// few hundred MB up (1 GiB of bf16 is 30 layers of hidden 1152). For
+// targets too small for GPT-2's embeddings it shrinks the vocabulary
+// instead. dtype is BF16, F16 or F32.
 func ModelOfSize(bytes int64, dtype layout.Dtype) Model {
 	elemSize := int64(dtype.ElemSize())
 	if elemSize == 0 {

@@ -222,6 +222,20 @@ func TestFrozenEmbedding(t *testing.T) {
 	}
 }
 
+func TestBaseDirOfSameSeedChangesNothing(t *testing.T) {
+	spec := tinySpec()
+	spec.ResumeState = false
+	baseDir := t.TempDir()
+	require.NoError(t, WriteBase(baseDir, spec.Model, spec.Seed, gpt2Dir))
+
+	withoutBase, err := WriteCheckpoint(t.TempDir(), spec, 1, nil)
+	require.NoError(t, err)
+	spec.BaseDir = baseDir
+	withBase, err := WriteCheckpoint(t.TempDir(), spec, 1, nil)
+	require.NoError(t, err)
+	assert.Equal(t, readFiles(t, withoutBase), readFiles(t, withBase))
+}
+
 func TestPerturbationIsSmall(t *testing.T) {
 	m := TinyModel()
 	baseDir := t.TempDir()

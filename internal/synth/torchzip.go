@@ -49,7 +49,13 @@ func writeTorchSave(path string, pickled []byte, storages []torchStorage) (err e
 			err = fmt.Errorf("synth: %w", closeErr)
 		}
 	}()
-	z := &torchZipWriter{zw: zip.NewWriter(file)}
+	w := newAsyncWriter(file, 4<<20, 3)
+	defer func() {
+		if closeErr := w.Close(); err == nil && closeErr != nil {
+			err = fmt.Errorf("synth: writing %s: %w", path, closeErr)
+		}
+	}()
+	z := &torchZipWriter{zw: zip.NewWriter(w)}
 	fail := func(err error) error { return fmt.Errorf("synth: writing %s: %w", path, err) }
 
 	if err := z.writeBytes("data.pkl", pickled); err != nil {

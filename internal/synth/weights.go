@@ -1,7 +1,6 @@
 package synth
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +85,7 @@ func (p *weightPlan) writeTensor(w io.Writer, t tensorSpec, bufs *weightBuffers)
 			return err
 		}
 		if frozen { // byte-identical copy of the base's tensor
-			if _, err := io.CopyBuffer(onlyWriter{w}, section, bufs.out); err != nil {
+			if _, err := io.CopyBuffer(w, section, bufs.out); err != nil {
 				return fmt.Errorf("copying %s from %s: %w", t.Name, p.base.dir, err)
 			}
 			return nil
@@ -126,9 +125,6 @@ func (p *weightPlan) writeTensor(w io.Writer, t tensorSpec, bufs *weightBuffers)
 	}
 	return nil
 }
-
-// onlyWriter hides a writer's ReadFrom so io.CopyBuffer uses the buffer.
-type onlyWriter struct{ io.Writer }
 
 // weightFile is one safetensors file of a folder: its name and its tensors
 // with offsets relative to its own data buffer.
@@ -226,7 +222,12 @@ func (p *weightPlan) writeFile(path string, tensors []tensorSpec, bufs *weightBu
 			err = fmt.Errorf("synth: %w", closeErr)
 		}
 	}()
-	w := bufio.NewWriterSize(file, 1<<20)
+	w := newAsyncWriter(file, 4<<20, 3)
+	defer func() {
+		if closeErr := w.Close(); err == nil && closeErr != nil {
+			err = fmt.Errorf("synth: writing %s: %w", path, closeErr)
+		}
+	}()
 	if _, err := w.Write(header); err != nil {
 		return fmt.Errorf("synth: writing %s: %w", path, err)
 	}
@@ -234,9 +235,6 @@ func (p *weightPlan) writeFile(path string, tensors []tensorSpec, bufs *weightBu
 		if err := p.writeTensor(w, t, bufs); err != nil {
 			return fmt.Errorf("synth: writing %s: %w", path, err)
 		}
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("synth: writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -23,8 +23,9 @@ const (
 	minCodedBlock = 64
 	// zstdProbeLen is how much of a block the zstd probe compresses.
 	zstdProbeLen = 16 << 10
-	// maxPooledBuf is the largest buffer kept in a pool between calls.
-	maxPooledBuf = 64 << 20
+	// maxPooledBuf is the largest plane buffer kept in the pool between
+	// calls (so a pooled encState holds at most 8 of them).
+	maxPooledBuf = 8 << 20
 )
 
 var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
@@ -172,8 +173,7 @@ func constByte(blk []byte) (byte, bool) {
 	c := blk[0]
 	rest := blk[1:]
 	if len(rest) >= 8 {
-		// Compare by 8 bytes: rest is periodic with period 1 iff it
-		// equals itself shifted by one, checked against the first byte.
+		// Compare 8 bytes at a time against c repeated.
 		w := uint64(c) * 0x0101_0101_0101_0101
 		i := 0
 		for ; i+8 <= len(rest); i += 8 {
@@ -227,7 +227,7 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 			pe.huffBack = min(2*pe.huffBack, maxBackoff)
 		}
 	}
-	if z := st.zstdBlock(pe, blk, b, best, kind == blockHuff && len(payload) < m/4); z != nil {
+	if z := st.zstdBlock(pe, blk, b, best); z != nil {
 		kind, payload = blockZstd, z
 	}
 	switch kind {
@@ -245,13 +245,12 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 // zstdBlock returns the zstd encoding of block b if it tries zstd and zstd
 // beats best, the payload size of the best encoding so far. zstd wins on runs
 // and repeats, which huff0 cannot see. Right after a zstd win the whole block
-// is compressed at once. Otherwise, on a backoff schedule or whenever huff0
-// did very well (skewed, a sign of runs), a prefix of the block is compressed
-// as a probe, and the whole block only if the probe beats the best ratio by
-// 10%.
-func (st *encState) zstdBlock(pe *planeEnc, blk []byte, b, best int, skewed bool) []byte {
+// is compressed at once. Otherwise, on a backoff schedule, a prefix of the
+// block is compressed as a probe, and the whole block only if the probe
+// beats the best ratio by 10%.
+func (st *encState) zstdBlock(pe *planeEnc, blk []byte, b, best int) []byte {
 	if !pe.zWon {
-		if b < pe.zNext && !skewed {
+		if b < pe.zNext {
 			return nil
 		}
 		if len(blk) > zstdProbeLen {

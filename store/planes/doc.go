@@ -78,24 +78,26 @@
 //
 // # Encoder choices (not part of the format)
 //
-// Encode writes L = 17 (128 KiB blocks, below huff0's 256 KiB limit). It
-// picks rot16 when an entropy estimate over up to 64 Ki sampled elements
-// says the rotated top planes are at least 0.2% smaller: this is the case
-// for bf16 and fp32 weights, not for fp16 (5 exponent bits). It splits the
+// Encode writes L = 17 (128 KiB blocks, below huff0's 256 KiB limit). For
+// at least 256 elements it picks rot16 when an order-0 entropy estimate over
+// up to 64 Ki sampled elements says the rotated top planes are at least 0.2%
+// smaller: this is the case for bf16 and fp32 weights, not for fp16 (5
+// exponent bits). It splits the
 // body 128 Ki elements at a time and codes each plane's block as the
 // smallest of what it tries:
 //
+//   - raw for blocks shorter than 64 bytes that are not rle;
 //   - rle when the block is one repeated byte;
 //   - huff0 (Compress4X, table log 11, no table reuse) unless it saves less
-//     than 1/64 of the block. A plane on which huff0 fails skips it for 1, 2,
-//     4, ... up to 16 blocks before trying again, so near-random mantissa
-//     planes cost little more than a copy;
+//     than 1/64 of the block. While huff0 keeps failing on a plane it is
+//     tried only at blocks 0, 1, 3, 7, 15, 31 and then every 16th block, so
+//     near-random mantissa planes cost little more than a copy;
 //   - zstd at SpeedFastest, which wins on runs and repeats (sparse tensors,
 //     integer ranges, text) that an order-0 coder cannot see. A 16 KiB prefix
 //     of the block is compressed first as a probe; the whole block is
 //     compressed only if the probe beats the best ratio so far by 10%. Probes
-//     follow the same backoff; after a zstd win the next block is compressed
-//     with zstd at once;
+//     follow the same backoff as huff0; after a zstd win the next block is
+//     compressed with zstd at once;
 //   - raw otherwise.
 //
 // A plane whose blocks are all raw is written with method raw, one whose

@@ -250,7 +250,8 @@ func nextBlock(data []byte, m, plane, b int) (kind byte, payload, rest []byte, e
 
 // Encode appends to dst the encoded form of src, whose elements are elemSize
 // bytes wide (1, 2, 4 or 8; 1 means plain bytes). len(src) need not be a
-// multiple of elemSize: the tail bytes are kept raw.
+// multiple of elemSize: the tail bytes are kept raw. It fails only for an
+// invalid elemSize. dst and src must not overlap.
 func Encode(dst, src []byte, elemSize int) ([]byte, error) {
 	return encode(dst, src, elemSize, defaultBlockLog)
 }
@@ -296,12 +297,15 @@ func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
 }
 
 // Decode appends to dst the bytes encoded in enc. It returns an error
-// wrapping ErrCorrupt for invalid input and ErrTooLarge, before allocating
-// anything, when the declared decoded length exceeds maxSize. On error dst
-// is returned unchanged (its spare capacity may have been written to).
+// wrapping ErrTooLarge, before allocating anything, when the declared decoded
+// length exceeds maxSize, and one wrapping ErrCorrupt for invalid input; the
+// whole header and block framing are checked before the output is
+// allocated. Besides growing dst by the decoded length it uses only a pooled
+// scratch of at most 1 MiB. On error dst is returned unchanged (its spare
+// capacity may have been written to).
 func Decode(dst, enc []byte, maxSize int) ([]byte, error) {
 	var h header
-	if err := parseHeader(enc, &h, max(maxSize, 0)); err != nil {
+	if err := parseHeader(enc, &h, min(max(maxSize, 0), math.MaxInt-len(dst))); err != nil {
 		return dst, err
 	}
 	out := slices.Grow(dst, h.n)[:len(dst)+h.n]

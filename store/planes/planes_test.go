@@ -480,7 +480,7 @@ func TestDecodeRefusesBeforeAllocating(t *testing.T) {
 	}
 }
 
-func TestDecodeWithinLimitAllocatesOutputOnly(t *testing.T) {
+func TestDecodeSteadyStateAllocs(t *testing.T) {
 	src := genBF16(4 << 20)
 	enc, err := Encode(nil, src, 2)
 	require.NoError(t, err)

@@ -48,10 +48,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	p := &put{b: b, ctx: ctx, key: key, object: object, size: size, token: newToken()}
+	seeker, _ := r.(io.Seeker)
 	if ra, ok := r.(io.ReaderAt); ok {
 		var base int64
-		if s, ok := r.(io.Seeker); ok {
-			if base, err = s.Seek(0, io.SeekCurrent); err != nil {
+		if seeker != nil {
+			if base, err = seeker.Seek(0, io.SeekCurrent); err != nil {
 				return fmt.Errorf("put %s: %w", key, &sourceError{err})
 			}
 		}
@@ -69,6 +70,10 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 			return fmt.Errorf("put %s in %s: %w", key, b.location, store.ErrExists)
 		}
 		return fmt.Errorf("put %s in %s: %w", key, b.location, err)
+	}
+	if p.ra != nil && seeker != nil {
+		// Leave r where reading it would have left it.
+		_, _ = seeker.Seek(p.base+size, io.SeekStart)
 	}
 	return nil
 }
@@ -252,7 +257,11 @@ func (p *put) multipart() (err error) {
 		}
 		if code == "NoSuchUpload" && attempt > 1 {
 			// The upload is gone: maybe our lost earlier attempt completed it.
-			if ok, cerr := p.committed(); cerr == nil && ok {
+			ok, cerr := p.committed()
+			if cerr != nil {
+				return cerr // if transient, the completion is tried again
+			}
+			if ok {
 				return nil
 			}
 		}

@@ -345,7 +345,7 @@ func TestSlowResponses(t *testing.T) {
 	// Well above MinIO's own latency on a loaded machine (it fsyncs), so
 	// that only the injected delays time out... mostly: the counts are
 	// minimums, and the budget is larger.
-	const timeout = 750 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	edit := func(c *s3.Config) {
 		c.RequestTimeout = timeout
 		c.Retry.MaxAttempts = 6
@@ -354,7 +354,7 @@ func TestSlowResponses(t *testing.T) {
 		{"PutObject", "PutObject", 1, delay(time.Minute), putSmall, 2, true},
 		{"UploadPart", "UploadPart", 1, delay(time.Minute), putLarge, 3, true},
 		{"CompleteMultipartUpload", "CompleteMultipartUpload", 1, delay(time.Minute), putLarge, 2, true},
-		{"GetObject", "GetObject", 2, delay(time.Minute), getLarge, 3, true},
+		{"GetObject", "GetObject", 1, delay(time.Minute), getLarge, 2, true},
 		{"GetObject/StalledBody", "GetObject", 1, stallBody(1 << 20), getLarge, 2, true},
 		{"HeadObject", "HeadObject", 1, delay(time.Minute), stat, 2, true},
 		{"ListObjectsV2", "ListObjectsV2", 1, delay(time.Minute), list, 2, true},

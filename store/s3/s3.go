@@ -49,7 +49,7 @@ type Config struct {
 	Bucket, Prefix string
 	// Endpoint is the server's URL, "http://127.0.0.1:9000" or
 	// "https://minio.example.com"; empty means AWS (https://s3.amazonaws.com).
-	// Other endpoints than AWS are addressed path-style.
+	// Endpoints other than AWS's are addressed path-style.
 	Endpoint string
 	// Region is the bucket's region ("" lets minio-go ask the server).
 	Region string
@@ -222,8 +222,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		creds = DefaultCredentials()
 	}
 	lookup := minio.BucketLookupPath
-	if host == awsHost {
-		lookup = minio.BucketLookupAuto
+	if s3utils.IsAmazonEndpoint(url.URL{Host: host}) {
+		lookup = minio.BucketLookupAuto // virtual-host style, as AWS prefers
 	}
 	client, err := minio.New(host, &minio.Options{
 		Creds:        creds,

@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	}
 	srv = s
 	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- last lines of the MinIO log %s:\n%s\n", s.LogFile, s.LogTail(4000))
+	}
 	s.Close()
 	os.Exit(code)
 }

@@ -30,6 +30,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the flag package printed the usage
+		}
 		fmt.Fprintln(os.Stderr, "ckpt-synth:", err)
 		os.Exit(1)
 	}
