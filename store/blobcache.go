@@ -11,16 +11,12 @@ import (
 	"time"
 )
 
-// DefaultBlobCacheSize is the default cap of the per-machine blob cache.
-const DefaultBlobCacheSize = 10 << 30
+// DefaultCacheSize is the default cap of each per-machine disk cache.
+const DefaultCacheSize = 10 << 30
 
-// BlobCache keeps decoded blob contents on local disk, so that pulling a
-// checkpoint that shares blobs with an earlier pull downloads only the new
-// ones, and an interrupted pull resumes where it stopped. Files are named by
-// their ID and checked against it on every read; the least recently used are
-// evicted when the cache grows past its cap. It is a cache: deleting the
-// folder loses nothing.
-type BlobCache struct {
+// diskCache is a folder of files named by a 64-hex key, written atomically
+// (tmp/ then rename), with least-recently-used eviction past a size cap.
+type diskCache struct {
 	dir string
 	max int64
 
@@ -29,77 +25,48 @@ type BlobCache struct {
 	sized bool
 }
 
-// DefaultBlobCacheDir is $XDG_CACHE_HOME/ckpt/blobs, else ~/.cache/ckpt/blobs.
-func DefaultBlobCacheDir() (string, error) {
-	p, err := DefaultIndexPath()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(filepath.Dir(p), "blobs"), nil
-}
-
-// OpenBlobCache uses dir (created if needed) with a cap of maxBytes.
-func OpenBlobCache(dir string, maxBytes int64) (*BlobCache, error) {
+func newDiskCache(dir string, maxBytes int64) (*diskCache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
-		return nil, fmt.Errorf("blob cache %s: %w", dir, err)
+		return nil, fmt.Errorf("cache %s: %w", dir, err)
 	}
-	return &BlobCache{dir: dir, max: maxBytes}, nil
+	return &diskCache{dir: dir, max: maxBytes}, nil
 }
 
-func (c *BlobCache) path(id ID) string {
-	s := id.String()
-	return filepath.Join(c.dir, s[:2], s)
-}
+func (c *diskCache) path(key string) string { return filepath.Join(c.dir, key[:2], key) }
 
-// get appends the cached content of id to dst, if present and intact.
-func (c *BlobCache) get(id ID, dst []byte) ([]byte, bool) {
-	if c == nil {
-		return dst, false
-	}
-	p := c.path(id)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return dst, false
-	}
-	if Hash(data) != id {
-		os.Remove(p) // damaged: forget it, the registry has the truth
-		return dst, false
-	}
+// touch marks an entry as recently used.
+func (c *diskCache) touch(p string) {
 	now := time.Now()
-	_ = os.Chtimes(p, now, now) // recency for eviction
-	return append(dst, data...), true
+	_ = os.Chtimes(p, now, now)
 }
 
-// put stores content under id (atomically) and evicts if over the cap.
-func (c *BlobCache) put(id ID, content []byte) {
-	if c == nil || int64(len(content)) > c.max {
-		return
+// createTemp opens a temporary file that commit later moves into place.
+func (c *diskCache) createTemp(key string) (*os.File, error) {
+	return os.CreateTemp(filepath.Join(c.dir, "tmp"), key[:16]+"-*")
+}
+
+// commit moves a finished temporary file to key and evicts if over the cap.
+func (c *diskCache) commit(tmpName, key string, size int64) error {
+	p := c.path(key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		os.Remove(tmpName)
+		return err
 	}
-	p := c.path(id)
-	if _, err := os.Stat(p); err == nil {
-		return
-	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), id.String()[:16]+"-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(content)
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil || os.MkdirAll(filepath.Dir(p), 0o755) != nil || os.Rename(tmp.Name(), p) != nil {
-		os.Remove(tmp.Name())
-		return
+	if err := os.Rename(tmpName, p); err != nil {
+		os.Remove(tmpName)
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.sized {
-		c.size = c.scanSize()
-		c.sized = true
+		c.size, c.sized = c.scanSize(), true
 	} else {
-		c.size += int64(len(content))
+		c.size += size
 	}
 	if c.size > c.max {
 		c.size = c.evict(c.max*9/10, p)
 	}
+	return nil
 }
 
 type cachedFile struct {
@@ -108,7 +75,7 @@ type cachedFile struct {
 	mtime time.Time
 }
 
-func (c *BlobCache) list() []cachedFile {
+func (c *diskCache) list() []cachedFile {
 	var files []cachedFile
 	_ = filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -128,7 +95,7 @@ func (c *BlobCache) list() []cachedFile {
 	return files
 }
 
-func (c *BlobCache) scanSize() int64 {
+func (c *diskCache) scanSize() int64 {
 	var n int64
 	for _, f := range c.list() {
 		n += f.size
@@ -139,7 +106,7 @@ func (c *BlobCache) scanSize() int64 {
 // evict removes least recently used files, never keep (the file just
 // added), until the cache holds at most target bytes, and returns what it
 // then holds.
-func (c *BlobCache) evict(target int64, keep string) int64 {
+func (c *diskCache) evict(target int64, keep string) int64 {
 	files := c.list()
 	sort.Slice(files, func(i, j int) bool { return files[i].mtime.Before(files[j].mtime) })
 	var total int64
@@ -158,4 +125,68 @@ func (c *BlobCache) evict(target int64, keep string) int64 {
 		}
 	}
 	return total
+}
+
+// BlobCache keeps decoded blob contents on local disk, so that pulling a
+// checkpoint that shares blobs with an earlier pull downloads only the new
+// ones, and an interrupted pull resumes where it stopped. Files are named by
+// their ID and checked against it on every read. It is a cache: deleting
+// the folder loses nothing.
+type BlobCache struct{ c *diskCache }
+
+// DefaultCacheDir is $XDG_CACHE_HOME/ckpt, else ~/.cache/ckpt.
+func DefaultCacheDir() (string, error) {
+	p, err := DefaultIndexPath()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(p), nil
+}
+
+// OpenBlobCache uses dir (created if needed) with a cap of maxBytes.
+func OpenBlobCache(dir string, maxBytes int64) (*BlobCache, error) {
+	c, err := newDiskCache(dir, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &BlobCache{c}, nil
+}
+
+// get appends the cached content of id to dst, if present and intact.
+func (b *BlobCache) get(id ID, dst []byte) ([]byte, bool) {
+	if b == nil {
+		return dst, false
+	}
+	p := b.c.path(id.String())
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return dst, false
+	}
+	if Hash(data) != id {
+		os.Remove(p) // damaged: forget it, the registry has the truth
+		return dst, false
+	}
+	b.c.touch(p)
+	return append(dst, data...), true
+}
+
+// put stores content under id.
+func (b *BlobCache) put(id ID, content []byte) {
+	if b == nil || int64(len(content)) > b.c.max {
+		return
+	}
+	key := id.String()
+	if _, err := os.Stat(b.c.path(key)); err == nil {
+		return
+	}
+	tmp, err := b.c.createTemp(key)
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(content)
+	if cerr := tmp.Close(); werr != nil || cerr != nil {
+		os.Remove(tmp.Name())
+		return
+	}
+	_ = b.c.commit(tmp.Name(), key, int64(len(content)))
 }

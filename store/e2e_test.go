@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -562,4 +563,35 @@ func TestPushBadInput(t *testing.T) {
 	names, err := e.r.Names(e.ctx)
 	require.NoError(t, err)
 	assert.Empty(t, names)
+}
+
+func TestPullLink(t *testing.T) {
+	e := newEnv(t, newLocal)
+	_, ckpts := tinyRun(t, 10, nil)
+	e.push(ckpts[0], "l", store.PushOptions{})
+	fc, err := store.OpenFileCache(filepath.Join(t.TempDir(), "files"), 1<<30)
+	require.NoError(t, err)
+	r, err := store.Open(e.ctx, e.b, store.Options{FileCache: fc})
+	require.NoError(t, err)
+	for i := range 2 { // a cold then a warm cache
+		out := filepath.Join(t.TempDir(), fmt.Sprint("out", i))
+		res, err := r.Pull(e.ctx, "l", "100", out, store.PullOptions{Full: true, Link: true})
+		require.NoError(t, err)
+		assert.Equal(t, readTree(t, ckpts[0]), readTree(t, out))
+		n := 0
+		for _, c := range res.Linked {
+			n += c
+		}
+		assert.Equal(t, len(res.Files), n)
+		if res.Linked[store.LinkHardlink] > 0 {
+			fi, err := os.Stat(filepath.Join(out, "config.json"))
+			require.NoError(t, err)
+			assert.Equal(t, fs.FileMode(0o444), fi.Mode().Perm(), "hard links are read-only")
+		}
+	}
+	// Without the file cache --link is refused, nothing is written.
+	out := filepath.Join(t.TempDir(), "nocache")
+	_, err = e.r.Pull(e.ctx, "l", "100", out, store.PullOptions{Link: true})
+	require.ErrorContains(t, err, "file cache")
+	assert.NoDirExists(t, out)
 }

@@ -24,6 +24,7 @@ import (
 //	known/<registry id>  blob or manifest key -> gc generation (8 bytes): the object existed, as of that generation
 //	manifests            manifest id -> manifest JSON (content-addressed, so never stale)
 //	gcseen/<registry id> gc run id -> empty: the runs the known set has been checked against
+//	state/<name>         small state of per-machine tools (ckpt watch)
 //	catalog/<registry id> ref key -> catalogEntry (JSON): a ref object's content, valid while its ETag matches
 type Index struct {
 	db *bolt.DB
@@ -335,4 +336,56 @@ func (ix *Index) syncGCRuns(reg string, runs map[string]bool) uint64 {
 		return nil
 	})
 	return gen
+}
+
+// stateBucket holds small state of other per-machine tools (ckpt watch).
+func stateBucket(name string) []byte { return []byte("state/" + name) }
+
+// GetState returns the value stored under key in the named state bucket.
+func (ix *Index) GetState(bucket, key string) ([]byte, bool) {
+	if ix == nil {
+		return nil, false
+	}
+	var v []byte
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(stateBucket(bucket)); b != nil {
+			if got := b.Get([]byte(key)); got != nil {
+				v = append([]byte(nil), got...)
+			}
+		}
+		return nil
+	})
+	return v, v != nil
+}
+
+// PutState stores value under key in the named state bucket.
+func (ix *Index) PutState(bucket, key string, value []byte) error {
+	if ix == nil {
+		return errors.New("no index")
+	}
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(stateBucket(bucket))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), value)
+	})
+}
+
+// StateKeys lists the keys of the named state bucket, in byte order.
+func (ix *Index) StateKeys(bucket string) []string {
+	if ix == nil {
+		return nil
+	}
+	var keys []string
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(stateBucket(bucket)); b != nil {
+			return b.ForEach(func(k, _ []byte) error {
+				keys = append(keys, string(k))
+				return nil
+			})
+		}
+		return nil
+	})
+	return keys
 }

@@ -25,6 +25,9 @@ type PullOptions struct {
 	Full            bool // add resume state and trainer_state.json (everything recorded)
 	Force           bool // replace a non-empty target folder
 	AllowIncomplete bool // write the folder even if it is not runnable
+	// Link materializes files from the per-machine file cache by reflink,
+	// else read-only hard link, else copy, instead of writing them.
+	Link bool
 }
 
 // PulledFile is one file written by a pull.
@@ -40,6 +43,8 @@ type PullResult struct {
 	Record Record
 	Files  []PulledFile
 	Bytes  int64
+	// Linked counts the files materialized by each method (pull --link).
+	Linked map[LinkMethod]int `json:",omitempty"`
 }
 
 // sourcedFile is a manifest file with the checkpoint it comes from.
@@ -92,7 +97,13 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := r.writeFiles(ctx, tmp, files); err != nil {
+	var linked map[LinkMethod]int
+	if opts.Link {
+		linked, err = r.linkFiles(ctx, tmp, r.files, files)
+	} else {
+		err = r.writeFiles(ctx, tmp, files)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if !opts.AllowIncomplete {
@@ -110,7 +121,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	}
 	done = true
 
-	res := &PullResult{Record: rec}
+	res := &PullResult{Record: rec, Linked: linked}
 	for _, f := range files {
 		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.from})
 		res.Bytes += f.Size
@@ -192,12 +203,9 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 	}()
 	var total int64
 	for i, f := range files {
-		if err := CheckRelPath(f.Path); err != nil {
-			return fmt.Errorf("refusing to write %q: %w", f.Path, err)
-		}
-		p := filepath.Join(root, filepath.FromSlash(f.Path))
-		if rel, err := filepath.Rel(root, p); err != nil || !filepath.IsLocal(rel) {
-			return fmt.Errorf("refusing to write %q: outside the target folder", f.Path)
+		p, err := targetPath(root, f.Path)
+		if err != nil {
+			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -288,6 +296,19 @@ func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte,
 		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
 	}
 	return out, nil
+}
+
+// targetPath is where a manifest path lands under root; it refuses paths
+// that could land anywhere else.
+func targetPath(root, rel string) (string, error) {
+	if err := CheckRelPath(rel); err != nil {
+		return "", fmt.Errorf("refusing to write %q: %w", rel, err)
+	}
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if r, err := filepath.Rel(root, p); err != nil || !filepath.IsLocal(r) {
+		return "", fmt.Errorf("refusing to write %q: outside the target folder", rel)
+	}
+	return p, nil
 }
 
 // readFull reads r to the end into dst, up to limit bytes.

@@ -41,6 +41,8 @@ type Options struct {
 	// BlobCache keeps downloaded blobs on local disk (for remote backends);
 	// nil for none.
 	BlobCache *BlobCache
+	// FileCache keeps whole decoded files for pull --link; nil for none.
+	FileCache *FileCache
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
@@ -68,6 +70,7 @@ type Registry struct {
 	// dry registries hash but store nothing (ScanFolder).
 	dry   bool
 	cache *BlobCache
+	files *FileCache
 }
 
 // withGeneration returns a copy of r for one operation at gc generation gen.
@@ -119,7 +122,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
 	if w <= 0 {
 		w = max(4, 2*runtime.NumCPU())
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.BlobCache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.BlobCache, files: opts.FileCache}, nil
 }
 
 // Backend returns the registry's backend.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/store"
@@ -14,6 +16,11 @@ func (a *app) pullCommand() *cobra.Command {
 		Short: "Reassemble a runnable model folder",
 		Long: `Write NAME@REF into DIR. REF is a version, a tag, latest (the highest version)
 or best (lowest eval_loss).
+
+--link fills the per-machine file cache ($XDG_CACHE_HOME/ckpt/files) and
+materializes the folder from it by reflink where the file system supports it,
+else by read-only hard link, else by copy, and says which it used: a second
+pull of the same files costs almost nothing.
 
 By default the runnable set is written: weights, shard index, config, generation
 config and tokenizer, inherited from the --base chain when the checkpoint lacks
@@ -44,6 +51,9 @@ unless --force.`,
 			}
 			rec := res.Record
 			a.printf("pulled %s@%s into %s: %d files, %s\n", rec.Name, rec.Version, args[1], len(res.Files), humanBytes(res.Bytes))
+			if len(res.Linked) > 0 {
+				a.printf("  materialized from the file cache:%s\n", formatLinked(res.Linked))
+			}
 			for _, f := range res.Files {
 				from := ""
 				if f.From != rec.Name+"@"+rec.Version {
@@ -57,7 +67,18 @@ unless --force.`,
 	f := cmd.Flags()
 	f.BoolVar(&opts.Full, "full", false, "also write resume state and trainer_state.json")
 	f.BoolVar(&opts.Force, "force", false, "replace a non-empty DIR")
+	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine file cache by reflink, else read-only hard link, else copy")
 	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+func formatLinked(m map[store.LinkMethod]int) string {
+	out := ""
+	for _, k := range []store.LinkMethod{store.LinkReflink, store.LinkHardlink, store.LinkCopy} {
+		if m[k] > 0 {
+			out += fmt.Sprintf(" %d by %s", m[k], k)
+		}
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,7 @@ type app struct {
 	quiet    bool
 	noCache  bool
 	workers  int
+	cacheMax string
 	s3       s3Flags
 	stdout   io.Writer
 	stderr   io.Writer
@@ -61,6 +63,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	pf.BoolVar(&a.noCache, "no-cache", false, "do not use the per-machine index cache")
 	pf.IntVar(&a.workers, "workers", 0, "parallel transfers (default: 2×CPUs, at least 4)")
+	pf.StringVar(&a.cacheMax, "cache-size", "", "cap of each per-machine disk cache, e.g. 20GiB (env CKPT_CACHE_SIZE; default 10GiB)")
 	a.s3.register(pf)
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
@@ -130,6 +133,9 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 		}
 	}
 	opts := store.Options{Index: a.index, Workers: a.workers, Progress: a.progress()}
+	if err := a.openCaches(&opts, b); err != nil {
+		return nil, err
+	}
 	var r *store.Registry
 	if create {
 		r, _, err = store.Init(ctx, b, opts)
@@ -197,4 +203,57 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// openCaches adds the per-machine disk caches: blobs for remote registries
+// (a local registry is its own cache), whole files for pull --link.
+func (a *app) openCaches(opts *store.Options, b store.Backend) error {
+	if a.noCache {
+		return nil
+	}
+	size := a.cacheMax
+	if size == "" {
+		size = os.Getenv("CKPT_CACHE_SIZE")
+	}
+	limit := int64(store.DefaultCacheSize)
+	if size != "" {
+		n, err := parseSize(size)
+		if err != nil {
+			return usagef("--cache-size %q: %v", size, err)
+		}
+		limit = n
+	}
+	dir, err := store.DefaultCacheDir()
+	if err != nil {
+		return err
+	}
+	if _, isLocal := b.(*local.Backend); !isLocal {
+		if opts.BlobCache, err = store.OpenBlobCache(filepath.Join(dir, "blobs"), limit); err != nil {
+			return err
+		}
+	}
+	opts.FileCache, err = store.OpenFileCache(filepath.Join(dir, "files"), limit)
+	return err
+}
+
+// parseSize reads sizes like 512MiB, 20GiB, 1.5GB or a plain byte count.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("want a size like 20GiB")
+			}
+			return int64(f * u.mult), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size like 20GiB")
+	}
+	return n, nil
 }
