@@ -32,11 +32,11 @@ type extent struct {
 // MaxChunkSize. Any other file is one extent, or fixed MaxChunkSize extents.
 // The plan depends only on the header and the file size, so unchanged
 // tensors produce identical chunks in every checkpoint.
-func planChunks(size int64, st *layout.SafetensorsHeader, text bool) []extent {
+func planChunks(size int64, st *layout.SafetensorsHeader, hint EncodeHint) []extent {
 	if st == nil {
 		var out []extent
 		for off := int64(0); off < size; off += MaxChunkSize {
-			out = append(out, extent{off: off, size: min(MaxChunkSize, size-off), hint: EncodeHint{Text: text}})
+			out = append(out, extent{off: off, size: min(MaxChunkSize, size-off), hint: hint})
 		}
 		return out
 	}

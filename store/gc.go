@@ -81,7 +81,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 			if reachable[id] {
 				return nil
 			}
-			if now.Sub(oi.ModTime) < grace {
+			if !opts.NoGrace && now.Sub(oi.ModTime) < grace {
 				res.KeptYoung++
 				return nil
 			}
@@ -137,11 +137,13 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 		}
 	}
 	reachable := make(map[ID]bool, len(manifests))
+	for mid := range manifests {
+		reachable[mid] = true
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
 	for mid := range manifests {
-		reachable[mid] = true
 		g.Go(func() error {
 			m, err := r.Manifest(gctx, mid)
 			if errors.Is(err, ErrNotFound) {

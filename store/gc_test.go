@@ -189,17 +189,21 @@ func testSecondGC(t *testing.T, nb newBackendFunc) {
 	blocking := &blockingBackend{Backend: e.b, entered: make(chan struct{}), release: make(chan struct{})}
 	first, err := store.Open(e.ctx, blocking, store.Options{})
 	require.NoError(t, err)
-	var g errgroup.Group
-	g.Go(func() error {
+	done := make(chan error, 1)
+	go func() {
 		_, err := first.GC(e.ctx, store.GCOptions{NoGrace: true})
-		return err
-	})
-	<-blocking.entered
+		done <- err
+	}()
+	select {
+	case <-blocking.entered:
+	case err := <-done:
+		t.Fatalf("the first gc ended before deleting anything: %v", err)
+	}
 	_, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
 	require.ErrorIs(t, err, store.ErrLocked)
 	assert.Contains(t, err.Error(), "another garbage collection is running")
 	close(blocking.release)
-	require.NoError(t, g.Wait())
+	require.NoError(t, <-done)
 	_, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
 	require.NoError(t, err, "the lock is released when gc ends")
 }

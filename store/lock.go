@@ -61,12 +61,23 @@ func (r *Registry) writeLock(ctx context.Context, kind string) (*heldLock, error
 	if err := putJSON(ctx, r.backend, key, info); err != nil {
 		return nil, fmt.Errorf("write lock %s: %w", key, err)
 	}
-	oi, err := r.backend.Stat(ctx, key)
+	// The time is read from a listing, like every time it is compared with:
+	// S3 gives listings millisecond precision but HEAD only seconds.
+	var mod time.Time
+	err := r.backend.List(ctx, key, func(oi ObjectInfo) error {
+		if oi.Key == key {
+			mod = oi.ModTime
+		}
+		return nil
+	})
+	if err == nil && mod.IsZero() {
+		err = fmt.Errorf("%w: not listed right after it was written", ErrNotFound)
+	}
 	if err != nil {
 		r.backend.Delete(context.WithoutCancel(ctx), key)
-		return nil, fmt.Errorf("stat lock %s: %w", key, err)
+		return nil, fmt.Errorf("lock %s: %w", key, err)
 	}
-	return &heldLock{r: r, key: key, info: info, modTime: oi.ModTime, acquired: time.Now()}, nil
+	return &heldLock{r: r, key: key, info: info, modTime: mod, acquired: time.Now()}, nil
 }
 
 func (l *heldLock) release(ctx context.Context) error {

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ckptdev/ckpt/store/planes"
 )
 
 // Codec says how an object's payload encodes its content. It is recorded in
@@ -60,11 +62,11 @@ type EncodeHint struct {
 	Text bool
 }
 
-// planesEncode/planesDecode are the weights codec; nil until wired in, in
-// which case weights fall back to zstd.
+// planesEncode/planesDecode are the byte-plane weights codec (a variable
+// so tests can compare against plain zstd).
 var (
-	planesEncode func(dst, src []byte, elemSize int) ([]byte, error)
-	planesDecode func(dst, enc []byte, maxSize int) ([]byte, error)
+	planesEncode = planes.Encode
+	planesDecode = planes.Decode
 )
 
 // minSaving is the fraction a codec must save for its output to be kept;

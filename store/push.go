@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,8 +211,7 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 				return nil, nil, nil, nil, err
 			}
 		}
-		text := pf.entry.Role != layout.RoleWeights && pf.entry.Role != layout.RoleResumeState
-		pf.plan = planChunks(pf.info.Size(), pf.header, text)
+		pf.plan = planChunks(pf.info.Size(), pf.header, fileHint(pf.entry))
 	}
 
 	res := &PushResult{Files: len(files)}
@@ -264,6 +264,23 @@ func ScanFolder(ctx context.Context, dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("scan %s: %w", dir, err)
 	}
 	return m, nil
+}
+
+// fileHint picks the codec hint for a file that is not cut at tensor
+// boundaries. Torch pickles (optimizer.pt and friends) are mostly fp32
+// tensors stored 64-byte aligned, so the weights codec with 4-byte elements
+// pays on them; small structured files get the stronger zstd level.
+func fileHint(e layout.Entry) EncodeHint {
+	switch e.Role {
+	case layout.RoleResumeState:
+		if strings.HasSuffix(e.Path, ".pt") || strings.HasSuffix(e.Path, ".bin") {
+			return EncodeHint{ElemSize: 4}
+		}
+		return EncodeHint{}
+	case layout.RoleWeights:
+		return EncodeHint{}
+	}
+	return EncodeHint{Text: true}
 }
 
 // racyWindow: a file modified this recently may still change within the

@@ -68,7 +68,8 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
 		a.tagCommand(), a.untagCommand(), a.rmCommand(), a.verifyCommand(), a.duCommand(),
-		a.retentionCommand(), a.gcCommand(),
+		a.retentionCommand(), a.gcCommand(), a.watchCommand(),
+		a.diffCommand(),
 	)
 	return root
 }
@@ -113,6 +114,11 @@ func (a *app) backend(ctx context.Context) (store.Backend, error) {
 	return local.New(loc)
 }
 
+// remoteWorkers is the default parallelism against a remote registry: its
+// requests wait on the network, and 8 workers of at most two 8 MiB buffers
+// each keep a push well under 256 MiB of memory.
+const remoteWorkers = 8
+
 // open opens the registry; create makes it when missing (push, init).
 func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if a.registry != nil {
@@ -132,7 +138,11 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 			a.index = nil
 		}
 	}
-	opts := store.Options{Index: a.index, Workers: a.workers, Progress: a.progress()}
+	workers := a.workers
+	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
+		workers = remoteWorkers
+	}
+	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress()}
 	if err := a.openCaches(&opts, b); err != nil {
 		return nil, err
 	}

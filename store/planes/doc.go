@@ -107,9 +107,12 @@
 // # Speed
 //
 // Measured with BenchmarkEncode/BenchmarkDecode (8 MiB, one core of a
-// shared AMD EPYC, noisy): encode bf16 ~700 MB/s, fp16 ~800 MB/s, fp32
-// ~950 MB/s; decode bf16 ~1.2 GB/s, fp16 ~1.25 GB/s, fp32 ~1.7 GB/s. Encode
-// is limited by huff0 (histogram plus coding of the exponent planes, about
-// 700 MB/s of plane bytes), decode by huff0's 4-stream decoder (about
-// 1 GB/s of plane bytes) and by the SWAR byte transposes (about 3 GB/s).
+// shared, noisy 2-core AMD EPYC; ranges over runs): encode bf16 520-740 MB/s,
+// fp16 570-840 MB/s, fp32 740-1010 MB/s; decode bf16 1.0-1.26 GB/s, fp16
+// 1.2-1.3 GB/s, fp32 1.6-1.95 GB/s. Plain zstd (BenchmarkZstdPeer) runs at
+// about 3 GB/s encode and 7 GB/s decode but stores 1.000 of raw. Encoding
+// bf16 spends about half its time in huff0 on the exponent plane (its
+// histogram pass alone a fifth), a quarter in the SWAR byte transpose, and
+// the rest in copies and zstd probes; decoding spends about 60% in huff0's
+// 4-stream decoder (about 1 GB/s of plane bytes) and 40% in the transpose.
 package planes

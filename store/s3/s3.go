@@ -297,7 +297,7 @@ func (b *Backend) Stat(ctx context.Context, key string) (store.ObjectInfo, error
 	if err != nil {
 		return store.ObjectInfo{}, fmt.Errorf("%s in %s: %w", key, b.location, err)
 	}
-	return store.ObjectInfo{Key: key, Size: info.Size, ModTime: info.LastModified}, nil
+	return store.ObjectInfo{Key: key, Size: info.Size, ModTime: info.LastModified, ETag: info.ETag}, nil
 }
 
 // List implements store.Backend. Objects under the prefix whose names are
@@ -323,7 +323,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectI
 			if !ok || store.CheckKey(key) != nil {
 				continue
 			}
-			if err := fn(store.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified}); err != nil {
+			if err := fn(store.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: obj.ETag}); err != nil {
 				return err
 			}
 		}

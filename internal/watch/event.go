@@ -1,0 +1,89 @@
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store"
+)
+
+// Kind says what an Event reports.
+type Kind string
+
+// The kinds of events, one log line each.
+const (
+	EventPushed     Kind = "pushed"     // a checkpoint was recorded (Result)
+	EventIncomplete Kind = "incomplete" // a settled folder lacks files and was skipped (Err: *layout.MissingError)
+	EventDeleted    Kind = "deleted"    // a local checkpoint folder was removed (--delete-local)
+	EventRetention  Kind = "retention"  // retention removed refs (Removed)
+	EventError      Kind = "error"      // something failed; the watch goes on (Err names the folder)
+	EventWarning    Kind = "warning"    // degraded operation, e.g. no fsnotify (Err)
+)
+
+// Event is one thing the watcher did or could not do.
+type Event struct {
+	Kind    Kind
+	Name    string            // NAME
+	Step    int64             // the checkpoint's step, when the event concerns one
+	Dir     string            // the checkpoint folder, when the event concerns one
+	Result  *store.PushResult // EventPushed
+	Removed []string          // EventRetention: versions whose refs were removed
+	Err     error             // EventIncomplete, EventError, EventWarning
+}
+
+// IsError reports whether the event belongs on stderr.
+func (e Event) IsError() bool { return e.Kind == EventError || e.Kind == EventWarning }
+
+// String is the event's log line.
+func (e Event) String() string {
+	switch e.Kind {
+	case EventPushed:
+		res := e.Result
+		if res == nil {
+			return fmt.Sprintf("pushed %s@%d", e.Name, e.Step)
+		}
+		ref := res.Record.Name + "@" + res.Record.Version
+		if res.Unchanged {
+			return fmt.Sprintf("pushed %s: already recorded with this content, nothing new", ref)
+		}
+		s := fmt.Sprintf("pushed %s: %s new of %s", ref, humanBytes(res.NewStored), humanBytes(res.Logical))
+		if res.NewStored > 0 {
+			s += fmt.Sprintf(" (%.2fx)", res.DedupeRatio())
+		}
+		if v, ok := res.Record.Metrics["eval_loss"]; ok {
+			s += fmt.Sprintf(", eval_loss=%.6g", v)
+		}
+		return s
+	case EventIncomplete:
+		var me *layout.MissingError
+		if errors.As(e.Err, &me) {
+			return fmt.Sprintf("skipped incomplete %s: missing %s", filepath.Base(e.Dir), strings.Join(me.Missing, "; "))
+		}
+		return fmt.Sprintf("skipped incomplete %s: %v", filepath.Base(e.Dir), e.Err)
+	case EventDeleted:
+		return fmt.Sprintf("deleted local %s (pushed as %s@%d)", filepath.Base(e.Dir), e.Name, e.Step)
+	case EventRetention:
+		return fmt.Sprintf("retention %s: removed %s", e.Name, strings.Join(e.Removed, ", "))
+	case EventWarning:
+		return fmt.Sprintf("warning: %v", e.Err)
+	default:
+		return fmt.Sprintf("error: %v", e.Err)
+	}
+}
+
+// humanBytes formats n in binary units (as the CLI does).
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,44 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/internal/miniotest"
+	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/s3"
+)
+
+// minioServer is one real MinIO for the package; the end-to-end and gc
+// tests run against it as well as against a local folder.
+var minioServer *miniotest.Server
+
+func TestMain(m *testing.M) {
+	srv, err := miniotest.StartServer()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "store tests need MinIO:", err)
+		os.Exit(1)
+	}
+	minioServer = srv
+	backends["minio"] = newMinio
+	code := m.Run()
+	srv.Close()
+	os.Exit(code)
+}
+
+// newMinio is a fresh registry prefix in a fresh bucket.
+func newMinio(t *testing.T) store.Backend {
+	t.Helper()
+	bucket := minioServer.NewBucket(t)
+	b, err := s3.New(context.Background(), s3.Config{
+		Bucket: bucket, Prefix: "registry", Endpoint: minioServer.Endpoint, Region: miniotest.Region,
+		Creds: minioServer.Creds(), Retry: s3.RetryPolicy{MaxAttempts: 5, BaseDelay: 20 * time.Millisecond, MaxDelay: time.Second},
+	})
+	require.NoError(t, err)
+	return b
+}
