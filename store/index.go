@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,8 +27,14 @@ import (
 //	gcseen/<registry id> gc run id -> empty: the runs the known set has been checked against
 //	state/<name>         small state of per-machine tools (ckpt watch)
 //	catalog/<registry id> ref key -> catalogEntry (JSON): a ref object's content, valid while its ETag matches
+//
+// bbolt locks the file for one process at a time, so a long-running process
+// (ckpt watch) calls Release between bursts of work; the file is opened
+// again on next use.
 type Index struct {
-	db *bolt.DB
+	path string
+	mu   sync.RWMutex // held for reading by every transaction, for writing to open or close
+	db   *bolt.DB
 }
 
 // DefaultIndexPath is $XDG_CACHE_HOME/ckpt/index.db, else ~/.cache/ckpt/index.db.
@@ -49,19 +56,81 @@ func OpenIndex(path string) (*Index, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
-	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", path, err)
+	ix := &Index{path: path}
+	if err := ix.open(); err != nil {
+		return nil, err
 	}
-	return &Index{db: db}, nil
+	return ix, nil
 }
 
-// Close releases the cache file.
-func (ix *Index) Close() error {
+// open opens the file if it is closed; ix.mu must be held for writing.
+func (ix *Index) open() error {
+	if ix.db != nil {
+		return nil
+	}
+	db, err := bolt.Open(ix.path, 0o644, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	if err != nil {
+		return fmt.Errorf("index %s: %w", ix.path, err)
+	}
+	ix.db = db
+	return nil
+}
+
+// Release closes the file (waiting for transactions in flight) so other
+// processes can use it; the next use opens it again.
+func (ix *Index) Release() error {
 	if ix == nil {
 		return nil
 	}
-	return ix.db.Close()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.db == nil {
+		return nil
+	}
+	err := ix.db.Close()
+	ix.db = nil
+	return err
+}
+
+// Close releases the cache file.
+func (ix *Index) Close() error { return ix.Release() }
+
+// handle returns the open database with ix.mu held for reading; the caller
+// calls done. A file that cannot be opened again (another process holds it
+// too long) makes the cache act empty.
+func (ix *Index) handle() (db *bolt.DB, done func()) {
+	ix.mu.RLock()
+	if ix.db != nil {
+		return ix.db, ix.mu.RUnlock
+	}
+	ix.mu.RUnlock()
+	ix.mu.Lock()
+	err := ix.open()
+	ix.mu.Unlock()
+	if err != nil {
+		return nil, func() {}
+	}
+	return ix.handle()
+}
+
+// view runs a read-only transaction; errors only make the cache miss.
+func (ix *Index) view(fn func(tx *bolt.Tx) error) error {
+	db, done := ix.handle()
+	defer done()
+	if db == nil {
+		return errors.New("index unavailable")
+	}
+	return db.View(fn)
+}
+
+// update runs a read-write transaction.
+func (ix *Index) update(fn func(tx *bolt.Tx) error) error {
+	db, done := ix.handle()
+	defer done()
+	if db == nil {
+		return errors.New("index unavailable")
+	}
+	return db.Update(fn)
 }
 
 var (
@@ -102,7 +171,7 @@ func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
 	}
 	var e statEntry
 	found := false
-	_ = ix.db.View(func(tx *bolt.Tx) error {
+	_ = ix.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketFiles)
 		if b == nil {
 			return nil
@@ -126,7 +195,7 @@ func (ix *Index) storeFiles(entries map[string]statEntry) {
 	if ix == nil || len(entries) == 0 {
 		return
 	}
-	_ = ix.db.Update(func(tx *bolt.Tx) error {
+	_ = ix.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketFiles)
 		if err != nil {
 			return err
@@ -151,7 +220,7 @@ func (ix *Index) known(reg, key string) bool {
 		return false
 	}
 	found := false
-	_ = ix.db.View(func(tx *bolt.Tx) error {
+	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(knownBucket(reg)); b != nil {
 			v := b.Get([]byte(key))
 			found = len(v) == 8 && binary.BigEndian.Uint64(v) == gcGeneration(tx, reg)
@@ -169,7 +238,7 @@ func (ix *Index) addKnown(reg string, gen uint64, keys []string) {
 		return
 	}
 	v := binary.BigEndian.AppendUint64(nil, gen)
-	_ = ix.db.Update(func(tx *bolt.Tx) error {
+	_ = ix.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(knownBucket(reg))
 		if err != nil {
 			return err
@@ -188,7 +257,7 @@ func (ix *Index) forgetKnown(reg string, keys []string) {
 	if ix == nil || len(keys) == 0 {
 		return
 	}
-	_ = ix.db.Update(func(tx *bolt.Tx) error {
+	_ = ix.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(knownBucket(reg))
 		if b == nil {
 			return nil
@@ -208,7 +277,7 @@ func (ix *Index) manifest(id ID) ([]byte, bool) {
 		return nil, false
 	}
 	var data []byte
-	_ = ix.db.View(func(tx *bolt.Tx) error {
+	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketManifests); b != nil {
 			if v := b.Get(id[:]); v != nil {
 				data = append([]byte(nil), v...)
@@ -223,7 +292,7 @@ func (ix *Index) putManifest(id ID, data []byte) {
 	if ix == nil {
 		return
 	}
-	_ = ix.db.Update(func(tx *bolt.Tx) error {
+	_ = ix.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketManifests)
 		if err != nil {
 			return err
@@ -247,7 +316,7 @@ func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
 	}
 	var e catalogEntry
 	ok := false
-	_ = ix.db.View(func(tx *bolt.Tx) error {
+	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(catalogBucket(reg)); b != nil {
 			if v := b.Get([]byte(oi.Key)); v != nil && json.Unmarshal(v, &e) == nil {
 				ok = e.ETag == oi.ETag
@@ -262,7 +331,7 @@ func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
 	if ix == nil || len(entries) == 0 {
 		return
 	}
-	_ = ix.db.Update(func(tx *bolt.Tx) error {
+	_ = ix.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(catalogBucket(reg))
 		if err != nil {
 			return err
@@ -309,7 +378,7 @@ func (ix *Index) syncGCRuns(reg string, runs map[string]bool) uint64 {
 		return 0
 	}
 	var gen uint64
-	_ = ix.db.Update(func(tx *bolt.Tx) error {
+	_ = ix.update(func(tx *bolt.Tx) error {
 		seen, err := tx.CreateBucketIfNotExists(gcSeenBucket(reg))
 		if err != nil {
 			return err
@@ -347,7 +416,7 @@ func (ix *Index) GetState(bucket, key string) ([]byte, bool) {
 		return nil, false
 	}
 	var v []byte
-	_ = ix.db.View(func(tx *bolt.Tx) error {
+	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(stateBucket(bucket)); b != nil {
 			if got := b.Get([]byte(key)); got != nil {
 				v = append([]byte(nil), got...)
@@ -363,7 +432,7 @@ func (ix *Index) PutState(bucket, key string, value []byte) error {
 	if ix == nil {
 		return errors.New("no index")
 	}
-	return ix.db.Update(func(tx *bolt.Tx) error {
+	return ix.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(stateBucket(bucket))
 		if err != nil {
 			return err
@@ -378,7 +447,7 @@ func (ix *Index) StateKeys(bucket string) []string {
 		return nil
 	}
 	var keys []string
-	_ = ix.db.View(func(tx *bolt.Tx) error {
+	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(stateBucket(bucket)); b != nil {
 			return b.ForEach(func(k, _ []byte) error {
 				keys = append(keys, string(k))

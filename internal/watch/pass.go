@@ -40,6 +40,7 @@ func (r *passResult) wake(t time.Time) {
 // documentation). It starts no push once ctx is cancelled.
 func (w *Watcher) pass(ctx context.Context) (res passResult) {
 	defer w.passes.Add(1)
+	defer w.releaseState()
 	res.steps, res.listErr = w.list()
 	if res.listErr != nil {
 		return res
@@ -239,3 +240,11 @@ func (w *Watcher) applyRetention(ctx context.Context) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// releaseState lets other ckpt processes on this machine use the
+// per-machine index between passes (bbolt admits one process at a time).
+func (w *Watcher) releaseState() {
+	if r, ok := w.opts.State.(interface{ Release() error }); ok {
+		_ = r.Release()
+	}
+}
