@@ -127,11 +127,12 @@ func (c *diskCache) evict(target int64, keep string) int64 {
 	return total
 }
 
-// BlobCache keeps decoded blob contents on local disk, so that pulling a
+// BlobCache keeps downloaded blob objects on local disk, as stored (so
+// compressed weights take their compressed size), so that pulling a
 // checkpoint that shares blobs with an earlier pull downloads only the new
-// ones, and an interrupted pull resumes where it stopped. Files are named by
-// their ID and checked against it on every read. It is a cache: deleting
-// the folder loses nothing.
+// ones, and an interrupted pull resumes where it stopped. Entries are named
+// by blob ID and decoded and checked against it on every read. It is a
+// cache: deleting the folder loses nothing.
 type BlobCache struct{ c *diskCache }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/ckpt, else ~/.cache/ckpt.
@@ -158,21 +159,22 @@ func (b *BlobCache) get(id ID, dst []byte) ([]byte, bool) {
 		return dst, false
 	}
 	p := b.c.path(id.String())
-	data, err := os.ReadFile(p)
+	obj, err := os.ReadFile(p)
 	if err != nil {
 		return dst, false
 	}
-	if Hash(data) != id {
+	out, err := DecodeObject(dst, obj, id)
+	if err != nil {
 		os.Remove(p) // damaged: forget it, the registry has the truth
 		return dst, false
 	}
 	b.c.touch(p)
-	return append(dst, data...), true
+	return out, true
 }
 
-// put stores content under id.
-func (b *BlobCache) put(id ID, content []byte) {
-	if b == nil || int64(len(content)) > b.c.max {
+// put stores the stored object of blob id, already checked by the caller.
+func (b *BlobCache) put(id ID, obj []byte) {
+	if b == nil || int64(len(obj)) > b.c.max {
 		return
 	}
 	key := id.String()
@@ -183,10 +185,10 @@ func (b *BlobCache) put(id ID, content []byte) {
 	if err != nil {
 		return
 	}
-	_, werr := tmp.Write(content)
+	_, werr := tmp.Write(obj)
 	if cerr := tmp.Close(); werr != nil || cerr != nil {
 		os.Remove(tmp.Name())
 		return
 	}
-	_ = b.c.commit(tmp.Name(), key, int64(len(content)))
+	_ = b.c.commit(tmp.Name(), key, int64(len(obj)))
 }

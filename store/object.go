@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -168,10 +167,22 @@ func DecodeObject(dst, obj []byte, want ID) ([]byte, error) {
 	return dst, nil
 }
 
-// bufPool recycles chunk-sized buffers across workers.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8+objectHeaderSize); return &b }}
+// freeBufs recycles chunk-sized buffers across workers. Unlike a sync.Pool
+// it survives garbage collections, so a transfer running near the memory
+// limit does not reallocate 8 MiB buffers after every cycle; it holds at
+// most its capacity (two buffers for each of 8 workers), the rest is left
+// to the collector.
+var freeBufs = make(chan *[]byte, 16)
 
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+func getBuf() *[]byte {
+	select {
+	case b := <-freeBufs:
+		return b
+	default:
+		b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8+objectHeaderSize)
+		return &b
+	}
+}
 
 // keepBuf remembers b in bp if appending grew it past bp's capacity, so
 // the pool keeps the larger buffer. A nil b (an error path) changes nothing.
@@ -189,4 +200,10 @@ func sized(bp *[]byte, n int64) []byte {
 	return (*bp)[:n]
 }
 
-func putBuf(bp *[]byte) { *bp = (*bp)[:0]; bufPool.Put(bp) }
+func putBuf(bp *[]byte) {
+	*bp = (*bp)[:0]
+	select {
+	case freeBufs <- bp:
+	default:
+	}
+}

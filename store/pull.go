@@ -265,15 +265,17 @@ func (r *Registry) fetchBlob(ctx context.Context, id ID, dst []byte) ([]byte, er
 	if out, ok := r.cache.get(id, dst); ok {
 		return out, nil
 	}
-	out, err := r.downloadBlob(ctx, id, dst)
-	if err == nil {
-		r.cache.put(id, out[len(dst):])
-	}
-	return out, err
+	return r.download(ctx, id, dst, r.cache.put)
 }
 
 // downloadBlob reads blob id from the backend and decodes it into dst.
 func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
+	return r.download(ctx, id, dst, nil)
+}
+
+// download reads blob id from the backend, decodes it into dst and, when
+// keep is set, hands it the stored object once it proved intact.
+func (r *Registry) download(ctx context.Context, id ID, dst []byte, keep func(ID, []byte)) ([]byte, error) {
 	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -294,6 +296,9 @@ func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte,
 	out, err := DecodeObject(dst, obj, id)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
+	}
+	if keep != nil {
+		keep(id, obj)
 	}
 	return out, nil
 }

@@ -11,15 +11,36 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/ckptdev/ckpt/store"
 )
 
+// memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT says
+// otherwise: transfers hold at most a few chunk buffers per worker, and the
+// limit keeps the garbage collector from letting the heap double past them
+// (the target is a peak RSS under 256 MiB for any checkpoint size).
+const memoryLimit = 192 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
+	if path := os.Getenv("CKPT_CPUPROFILE"); path != "" {
+		// Where push and pull spend their time (make bench uses it).
+		if f, err := os.Create(path); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:]))
+	code := run(ctx, os.Args[1:])
+	stop()
+	pprof.StopCPUProfile()
+	os.Exit(code)
 }
 
 // run executes one command line and returns the exit code.

@@ -1,0 +1,311 @@
+// Command benchrun is `make bench`: it measures ckpt against the tools a
+// user would otherwise run, on one MinIO server and one generated folder, in
+// one run, and prints medians as ratios (machines here are shared and
+// noisy, so only ratios within a run mean much), as a table and as JSON.
+//
+//	push            ckpt push (fresh registry)           / rclone copy to the bucket
+//	pull            ckpt pull (cold caches)              / rclone copy back
+//	repush          unchanged re-push, seconds per GiB of folder
+//	stored          ckpt stored bytes / restic (repo v2, default compression), and / raw
+//	pull --link     from a warm file cache               / cp -r
+//	peak RSS        of ckpt push and pull
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ckptdev/ckpt/internal/miniotest"
+)
+
+var profileDir string
+
+// profileEnv asks ckpt for a CPU profile of this run, when profiling.
+func profileEnv(name string, i int) []string {
+	if profileDir == "" || i > 0 {
+		return nil
+	}
+	os.MkdirAll(profileDir, 0o755)
+	p, _ := filepath.Abs(filepath.Join(profileDir, name+".pprof"))
+	return []string{"CKPT_CPUPROFILE=" + p}
+}
+
+type bench struct {
+	ckpt    string
+	work    string
+	folder  string
+	srv     *miniotest.Server
+	bucket  string
+	env     []string // the clean environment every tool runs with
+	runs    int
+	results map[string]any
+}
+
+func main() {
+	ckpt := flag.String("ckpt", "bin/ckpt", "the ckpt binary")
+	folder := flag.String("folder", "", "the folder to measure (generated 1 GiB bf16 model by default)")
+	runs := flag.Int("runs", 3, "runs per measurement (medians are reported)")
+	size := flag.String("size", "1GiB", "size of the generated weights")
+	out := flag.String("json", ".bench/results.json", "where to write the JSON results")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the first ckpt push and pull into this folder")
+	flag.Parse()
+	if err := run(*ckpt, *folder, *size, *runs, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ckpt, folder, size string, runs int, out string) error {
+	for _, tool := range []string{"rclone", "restic", "cp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (make bench installs it with apt-get)", tool)
+		}
+	}
+	abs, err := filepath.Abs(ckpt)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "ckpt-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	srv, err := miniotest.StartServer()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	b := &bench{ckpt: abs, work: work, folder: folder, srv: srv, runs: runs, results: map[string]any{}}
+	b.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(work, "home"),
+		"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey, "AWS_REGION=" + miniotest.Region,
+		"CKPT_S3_ENDPOINT=" + srv.Endpoint,
+		"RCLONE_CONFIG_BENCH_TYPE=s3", "RCLONE_CONFIG_BENCH_PROVIDER=Minio", "RCLONE_CONFIG_BENCH_ENDPOINT=" + srv.Endpoint,
+		"RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=" + srv.AccessKey, "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=" + srv.SecretKey,
+		"RCLONE_CONFIG_BENCH_REGION=" + miniotest.Region, "RESTIC_PASSWORD=bench"}
+	if b.folder == "" {
+		b.folder = filepath.Join(work, "gen")
+		if _, err := b.cmd("go", "run", "./internal/synth/cmd/ckpt-synth", "-out", b.folder, "-preset", "bench", "-size", size, "-tokenizer", "testdata/gpt2"); err != nil {
+			return err
+		}
+		b.folder = filepath.Join(b.folder, "bench")
+	}
+	b.bucket = createBucket(srv)
+	raw := dirSize(b.folder)
+	b.results["folder_bytes"] = raw
+	fmt.Printf("folder %s: %.2f GiB\n", b.folder, float64(raw)/(1<<30))
+
+	if err := b.measure(raw); err != nil {
+		return err
+	}
+	b.print()
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(b.results, "", "  ")
+	fmt.Println(string(data))
+	return os.WriteFile(out, data, 0o644)
+}
+
+func createBucket(srv *miniotest.Server) string {
+	c, err := srv.Client()
+	if err != nil {
+		panic(err)
+	}
+	name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	if err := c.MakeBucket(context.Background(), name, minioMakeBucketOptions()); err != nil {
+		panic(err)
+	}
+	return name
+}
+
+// timing is one command's wall time and peak RSS.
+type timing struct {
+	wall time.Duration
+	rss  int64 // bytes
+}
+
+func (b *bench) cmd(name string, args ...string) (timing, error) {
+	return b.cmdEnv(nil, name, args...)
+}
+
+func (b *bench) cmdEnv(extra []string, name string, args ...string) (timing, error) {
+	c := exec.Command(name, args...)
+	c.Env = append(slices.Clone(b.env), extra...)
+	if name == "go" {
+		c.Env = os.Environ()
+	}
+	var outBuf strings.Builder
+	c.Stdout, c.Stderr = &outBuf, &outBuf
+	start := time.Now()
+	err := c.Run()
+	t := timing{wall: time.Since(start)}
+	if c.ProcessState != nil {
+		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			t.rss = ru.Maxrss * 1024
+		}
+	}
+	if err != nil {
+		return t, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, outBuf.String())
+	}
+	return t, nil
+}
+
+func median(ts []timing) timing {
+	ws := make([]time.Duration, len(ts))
+	var rss int64
+	for i, t := range ts {
+		ws[i] = t.wall
+		rss = max(rss, t.rss)
+	}
+	slices.Sort(ws)
+	return timing{wall: ws[len(ws)/2], rss: rss}
+}
+
+func (b *bench) measure(raw int64) error {
+	var ckptPush, rclonePush, ckptPull, ckptPullNoCache, rclonePull, repush, link, cpr []timing
+	var stored int64
+	for i := range b.runs {
+		fmt.Printf("run %d/%d\n", i+1, b.runs)
+		repo := fmt.Sprintf("s3://%s/ckpt-%d", b.bucket, i)
+		cache := []string{"XDG_CACHE_HOME=" + filepath.Join(b.work, fmt.Sprint("cache-", i))}
+		t, err := b.cmdEnv(append(cache, profileEnv("push", i)...), b.ckpt, "--repo", repo, "--quiet", "push", b.folder, "bench@1")
+		if err != nil {
+			return err
+		}
+		ckptPush = append(ckptPush, t)
+		// The stat cache only trusts files older than its racy window.
+		t, err = b.cmdEnv(cache, b.ckpt, "--repo", repo, "--quiet", "push", b.folder, "bench@1")
+		if err != nil {
+			return err
+		}
+		repush = append(repush, t)
+
+		t, err = b.cmd("rclone", "copy", b.folder, fmt.Sprintf("bench:%s/rclone-%d", b.bucket, i))
+		if err != nil {
+			return err
+		}
+		rclonePush = append(rclonePush, t)
+
+		coldCache := []string{"XDG_CACHE_HOME=" + filepath.Join(b.work, fmt.Sprint("pullcache-", i))}
+		t, err = b.cmdEnv(append(coldCache, profileEnv("pull", i)...), b.ckpt, "--repo", repo, "--quiet", "pull", "bench@1", filepath.Join(b.work, fmt.Sprint("pull-", i)))
+		if err != nil {
+			return err
+		}
+		ckptPull = append(ckptPull, t)
+		t, err = b.cmdEnv(coldCache, b.ckpt, "--repo", repo, "--quiet", "--cache-size", "0", "pull", "bench@1", filepath.Join(b.work, fmt.Sprint("pull-nc-", i)))
+		if err != nil {
+			return err
+		}
+		ckptPullNoCache = append(ckptPullNoCache, t)
+		t, err = b.cmd("rclone", "copy", fmt.Sprintf("bench:%s/rclone-%d", b.bucket, i), filepath.Join(b.work, fmt.Sprint("rclone-pull-", i)))
+		if err != nil {
+			return err
+		}
+		rclonePull = append(rclonePull, t)
+
+		// pull --link from a warm file cache (warmed by the first link pull).
+		if i == 0 {
+			if _, err := b.cmdEnv(coldCache, b.ckpt, "--repo", repo, "--quiet", "pull", "--link", "bench@1", filepath.Join(b.work, "link-warm")); err != nil {
+				return err
+			}
+		}
+		t, err = b.cmdEnv([]string{"XDG_CACHE_HOME=" + filepath.Join(b.work, "pullcache-0")}, b.ckpt, "--repo", fmt.Sprintf("s3://%s/ckpt-0", b.bucket), "--quiet", "pull", "--link", "bench@1", filepath.Join(b.work, fmt.Sprint("link-", i)))
+		if err != nil {
+			return err
+		}
+		link = append(link, t)
+		t, err = b.cmd("cp", "-r", b.folder, filepath.Join(b.work, fmt.Sprint("cp-", i)))
+		if err != nil {
+			return err
+		}
+		cpr = append(cpr, t)
+		for _, d := range []string{"pull-", "pull-nc-", "rclone-pull-", "link-", "cp-"} {
+			os.RemoveAll(filepath.Join(b.work, fmt.Sprint(d, i)))
+		}
+		if i == 0 {
+			var du struct {
+				Stored int64 `json:"stored_bytes"`
+			}
+			c := exec.Command(b.ckpt, "--repo", repo, "du", "--json")
+			c.Env = append(slices.Clone(b.env), cache...)
+			outData, err := c.Output()
+			if err != nil {
+				return fmt.Errorf("ckpt du: %w", err)
+			}
+			if err := json.Unmarshal(outData, &du); err != nil {
+				return err
+			}
+			stored = du.Stored
+		}
+	}
+	resticRepo := filepath.Join(b.work, "restic")
+	if _, err := b.cmd("restic", "init", "--repository-version", "2", "--repo", resticRepo); err != nil {
+		return err
+	}
+	if _, err := b.cmd("restic", "backup", "--repo", resticRepo, b.folder); err != nil {
+		return err
+	}
+	resticBytes := dirSize(resticRepo)
+
+	mp, rp := median(ckptPush), median(rclonePush)
+	ml, rl := median(ckptPull), median(rclonePull)
+	rep, lk, cp := median(repush), median(link), median(cpr)
+	gib := float64(raw) / (1 << 30)
+	b.results["push_ratio_vs_rclone"] = mp.wall.Seconds() / rp.wall.Seconds()
+	b.results["pull_ratio_vs_rclone"] = ml.wall.Seconds() / rl.wall.Seconds()
+	b.results["pull_without_blob_cache_ratio_vs_rclone"] = median(ckptPullNoCache).wall.Seconds() / rl.wall.Seconds()
+	b.results["repush_seconds_per_gib"] = rep.wall.Seconds() / gib
+	b.results["stored_ratio_vs_restic"] = float64(stored) / float64(resticBytes)
+	b.results["stored_ratio_vs_raw"] = float64(stored) / float64(raw)
+	b.results["pull_link_ratio_vs_cp"] = lk.wall.Seconds() / cp.wall.Seconds()
+	b.results["push_peak_rss_mib"] = float64(mp.rss) / (1 << 20)
+	b.results["pull_peak_rss_mib"] = float64(ml.rss) / (1 << 20)
+	b.results["runs"] = b.runs
+	b.results["seconds"] = map[string]float64{
+		"ckpt_push": mp.wall.Seconds(), "rclone_push": rp.wall.Seconds(), "ckpt_pull": ml.wall.Seconds(),
+		"rclone_pull": rl.wall.Seconds(), "ckpt_repush": rep.wall.Seconds(), "ckpt_pull_link": lk.wall.Seconds(), "cp_r": cp.wall.Seconds(),
+	}
+	b.results["bytes"] = map[string]int64{"raw": raw, "ckpt_stored": stored, "restic": resticBytes}
+	return nil
+}
+
+func (b *bench) print() {
+	r := b.results
+	fmt.Printf("\n%-34s %10s %10s\n", "measure (median of runs)", "value", "target")
+	row := func(name, key, target string) {
+		fmt.Printf("%-34s %10.3f %10s\n", name, r[key], target)
+	}
+	row("push: ckpt / rclone", "push_ratio_vs_rclone", "<= 0.8")
+	row("pull: ckpt / rclone", "pull_ratio_vs_rclone", "<= 1.0")
+	row("pull without blob cache / rclone", "pull_without_blob_cache_ratio_vs_rclone", "")
+	row("unchanged re-push, s per GiB", "repush_seconds_per_gib", "<= 0.1")
+	row("stored: ckpt / restic", "stored_ratio_vs_restic", "")
+	row("stored: ckpt / raw", "stored_ratio_vs_raw", "<= 0.72")
+	row("pull --link warm / cp -r", "pull_link_ratio_vs_cp", "<= 0.05")
+	row("ckpt push peak RSS, MiB", "push_peak_rss_mib", "<= 256")
+	row("ckpt pull peak RSS, MiB", "pull_peak_rss_mib", "<= 256")
+	fmt.Println()
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
