@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -33,9 +32,8 @@ func OpenFileCache(dir string, maxBytes int64) (*FileCache, error) {
 }
 
 // fileKey names a file's decoded content: its digest and size.
-func fileKey(f *File) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", f.Digest, f.Size)))
-	return hex.EncodeToString(sum[:])
+func fileKey(f *File) ID {
+	return sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", f.Digest, f.Size)))
 }
 
 // LinkMethod says how a pulled file was materialized.
@@ -55,7 +53,7 @@ func (r *Registry) ensureCached(ctx context.Context, fc *FileCache, files []sour
 	g.SetLimit(max(1, r.workers/2))
 	for i := range files {
 		f := &files[i]
-		key := fileKey(&f.File)
+		key := fileKey(&f.File).String()
 		paths[i] = fc.c.path(key)
 		if fi, err := os.Stat(paths[i]); err == nil && fi.Size() == f.Size {
 			fc.c.touch(paths[i])

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -87,21 +88,24 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 
-	tmp := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".ckpt-pull-"+randomHex(6))
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	// The temporary folder is named after the target and the selection, so
+	// a pull that was interrupted (cancelled, killed) is resumed by the next
+	// identical one: chunks already written are checked and kept.
+	tmp, resumed, err := pullTempDir(dir, rec, files)
+	if err != nil {
 		return nil, err
 	}
 	done := false
 	defer func() {
-		if !done {
-			os.RemoveAll(tmp)
+		if !done && ctx.Err() == nil {
+			os.RemoveAll(tmp) // a failure, not an interruption: start afresh next time
 		}
 	}()
 	var linked map[LinkMethod]int
 	if opts.Link {
 		linked, err = r.linkFiles(ctx, tmp, r.files, files)
 	} else {
-		err = r.writeFiles(ctx, tmp, files)
+		err = r.writeFiles(ctx, tmp, files, resumed)
 	}
 	if err != nil {
 		return nil, err
@@ -120,6 +124,9 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 	done = true
+	if !opts.Link {
+		r.pulled.remember(r.index, dir, files)
+	}
 
 	res := &PullResult{Record: rec, Linked: linked}
 	for _, f := range files {
@@ -191,8 +198,35 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 	return out, nil
 }
 
-// writeFiles writes files under root, fetching and verifying chunks in parallel.
-func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedFile) error {
+// pullTempDir creates (or finds, after an interrupted pull) the folder a
+// pull builds in, beside dir. Leftovers of pulls of other selections into
+// dir are removed.
+func pullTempDir(dir string, rec Record, files []sourcedFile) (string, bool, error) {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%s\x00%d\n", f.Path, f.Digest, f.Size)
+	}
+	prefix := "." + filepath.Base(dir) + ".ckpt-pull-"
+	tmp := filepath.Join(filepath.Dir(dir), prefix+hex.EncodeToString(h.Sum(nil))[:16])
+	if old, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), prefix+"*")); len(old) > 0 {
+		for _, o := range old {
+			if o != tmp {
+				os.RemoveAll(o)
+			}
+		}
+	}
+	_, err := os.Stat(tmp)
+	resumed := err == nil
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", false, err
+	}
+	return tmp, resumed, nil
+}
+
+// writeFiles writes files under root, fetching and verifying chunks in
+// parallel. When resuming, chunks already on disk with the right digest are
+// kept.
+func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedFile, resuming bool) error {
 	handles := make([]*os.File, len(files))
 	defer func() {
 		for _, h := range handles {
@@ -210,13 +244,17 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		h, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		h, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return err
 		}
 		handles[i] = h
-		if err := h.Truncate(f.Size); err != nil {
+		if fi, err := h.Stat(); err != nil {
 			return err
+		} else if fi.Size() != f.Size {
+			if err := h.Truncate(f.Size); err != nil {
+				return err
+			}
 		}
 		total += f.Size
 	}
@@ -229,6 +267,13 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 			g.Go(func() error {
 				bp := getBuf()
 				defer putBuf(bp)
+				if resuming {
+					have := sized(bp, c.Size)
+					if _, err := handles[i].ReadAt(have, c.Offset); err == nil && Hash(have) == c.ID {
+						r.progressAdd(c.Size)
+						return nil
+					}
+				}
 				data, err := r.fetchBlob(gctx, c.ID, (*bp)[:0])
 				if err != nil {
 					return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
@@ -260,22 +305,17 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 }
 
 // fetchBlob reads blob id, decodes it into dst and checks its digest. It
-// serves from the per-machine blob cache when it has the blob, and fills it.
+// reads from files of earlier pulls on this machine when they still hold
+// the chunk (PullCache), else from the registry.
 func (r *Registry) fetchBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
-	if out, ok := r.cache.get(id, dst); ok {
+	if out, ok := r.pulled.read(r.index, id, dst); ok {
 		return out, nil
 	}
-	return r.download(ctx, id, dst, r.cache.put)
+	return r.downloadBlob(ctx, id, dst)
 }
 
 // downloadBlob reads blob id from the backend and decodes it into dst.
 func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
-	return r.download(ctx, id, dst, nil)
-}
-
-// download reads blob id from the backend, decodes it into dst and, when
-// keep is set, hands it the stored object once it proved intact.
-func (r *Registry) download(ctx context.Context, id ID, dst []byte, keep func(ID, []byte)) ([]byte, error) {
 	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -296,9 +336,6 @@ func (r *Registry) download(ctx context.Context, id ID, dst []byte, keep func(ID
 	out, err := DecodeObject(dst, obj, id)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
-	}
-	if keep != nil {
-		keep(id, obj)
 	}
 	return out, nil
 }

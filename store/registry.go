@@ -38,9 +38,9 @@ type Options struct {
 	Workers int
 	// Progress receives byte counts of pushes and pulls; nil for none.
 	Progress Progress
-	// BlobCache keeps downloaded blobs on local disk (for remote backends);
-	// nil for none.
-	BlobCache *BlobCache
+	// PullCache lets pulls read chunks from files of earlier pulls on this
+	// machine (for remote backends); nil for none. It needs Index.
+	PullCache *PullCache
 	// FileCache keeps whole decoded files for pull --link; nil for none.
 	FileCache *FileCache
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
@@ -68,9 +68,9 @@ type Registry struct {
 	// it finds present are cached under it (Index.syncGCRuns).
 	knownGen uint64
 	// dry registries hash but store nothing (ScanFolder).
-	dry   bool
-	cache *BlobCache
-	files *FileCache
+	dry    bool
+	pulled *PullCache
+	files  *FileCache
 }
 
 // withGeneration returns a copy of r for one operation at gc generation gen.
@@ -122,7 +122,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
 	if w <= 0 {
 		w = max(4, 2*runtime.NumCPU())
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.BlobCache, files: opts.FileCache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache, files: opts.FileCache}, nil
 }
 
 // Backend returns the registry's backend.

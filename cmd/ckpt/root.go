@@ -215,8 +215,9 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// openCaches adds the per-machine disk caches: blobs for remote registries
-// (a local registry is its own cache), whole files for pull --link.
+// openCaches adds the per-machine disk caches: chunks of earlier pulls for
+// remote registries (a local registry is its own cache), whole files for
+// pull --link.
 func (a *app) openCaches(opts *store.Options, b store.Backend) error {
 	if a.noCache {
 		return nil
@@ -238,7 +239,7 @@ func (a *app) openCaches(opts *store.Options, b store.Backend) error {
 		return err
 	}
 	if _, isLocal := b.(*local.Backend); !isLocal {
-		if opts.BlobCache, err = store.OpenBlobCache(filepath.Join(dir, "blobs"), limit); err != nil {
+		if opts.PullCache, err = store.OpenPullCache(filepath.Join(dir, "pulled"), limit); err != nil {
 			return err
 		}
 	}

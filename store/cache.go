@@ -127,14 +127,6 @@ func (c *diskCache) evict(target int64, keep string) int64 {
 	return total
 }
 
-// BlobCache keeps downloaded blob objects on local disk, as stored (so
-// compressed weights take their compressed size), so that pulling a
-// checkpoint that shares blobs with an earlier pull downloads only the new
-// ones, and an interrupted pull resumes where it stopped. Entries are named
-// by blob ID and decoded and checked against it on every read. It is a
-// cache: deleting the folder loses nothing.
-type BlobCache struct{ c *diskCache }
-
 // DefaultCacheDir is $XDG_CACHE_HOME/ckpt, else ~/.cache/ckpt.
 func DefaultCacheDir() (string, error) {
 	p, err := DefaultIndexPath()
@@ -142,53 +134,4 @@ func DefaultCacheDir() (string, error) {
 		return "", err
 	}
 	return filepath.Dir(p), nil
-}
-
-// OpenBlobCache uses dir (created if needed) with a cap of maxBytes.
-func OpenBlobCache(dir string, maxBytes int64) (*BlobCache, error) {
-	c, err := newDiskCache(dir, maxBytes)
-	if err != nil {
-		return nil, err
-	}
-	return &BlobCache{c}, nil
-}
-
-// get appends the cached content of id to dst, if present and intact.
-func (b *BlobCache) get(id ID, dst []byte) ([]byte, bool) {
-	if b == nil {
-		return dst, false
-	}
-	p := b.c.path(id.String())
-	obj, err := os.ReadFile(p)
-	if err != nil {
-		return dst, false
-	}
-	out, err := DecodeObject(dst, obj, id)
-	if err != nil {
-		os.Remove(p) // damaged: forget it, the registry has the truth
-		return dst, false
-	}
-	b.c.touch(p)
-	return out, true
-}
-
-// put stores the stored object of blob id, already checked by the caller.
-func (b *BlobCache) put(id ID, obj []byte) {
-	if b == nil || int64(len(obj)) > b.c.max {
-		return
-	}
-	key := id.String()
-	if _, err := os.Stat(b.c.path(key)); err == nil {
-		return
-	}
-	tmp, err := b.c.createTemp(key)
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(obj)
-	if cerr := tmp.Close(); werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return
-	}
-	_ = b.c.commit(tmp.Name(), key, int64(len(obj)))
 }
