@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/ckptdev/ckpt/internal/units"
 )
 
 // maxListed is how many tokens of each list WriteText prints.
@@ -98,7 +100,7 @@ func fileSize(n int64, present bool, from string) string {
 	if !present {
 		return "-"
 	}
-	s := byteSize(n)
+	s := units.Bytes(n)
 	if from != "" {
 		s += " (from " + from + ")"
 	}
@@ -184,18 +186,4 @@ func shorten(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:limit], "") + "..."
-}
-
-// byteSize formats n in binary units.
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -93,19 +93,7 @@ func (r *Registry) writeChunks(ctx context.Context, w *os.File, f *sourcedFile) 
 		g.Go(func() error {
 			bp := getBuf()
 			defer putBuf(bp)
-			data, err := r.fetchBlob(gctx, c.ID, (*bp)[:0])
-			if err != nil {
-				return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
-			}
-			keepBuf(bp, data)
-			if int64(len(data)) != c.Size {
-				return fmt.Errorf("%s (from %s): blob %s has %d bytes, manifest says %d", f.Path, f.from, c.ID, len(data), c.Size)
-			}
-			if _, err := w.WriteAt(data, c.Offset); err != nil {
-				return err
-			}
-			r.progressAdd(c.Size)
-			return nil
+			return r.writeChunk(gctx, w, f, c, bp)
 		})
 	}
 	if err := g.Wait(); err != nil {

@@ -198,6 +198,23 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 	return out, nil
 }
 
+// writeChunk fetches chunk c of f (verified) and writes it at its offset.
+func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c Chunk, bp *[]byte) error {
+	data, err := r.fetchBlob(ctx, c.ID, (*bp)[:0])
+	if err != nil {
+		return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
+	}
+	keepBuf(bp, data)
+	if int64(len(data)) != c.Size {
+		return fmt.Errorf("%s (from %s): blob %s has %d bytes, manifest says %d", f.Path, f.from, c.ID, len(data), c.Size)
+	}
+	if _, err := w.WriteAt(data, c.Offset); err != nil {
+		return fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	r.progressAdd(c.Size)
+	return nil
+}
+
 // pullTempDir creates (or finds, after an interrupted pull) the folder a
 // pull builds in, beside dir. Leftovers of pulls of other selections into
 // dir are removed.
@@ -274,19 +291,7 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 						return nil
 					}
 				}
-				data, err := r.fetchBlob(gctx, c.ID, (*bp)[:0])
-				if err != nil {
-					return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
-				}
-				keepBuf(bp, data)
-				if int64(len(data)) != c.Size {
-					return fmt.Errorf("%s (from %s): blob %s has %d bytes, manifest says %d", f.Path, f.from, c.ID, len(data), c.Size)
-				}
-				if _, err := handles[i].WriteAt(data, c.Offset); err != nil {
-					return err
-				}
-				r.progressAdd(c.Size)
-				return nil
+				return r.writeChunk(gctx, handles[i], &f, c, bp)
 			})
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/local"
 )
@@ -201,20 +202,6 @@ func parseRef(s string, allowEmpty bool) (string, string, error) {
 	return name, ref, nil
 }
 
-// humanBytes formats n in binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // openCaches adds the per-machine disk caches: chunks of earlier pulls for
 // remote registries (a local registry is its own cache), whole files for
 // pull --link.
@@ -268,3 +255,6 @@ func parseSize(s string) (int64, error) {
 	}
 	return n, nil
 }
+
+// humanBytes formats n in binary units.
+func humanBytes(n int64) string { return units.Bytes(n) }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 )
@@ -49,7 +50,7 @@ func (e Event) String() string {
 		if res.Unchanged {
 			return fmt.Sprintf("pushed %s: already recorded with this content, nothing new", ref)
 		}
-		s := fmt.Sprintf("pushed %s: %s new of %s", ref, humanBytes(res.NewStored), humanBytes(res.Logical))
+		s := fmt.Sprintf("pushed %s: %s new of %s", ref, units.Bytes(res.NewStored), units.Bytes(res.Logical))
 		if res.NewStored > 0 {
 			s += fmt.Sprintf(" (%.2fx)", res.DedupeRatio())
 		}
@@ -72,18 +73,4 @@ func (e Event) String() string {
 	default:
 		return fmt.Sprintf("error: %v", e.Err)
 	}
-}
-
-// humanBytes formats n in binary units (as the CLI does).
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
