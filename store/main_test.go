@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 }
 
 // newMinio is a fresh registry prefix in a fresh bucket.
-func newMinio(t *testing.T) store.Backend {
+func newMinio(t *testing.T) store.Backend { return newMinioTB(t) }
+
+func newMinioTB(t testing.TB) store.Backend {
 	t.Helper()
 	bucket := minioServer.NewBucket(t)
 	b, err := s3.New(context.Background(), s3.Config{

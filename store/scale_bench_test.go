@@ -1,41 +1,146 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/local"
 )
 
-// writeObjectFile writes a local-backend object directly (no fsync): only
-// for building large benchmark registries quickly.
-func writeObjectFile(tb testing.TB, root, key string, data []byte) {
-	p := filepath.Join(root, filepath.FromSlash(key))
-	require.NoError(tb, os.MkdirAll(filepath.Dir(p), 0o755))
-	require.NoError(tb, os.WriteFile(p, data, 0o444))
+// objectWriter puts an object without the backend's safety steps (no
+// fsync), only to build large benchmark registries quickly.
+type objectWriter func(key string, data []byte)
+
+// localWriter writes local-backend objects directly as files.
+func localWriter(tb testing.TB, root string) objectWriter {
+	return func(key string, data []byte) {
+		p := filepath.Join(root, filepath.FromSlash(key))
+		require.NoError(tb, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(tb, os.WriteFile(p, data, 0o444))
+	}
 }
+
+// memBackend keeps objects in a map: it isolates the cost of gc's own work
+// from the file system's in the scale benchmark.
+type memBackend struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	mtime   time.Time
+}
+
+func (m *memBackend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objects[key]; ok {
+		return fmt.Errorf("%s: %w", key, store.ErrExists)
+	}
+	m.objects[key] = data
+	return nil
+}
+
+func (m *memBackend) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	m.mu.Lock()
+	data, ok := m.objects[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+	}
+	data = data[off:]
+	if n >= 0 {
+		data = data[:n]
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+func (m *memBackend) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	data, ok := m.objects[key]
+	if !ok {
+		return store.ObjectInfo{}, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+	}
+	return store.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: m.mtime}, nil
+}
+
+func (m *memBackend) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	m.mu.Lock()
+	var infos []store.ObjectInfo
+	for k, v := range m.objects {
+		if strings.HasPrefix(k, prefix) {
+			mt := m.mtime
+			if strings.HasPrefix(k, "locks/") {
+				mt = time.Now()
+			}
+			infos = append(infos, store.ObjectInfo{Key: k, Size: int64(len(v)), ModTime: mt})
+		}
+	}
+	m.mu.Unlock()
+	for _, oi := range infos {
+		if err := fn(oi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memBackend) Delete(ctx context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, key)
+	return nil
+}
+
+func (m *memBackend) Location() string { return "memory" }
 
 // buildScaleRegistry makes a local registry of names×versions checkpoints,
 // each referencing blobsPer tiny blobs of its own plus one shared blob, with
 // generated metadata (no real files).
-func buildScaleRegistry(tb testing.TB, names, versions, blobsPer int) (string, *store.Registry) {
+func buildScaleRegistry(tb testing.TB, backend string, names, versions, blobsPer int) *store.Registry {
 	tb.Helper()
+	var b store.Backend
+	var writeObjectFile func(tb testing.TB, root, key string, data []byte)
 	root := filepath.Join(tb.TempDir(), "registry")
-	b, err := local.New(root)
-	require.NoError(tb, err)
+	var pending []func() error
+	switch backend {
+	case "minio":
+		b = newMinioTB(tb)
+		writeObjectFile = func(_ testing.TB, _, key string, data []byte) {
+			pending = append(pending, func() error {
+				return b.Put(context.Background(), key, bytes.NewReader(data), int64(len(data)))
+			})
+		}
+	case "memory":
+		mem := &memBackend{objects: map[string][]byte{}, mtime: time.Now().Add(-24 * time.Hour)}
+		b = mem
+		writeObjectFile = func(_ testing.TB, _, key string, data []byte) { mem.objects[key] = data }
+	default:
+		lb, err := local.New(root)
+		require.NoError(tb, err)
+		b = lb
+		w := localWriter(tb, root)
+		writeObjectFile = func(_ testing.TB, _, key string, data []byte) { w(key, data) }
+	}
 	r, _, err := store.Init(context.Background(), b, store.Options{})
 	require.NoError(tb, err)
 	shared := []byte("shared tokenizer")
@@ -71,15 +176,23 @@ func buildScaleRegistry(tb testing.TB, names, versions, blobsPer int) (string, *
 			writeObjectFile(tb, root, "refs/"+name+"/v/"+rec.Version, recData)
 		}
 	}
-	// Age every object past the grace period, as a registry in use would be.
-	old := time.Now().Add(-24 * time.Hour)
-	require.NoError(tb, filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.Contains(p, ".tmp") {
-			return err
-		}
-		return os.Chtimes(p, old, old)
-	}))
-	return root, r
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, put := range pending {
+		g.Go(put)
+	}
+	require.NoError(tb, g.Wait())
+	if backend == "local" {
+		// Age every object past the grace period, as a registry in use would be.
+		old := time.Now().Add(-24 * time.Hour)
+		require.NoError(tb, filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.Contains(p, ".tmp") {
+				return err
+			}
+			return os.Chtimes(p, old, old)
+		}))
+	}
+	return r
 }
 
 // peakRSS is the process's peak resident set (VmHWM), in MiB.
@@ -98,48 +211,60 @@ func peakRSS() float64 {
 }
 
 // BenchmarkRetentionAndGCScale measures retention planning and gc over a
-// registry of generated metadata. CKPT_SCALE=full gives the size:
-// 10,000 checkpoints and 200,000 blobs (100 names × 100 versions × 20
-// blobs); the default is a tenth of it, and /objects=2x doubles it, so the
-// ratio of the two shows how the cost grows.
+// registry of generated metadata, on the local backend and on an in-memory
+// one (which shows gc's own cost without the file system's). CKPT_SCALE=full
+// gives the size: 10,000 checkpoints and 200,000 blobs (100 names ×
+// 100 versions × 20 blobs); the default is a tenth of it. Each size is also
+// run doubled, so the ratio of the two shows how the cost grows.
 func BenchmarkRetentionAndGCScale(b *testing.B) {
 	names := 10
 	if os.Getenv("CKPT_SCALE") == "full" {
 		names = 100
 	}
-	for _, mult := range []int{1, 2} {
-		b.Run(fmt.Sprintf("checkpoints=%d", names*mult*100), func(b *testing.B) {
-			for range b.N {
-				b.StopTimer()
-				_, r := buildScaleRegistry(b, names*mult, 100, 20)
-				ctx := context.Background()
-				runtime.GC()
-				b.StartTimer()
+	for _, backend := range []string{"local", "memory", "minio"} {
+		n := names
+		if backend == "minio" {
+			n = max(1, names/10) // a smaller one: every object is an HTTP request
+		}
+		for _, mult := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/checkpoints=%d", backend, n*mult*100), func(b *testing.B) {
+				benchScale(b, backend, n*mult)
+			})
+		}
+	}
+}
 
-				start := time.Now()
-				policy := retention.Policy{KeepLast: 5, KeepBest: 1}
-				deleted := 0
-				nameList, err := r.Names(ctx)
-				require.NoError(b, err)
-				for _, n := range nameList {
-					plan, err := r.RetentionPlan(ctx, n, policy)
-					require.NoError(b, err)
-					removed, err := r.ApplyPlan(ctx, n, plan)
-					require.NoError(b, err)
-					deleted += len(removed)
-				}
-				planTime := time.Since(start)
-				start = time.Now()
-				res, err := r.GC(ctx, store.GCOptions{})
-				require.NoError(b, err)
-				gcTime := time.Since(start)
-				b.ReportMetric(planTime.Seconds(), "plan+apply-s")
-				b.ReportMetric(gcTime.Seconds(), "gc-s")
-				b.ReportMetric(float64(res.DeletedBlobs), "blobs-deleted")
-				b.ReportMetric(float64(deleted), "ckpts-deleted")
-				b.ReportMetric(peakRSS(), "peak-rss-MiB")
-				require.Equal(b, deleted*20, res.DeletedBlobs)
-			}
-		})
+func benchScale(b *testing.B, backend string, names int) {
+	for range b.N {
+		b.StopTimer()
+		r := buildScaleRegistry(b, backend, names, 100, 20)
+		ctx := context.Background()
+		runtime.GC()
+		b.StartTimer()
+
+		start := time.Now()
+		policy := retention.Policy{KeepLast: 5, KeepBest: 1}
+		deleted := 0
+		nameList, err := r.Names(ctx)
+		require.NoError(b, err)
+		for _, n := range nameList {
+			plan, err := r.RetentionPlan(ctx, n, policy)
+			require.NoError(b, err)
+			removed, err := r.ApplyPlan(ctx, n, plan)
+			require.NoError(b, err)
+			deleted += len(removed)
+		}
+		planTime := time.Since(start)
+		start = time.Now()
+		// MinIO's objects are fresh: no grace there.
+		res, err := r.GC(ctx, store.GCOptions{NoGrace: backend == "minio"})
+		require.NoError(b, err)
+		gcTime := time.Since(start)
+		b.ReportMetric(planTime.Seconds(), "plan+apply-s")
+		b.ReportMetric(gcTime.Seconds(), "gc-s")
+		b.ReportMetric(float64(res.DeletedBlobs), "blobs-deleted")
+		b.ReportMetric(float64(deleted), "ckpts-deleted")
+		b.ReportMetric(peakRSS(), "peak-rss-MiB")
+		require.Equal(b, deleted*20, res.DeletedBlobs)
 	}
 }
