@@ -113,10 +113,45 @@ type encState struct {
 	planes [maxPlanes]planeEnc
 }
 
-var encPool = sync.Pool{New: func() any { return new(encState) }}
+// encStates and decStates are free lists of scratch states. Unlike a
+// sync.Pool they survive garbage collections, which matters when the caller
+// runs near a memory limit (collections are then frequent, and refilling a
+// pool means allocating and zeroing megabytes of plane buffers per call).
+// They hold at most stateCap states; callers with more workers allocate.
+const stateCap = 8
+
+var (
+	encStates = make(chan *encState, stateCap)
+	decStates = make(chan *decState, stateCap)
+)
+
+func takeEnc() *encState {
+	select {
+	case st := <-encStates:
+		return st
+	default:
+		return new(encState)
+	}
+}
+
+func takeDec() *decState {
+	select {
+	case st := <-decStates:
+		return st
+	default:
+		return new(decState)
+	}
+}
+
+func putDecState(st *decState) {
+	select {
+	case decStates <- st:
+	default:
+	}
+}
 
 func getEncState() *encState {
-	st := encPool.Get().(*encState)
+	st := takeEnc()
 	for k := range st.planes {
 		st.planes[k].reset()
 	}
@@ -131,7 +166,10 @@ func putEncState(st *encState) {
 			st.planes[k].buf = nil
 		}
 	}
-	encPool.Put(st)
+	select {
+	case encStates <- st:
+	default:
+	}
 }
 
 // encodePlanes splits body into planes, 1<<blockLog elements at a time, and
@@ -296,8 +334,6 @@ type decState struct {
 	block []byte // maxPlanes blocks of 1<<maxBlockLog bytes
 }
 
-var decPool = sync.Pool{New: func() any { return new(decState) }}
-
 // decodeBlock decodes one block into dst, whose capacity is the block's
 // decoded length m, and returns the decoded bytes: dst or, for raw blocks, a
 // view of the payload.
@@ -361,8 +397,8 @@ func decodePlaneInto(body []byte, h *header) error {
 		fill(body, p.data[0])
 		return nil
 	}
-	st := decPool.Get().(*decState)
-	defer decPool.Put(st)
+	st := takeDec()
+	defer putDecState(st)
 	data := p.data
 	bl := h.blockLen()
 	for b, off := 0, 0; off < len(body); b, off = b+1, off+bl {
@@ -387,8 +423,8 @@ func decodePlaneInto(body []byte, h *header) error {
 // decodePlanes decodes es >= 2 planes block by block and merges each group
 // of blocks into body.
 func decodePlanes(body []byte, h *header) error {
-	st := decPool.Get().(*decState)
-	defer decPool.Put(st)
+	st := takeDec()
+	defer putDecState(st)
 	bl := h.blockLen()
 	need := h.es * min(bl, h.nElems)
 	if cap(st.block) < need {
