@@ -30,6 +30,9 @@ step "what is recorded, and what deduplication saved"
 run "$CKPT" ls
 run "$CKPT" du
 
+step "compare two checkpoints from their manifests (no weights are downloaded)"
+run "$CKPT" diff run-b@100 run-b@best
+
 step "what best-plus-last-1 retention would keep (a plan: nothing is deleted)"
 run "$CKPT" retention plan run-a --keep-last 1 --keep-best 1
 run "$CKPT" gc --dry-run --grace 0

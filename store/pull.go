@@ -211,6 +211,7 @@ func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile
 	if _, err := w.WriteAt(data, c.Offset); err != nil {
 		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
+	startWriteback(w, c.Offset, c.Size)
 	r.progressAdd(c.Size)
 	return nil
 }
