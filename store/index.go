@@ -188,7 +188,7 @@ func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
 	return e.File, found
 }
 
-// storeFiles records stat entries. Files modified within racyWindow of the
+// storeFiles records stat entries. Files modified too recently (racy) at the
 // moment they were read are not recorded: a later write inside the same
 // timestamp tick could otherwise go unnoticed.
 func (ix *Index) storeFiles(entries map[string]statEntry) {

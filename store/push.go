@@ -218,6 +218,7 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 	for _, pf := range files {
 		res.Logical += pf.info.Size()
 	}
+	readStart := time.Now()
 	if err := r.storeChunks(ctx, files, res); err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -233,7 +234,7 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 		pf.file.Role = string(pf.entry.Role)
 		m.Files = append(m.Files, pf.file)
 		res.Chunks += len(pf.file.Chunks)
-		if !pf.cached && time.Since(pf.info.ModTime()) > racyWindow {
+		if !pf.cached && !racy(pf.info.ModTime(), readStart) {
 			e := statKey(pf.info)
 			e.File = pf.file
 			e.File.Path = ""
@@ -283,9 +284,19 @@ func fileHint(e layout.Entry) EncodeHint {
 	return EncodeHint{Text: true}
 }
 
-// racyWindow: a file modified this recently may still change within the
-// same timestamp tick, so it is not put in the stat cache.
-const racyWindow = 2 * time.Second
+// racy reports whether a file modified at mtime, and read from readStart
+// on, could have changed after it was read without its mtime changing (a write within the same timestamp tick), so that it
+// must not go in the stat cache. File systems with nanosecond timestamps
+// tick at the kernel's coarse clock (a few ms); 100 ms covers that. One
+// whose mtime has no sub-second part probably has 1-2 s granularity (FAT,
+// some network file systems).
+func racy(mtime, readStart time.Time) bool {
+	window := 100 * time.Millisecond
+	if mtime.Nanosecond() == 0 {
+		window = 2 * time.Second
+	}
+	return readStart.Sub(mtime) < window
+}
 
 // pushVersion picks the VERSION: the one given, else trainer_state.json's
 // global_step, else the N of a checkpoint-N folder.
