@@ -3,6 +3,7 @@ package store
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -51,4 +52,21 @@ func TestKnownCacheGenerations(t *testing.T) {
 	ix.addKnown("reg", next, []string{"blobs/aa/y"})
 	assert.True(t, ix.known("reg", "blobs/aa/y"))
 	assert.False(t, ix.known("other", "blobs/aa/y"), "registries are separate")
+}
+
+func TestRacy(t *testing.T) {
+	read := time.Date(2026, 11, 26, 12, 0, 0, 500_000_000, time.UTC)
+	cases := []struct {
+		mtime time.Time
+		racy  bool
+	}{
+		{read.Add(-time.Second), false},                           // long before the read
+		{read.Add(-50 * time.Millisecond), true},                  // within a coarse tick
+		{read.Add(time.Millisecond), true},                        // written while reading
+		{time.Date(2026, 11, 26, 11, 59, 59, 0, time.UTC), true},  // whole-second fs: 1.5 s is too close
+		{time.Date(2026, 11, 26, 11, 59, 57, 0, time.UTC), false}, // whole-second fs, 3.5 s before
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.racy, racy(c.mtime, read), "mtime %s", c.mtime)
+	}
 }
