@@ -152,77 +152,75 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// acquirePublish takes the short lock a push holds while it checks that its
-// data still exists and writes its ref. It waits while a garbage collection
-// holds the registry.
-func (r *Registry) acquirePublish(ctx context.Context) (*heldLock, error) {
+// acquire takes a lock of kind by the protocol of docs/format.md §9: write
+// the lock, then list the others. judge looks at them and says whether to
+// hold the lock (nil), to back off and retry (errRetry), or to give up
+// (any other error). waitMax bounds the back-off between attempts.
+func (r *Registry) acquire(ctx context.Context, kind, waitingFor string, waitMax time.Duration, judge func([]otherLock) error) (*heldLock, error) {
 	delay := 50 * time.Millisecond
 	for {
-		l, err := r.writeLock(ctx, lockKindPublish)
+		l, err := r.writeLock(ctx, kind)
 		if err != nil {
 			return nil, err
 		}
 		others, err := r.otherLocks(ctx, l)
-		if err != nil {
-			l.release(ctx)
-			return nil, err
+		if err == nil {
+			err = judge(others)
 		}
-		blocked := false
-		for _, o := range others {
-			if o.Info.Kind == lockKindGC && !o.Stale {
-				blocked = true
-			}
-		}
-		if !blocked {
+		if err == nil {
 			return l, nil
 		}
 		l.release(ctx)
-		if err := sleepCtx(ctx, jitter(delay)); err != nil {
-			return nil, fmt.Errorf("waiting for garbage collection to finish: %w", err)
+		if !errors.Is(err, errRetry) {
+			return nil, err
 		}
-		delay = min(2*delay, 5*time.Second)
+		if err := sleepCtx(ctx, jitter(delay)); err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", waitingFor, err)
+		}
+		delay = min(2*delay, waitMax)
 	}
+}
+
+// errRetry tells acquire to back off and try again.
+var errRetry = errors.New("lock busy")
+
+// acquirePublish takes the short lock a push holds while it checks that its
+// data still exists and writes its ref. It waits while a garbage collection
+// holds the registry.
+func (r *Registry) acquirePublish(ctx context.Context) (*heldLock, error) {
+	return r.acquire(ctx, lockKindPublish, "garbage collection to finish", 5*time.Second, func(others []otherLock) error {
+		for _, o := range others {
+			if o.Info.Kind == lockKindGC && !o.Stale {
+				return errRetry
+			}
+		}
+		return nil
+	})
 }
 
 // acquireGC takes the exclusive lock of a garbage collection: it fails with
 // ErrLocked if another live gc holds the registry, and waits for running
 // publishes (which take seconds) to finish. Stale locks are removed.
 func (r *Registry) acquireGC(ctx context.Context) (*heldLock, error) {
-	delay := 50 * time.Millisecond
-	for {
-		l, err := r.writeLock(ctx, lockKindGC)
-		if err != nil {
-			return nil, err
-		}
-		others, err := r.otherLocks(ctx, l)
-		if err != nil {
-			l.release(ctx)
-			return nil, err
-		}
-		waiting := false
+	return r.acquire(ctx, lockKindGC, "pushes to publish", 2*time.Second, func(others []otherLock) error {
+		busy := false
 		for _, o := range others {
 			switch {
 			case o.Stale:
 				if err := r.backend.Delete(ctx, o.Key); err != nil {
-					l.release(ctx)
-					return nil, fmt.Errorf("remove stale %s: %w", o, err)
+					return fmt.Errorf("remove stale %s: %w", o, err)
 				}
 			case o.Info.Kind == lockKindGC:
-				l.release(ctx)
-				return nil, fmt.Errorf("%w: another garbage collection is running (%s); try again later", ErrLocked, o)
+				return fmt.Errorf("%w: another garbage collection is running (%s); try again later", ErrLocked, o)
 			default:
-				waiting = true
+				busy = true
 			}
 		}
-		if !waiting {
-			return l, nil
+		if busy {
+			return errRetry
 		}
-		l.release(ctx)
-		if err := sleepCtx(ctx, jitter(delay)); err != nil {
-			return nil, fmt.Errorf("waiting for pushes to publish: %w", err)
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
+		return nil
+	})
 }
 
 func jitter(d time.Duration) time.Duration {
