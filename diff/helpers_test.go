@@ -13,9 +13,9 @@ import (
 
 	"github.com/ckptdev/ckpt/diff"
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
 )
 
 // tokenizerDir is the real GPT-2 tokenizer and config shipped in testdata.
@@ -23,15 +23,7 @@ var tokenizerDir = filepath.Join("..", "testdata", "gpt2")
 
 // newRegistry makes an empty registry on a local folder with its own index.
 func newRegistry(t *testing.T) *store.Registry {
-	t.Helper()
-	b, err := local.New(filepath.Join(t.TempDir(), "registry"))
-	require.NoError(t, err)
-	ix, err := store.OpenIndex(filepath.Join(t.TempDir(), "index.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { ix.Close() })
-	r, created, err := store.Init(context.Background(), b, store.Options{Index: ix, Workers: 2})
-	require.NoError(t, err)
-	require.True(t, created)
+	r, _, _ := testutil.LocalRegistry(t, 2)
 	return r
 }
 

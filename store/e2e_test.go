@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/local"
@@ -80,22 +81,6 @@ func age(t *testing.T, dir string) {
 		}
 		return os.Chtimes(p, old, old)
 	}))
-}
-
-// readTree maps every regular file under dir to its bytes.
-func readTree(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		data, err := os.ReadFile(p)
-		out[filepath.ToSlash(rel)] = data
-		return err
-	}))
-	return out
 }
 
 func tinyRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base string, ckpts []string) {
@@ -221,7 +206,7 @@ func testRoundTrip(t *testing.T, nb newBackendFunc) {
 	out := filepath.Join(t.TempDir(), "out")
 	res, err := e.withoutIndex().Pull(e.ctx, "rt", "200", out, store.PullOptions{Full: true})
 	require.NoError(t, err)
-	assert.Equal(t, readTree(t, ckpts[1]), readTree(t, out))
+	assert.Equal(t, testutil.ReadTree(t, ckpts[1]), testutil.ReadTree(t, out))
 	assert.NotEmpty(t, res.Files)
 
 	// Without --full: the runnable set only, still runnable.
@@ -296,8 +281,8 @@ func testInherit(t *testing.T, nb newBackendFunc) {
 	assert.Equal(t, "gpt2@1", from["config.json"])
 	assert.Equal(t, "gpt2@1", from["tokenizer.json"])
 	assert.Equal(t, "wo@100", from["model.safetensors"])
-	baseFiles := readTree(t, base)
-	got := readTree(t, out)
+	baseFiles := testutil.ReadTree(t, base)
+	got := testutil.ReadTree(t, out)
 	assert.Equal(t, baseFiles["tokenizer.json"], got["tokenizer.json"])
 
 	// Without a base the weights-only checkpoint is not runnable: the
@@ -317,7 +302,7 @@ func testSharded(t *testing.T, nb newBackendFunc) {
 	out := filepath.Join(t.TempDir(), "out")
 	_, err := e.r.Pull(e.ctx, "sharded", "latest", out, store.PullOptions{Full: true})
 	require.NoError(t, err)
-	assert.Equal(t, readTree(t, ckpts[0]), readTree(t, out))
+	assert.Equal(t, testutil.ReadTree(t, ckpts[0]), testutil.ReadTree(t, out))
 	assert.FileExists(t, filepath.Join(out, "model.safetensors.index.json"))
 	require.NoError(t, layout.CheckComplete(os.DirFS(out)))
 
@@ -577,7 +562,7 @@ func TestPullLink(t *testing.T) {
 		out := filepath.Join(t.TempDir(), fmt.Sprint("out", i))
 		res, err := r.Pull(e.ctx, "l", "100", out, store.PullOptions{Full: true, Link: true})
 		require.NoError(t, err)
-		assert.Equal(t, readTree(t, ckpts[0]), readTree(t, out))
+		assert.Equal(t, testutil.ReadTree(t, ckpts[0]), testutil.ReadTree(t, out))
 		n := 0
 		for _, c := range res.Linked {
 			n += c

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 )
@@ -96,7 +97,7 @@ func testGCFrees(t *testing.T, nb newBackendFunc) {
 		out := filepath.Join(t.TempDir(), v)
 		_, err := e.r.Pull(e.ctx, "run", v, out, store.PullOptions{})
 		require.NoError(t, err)
-		assert.Equal(t, readTree(t, base)["tokenizer.json"], readTree(t, out)["tokenizer.json"])
+		assert.Equal(t, testutil.ReadTree(t, base)["tokenizer.json"], testutil.ReadTree(t, out)["tokenizer.json"])
 	}
 	res, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
 	require.NoError(t, err)
@@ -158,7 +159,7 @@ func testPushRacingGC(t *testing.T, nb newBackendFunc) {
 	out := filepath.Join(t.TempDir(), "out")
 	_, err = e.r.Pull(e.ctx, "again", "100", out, store.PullOptions{Full: true})
 	require.NoError(t, err)
-	assert.Equal(t, readTree(t, ckpts[0]), readTree(t, out))
+	assert.Equal(t, testutil.ReadTree(t, ckpts[0]), testutil.ReadTree(t, out))
 }
 
 // blockingBackend parks the first Delete until released.
@@ -351,6 +352,6 @@ func testGCStress(t *testing.T, nb newBackendFunc) {
 		out := filepath.Join(t.TempDir(), "pulled")
 		_, err = e.r.Pull(e.ctx, rec.Name, rec.Version, out, store.PullOptions{Full: true})
 		require.NoError(t, err)
-		assert.Equal(t, readTree(t, src), readTree(t, out), "%s@%s", rec.Name, rec.Version)
+		assert.Equal(t, testutil.ReadTree(t, src), testutil.ReadTree(t, out), "%s@%s", rec.Name, rec.Version)
 	}
 }

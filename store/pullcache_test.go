@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 )
@@ -89,7 +90,7 @@ func TestPullCacheServesSecondPull(t *testing.T) {
 	_, err = r.Pull(e.ctx, "c", "100", outC, store.PullOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, before, counting.blobGets.Load(), "everything was on disk already")
-	assert.Equal(t, readTree(t, outC)["model.safetensors"], readTree(t, ckpts[0])["model.safetensors"])
+	assert.Equal(t, testutil.ReadTree(t, outC)["model.safetensors"], testutil.ReadTree(t, ckpts[0])["model.safetensors"])
 
 	// …and editing a pulled file in place (it shares its inode with the
 	// cache entry) only makes its chunks download again.
@@ -109,7 +110,7 @@ func TestPullCacheServesSecondPull(t *testing.T) {
 	_, err = r2.Pull(e.ctx, "c", "100", outE, store.PullOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, before+1, counting.blobGets.Load())
-	assert.Equal(t, readTree(t, ckpts[0])["tokenizer.json"], readTree(t, outE)["tokenizer.json"])
+	assert.Equal(t, testutil.ReadTree(t, ckpts[0])["tokenizer.json"], testutil.ReadTree(t, outE)["tokenizer.json"])
 }
 
 func TestInterruptedPullResumes(t *testing.T) {
@@ -138,7 +139,7 @@ func TestInterruptedPullResumes(t *testing.T) {
 	_, err = r2.Pull(e.ctx, "c", "100", out, store.PullOptions{})
 	require.NoError(t, err)
 	assert.Less(t, counting.blobGets.Load(), total, "the resumed pull downloaded everything again")
-	assert.Equal(t, readTree(t, ckpts[0])["model.safetensors"], readTree(t, out)["model.safetensors"])
+	assert.Equal(t, testutil.ReadTree(t, ckpts[0])["model.safetensors"], testutil.ReadTree(t, out)["model.safetensors"])
 	assertNoPullLeftovers(t, filepath.Dir(out))
 }
 

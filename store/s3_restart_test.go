@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/miniotest"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/s3"
 )
@@ -61,5 +62,5 @@ func TestPushSurvivesMinIORestart(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	_, err = e.withoutIndex().Pull(e.ctx, "interrupted", "100", out, store.PullOptions{Full: true})
 	require.NoError(t, err)
-	assert.Equal(t, readTree(t, ckpts[0]), readTree(t, out))
+	assert.Equal(t, testutil.ReadTree(t, ckpts[0]), testutil.ReadTree(t, out))
 }

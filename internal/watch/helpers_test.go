@@ -3,7 +3,6 @@ package watch
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
 )
 
 const name = "run"
@@ -47,13 +46,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	b, err := local.New(filepath.Join(t.TempDir(), "registry"))
-	require.NoError(t, err)
-	ix, err := store.OpenIndex(filepath.Join(t.TempDir(), "index.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { ix.Close() })
-	reg, _, err := store.Init(context.Background(), b, store.Options{Index: ix, Workers: 2})
-	require.NoError(t, err)
+	reg, _, ix := testutil.LocalRegistry(t, 2)
 	out := filepath.Join(t.TempDir(), "out")
 	require.NoError(t, os.MkdirAll(out, 0o755))
 	return &env{t: t, reg: reg, ix: ix, out: out}
@@ -202,22 +195,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// readTree maps every regular file under dir to its bytes.
-func readTree(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		data, err := os.ReadFile(p)
-		out[filepath.ToSlash(rel)] = data
-		return err
-	}))
-	return out
 }
 
 // localSteps lists the checkpoint folders present in the output folder,

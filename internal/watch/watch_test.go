@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
@@ -104,7 +105,7 @@ func TestPushesTrainerRunOnceEachInStepOrder(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "pulled")
 		_, err := e.reg.Pull(ctx, name, strconv.FormatInt(step, 10), dst, store.PullOptions{Full: true})
 		require.NoError(t, err)
-		assert.Equal(t, readTree(t, e.dir(step)), readTree(t, dst), "checkpoint-%d pulled back", step)
+		assert.Equal(t, testutil.ReadTree(t, e.dir(step)), testutil.ReadTree(t, dst), "checkpoint-%d pulled back", step)
 	}
 }
 
