@@ -651,10 +651,19 @@ func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Recor
 			runsBefore[id] = true
 		}
 	}
-	if time.Since(lock.acquired) > r.staleAfter()/2 {
+	// The ref must be written while the lock is surely still valid: the
+	// write gets only the lock's remaining half-life.
+	valid := lock.acquired.Add(r.staleAfter() / 2)
+	if time.Until(valid) <= 0 {
 		return errLockExpired
 	}
-	return r.writeRecord(ctx, rec, force, res)
+	wctx, cancel := context.WithDeadline(ctx, valid)
+	defer cancel()
+	err = r.writeRecord(wctx, rec, force, res)
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("writing the ref took longer than the publish lock allows (%s); push again: %w", r.staleAfter()/2, err)
+	}
+	return err
 }
 
 // restoreMissing checks that the manifest, the base's manifest and every
