@@ -62,7 +62,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.repo, "repo", "", "registry location: folder, file:// or s3:// URL (env CKPT_REPO)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
-	pf.BoolVar(&a.noCache, "no-cache", false, "do not use the per-machine index cache")
+	pf.BoolVar(&a.noCache, "no-cache", false, "do not use the per-machine caches (index, earlier pulls, --link files)")
 	pf.IntVar(&a.workers, "workers", 0, "parallel transfers (default: 2×CPUs, at least 4)")
 	pf.StringVar(&a.cacheMax, "cache-size", "", "cap of each per-machine disk cache, e.g. 20GiB (env CKPT_CACHE_SIZE; default 10GiB)")
 	a.s3.register(pf)
