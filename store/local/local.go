@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-
 	"path/filepath"
 	"strings"
 	"syscall"
