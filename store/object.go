@@ -54,7 +54,10 @@ var (
 // EncodeHint tells the encoder what the content is, so it can pick a codec.
 type EncodeHint struct {
 	// ElemSize is the element width in bytes of a run of same-dtype tensor
-	// data (2 for BF16/F16, 4 for F32), or 0 when the content is not weights.
+	// data (1 for F8, 2 for BF16/F16, 4 for F32), or 0 when the content is
+	// not weights. Weights go to the byte-plane codec: even a single plane
+	// (F8) is Huffman-coded better than by fast zstd (0.81 vs 1.00 of raw on
+	// scaled normal E4M3 values).
 	ElemSize int
 	// Text marks small structured files (JSON, tokenizer vocabularies), for
 	// which a slower, stronger zstd level pays.
@@ -81,7 +84,7 @@ func EncodeObject(dst, content []byte, hint EncodeHint) []byte {
 	limit := int(float64(len(content)) * (1 - minSaving))
 	if len(content) >= 64 {
 		switch {
-		case hint.ElemSize > 1 && planesEncode != nil:
+		case hint.ElemSize >= 1:
 			if out, err := planesEncode(dst, content, hint.ElemSize); err == nil && len(out)-len(dst) < limit {
 				dst, codec, param = out, CodecPlanes, byte(hint.ElemSize)
 			}
