@@ -117,7 +117,27 @@ func linkFile(src, dst string, mode fs.FileMode) (LinkMethod, error) {
 	return LinkCopy, nil
 }
 
+// reflink clones src at dst (copy-on-write; fails where the file system
+// cannot).
 func reflink(src, dst string, mode fs.FileMode) error {
+	return createFrom(src, dst, mode, func(out, in *os.File) error {
+		return unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
+	})
+}
+
+// copyFile copies src to dst and syncs it.
+func copyFile(src, dst string, mode fs.FileMode) error {
+	return createFrom(src, dst, mode, func(out, in *os.File) error {
+		if _, err := io.Copy(out, in); err != nil {
+			return err
+		}
+		return out.Sync()
+	})
+}
+
+// createFrom creates dst (which must not exist) with mode, fills it from
+// src, and removes it again if filling fails.
+func createFrom(src, dst string, mode fs.FileMode, fill func(out, in *os.File) error) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -127,7 +147,7 @@ func reflink(src, dst string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	err = unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
+	err = fill(out, in)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -135,28 +155,7 @@ func reflink(src, dst string, mode fs.FileMode) error {
 		os.Remove(dst)
 		return err
 	}
-	return os.Chmod(dst, mode.Perm())
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode.Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.Chmod(dst, mode.Perm()) // exact, whatever the umask
 }
 
 // linkFiles materializes files under root from the file cache and counts

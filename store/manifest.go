@@ -174,15 +174,6 @@ func (m *Manifest) File(p string) *File {
 	return nil
 }
 
-// LogicalSize is the sum of the file sizes.
-func (m *Manifest) LogicalSize() int64 {
-	var n int64
-	for _, f := range m.Files {
-		n += f.Size
-	}
-	return n
-}
-
 // BlobIDs returns every blob the manifest references, without duplicates.
 func (m *Manifest) BlobIDs() []ID {
 	seen := make(map[ID]bool)

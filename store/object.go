@@ -64,13 +64,6 @@ type EncodeHint struct {
 	Text bool
 }
 
-// planesEncode/planesDecode are the byte-plane weights codec (a variable
-// so tests can compare against plain zstd).
-var (
-	planesEncode = planes.Encode
-	planesDecode = planes.Decode
-)
-
 // minSaving is the fraction a codec must save for its output to be kept;
 // otherwise the content is stored raw, which is cheapest to read.
 const minSaving = 0.02
@@ -85,7 +78,7 @@ func EncodeObject(dst, content []byte, hint EncodeHint) []byte {
 	if len(content) >= 64 {
 		switch {
 		case hint.ElemSize >= 1:
-			if out, err := planesEncode(dst, content, hint.ElemSize); err == nil && len(out)-len(dst) < limit {
+			if out, err := planes.Encode(dst, content, hint.ElemSize); err == nil && len(out)-len(dst) < limit {
 				dst, codec, param = out, CodecPlanes, byte(hint.ElemSize)
 			}
 		default:
@@ -151,10 +144,7 @@ func DecodeObject(dst, obj []byte, want ID) ([]byte, error) {
 	case CodecZstd:
 		dst, err = zstdDecoder.DecodeAll(payload, dst)
 	case CodecPlanes:
-		if planesDecode == nil {
-			return dst, fmt.Errorf("codec %s is not supported by this build of ckpt", h.Codec)
-		}
-		dst, err = planesDecode(dst, payload, h.ContentLen)
+		dst, err = planes.Decode(dst, payload, h.ContentLen)
 	default:
 		return dst, fmt.Errorf("unknown codec %d: upgrade ckpt", h.Codec)
 	}

@@ -67,18 +67,6 @@ func (r *Registry) Policy(ctx context.Context, name string) (p retention.Policy,
 	return p, true, nil
 }
 
-// PolicyNames lists the NAMEs that have a stored retention policy.
-func (r *Registry) PolicyNames(ctx context.Context) ([]string, error) {
-	var names []string
-	err := r.backend.List(ctx, "refs/", func(oi ObjectInfo) error {
-		if n, kind, last, ok := parseRefKey(oi.Key); ok && kind == refKindPolicy && last == policyRefKey {
-			names = append(names, n)
-		}
-		return nil
-	})
-	return names, err
-}
-
 // RetentionPlan computes what policy keeps of NAME's checkpoints, with tags
 // always kept.
 func (r *Registry) RetentionPlan(ctx context.Context, name string, p retention.Policy) (retention.Plan, error) {

@@ -302,20 +302,26 @@ func racy(mtime, readStart time.Time) bool {
 // global_step, else the N of a checkpoint-N folder.
 func pushVersion(given string, state *layout.TrainerState, dir string) (string, int64, error) {
 	var step int64
+	known := false // a step was found, even if it is 0
 	if state != nil && state.GlobalStep != nil {
-		step = *state.GlobalStep
+		step, known = *state.GlobalStep, true
 	}
-	if m := checkpointDir.FindStringSubmatch(filepath.Base(dir)); m != nil && step == 0 {
-		step, _ = strconv.ParseInt(m[1], 10, 64)
+	if m := checkpointDir.FindStringSubmatch(filepath.Base(dir)); m != nil {
+		known = true
+		if step == 0 {
+			step, _ = strconv.ParseInt(m[1], 10, 64)
+		}
 	}
 	v := given
-	if v == "" {
-		if step == 0 && (state == nil || state.GlobalStep == nil) && checkpointDir.FindStringSubmatch(filepath.Base(dir)) == nil {
-			return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", ErrInvalidName)
+	switch {
+	case v != "":
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && step == 0 {
+			step = n
 		}
+	case !known:
+		return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", ErrInvalidName)
+	default:
 		v = strconv.FormatInt(step, 10)
-	} else if n, err := strconv.ParseInt(v, 10, 64); err == nil && step == 0 {
-		step = n
 	}
 	if err := CheckVersion("VERSION", v); err != nil {
 		return "", 0, err
