@@ -18,9 +18,6 @@ import (
 	"github.com/ckptdev/ckpt/store"
 )
 
-// tokenizerDir is the real GPT-2 tokenizer and config shipped in testdata.
-var tokenizerDir = filepath.Join("..", "testdata", "gpt2")
-
 // newRegistry makes an empty registry on a local folder with its own index.
 func newRegistry(t *testing.T) *store.Registry {
 	r, _, _ := testutil.LocalRegistry(t, 2)
@@ -31,19 +28,11 @@ func newRegistry(t *testing.T) *store.Registry {
 // 200, 300) and returns the base folder and the checkpoint folders.
 func writeRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base string, ckpts []string) {
 	t.Helper()
-	root := t.TempDir()
-	m := synth.TinyModel()
-	base = filepath.Join(root, "base")
-	require.NoError(t, synth.WriteBase(base, m, 1, tokenizerDir))
-	spec := synth.RunSpec{
-		Model: m, Seed: seed, Steps: []int64{100, 200, 300}, TokenizerDir: tokenizerDir, BaseDir: base,
-	}
+	spec := synth.RunSpec{Seed: seed, Steps: []int64{100, 200, 300}}
 	if mutate != nil {
 		mutate(&spec)
 	}
-	ckpts, err := synth.WriteRun(filepath.Join(root, "run"), spec)
-	require.NoError(t, err)
-	return base, ckpts
+	return testutil.TinyRun(t, spec)
 }
 
 func push(t *testing.T, r *store.Registry, dir string, opts store.PushOptions) store.Record {

@@ -22,9 +22,6 @@ import (
 	"github.com/ckptdev/ckpt/store/local"
 )
 
-// tokenizerDir is the real GPT-2 tokenizer and config shipped in testdata.
-var tokenizerDir = filepath.Join("..", "testdata", "gpt2")
-
 // newBackendFunc makes a fresh, empty backend for one test.
 type newBackendFunc func(t *testing.T) store.Backend
 
@@ -85,21 +82,14 @@ func age(t *testing.T, dir string) {
 
 func tinyRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base string, ckpts []string) {
 	t.Helper()
-	root := t.TempDir()
-	m := synth.TinyModel()
-	base = filepath.Join(root, "base")
-	require.NoError(t, synth.WriteBase(base, m, 1, tokenizerDir))
 	spec := synth.RunSpec{
-		Model: m, Seed: seed, Steps: []int64{100, 200, 300, 400},
+		Seed: seed, Steps: []int64{100, 200, 300, 400},
 		EvalLoss: []float64{2.0, 1.5, 1.2, 1.4}, ResumeState: true, OptimizerScale: 0.25,
-		TokenizerDir: tokenizerDir, BaseDir: base,
 	}
 	if mutate != nil {
 		mutate(&spec)
 	}
-	ckpts, err := synth.WriteRun(filepath.Join(root, "run"), spec)
-	require.NoError(t, err)
-	return base, ckpts
+	return testutil.TinyRun(t, spec)
 }
 
 // backends lists the backends the end-to-end tests run on; the S3 test

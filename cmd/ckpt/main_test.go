@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/internal/testutil"
 )
 
 // cli runs ckpt in-process against one registry and cache.
@@ -57,17 +58,10 @@ func (c *cli) ok(args ...string) string {
 
 func writeRun(t *testing.T, weightsOnly bool) (base string, ckpts []string) {
 	t.Helper()
-	root := t.TempDir()
-	tok := filepath.Join("..", "..", "testdata", "gpt2")
-	m := synth.TinyModel()
-	base = filepath.Join(root, "base")
-	require.NoError(t, synth.WriteBase(base, m, 1, tok))
-	ckpts, err := synth.WriteRun(filepath.Join(root, "run"), synth.RunSpec{
-		Model: m, Seed: 7, Steps: []int64{10, 20, 30}, EvalLoss: []float64{1.9, 1.1, 1.3},
-		ResumeState: true, OptimizerScale: 0.1, WeightsOnly: weightsOnly, TokenizerDir: tok, BaseDir: base,
+	return testutil.TinyRun(t, synth.RunSpec{
+		Seed: 7, Steps: []int64{10, 20, 30}, EvalLoss: []float64{1.9, 1.1, 1.3},
+		ResumeState: true, OptimizerScale: 0.1, WeightsOnly: weightsOnly,
 	})
-	require.NoError(t, err)
-	return base, ckpts
 }
 
 func TestCommandsEndToEnd(t *testing.T) {

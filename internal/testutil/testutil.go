@@ -1,6 +1,7 @@
 // Package testutil holds what the tests of several packages need alike: a
-// fresh local registry with its own per-machine index, and reading a folder
-// back for byte-for-byte comparison. Only tests import it.
+// fresh local registry with its own per-machine index, a tiny generated
+// training run, and reading a folder back for byte-for-byte comparison.
+// Only tests import it.
 package testutil
 
 import (
@@ -12,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ckptdev/ckpt/internal/miniotest"
+	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/local"
 )
@@ -49,4 +52,35 @@ func ReadTree(tb testing.TB, dir string) map[string][]byte {
 		return err
 	}))
 	return out
+}
+
+// TinyRun writes a tiny base model (the real GPT-2 tokenizer and config of
+// testdata/gpt2) and a run fine-tuning it, as spec says; spec.Model,
+// TokenizerDir and BaseDir are filled in when empty. It returns the base
+// folder and the checkpoint folders in step order.
+func TinyRun(tb testing.TB, spec synth.RunSpec) (base string, ckpts []string) {
+	tb.Helper()
+	root := tb.TempDir()
+	if spec.Model == (synth.Model{}) {
+		spec.Model = synth.TinyModel()
+	}
+	if spec.TokenizerDir == "" {
+		spec.TokenizerDir = TokenizerDir(tb)
+	}
+	base = filepath.Join(root, "base")
+	require.NoError(tb, synth.WriteBase(base, spec.Model, 1, spec.TokenizerDir))
+	if spec.BaseDir == "" {
+		spec.BaseDir = base
+	}
+	ckpts, err := synth.WriteRun(filepath.Join(root, "run"), spec)
+	require.NoError(tb, err)
+	return base, ckpts
+}
+
+// TokenizerDir is the real GPT-2 tokenizer and config in testdata/gpt2.
+func TokenizerDir(tb testing.TB) string {
+	tb.Helper()
+	root, err := miniotest.ModuleRoot()
+	require.NoError(tb, err)
+	return filepath.Join(root, "testdata", "gpt2")
 }
