@@ -43,7 +43,7 @@ func readSidecar(t *testing.T, path string) torchSidecar {
 	return sidecar
 }
 
-func parseTorchFile(t *testing.T, path string) (*TorchZip, error) {
+func parseTorchFile(t testing.TB, path string) (*TorchZip, error) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -171,7 +171,7 @@ func torchPickle(tensors ...testTensor) []byte {
 		out = append(out, pickleInt(0)...)                          // storage_offset
 		out = append(out, append(pickleInt(tt.numel), pkTuple1)...) // size
 		out = append(out, append(pickleInt(1), pkTuple1)...)        // stride
-		out = append(out, pkNewFalse)                           // requires_grad
+		out = append(out, pkNewFalse)                               // requires_grad
 		out = append(out, pkGlobalOp("collections", "OrderedDict")...)
 		out = append(out, pkEmptyTuple, pkReduce) // backward_hooks
 		if tt.dtype != "" {

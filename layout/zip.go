@@ -21,23 +21,22 @@ const (
 
 // Zip record signatures and fixed sizes (PKWARE APPNOTE 4.3).
 const (
-	zipLocalHeaderSig    = 0x04034b50
-	zipCentralHeaderSig  = 0x02014b50
-	zipEndSig            = 0x06054b50
-	zip64EndSig          = 0x06064b50
-	zip64LocatorSig      = 0x07064b50
-	zipLocalHeaderLen    = 30
-	zipCentralHeaderLen  = 46
-	zipEndLen            = 22
-	zip64LocatorLen      = 20
-	zip64EndLen          = 56
-	zip64ExtraID         = 0x0001
-	zipFlagEncrypted     = 1 << 0
-	zipFlagDescriptor    = 1 << 3
-	zipMethodStore       = 0
-	zipSaturated16       = 0xffff
-	zipSaturated32       = 0xffffffff
-	zipMaxLocalNameExtra = 2 * 0xffff
+	zipLocalHeaderSig   = 0x04034b50
+	zipCentralHeaderSig = 0x02014b50
+	zipEndSig           = 0x06054b50
+	zip64EndSig         = 0x06064b50
+	zip64LocatorSig     = 0x07064b50
+	zipLocalHeaderLen   = 30
+	zipCentralHeaderLen = 46
+	zipEndLen           = 22
+	zip64LocatorLen     = 20
+	zip64EndLen         = 56
+	zip64ExtraID        = 0x0001
+	zipFlagEncrypted    = 1 << 0
+	zipFlagDescriptor   = 1 << 3
+	zipMethodStore      = 0
+	zipSaturated16      = 0xffff
+	zipSaturated32      = 0xffffffff
 )
 
 // ZipRecord is one record of a zip archive as the central directory and
@@ -289,7 +288,8 @@ func parseZip(r io.ReaderAt, start, end int64, info zipEnd) (*zipArchive, error)
 	// Local headers, in file order: each must sit where the directory says,
 	// name the same record, and its data must end before the next header.
 	slices.SortFunc(records, func(a, b ZipRecord) int { return cmp.Compare(a.HeaderOffset, b.HeaderOffset) })
-	var header [zipLocalHeaderLen + zipMaxLocalNameExtra]byte
+	var header [zipLocalHeaderLen]byte
+	var localName []byte // reused; names are at most 64 KiB
 	next := start
 	for i := range records {
 		rec := &records[i]
@@ -317,7 +317,10 @@ func parseZip(r io.ReaderAt, start, end int64, info zipEnd) (*zipArchive, error)
 		if rec.DataOffset > directoryAbs || rec.Size > directoryAbs-rec.DataOffset {
 			return nil, zipError(rec.Name, "data at %d of %d bytes runs into the central directory at %d", rec.DataOffset, rec.Size, directoryAbs)
 		}
-		localName := header[zipLocalHeaderLen : zipLocalHeaderLen+nameLen]
+		if int64(cap(localName)) < nameLen {
+			localName = make([]byte, nameLen)
+		}
+		localName = localName[:nameLen]
 		if err := readFullAt(r, localName, rec.HeaderOffset+zipLocalHeaderLen); err != nil {
 			return nil, fmt.Errorf("torch zip: record %q: reading its local header: %w", rec.Name, err)
 		}
