@@ -50,8 +50,9 @@ func (e *TorchZipError) Error() string {
 type ByteOrder string
 
 const (
-	// ByteOrderUnspecified: the archive has no byteorder record (torch
-	// before 2.1 wrote none; such files are little-endian in practice).
+	// ByteOrderUnspecified: the archive has no byteorder record (older
+	// torch, 1.13 among them, wrote none; such files are little-endian in
+	// practice).
 	ByteOrderUnspecified ByteOrder = ""
 	ByteOrderLittle      ByteOrder = "little"
 	ByteOrderBig         ByteOrder = "big"
