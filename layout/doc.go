@@ -39,7 +39,8 @@
 // data.pkl and storages stored. It reads data.pkl (at most MaxTorchPickle
 // bytes) with a symbolic pickle reader that follows the opcodes of
 // protocols 0 to 5 on inert values and never imports or calls anything,
-// with at most MaxPickleValues values. From the persistent ids it takes
+// with at most MaxPickleValues values and a stack at most MaxPickleStack
+// deep. From the persistent ids it takes
 // each storage's dtype (FloatStorage is float32, ...) and element count,
 // which must match the record's size; for dtypes torch saves as an
 // untyped storage (float8, uint16, ...) it takes the dtype argument of

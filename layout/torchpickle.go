@@ -20,7 +20,12 @@ import (
 
 // MaxPickleValues caps the values (stack entries, memo entries, marks and
 // container items) one pickle may create.
-const MaxPickleValues = 1 << 22
+const MaxPickleValues = 1 << 21
+
+// MaxPickleStack caps the depth of the stack (Python's picklers batch
+// list and dict items by 1000; only a tuple of more elements than this
+// would need more).
+const MaxPickleStack = 1 << 17
 
 // Pickle opcodes (CPython's Lib/pickle.py names).
 const (
@@ -127,6 +132,16 @@ type (
 // pickleMark is a MARK on the stack.
 type pickleMark struct{}
 
+// Shared values the reader pushes without allocating: the empty tuple
+// (immutable), and the list, dict and set every container stands for when
+// the reader drops container contents.
+var (
+	emptyTuple = &pyTuple{}
+	sharedList = &pyList{}
+	sharedDict = &pyDict{}
+	sharedSet  = &pySet{}
+)
+
 // errPickle is wrapped by every malformed-pickle error.
 var errPickle = errors.New("malformed pickle")
 
@@ -170,8 +185,23 @@ func (p *pickleReader) push(v any) error {
 	if err := p.spend(1); err != nil {
 		return err
 	}
-	p.stack = append(p.stack, v)
+	if len(p.stack) == MaxPickleStack {
+		return p.fail("stack deeper than %d", MaxPickleStack)
+	}
+	p.stack = appendDoubling(p.stack, v)
 	return nil
+}
+
+// appendDoubling appends like append, but doubles the capacity when it
+// grows (append grows large slices by a quarter, which allocates five
+// times the final size along the way).
+func appendDoubling(s []any, items ...any) []any {
+	if need := len(s) + len(items); need > cap(s) {
+		grown := make([]any, len(s), max(2*cap(s), need, 8))
+		copy(grown, s)
+		s = grown
+	}
+	return append(s, items...)
 }
 
 // pop removes the top value, which must not be a mark.
@@ -335,8 +365,28 @@ func (p *pickleReader) textIndex() (uint32, error) {
 	return uint32(n), nil
 }
 
+// newList returns a new list, or the shared one when contents are
+// dropped.
+func (p *pickleReader) newList() *pyList {
+	if !p.keepContainers {
+		return sharedList
+	}
+	return &pyList{}
+}
+
+// newDict returns a new dict, or the shared one when contents are dropped.
+func (p *pickleReader) newDict() *pyDict {
+	if !p.keepContainers {
+		return sharedDict
+	}
+	return &pyDict{}
+}
+
 // tuple builds a tuple of a copy of items.
 func (p *pickleReader) tuple(items []any) (*pyTuple, error) {
+	if len(items) == 0 {
+		return emptyTuple, nil
+	}
 	if err := p.spend(len(items)); err != nil {
 		return nil, err
 	}
@@ -354,12 +404,12 @@ func (p *pickleReader) extend(container any, items []any) error {
 		if err := p.spend(len(items)); err != nil {
 			return err
 		}
-		c.items = append(c.items, items...)
+		c.items = appendDoubling(c.items, items...)
 	case *pyDict:
 		if err := p.spend(len(items)); err != nil {
 			return err
 		}
-		c.items = append(c.items, items...)
+		c.items = appendDoubling(c.items, items...)
 	}
 	return nil
 }
@@ -536,7 +586,7 @@ func (p *pickleReader) step(code byte) error {
 		return p.push(pyBytes(b))
 
 	case pkEmptyTuple:
-		return p.push(&pyTuple{})
+		return p.push(emptyTuple)
 	case pkTuple1, pkTuple2, pkTuple3:
 		n := int(code-pkTuple1) + 1
 		if len(p.stack) < n {
@@ -565,19 +615,19 @@ func (p *pickleReader) step(code byte) error {
 		}
 		return p.push(t)
 	case pkEmptyList:
-		return p.push(&pyList{})
+		return p.push(p.newList())
 	case pkList:
 		items, err := p.popMark()
 		if err != nil {
 			return err
 		}
-		l := &pyList{}
+		l := p.newList()
 		if err := p.extend(l, items); err != nil {
 			return err
 		}
 		return p.push(l)
 	case pkEmptyDict:
-		return p.push(&pyDict{})
+		return p.push(p.newDict())
 	case pkDict:
 		items, err := p.popMark()
 		if err != nil {
@@ -586,18 +636,18 @@ func (p *pickleReader) step(code byte) error {
 		if len(items)%2 != 0 {
 			return p.fail("DICT with an odd number of items")
 		}
-		d := &pyDict{}
+		d := p.newDict()
 		if err := p.extend(d, items); err != nil {
 			return err
 		}
 		return p.push(d)
 	case pkEmptySet:
-		return p.push(&pySet{})
+		return p.push(sharedSet)
 	case pkFrozenSet:
 		if _, err := p.popMark(); err != nil {
 			return err
 		}
-		return p.push(&pySet{})
+		return p.push(sharedSet)
 	case pkAppend:
 		v, err := p.pop()
 		if err != nil {

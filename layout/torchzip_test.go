@@ -542,9 +542,10 @@ func heapAllocated(f func()) uint64 {
 }
 
 // Memory bound of the parsers: allocations are at most a small multiple of
-// the input size plus a constant.
+// the input size plus a constant (the pickle reader's worst case,
+// pickleAllocPerByte, dominates).
 const (
-	allocPerInputByte = 24
+	allocPerInputByte = pickleAllocPerByte
 	allocConstant     = 256 << 10
 )
 
