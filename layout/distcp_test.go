@@ -132,8 +132,9 @@ func FuzzParseDistCP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var d *DistCP
 		var err error
-		allocated := heapAllocated(func() { d, err = ParseDistCP(bytes.NewReader(data), int64(len(data))) })
-		require.LessOrEqual(t, allocated, uint64(allocPerInputByte*len(data)+allocConstant),
+		limit := uint64(allocPerInputByte*len(data) + allocConstant)
+		allocated := heapAllocated(limit, func() { d, err = ParseDistCP(bytes.NewReader(data), int64(len(data))) })
+		require.LessOrEqual(t, allocated, limit,
 			"allocated %d bytes for %d bytes of input", allocated, len(data))
 		if err != nil {
 			require.Nil(t, d)
@@ -168,8 +169,9 @@ func FuzzParseDistCPMetadata(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var meta *DistCPMetadata
 		var err error
-		allocated := heapAllocated(func() { meta, err = ParseDistCPMetadata(data) })
-		require.LessOrEqual(t, allocated, uint64(allocPerInputByte*len(data)+allocConstant),
+		limit := uint64(allocPerInputByte*len(data) + allocConstant)
+		allocated := heapAllocated(limit, func() { meta, err = ParseDistCPMetadata(data) })
+		require.LessOrEqual(t, allocated, limit,
 			"allocated %d bytes for %d bytes of input", allocated, len(data))
 		if err != nil {
 			require.Nil(t, meta)

@@ -57,7 +57,7 @@ func TestPickleReaderMemory(t *testing.T) {
 			p := newPickleReader(tt.pickle)
 			p.keepContainers = keep
 			var err error
-			allocated := heapAllocated(func() { _, err = p.run() })
+			allocated := heapAllocated(0, func() { _, err = p.run() })
 			perByte := float64(allocated) / float64(len(tt.pickle))
 			t.Logf("%s (keep containers %v): %.1f bytes allocated per pickle byte, err %v", tt.name, keep, perByte, err)
 			assert.LessOrEqual(t, perByte, float64(pickleAllocPerByte), "%s keep=%v", tt.name, keep)
