@@ -102,3 +102,36 @@ func FuzzFindSnapshot(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWriteSnapshotPath writes one file under a fuzzed path and branch:
+// either the input is refused and nothing is written, or the file lands in
+// the snapshot under exactly that path and nothing appears outside the
+// cache.
+func FuzzWriteSnapshotPath(f *testing.F) {
+	for _, s := range []string{"config.json", "onnx/model.onnx", "../x", "a/../../x", "/abs", `..\x`, "C:x", "a\nb", ".no_exist/x"} {
+		f.Add(s, "main")
+	}
+	f.Add("x", "../../outside")
+	f.Add("x", "refs/pr/1")
+	f.Fuzz(func(t *testing.T, p, branch string) {
+		base := t.TempDir()
+		cache := filepath.Join(base, "hub")
+		err := WriteSnapshot(cache, testRepo, testRevision, branch, []FileSource{{Path: p, Size: 1, Content: BytesContent([]byte("x"))}})
+		entries, rerr := os.ReadDir(base)
+		require.NoError(t, rerr)
+		if err != nil {
+			require.Empty(t, entries, "refused input wrote nothing")
+			return
+		}
+		require.Len(t, entries, 1, "nothing beside the cache")
+		require.Equal(t, "hub", entries[0].Name())
+		require.NoError(t, CheckPath(p))
+		if branch == "" {
+			branch = "main"
+		}
+		snap, err := FindSnapshot(cache, testRepo, branch)
+		require.NoError(t, err)
+		require.Len(t, snap.Files, 1)
+		require.Equal(t, p, snap.Files[0].Path)
+	})
+}
