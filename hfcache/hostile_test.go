@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -107,13 +106,13 @@ func TestFindSnapshotHostileCaches(t *testing.T) {
 			}},
 		{name: "symlink to a named pipe in blobs", problem: "not a regular file (a named pipe)",
 			breakIt: func(t *testing.T, c *handCache) string {
-				require.NoError(t, syscall.Mkfifo(c.path(specFolder, "blobs", "fifo"), 0o644))
+				mkfifo(t, c.path(specFolder, "blobs", "fifo"))
 				return c.symlink("../../blobs/fifo", snapFile(c, "pipe")...)
 			}},
 		{name: "named pipe in the snapshot", problem: "not a regular file, folder or symlink (a named pipe)",
 			breakIt: func(t *testing.T, c *handCache) string {
 				p := c.path(snapFile(c, "pipe")...)
-				require.NoError(t, syscall.Mkfifo(p, 0o644))
+				mkfifo(t, p)
 				return p
 			}},
 		{name: "file name with a newline", problem: "file name not accepted",

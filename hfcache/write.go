@@ -53,7 +53,9 @@ type FileSource struct {
 	// calling Content; content that does not hash to it is refused.
 	SHA256 string
 	// Content writes the file's bytes to the writer it is given. It is
-	// called at most once, and not at all when a verified blob exists.
+	// called at most once, and not at all when the blob is already there
+	// and verifies: the one named SHA256, or, without SHA256, the one the
+	// snapshot already links Path to (see WriteRepo).
 	Content io.WriterTo
 }
 
@@ -109,7 +111,10 @@ func WriteSnapshot(cacheDir, repoID, revision, branch string, files []FileSource
 //
 //  1. Blobs. A blob that exists as a regular file of the right size is
 //     read and its SHA-256 checked before it is reused; a wrong one is
-//     replaced. New content goes to a temporary file in blobs/, is hashed
+//     replaced. Without a SHA256, the blob that the snapshot already links
+//     the path to is the candidate: a snapshot stands for immutable
+//     content (a commit, a manifest), so a rerun costs one hashing read
+//     of each blob and produces no content. New content goes to a temporary file in blobs/, is hashed
 //     and counted as it is written, fsynced, and renamed into place; the
 //     folder is fsynced after the pass. A file whose content is not Size
 //     bytes, or does not hash to its SHA256, is refused and nothing of it
@@ -172,9 +177,10 @@ func WriteRepo(cacheDir string, repo RepoID, revision, branch string, files []Fi
 	if err := w.ensureDir("blobs"); err != nil {
 		return err
 	}
+	snapDir := "snapshots/" + revision
 	blobs := make([]string, len(sorted))
 	for i, f := range sorted {
-		if blobs[i], err = w.writeBlob(f); err != nil {
+		if blobs[i], err = w.writeBlob(f, path.Join(snapDir, f.Path)); err != nil {
 			return fmt.Errorf("%s: %w", showPath(f.Path), err)
 		}
 	}
@@ -182,7 +188,6 @@ func WriteRepo(cacheDir string, repo RepoID, revision, branch string, files []Fi
 		return err
 	}
 
-	snapDir := "snapshots/" + revision
 	if err := w.ensureDir(snapDir); err != nil { // an empty snapshot still exists
 		return err
 	}
@@ -289,12 +294,24 @@ func (w *repoWriter) ensureDir(rel string) error {
 }
 
 // writeBlob makes sure blobs/<sha256> holds f's content and returns the
-// name.
-func (w *repoWriter) writeBlob(f FileSource) (string, error) {
-	if f.SHA256 != "" {
-		ok, err := w.blobOK(f.SHA256, f.Size)
+// name. link is where the snapshot's symlink to it goes.
+//
+// Without f.SHA256, a symlink already at link that names a blob by a
+// SHA-256 is taken as the file's, if that blob verifies against its name:
+// a snapshot folder stands for immutable content, a commit on the Hub and
+// a manifest for ckpt, so what was written there once is what would be
+// written again. A rerun then reads each blob once instead of producing
+// and hashing the content as well. A blob edited in place no longer
+// verifies, and is written again.
+func (w *repoWriter) writeBlob(f FileSource, link string) (string, error) {
+	sum := f.SHA256
+	if sum == "" {
+		sum = w.linkedBlob(link, f.Path)
+	}
+	if sum != "" {
+		ok, err := w.blobOK(sum, f.Size)
 		if err != nil || ok {
-			return f.SHA256, err
+			return sum, err
 		}
 	}
 	tmp, sum, err := w.writeTemp(f)
@@ -318,6 +335,21 @@ func (w *repoWriter) writeBlob(f FileSource) (string, error) {
 	w.dirty["blobs"] = true
 	w.verified[sum] = true
 	return sum, nil
+}
+
+// linkedBlob returns the blob name that the symlink at link (for the file
+// p) points at, if it is exactly the link WriteRepo makes to a SHA-256
+// name, and "" otherwise.
+func (w *repoWriter) linkedBlob(link, p string) string {
+	target, err := w.root.Readlink(link)
+	if err != nil {
+		return ""
+	}
+	name, ok := strings.CutPrefix(target, blobTarget(p, ""))
+	if !ok || len(name) != 64 || strings.Trim(name, "0123456789abcdef") != "" {
+		return ""
+	}
+	return name
 }
 
 // blobOK reports whether blobs/<sum> exists as a regular file of size

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -147,8 +146,7 @@ func cacheState(t *testing.T, dir string) map[string]entryState {
 		require.NoError(t, err)
 		info, err := d.Info()
 		require.NoError(t, err)
-		st := info.Sys().(*syscall.Stat_t)
-		e := entryState{Mode: info.Mode(), Size: info.Size(), Ino: st.Ino, Mtime: st.Mtim.Nano()}
+		e := entryState{Mode: info.Mode(), Size: info.Size(), Ino: inode(info), Mtime: info.ModTime().UnixNano()}
 		if d.Type()&fs.ModeSymlink != 0 {
 			e.Target, _ = os.Readlink(p)
 		}
@@ -172,13 +170,30 @@ func TestWriteSnapshotIsIdempotent(t *testing.T) {
 	calls = 0
 	require.NoError(t, WriteSnapshot(cache, testRepo, testRevision, "main", sources(t, files, &calls)))
 	assert.Equal(t, before, cacheState(t, cache), "a rerun with the same content changes nothing")
-	unknown := 0
-	for _, f := range files {
-		if !f.knownSHA {
-			unknown++
-		}
+	assert.Zero(t, calls, "no content is produced again: the snapshot's links name blobs that verify")
+}
+
+// A blob edited in place (through the snapshot's symlink) no longer
+// matches its name: a rerun rewrites it, SHA-256 known or not.
+func TestWriteSnapshotRewritesTamperedBlobs(t *testing.T) {
+	cache := t.TempDir()
+	files := testFiles(t)
+	var calls int
+	require.NoError(t, WriteSnapshot(cache, testRepo, testRevision, "main", sources(t, files, &calls)))
+	for _, f := range files[:3] { // config.json (SHA-256 known), generation_config.json and tokenizer.json (not)
+		link := filepath.Join(cache, testFolder, "snapshots", testRevision, f.path)
+		require.NoError(t, os.WriteFile(link, bytes.Repeat([]byte("!"), len(f.data)), 0o644))
 	}
-	assert.Equal(t, unknown, calls, "content is produced only where its SHA-256 is not known")
+	calls = 0
+	require.NoError(t, WriteSnapshot(cache, testRepo, testRevision, "main", sources(t, files, &calls)))
+	assert.Equal(t, 3, calls, "the tampered files are produced again, and only they")
+	snap, err := FindSnapshot(cache, testRepo, "main")
+	require.NoError(t, err)
+	for _, f := range snap.Files {
+		data, err := os.ReadFile(f.Blob)
+		require.NoError(t, err)
+		assert.Equal(t, filepath.Base(f.Blob), sha256Hex(data), f.Path)
+	}
 }
 
 func TestWriteSnapshotVerifiesExistingBlobs(t *testing.T) {
