@@ -12,10 +12,12 @@ import (
 	"strings"
 )
 
+// maxSnapshotEntries is the most files and folders FindSnapshot reads in
+// a snapshot. A variable for the tests.
+var maxSnapshotEntries = 100_000
+
 // Bounds on what is read from a cache, which is outside input.
 const (
-	// maxSnapshotFiles is the most files FindSnapshot lists in a snapshot.
-	maxSnapshotFiles = 100_000
 	// maxSnapshotDepth is the deepest folder nesting FindSnapshot follows.
 	maxSnapshotDepth = 64
 	// maxRefBytes is the largest ref file read. A ref holds 40 bytes.
@@ -304,8 +306,8 @@ func (w *snapshotWalker) readDir(dir string) ([]fs.DirEntry, error) {
 		batch, err := f.ReadDir(1024)
 		all = append(all, batch...)
 		w.entries += len(batch)
-		if w.entries > maxSnapshotFiles {
-			return nil, corrupt(w.dir, fmt.Sprintf("snapshot has more than %d files and folders", maxSnapshotFiles), nil)
+		if w.entries > maxSnapshotEntries {
+			return nil, corrupt(w.dir, fmt.Sprintf("snapshot has more than %d files and folders", maxSnapshotEntries), nil)
 		}
 		if errors.Is(err, io.EOF) {
 			return all, nil

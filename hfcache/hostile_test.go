@@ -191,3 +191,18 @@ func TestFindSnapshotHostileCaches(t *testing.T) {
 		})
 	}
 }
+
+func TestFindSnapshotBoundsTheListing(t *testing.T) {
+	c := newHandCache(t)
+	buildSpecRepo(c) // 3 files and 1 folder in the newer snapshot
+	defer func(n int) { maxSnapshotEntries = n }(maxSnapshotEntries)
+	maxSnapshotEntries = 4
+	snap, err := FindSnapshot(c.dir, specRepo, "main")
+	require.NoError(t, err)
+	require.Len(t, snap.Files, 3)
+
+	maxSnapshotEntries = 3
+	_, err = FindSnapshot(c.dir, specRepo, "main")
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.ErrorContains(t, err, "snapshot has more than 3 files and folders")
+}
