@@ -29,9 +29,10 @@ const revisionDomain = "ckpt hf-cache revision v1\x00"
 // without asking the Hub only when the revision is a full commit hash (see
 // the package documentation). It depends on the manifest alone, so pulling
 // the same checkpoint again, under any name or version, lands in the same
-// snapshot; the domain prefix keeps it from being a prefix of the manifest
-// ID itself, which it is not (a snapshot holds symlinks, not the manifest),
-// and lets a future change of what a revision covers use new names.
+// snapshot. It is not simply the first 40 digits of the manifest ID, which
+// would read as an abbreviated ckpt ID and could be looked up as one; the
+// versioned domain prefix also lets a future change of what a revision
+// covers take new names.
 func RevisionFor(manifestID [32]byte) string {
 	h := sha256.New()
 	h.Write([]byte(revisionDomain))
@@ -98,9 +99,9 @@ func WriteSnapshot(cacheDir, repoID, revision, branch string, files []FileSource
 
 // WriteRepo writes files into the cache as Hub clients lay out a download:
 //
-//	<cacheDir>/<repo folder>/blobs/<sha256 of the content>
-//	<cacheDir>/<repo folder>/snapshots/<revision>/<path> -> ../../blobs/<sha256> (one more ../ per folder of path)
-//	<cacheDir>/<repo folder>/refs/<branch>               holding revision, no newline
+//	<repo folder>/blobs/<sha256 of the content>
+//	<repo folder>/snapshots/<revision>/<path>  -> ../../blobs/<sha256>, one more ../ per folder in path
+//	<repo folder>/refs/<branch>                holding revision, no newline
 //
 // revision must be a full commit hash (40 lowercase hex digits; see
 // RevisionFor); branch a ref name, "" meaning "main".
@@ -111,14 +112,14 @@ func WriteSnapshot(cacheDir, repoID, revision, branch string, files []FileSource
 //
 //  1. Blobs. A blob that exists as a regular file of the right size is
 //     read and its SHA-256 checked before it is reused; a wrong one is
-//     replaced. Without a SHA256, the blob that the snapshot already links
-//     the path to is the candidate: a snapshot stands for immutable
+//     replaced. Without a SHA256, the blob that the snapshot already
+//     links the path to is the candidate: a snapshot stands for immutable
 //     content (a commit, a manifest), so a rerun costs one hashing read
-//     of each blob and produces no content. New content goes to a temporary file in blobs/, is hashed
-//     and counted as it is written, fsynced, and renamed into place; the
-//     folder is fsynced after the pass. A file whose content is not Size
-//     bytes, or does not hash to its SHA256, is refused and nothing of it
-//     stays.
+//     of each blob and produces no content. New content goes to a
+//     temporary file in blobs/, is hashed and counted as it is written,
+//     fsynced, and renamed into place; the folder is fsynced after the
+//     pass. A file whose content is not Size bytes, or does not hash to
+//     its SHA256, is refused and nothing of it stays.
 //  2. Snapshot symlinks, relative, each created under a temporary name
 //     in blobs/ and renamed into place (a link is never half made),
 //     skipped when it already points at the right blob. A marker for the
@@ -130,9 +131,10 @@ func WriteSnapshot(cacheDir, repoID, revision, branch string, files []FileSource
 // So a ref never points at a snapshot whose links were not all made, and a
 // link never points at an incomplete blob: an interrupted write leaves at
 // worst blobs and links that a rerun reuses, and temporary files named
-// blobs/.ckpt-*.incomplete, where no client looks. Running it again with the same input changes nothing.
-// Files of the snapshot that are not in files are left alone: a snapshot
-// may hold a part of a revision, as a partial download does.
+// blobs/.ckpt-*.incomplete, where no client looks. Running it again with
+// the same input changes nothing. Files of the snapshot that are not in
+// files are left alone: a snapshot may hold a part of a revision, as a
+// partial download does.
 //
 // All of it happens through an os.Root on the repository folder, so no
 // symlink planted in the cache can lead a write outside that folder, and
