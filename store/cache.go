@@ -14,8 +14,11 @@ import (
 // DefaultCacheSize is the default cap of each per-machine disk cache.
 const DefaultCacheSize = 10 << 30
 
-// diskCache is a folder of files named by a 64-hex key, written atomically
-// (tmp/ then rename), with least-recently-used eviction past a size cap.
+// diskCache is a folder of files named by a 64-hex key (and what follows
+// it), in subfolders named by the key's first two digits, written
+// atomically (tmp/ then rename), with least-recently-used eviction past a
+// size cap. Its folders are private to the user (mode 0700): they hold
+// users' models.
 type diskCache struct {
 	dir string
 	max int64
@@ -26,13 +29,22 @@ type diskCache struct {
 }
 
 func newDiskCache(dir string, maxBytes int64) (*diskCache, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		return nil, fmt.Errorf("cache %s: %w", dir, err)
+	}
+	// A cache made by an earlier version may be open to others: close it.
+	// Its subfolders need not change, nobody else can reach them now.
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm() != 0o700 {
+		_ = os.Chmod(dir, 0o700)
 	}
 	return &diskCache{dir: dir, max: maxBytes}, nil
 }
 
-func (c *diskCache) path(key string) string { return filepath.Join(c.dir, key[:2], key) }
+// path is where the entry named name (a key, or a key and more) lies.
+func (c *diskCache) path(name string) string { return filepath.Join(c.shard(name), name) }
+
+// shard is the subfolder of the entries whose names start like key.
+func (c *diskCache) shard(key string) string { return filepath.Join(c.dir, key[:2]) }
 
 // touch marks an entry as recently used.
 func (c *diskCache) touch(p string) {
@@ -45,10 +57,11 @@ func (c *diskCache) createTemp(key string) (*os.File, error) {
 	return os.CreateTemp(filepath.Join(c.dir, "tmp"), key[:16]+"-*")
 }
 
-// commit moves a finished temporary file to key and evicts if over the cap.
-func (c *diskCache) commit(tmpName, key string, size int64) error {
-	p := c.path(key)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+// commit moves a finished temporary file to the entry name and evicts if
+// over the cap.
+func (c *diskCache) commit(tmpName, name string, size int64) error {
+	p := c.path(name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		os.Remove(tmpName)
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -88,30 +89,35 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 
-	// The temporary folder is named after the target and the selection, so
-	// a pull that was interrupted (cancelled, killed) is resumed by the next
-	// identical one: chunks already written are checked and kept.
-	tmp, resumed, err := pullTempDir(dir, rec, files)
+	// The build folder is named after the target and the selection, plus a
+	// random part: a pull that was interrupted (cancelled, killed) is
+	// resumed by the next identical one, which finds its folder by the
+	// prefix and checks it before use; chunks already written are checked
+	// and kept. Pulls with --link do not resume a folder: their cache
+	// entries are what they resume from.
+	umask := processUmask()
+	build, err := openBuildDir(dir, files, !opts.Link)
 	if err != nil {
 		return nil, err
 	}
+	defer build.close()
 	done := false
 	defer func() {
 		if !done && ctx.Err() == nil {
-			os.RemoveAll(tmp) // a failure, not an interruption: start afresh next time
+			build.remove() // a failure, not an interruption: start afresh next time
 		}
 	}()
 	var linked map[LinkMethod]int
 	if opts.Link {
-		linked, err = r.linkFiles(ctx, tmp, r.files, files)
+		linked, err = r.linkFiles(ctx, build.dir, r.files, files, umask)
 	} else {
-		err = r.writeFiles(ctx, tmp, files, resumed)
+		err = r.writeFiles(ctx, build.dir, files, build.resumed, umask)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !opts.AllowIncomplete {
-		if err := layout.CheckRunnable(os.DirFS(tmp)); err != nil {
+		if err := layout.CheckRunnable(os.DirFS(build.path())); err != nil {
 			var me *layout.MissingError
 			if errors.As(err, &me) {
 				me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
@@ -120,7 +126,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 			return nil, err
 		}
 	}
-	if err := replaceDir(tmp, dir, existing); err != nil {
+	if err := replaceDir(build, dir, existing, umask); err != nil {
 		return nil, err
 	}
 	done = true
@@ -216,35 +222,150 @@ func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile
 	return nil
 }
 
-// pullTempDir creates (or finds, after an interrupted pull) the folder a
-// pull builds in, beside dir. Leftovers of pulls of other selections into
-// dir are removed.
-func pullTempDir(dir string, rec Record, files []sourcedFile) (string, bool, error) {
+// buildDir is the folder a pull builds in, beside its target, with the
+// target's parent folder; both stay open, and everything in the build
+// folder is written relative to its handle, never through a link.
+type buildDir struct {
+	parent  *os.File // the target's parent folder
+	name    string   // the build folder's name in parent
+	dir     *os.File // the build folder, locked while the pull runs
+	resumed bool     // it holds an interrupted pull of the same selection
+}
+
+func (b *buildDir) path() string { return filepath.Join(b.parent.Name(), b.name) }
+
+func (b *buildDir) close() {
+	b.dir.Close() // releases the lock
+	b.parent.Close()
+}
+
+// remove deletes the build folder (os.RemoveAll follows no link).
+func (b *buildDir) remove() { os.RemoveAll(b.path()) }
+
+// pullTempPrefix starts the name of the build folder of a pull of files
+// into dir: the target's name, then a hash of the selection, so that an
+// identical pull finds an interrupted one. A random part follows, so that
+// nobody can plant a folder or a link under the name in advance.
+func pullTempPrefix(dir string, files []sourcedFile) string {
 	h := sha256.New()
 	for _, f := range files {
 		fmt.Fprintf(h, "%s\x00%s\x00%d\n", f.Path, f.Digest, f.Size)
 	}
-	prefix := "." + filepath.Base(dir) + ".ckpt-pull-"
-	tmp := filepath.Join(filepath.Dir(dir), prefix+hex.EncodeToString(h.Sum(nil))[:16])
-	if old, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), prefix+"*")); len(old) > 0 {
-		for _, o := range old {
-			if o != tmp {
-				os.RemoveAll(o)
+	return "." + filepath.Base(dir) + ".ckpt-pull-" + hex.EncodeToString(h.Sum(nil))[:16] + "-"
+}
+
+// isTempName tells whether name is prefix and a random part.
+func isTempName(name, prefix string) bool {
+	rnd, ok := strings.CutPrefix(name, prefix)
+	if !ok || len(rnd) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(rnd)
+	return err == nil && strings.ToLower(rnd) == rnd
+}
+
+// openBuildDir makes the folder a pull of files into dir builds in, beside
+// dir: a new private folder (mode 0700, a name nobody could guess, made
+// with mkdir, which fails if anything has the name), or, when resumable,
+// the folder of an interrupted pull of the same selection. A candidate is
+// used only if it is a real folder (not a link), the user's, writable by
+// nobody else, not in use by another pull, and holds nothing but the
+// selection's files. Build folders of other pulls into dir that pass the
+// same checks are removed; anything else named like them (a planted link, a
+// folder of another user) is ignored, never followed or touched.
+func openBuildDir(dir string, files []sourcedFile, resumable bool) (b *buildDir, err error) {
+	parentPath := filepath.Dir(dir)
+	if err := os.MkdirAll(parentPath, 0o777); err != nil {
+		return nil, err
+	}
+	parent, err := os.Open(parentPath)
+	if err != nil {
+		return nil, err
+	}
+	b = &buildDir{parent: parent}
+	defer func() {
+		if err != nil {
+			if b.dir != nil {
+				b.dir.Close()
 			}
+			parent.Close()
 		}
+	}()
+	names, err := readNames(parent)
+	if err != nil {
+		return nil, err
 	}
-	_, err := os.Stat(tmp)
-	resumed := err == nil
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return "", false, err
+	ours := pullTempPrefix(dir, files)
+	anyPull := "." + filepath.Base(dir) + ".ckpt-pull-"
+	for _, name := range names {
+		if !strings.HasPrefix(name, anyPull) {
+			continue
+		}
+		d, err := openPrivateDir(parent, name)
+		if err != nil {
+			continue // not ckpt's, or not safe to use
+		}
+		if locked, err := tryLock(d); err != nil || !locked {
+			d.Close() // another pull is building in it
+			continue
+		}
+		if resumable && b.dir == nil && isTempName(name, ours) && checkResumable(d, files) == nil {
+			b.name, b.dir, b.resumed = name, d, true
+			continue
+		}
+		os.RemoveAll(filepath.Join(parentPath, name)) // left by an earlier pull into dir
+		d.Close()
 	}
-	return tmp, resumed, nil
+	if b.dir != nil {
+		return b, nil
+	}
+	b.name = ours + randomHex(8)
+	if err := mkdirAt(parent, b.name, 0o700); err != nil {
+		return nil, err
+	}
+	if b.dir, err = openPrivateDir(parent, b.name); err != nil {
+		return nil, err
+	}
+	if err := b.dir.Chmod(0o700); err != nil { // whatever the umask
+		return nil, err
+	}
+	if _, err := tryLock(b.dir); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readNames lists the names in the folder d.
+func readNames(d *os.File) ([]string, error) {
+	dup, err := openDirAt(d, ".")
+	if err != nil {
+		return nil, err
+	}
+	defer dup.Close()
+	names, err := dup.Readdirnames(-1)
+	sort.Strings(names)
+	return names, err
+}
+
+// checkResumable checks that the build folder d holds nothing but what a
+// pull of files writes.
+func checkResumable(d *os.File, files []sourcedFile) error {
+	want := make(map[string]bool, len(files))
+	for _, f := range files {
+		want[f.Path] = true
+	}
+	dup, err := openDirAt(d, ".")
+	if err != nil {
+		return err
+	}
+	defer dup.Close()
+	return checkResumeTree(dup, "", want)
 }
 
 // writeFiles writes files under root, fetching and verifying chunks in
 // parallel. When resuming, chunks already on disk with the right digest are
-// kept.
-func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedFile, resuming bool) error {
+// kept. Each file gets its recorded mode less the umask.
+func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []sourcedFile, resuming bool, umask fs.FileMode) error {
 	handles := make([]*os.File, len(files))
 	defer func() {
 		for _, h := range handles {
@@ -253,16 +374,16 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 			}
 		}
 	}()
+	flag := os.O_CREATE | os.O_RDWR
+	if !resuming {
+		flag |= os.O_EXCL
+	}
 	var total int64
 	for i, f := range files {
-		p, err := targetPath(root, f.Path)
-		if err != nil {
+		if _, err := targetPath(root.Name(), f.Path); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		h, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+		h, err := openRel(root, f.Path, flag, 0o600)
 		if err != nil {
 			return err
 		}
@@ -285,7 +406,7 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 			g.Go(func() error {
 				bp := getBuf()
 				defer putBuf(bp)
-				if resuming {
+				if resuming && c.Size <= MaxChunkSize {
 					have := sized(bp, c.Size)
 					if _, err := handles[i].ReadAt(have, c.Offset); err == nil && Hash(have) == c.ID {
 						r.progressAdd(c.Size)
@@ -300,7 +421,7 @@ func (r *Registry) writeFiles(ctx context.Context, root string, files []sourcedF
 		return err
 	}
 	for i, f := range files {
-		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm()); err != nil {
+		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm() &^ umask); err != nil {
 			return err
 		}
 		if err := handles[i].Sync(); err != nil {
@@ -400,26 +521,32 @@ func folderState(dir string) (dirState, error) {
 	return folderNonEmpty, nil
 }
 
-// replaceDir moves the finished tmp folder to dir. An existing dir is first
-// moved aside and removed only after the new one is in place.
-func replaceDir(tmp, dir string, existing dirState) error {
+// replaceDir moves the finished build folder to dir, with the mode mkdir
+// would have given it. An existing dir is first moved aside, under a name
+// nobody could guess (and never over anything already there), and removed
+// only after the new one is in place.
+func replaceDir(b *buildDir, dir string, existing dirState, umask fs.FileMode) error {
+	if err := b.dir.Chmod(0o777 &^ umask); err != nil {
+		return err
+	}
+	base := filepath.Base(dir)
 	switch existing {
 	case folderEmpty:
-		if err := os.Remove(dir); err != nil {
+		if err := removeAt(b.parent, base); err != nil {
 			return err
 		}
 	case folderNonEmpty:
-		old := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".ckpt-old-"+randomHex(6))
-		if err := os.Rename(dir, old); err != nil {
+		old := "." + base + ".ckpt-old-" + randomHex(8)
+		if err := renameExclAt(b.parent, base, old); err != nil {
 			return err
 		}
-		if err := os.Rename(tmp, dir); err != nil {
-			os.Rename(old, dir)
+		if err := renameAt(b.parent, b.name, base); err != nil {
+			renameAt(b.parent, old, base)
 			return err
 		}
-		return os.RemoveAll(old)
+		return os.RemoveAll(filepath.Join(b.parent.Name(), old))
 	}
-	return os.Rename(tmp, dir)
+	return renameAt(b.parent, b.name, base)
 }
 
 func randomHex(n int) string {

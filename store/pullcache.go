@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -79,7 +78,7 @@ func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
 	if !ok {
 		return dst, false
 	}
-	f, err := os.Open(p.c.path(key.String()))
+	f, err := openFileNoFollow(p.c.path(key.String()))
 	if err != nil {
 		return dst, false
 	}
@@ -132,7 +131,7 @@ func (p *PullCache) remember(ix *Index, root string, files []sourcedFile) {
 // adopt hard-links src into the cache at entry, or copies it when it is
 // small and on another file system.
 func (p *PullCache) adopt(src, entry string, size int64) error {
-	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(entry), 0o700); err != nil {
 		return err
 	}
 	err := os.Link(src, entry)
@@ -173,15 +172,10 @@ func (p *PullCache) evict() {
 		if err != nil {
 			continue
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if ok && st.Nlink > 1 {
+		if linkCount(fi) > 1 {
 			continue // a pulled folder still holds it: it costs no space
 		}
-		since := fi.ModTime()
-		if ok {
-			since = time.Unix(st.Ctim.Unix())
-		}
-		only = append(only, owned{f.path, fi.Size(), since})
+		only = append(only, owned{f.path, fi.Size(), changeTime(fi)})
 		total += fi.Size()
 	}
 	if total <= p.c.max {

@@ -20,16 +20,22 @@ or best (lowest eval_loss).
 --link fills the per-machine file cache ($XDG_CACHE_HOME/ckpt/files) and
 materializes the folder from it by reflink where the file system supports it,
 else by read-only hard link, else by copy, and says which it used: a second
-pull of the same files costs almost nothing.
+pull of the same files costs a read of them, not a copy. Every cache entry is
+checked in full before every link (a hard link can be made writable and edited,
+a disk can flip a bit); one that changed is fetched again. Hard links are
+read-only and keep the file's mode class (a 0600 file is never linked from a
+world-readable entry).
 
 By default the runnable set is written: weights, shard index, config, generation
 config and tokenizer, inherited from the --base chain when the checkpoint lacks
 them. --full adds resume state and trainer_state.json, so that
 Trainer.train(resume_from_checkpoint=DIR) works.
 
-Every byte is checked against its digest. The folder is built under a temporary
-name beside DIR and renamed into place at the end; a non-empty DIR is refused
-unless --force.`,
+Every byte is checked against its digest. Files get their recorded mode less
+the umask (like tar without -p). The folder is built beside DIR in a private
+folder (mode 0700) with a name nobody can guess, without following symbolic
+links, and renamed into place at the end; an interrupted pull is resumed by the
+next identical one. A non-empty DIR is refused unless --force.`,
 		Example: `  ckpt pull llama-sft@best ./model
   ckpt pull llama-sft@latest ./resume --full`,
 		Args: exactArgs(2),
