@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
@@ -38,7 +39,8 @@ type Event struct {
 // IsError reports whether the event belongs on stderr.
 func (e Event) IsError() bool { return e.Kind == EventError || e.Kind == EventWarning }
 
-// String is the event's log line.
+// String is the event's log line: one line, with names from the output
+// folder escaped (textsafe).
 func (e Event) String() string {
 	switch e.Kind {
 	case EventPushed:
@@ -61,16 +63,25 @@ func (e Event) String() string {
 	case EventIncomplete:
 		var me *layout.MissingError
 		if errors.As(e.Err, &me) {
-			return fmt.Sprintf("skipped incomplete %s: missing %s", filepath.Base(e.Dir), strings.Join(me.Missing, "; "))
+			return fmt.Sprintf("skipped incomplete %s: missing %s", textsafe.Name(filepath.Base(e.Dir)), textsafe.Line(strings.Join(me.Missing, "; ")))
 		}
-		return fmt.Sprintf("skipped incomplete %s: %v", filepath.Base(e.Dir), e.Err)
+		return fmt.Sprintf("skipped incomplete %s: %s", textsafe.Name(filepath.Base(e.Dir)), errLine(e.Err))
 	case EventDeleted:
-		return fmt.Sprintf("deleted local %s (pushed as %s@%d)", filepath.Base(e.Dir), e.Name, e.Step)
+		return fmt.Sprintf("deleted local %s (pushed as %s@%d)", textsafe.Name(filepath.Base(e.Dir)), e.Name, e.Step)
 	case EventRetention:
 		return fmt.Sprintf("retention %s: removed %s", e.Name, strings.Join(e.Removed, ", "))
 	case EventWarning:
-		return fmt.Sprintf("warning: %v", e.Err)
+		return "warning: " + errLine(e.Err)
 	default:
-		return fmt.Sprintf("error: %v", e.Err)
+		return "error: " + errLine(e.Err)
 	}
+}
+
+// errLine is an error's text on one line, safe for a terminal: file names
+// inside it may come from the checkpoint folder.
+func errLine(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return textsafe.Line(err.Error())
 }
