@@ -124,3 +124,24 @@ func TestControlCharacterNamesPrintEscaped(t *testing.T) {
 	assert.Contains(t, out, "PROBLEM")
 	assertEscaped(t, "verify with a problem", out+errs, []string{"run@10:new\nline.json"})
 }
+
+// --json output goes through the same filter as everything printed and
+// stays valid JSON carrying the exact names, whatever characters they hold.
+func TestJSONOutputKeepsOddNames(t *testing.T) {
+	c := newCLI(t)
+	_, ckpts := writeRun(t, false)
+	dir := filepath.Join(t.TempDir(), "checkpoint-10")
+	copyDir(t, ckpts[0], dir)
+	names := append([]string{"del\x7fname.txt", "tag\U000e0001.txt", "zw\u200b.txt", "c1\u0085.txt"}, oddNames...)
+	for _, n := range names {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte(n), 0o644))
+	}
+	c.ok("push", dir, "run@10")
+	var shown struct {
+		Manifest store.Manifest `json:"manifest"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(c.ok("show", "run@10", "--json")), &shown))
+	for _, n := range names {
+		assert.NotNil(t, shown.Manifest.File(n), "%q in show --json", n)
+	}
+}

@@ -13,8 +13,10 @@
 package textsafe
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -61,7 +63,7 @@ func Plain(s string) bool {
 // Name where the code knew them) safe for a terminal: newlines and tabs are
 // kept, every other control character (C0, DEL, C1), Unicode format
 // character (bidirectional overrides and the like) and invalid byte is
-// written as a Go escape. It is the last line of defence for names that
+// written as an escape (see escapeRune; a JSON document stays valid JSON). It is the last line of defence for names that
 // reach a message unescaped.
 func Message(s string) string {
 	return escapeControls(s, true)
@@ -125,8 +127,19 @@ func messagePlain(s string, keepLayout bool) bool {
 	return true
 }
 
-// escapeRune is r as strconv.Quote writes it, without the quotes.
+// escapeRune writes r as an escape: a C0 control as Go writes it (\x1b,
+// \n, \r), anything else as \uXXXX (a UTF-16 surrogate pair beyond the
+// BMP), which Go and JSON both read back, so that a JSON document passed
+// through Message stays valid JSON (encoding/json leaves DEL, C1 and format
+// characters raw).
 func escapeRune(r rune) string {
-	q := strconv.QuoteRune(r)
-	return q[1 : len(q)-1]
+	if r < 0x20 {
+		q := strconv.QuoteRune(r)
+		return q[1 : len(q)-1]
+	}
+	if r > 0xffff {
+		r1, r2 := utf16.EncodeRune(r)
+		return fmt.Sprintf(`\u%04x\u%04x`, r1, r2)
+	}
+	return fmt.Sprintf(`\u%04x`, r)
 }

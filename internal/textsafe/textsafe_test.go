@@ -1,6 +1,7 @@
 package textsafe
 
 import (
+	"encoding/json"
 	"strconv"
 	"testing"
 	"unicode/utf8"
@@ -43,10 +44,24 @@ func TestMessage(t *testing.T) {
 		{"bidi \u202e override", `bidi \u202e override`},
 		{"c1 \u009b csi", `c1 \u009b csi`},
 		{"non-breaking\u00a0space ü", "non-breaking\u00a0space ü"},
+		{"del\x7f", `del\u007f`},
+		{"tag \U000e0001 char", `tag \udb40\udc01 char`},
+		{"zero\u200bwidth", `zero\u200bwidth`},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, Message(tt.in), "%q", tt.in)
 	}
+}
+
+// A JSON document passed through Message is still JSON, with the same
+// values: encoding/json writes DEL, C1 and format characters raw.
+func TestMessageKeepsJSONValid(t *testing.T) {
+	names := []string{"del\x7f", "c1\u0085", "bidi\u202e", "tag\U000e0001", "zw\u200b", "plain"}
+	doc, err := json.Marshal(names)
+	require.NoError(t, err)
+	var back []string
+	require.NoError(t, json.Unmarshal([]byte(Message(string(doc))), &back))
+	assert.Equal(t, names, back)
 }
 
 func TestLine(t *testing.T) {
