@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 )
@@ -77,7 +78,7 @@ func diffJSONFiles(ctx context.Context, a, b *Side, files []FileChange) ([]JSONC
 		}
 		cs, err := diffJSON(fc.Path, da, db)
 		if err != nil {
-			notes = append(notes, fmt.Sprintf("%s: %v; compared as a file only", fc.Path, err))
+			notes = append(notes, fmt.Sprintf("%s: %v; compared as a file only", textsafe.Name(fc.Path), err))
 			continue
 		}
 		changes = append(changes, cs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/layout"
 )
 
@@ -57,7 +58,7 @@ func Compare(ctx context.Context, a, b *Side, opts Options) (*Report, error) {
 	rep.Notes = append(rep.Notes, notes...)
 	for _, fc := range rep.Files {
 		if fc.Role == string(layout.RoleWeights) && fc.Kind != Same && !isSafetensors(a, fc.Path) && !isSafetensors(b, fc.Path) {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: not safetensors: compared as a file only", fc.Path))
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: not safetensors: compared as a file only", textsafe.Name(fc.Path)))
 		}
 	}
 	if opts.Stats {
@@ -218,7 +219,7 @@ func (r *Report) tokenizerSummary() string {
 		var differ []string
 		for _, fc := range r.Files {
 			if fc.Role == string(layout.RoleTokenizer) && fc.Kind != Same {
-				differ = append(differ, fc.Path)
+				differ = append(differ, textsafe.Name(fc.Path))
 			}
 		}
 		switch {

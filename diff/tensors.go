@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -47,7 +48,7 @@ func tensorsOf(s *Side) (map[string]tensorRef, []string) {
 		for j := range f.Safetensors.Tensors {
 			t := &f.Safetensors.Tensors[j]
 			if prev, dup := out[t.Name]; dup {
-				notes = append(notes, fmt.Sprintf("%s: tensor %q is in %s and %s; the first is compared", s.Label, t.Name, prev.file.Path, f.Path))
+				notes = append(notes, fmt.Sprintf("%s: tensor %q is in %s and %s; the first is compared", textsafe.Name(s.Label), t.Name, textsafe.Name(prev.file.Path), textsafe.Name(f.Path)))
 				continue
 			}
 			out[t.Name] = tensorRef{f, t}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/units"
 )
 
@@ -15,10 +16,12 @@ const maxListed = 20
 
 // WriteText writes the report for people: what differs (identical files
 // and tensors are only counted), then the notes and the summary line.
+// Names that come from the checkpoints (paths, JSON keys, tensor names,
+// dtypes) are printed escaped (textsafe.Name), notes on one line each.
 func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
-	p("A: %s\nB: %s\n", r.A, r.B)
+	p("A: %s\nB: %s\n", textsafe.Name(r.A), textsafe.Name(r.B))
 
 	var differ []FileChange
 	for _, fc := range r.Files {
@@ -28,13 +31,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	p("\nfiles: %d of %d differ\n", len(differ), len(r.Files))
 	for _, fc := range differ {
-		p("  %s\t%s\t%s\t-> %s\n", fc.Kind, fc.Path, fileSize(fc.SizeA, fc.Kind != Added, fc.FromA), fileSize(fc.SizeB, fc.Kind != Removed, fc.FromB))
+		p("  %s\t%s\t%s\t-> %s\n", fc.Kind, textsafe.Name(fc.Path), fileSize(fc.SizeA, fc.Kind != Added, fc.FromA), fileSize(fc.SizeB, fc.Kind != Removed, fc.FromB))
 	}
 
 	if len(r.JSON) > 0 {
 		p("\njson keys:\n")
 		for _, c := range r.JSON {
-			p("  %s\t%s\t%s\t%s\n", c.File, c.Kind, c.Key, jsonValues(c))
+			p("  %s\t%s\t%s\t%s\n", textsafe.Name(c.File), c.Kind, textsafe.Name(c.Key), textsafe.Line(jsonValues(c)))
 		}
 	}
 
@@ -52,7 +55,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		listTokens(tw, "+ special", t.SpecialAdded)
 		listTokens(tw, "- special", t.SpecialRemoved)
 		for _, c := range t.SpecialRoles {
-			p("  ~ special\t%s\t%s -> %s\n", c.Role, quoteOr(c.Old, c.Kind != Added), quoteOr(c.New, c.Kind != Removed))
+			p("  ~ special\t%s\t%s -> %s\n", textsafe.Name(c.Role), quoteOr(c.Old, c.Kind != Added), quoteOr(c.New, c.Kind != Removed))
 		}
 		if m := t.Merges; m != nil && (m.Added > 0 || m.Removed > 0 || m.Reordered) {
 			p("  merges\t%d -> %d\t+%d -%d", m.CountA, m.CountB, m.Added, m.Removed)
@@ -78,21 +81,21 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(tensorsDiffer) > 0 {
 		p("\ntensors: %d of %d differ\n", len(tensorsDiffer), len(r.Tensors))
 		for _, t := range tensorsDiffer {
-			p("  %s\t%s\t%s\t%s\n", t.Kind, t.Name, tensorShapes(t), statsText(t.Stats))
+			p("  %s\t%s\t%s\t%s\n", t.Kind, textsafe.Name(t.Name), textsafe.Line(tensorShapes(t)), textsafe.Line(statsText(t.Stats)))
 		}
 	}
 	if len(r.Notes) > 0 || r.Tokenizer != nil && len(r.Tokenizer.Notes) > 0 {
 		p("\nnotes:\n")
 		for _, n := range r.Notes {
-			p("  %s\n", n)
+			p("  %s\n", textsafe.Line(n))
 		}
 		if r.Tokenizer != nil {
 			for _, n := range r.Tokenizer.Notes {
-				p("  %s\n", n)
+				p("  %s\n", textsafe.Line(n))
 			}
 		}
 	}
-	p("\n%s\n", r.Summary())
+	p("\n%s\n", textsafe.Line(r.Summary()))
 	return tw.Flush()
 }
 

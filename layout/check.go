@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/ckptdev/ckpt/internal/textsafe"
 )
 
 // MissingError reports a folder that lacks files: a checkpoint that is not
@@ -266,7 +268,7 @@ func findMissingShards(fsys fs.FS, indexes []string) ([]string, error) {
 				return nil, err
 			}
 			if !present {
-				missing = append(missing, fmt.Sprintf("%s (named by %s)", shardPath, indexPath))
+				missing = append(missing, fmt.Sprintf("%s (named by %s)", textsafe.Name(shardPath), textsafe.Name(indexPath)))
 			}
 		}
 	}

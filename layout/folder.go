@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/ckptdev/ckpt/internal/textsafe"
 )
 
 // ErrEmptyFolder is returned, wrapped with the folder's path, by ScanDir for
@@ -18,6 +21,15 @@ var ErrEmptyFolder = errors.New("folder has no files")
 // ErrSymlinkOutside is returned, wrapped with the link's path and its
 // target, by ScanDir for a symlink that resolves outside the folder.
 var ErrSymlinkOutside = errors.New("symlink points outside the folder")
+
+// ErrUnrecordableName is returned, wrapped with the folder and the name
+// (escaped), by ScanDir for a file or folder name that the registry could
+// not give back as it is: bytes that are not valid UTF-8 (the manifest is
+// JSON, which would turn them into U+FFFD, so pull would write another
+// name) or a backslash (a path separator on Windows, and ambiguous in the
+// slash-separated paths of a manifest). Nothing is recorded for such a
+// folder.
+var ErrUnrecordableName = errors.New("file name cannot be recorded faithfully")
 
 // Entry is one regular file of a scanned folder.
 type Entry struct {
@@ -42,9 +54,11 @@ type Entry struct {
 // wrapping ErrSymlinkOutside, and it is never followed; so is a dangling or
 // looping link.
 //
-// Errors name the offending path: an unreadable file or subfolder, or a
-// special file (named pipe, socket, device). A folder without regular files
-// is an error wrapping ErrEmptyFolder.
+// Errors name the offending path, escaped with textsafe.Name: an unreadable
+// file or subfolder, a special file (named pipe, socket, device), or a name
+// that cannot be recorded (ErrUnrecordableName). A folder without regular
+// files is an error wrapping ErrEmptyFolder. Names with control characters
+// are listed: they survive the manifest's JSON unchanged.
 func ScanDir(dir string) ([]Entry, error) {
 	return osScanner.scan(dir)
 }
@@ -72,15 +86,21 @@ type scanState struct {
 	dir      string // as given by the caller, for paths in messages
 	realRoot string // absolute, symlinks resolved
 	entries  []Entry
+	// unrecordable lists the names that cannot be recorded (escaped, with
+	// the reason); they are all reported at the end of the walk.
+	unrecordable []string
 }
+
+// maxListedNames bounds the unrecordable names one error lists.
+const maxListedNames = 10
 
 func (s folderScanner) scan(dir string) ([]Entry, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
-		return nil, err
+		return nil, escapePathError(err)
 	}
 	if !info.IsDir() {
-		return nil, fmt.Errorf("%s: not a directory", dir)
+		return nil, fmt.Errorf("%s: not a directory", textsafe.Name(dir))
 	}
 	absRoot, err := filepath.Abs(dir)
 	if err != nil {
@@ -94,8 +114,14 @@ func (s folderScanner) scan(dir string) ([]Entry, error) {
 	if err := state.walk(""); err != nil {
 		return nil, err
 	}
+	if bad := state.unrecordable; len(bad) > 0 {
+		if len(bad) > maxListedNames {
+			bad = append(bad[:maxListedNames:maxListedNames], fmt.Sprintf("and %d more", len(bad)-maxListedNames))
+		}
+		return nil, fmt.Errorf("%s: %w: %s", textsafe.Name(dir), ErrUnrecordableName, strings.Join(bad, "; "))
+	}
 	if len(state.entries) == 0 {
-		return nil, fmt.Errorf("%s: %w", dir, ErrEmptyFolder)
+		return nil, fmt.Errorf("%s: %w", textsafe.Name(dir), ErrEmptyFolder)
 	}
 	slices.SortFunc(state.entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return state.entries, nil
@@ -108,11 +134,15 @@ func (s *scanState) osPath(relPath string) string {
 func (s *scanState) walk(relDir string) error {
 	children, err := s.readDir(s.osPath(relDir))
 	if err != nil {
-		return fmt.Errorf("reading folder: %w", err)
+		return fmt.Errorf("reading folder: %w", escapePathError(err))
 	}
 	for _, child := range children {
 		relPath := path.Join(relDir, child.Name())
 		fullPath := s.osPath(relPath)
+		if why := unrecordable(child.Name()); why != "" {
+			s.unrecordable = append(s.unrecordable, textsafe.Name(relPath)+" ("+why+")")
+			continue
+		}
 		switch kind := child.Type(); {
 		case kind.IsDir():
 			if err := s.walk(relPath); err != nil {
@@ -125,13 +155,13 @@ func (s *scanState) walk(relDir string) error {
 		case kind.IsRegular():
 			info, err := child.Info()
 			if err != nil {
-				return err
+				return escapePathError(err)
 			}
 			if err := s.addFile(relPath, fullPath, info); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("%s: not a regular file (%s)", fullPath, describeFileKind(kind))
+			return fmt.Errorf("%s: not a regular file (%s)", textsafe.Name(fullPath), describeFileKind(kind))
 		}
 	}
 	return nil
@@ -139,7 +169,7 @@ func (s *scanState) walk(relDir string) error {
 
 func (s *scanState) addFile(relPath, readPath string, info fs.FileInfo) error {
 	if err := s.checkRead(readPath); err != nil {
-		return fmt.Errorf("%s: unreadable: %w", s.osPath(relPath), err)
+		return fmt.Errorf("%s: unreadable: %w", textsafe.Name(s.osPath(relPath)), escapePathError(err))
 	}
 	s.entries = append(s.entries, Entry{
 		Path: relPath,
@@ -153,17 +183,17 @@ func (s *scanState) addFile(relPath, readPath string, info fs.FileInfo) error {
 func (s *scanState) addSymlink(relPath, linkPath string) error {
 	target, err := filepath.EvalSymlinks(linkPath)
 	if err != nil {
-		return fmt.Errorf("%s: cannot resolve symlink: %w", linkPath, err)
+		return fmt.Errorf("%s: cannot resolve symlink: %w", textsafe.Name(linkPath), escapePathError(err))
 	}
 	if target, err = filepath.Abs(target); err != nil {
 		return err
 	}
 	if !isWithin(s.realRoot, target) {
-		return fmt.Errorf("%s: %w (%s)", linkPath, ErrSymlinkOutside, target)
+		return fmt.Errorf("%s: %w (%s)", textsafe.Name(linkPath), ErrSymlinkOutside, textsafe.Name(target))
 	}
 	info, err := os.Stat(target)
 	if err != nil {
-		return fmt.Errorf("%s: %w", linkPath, err)
+		return fmt.Errorf("%s: %w", textsafe.Name(linkPath), escapePathError(err))
 	}
 	switch {
 	case info.IsDir():
@@ -172,8 +202,31 @@ func (s *scanState) addSymlink(relPath, linkPath string) error {
 		return s.addFile(relPath, target, info)
 	default:
 		return fmt.Errorf("%s: symlink to %s, which is not a regular file (%s)",
-			linkPath, target, describeFileKind(info.Mode().Type()))
+			textsafe.Name(linkPath), textsafe.Name(target), describeFileKind(info.Mode().Type()))
 	}
+}
+
+// escapePathError returns err unchanged unless it is an *fs.PathError whose
+// path would not print as itself; that one is rewritten with the path
+// escaped (textsafe.Name), still wrapping the underlying error.
+func escapePathError(err error) error {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || textsafe.Plain(pe.Path) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", pe.Op, textsafe.Name(pe.Path), pe.Err)
+}
+
+// unrecordable says why a file or folder name cannot be recorded as it is,
+// "" when it can.
+func unrecordable(name string) string {
+	switch {
+	case !utf8.ValidString(name):
+		return "not valid UTF-8: the manifest (JSON) would store another name"
+	case strings.ContainsRune(name, '\\'):
+		return "a backslash: a path separator on Windows, ambiguous in a manifest path"
+	}
+	return ""
 }
 
 // isWithin reports whether target is root or under it; both are absolute

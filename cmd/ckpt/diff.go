@@ -68,7 +68,7 @@ func (a *app) diffSide(ctx context.Context, arg string) (*diff.Side, error) {
 	}
 	name, ref, err := store.ParseRef(arg, false)
 	if err != nil {
-		return nil, usagef("%s is neither a folder nor NAME@REF: %w", arg, err)
+		return nil, usagef("%s is neither a folder nor NAME@REF: %w", argText(arg), refError(arg, err))
 	}
 	r, err := a.open(ctx, false)
 	if err != nil {

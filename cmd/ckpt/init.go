@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -21,9 +22,9 @@ func (a *app) initCommand() *cobra.Command {
 				return err
 			}
 			if created {
-				a.printf("created registry %s at %s\n", r.ID(), r.Location())
+				a.printf("created registry %s at %s\n", r.ID(), textsafe.Name(r.Location()))
 			} else {
-				a.printf("registry %s at %s already exists\n", r.ID(), r.Location())
+				a.printf("registry %s at %s already exists\n", r.ID(), textsafe.Name(r.Location()))
 			}
 			return nil
 		},

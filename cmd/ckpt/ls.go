@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -55,7 +56,7 @@ logical size and the bytes its push newly stored.`,
 				return a.printJSON(out)
 			}
 			if len(out) == 0 {
-				a.printf("no checkpoints in %s\n", r.Location())
+				a.printf("no checkpoints in %s\n", textsafe.Name(r.Location()))
 				return nil
 			}
 			for i, n := range c.Names() {

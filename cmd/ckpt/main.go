@@ -9,12 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/ckptdev/ckpt/internal/redact"
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -45,7 +48,19 @@ func main() {
 
 // run executes one command line and returns the exit code.
 func run(ctx context.Context, args []string) int {
+	return runWith(ctx, args, os.Stdout, os.Stderr)
+}
+
+// runWith executes one command line writing to stdout and stderr, prints
+// its error, and returns the exit code. Everything written goes through
+// printable: no credential and no raw control character reaches either.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp()
+	if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+		app.progressTo = os.Stderr
+	}
+	filter := printable(redact.FromEnv())
+	app.stdout, app.stderr = &filterWriter{w: stdout, filter: filter}, &filterWriter{w: stderr, filter: filter}
 	root := app.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -71,4 +86,30 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 func isUsage(err error) bool {
 	var u usageError
 	return errors.As(err, &u) || errors.Is(err, store.ErrInvalidName)
+}
+
+// printable is the last line of defence applied to everything ckpt prints:
+// the values of secret environment variables are scrubbed (whatever their
+// encoding), URLs lose their credentials and query values, key=value pairs
+// naming a credential lose their value, and control characters other than
+// newline and tab are escaped.
+func printable(secrets *redact.Secrets) func(string) string {
+	return func(s string) string {
+		return textsafe.Message(redact.Text(secrets.Scrub(s)))
+	}
+}
+
+// filterWriter passes every Write through filter. Each Write is filtered on
+// its own: ckpt writes a message (a line, a table, a JSON document) in one
+// call.
+type filterWriter struct {
+	w      io.Writer
+	filter func(string) string
+}
+
+func (f *filterWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(f.w, f.filter(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -28,24 +28,12 @@ func newCLI(t *testing.T) *cli {
 	return &cli{t: t, repo: filepath.Join(t.TempDir(), "registry")}
 }
 
-// run returns the exit code, stdout and stderr.
+// run returns the exit code, stdout and stderr, written the way main
+// writes them (runWith: the error printer and its filters included).
 func (c *cli) run(args ...string) (int, string, string) {
 	c.t.Helper()
-	app := newApp()
 	var out, errb bytes.Buffer
-	app.stdout, app.stderr = &out, &errb
-	root := app.rootCommand()
-	root.SetArgs(append([]string{"--repo", c.repo}, args...))
-	err := root.ExecuteContext(context.Background())
-	app.close()
-	code := 0
-	if err != nil {
-		errb.WriteString("ckpt: " + err.Error() + "\n")
-		code = 1
-		if isUsage(err) {
-			code = 2
-		}
-	}
+	code := runWith(context.Background(), append([]string{"--repo", c.repo}, args...), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

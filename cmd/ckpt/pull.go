@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -56,7 +57,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 				return a.printJSON(res)
 			}
 			rec := res.Record
-			a.printf("pulled %s@%s into %s: %d files, %s\n", rec.Name, rec.Version, args[1], len(res.Files), humanBytes(res.Bytes))
+			a.printf("pulled %s@%s into %s: %d files, %s\n", rec.Name, rec.Version, textsafe.Name(args[1]), len(res.Files), humanBytes(res.Bytes))
 			if len(res.Linked) > 0 {
 				a.printf("  materialized from the file cache:%s\n", formatLinked(res.Linked))
 			}
@@ -65,7 +66,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 				if f.From != rec.Name+"@"+rec.Version {
 					from = "  (from " + f.From + ")"
 				}
-				a.printf("  %-40s %10s  %s%s\n", f.Path, humanBytes(f.Size), f.Role, from)
+				a.printf("  %-40s %10s  %s%s\n", textsafe.Name(f.Path), humanBytes(f.Size), textsafe.Name(f.Role), from)
 			}
 			return nil
 		},

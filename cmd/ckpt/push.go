@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -113,7 +114,7 @@ func formatMetrics(m map[string]float64) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + strconv.FormatFloat(m[k], 'g', 6, 64)
+		parts[i] = textsafe.Name(k) + "=" + strconv.FormatFloat(m[k], 'g', 6, 64)
 	}
 	return strings.Join(parts, " ")
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/redact"
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/local"
@@ -28,8 +30,11 @@ type app struct {
 	s3       s3Flags
 	stdout   io.Writer
 	stderr   io.Writer
-	index    *store.Index
-	registry *store.Registry
+	// progressTo is the terminal progress bars are drawn on, nil for none
+	// (stderr is not the process's own).
+	progressTo *os.File
+	index      *store.Index
+	registry   *store.Registry
 }
 
 func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
@@ -105,12 +110,19 @@ func (a *app) backend(ctx context.Context) (store.Backend, error) {
 		return a.s3.open(ctx, loc, a.stderr)
 	case strings.HasPrefix(loc, "file://"):
 		u, err := url.Parse(loc)
-		if err != nil || u.Host != "" && u.Host != "localhost" {
-			return nil, usagef("--repo %s: want file:///absolute/path", loc)
+		switch {
+		case err != nil || u.User != nil:
+			// Credentials never belong here; only the redacted form is
+			// printed.
+			return nil, usagef("--repo %s: want file:///absolute/path, without credentials", redact.URL(loc))
+		case u.Host != "" && u.Host != "localhost":
+			return nil, usagef("--repo %s: want file:///absolute/path (no host)", redact.URL(loc))
+		case u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(loc, "?#"):
+			return nil, usagef("--repo %s: want file:///absolute/path (no query or fragment)", redact.URL(loc))
 		}
 		return local.New(u.Path)
 	case strings.Contains(loc, "://"):
-		return nil, usagef("--repo %s: unknown scheme (use a folder path, file:// or s3://)", loc)
+		return nil, usagef("--repo %s: unknown scheme (use a folder path, file:// or s3://)", redact.URL(loc))
 	}
 	return local.New(loc)
 }
@@ -197,9 +209,28 @@ func rangeArgs(lo, hi int) cobra.PositionalArgs {
 func parseRef(s string, allowEmpty bool) (string, string, error) {
 	name, ref, err := store.ParseRef(s, allowEmpty)
 	if err != nil {
-		return "", "", usageError{err}
+		return "", "", usageError{refError(s, err)}
 	}
 	return name, ref, nil
+}
+
+// argText is a command-line argument ready to print in a message: a URL
+// redacted, anything else escaped.
+func argText(arg string) string {
+	if strings.Contains(arg, "://") {
+		return textsafe.Name(redact.URL(arg))
+	}
+	return textsafe.Name(arg)
+}
+
+// refError is the error for an argument that is not NAME@REF. A URL given
+// instead is shown redacted, never cut at its '@' into a NAME that would
+// show the credentials before it.
+func refError(arg string, err error) error {
+	if strings.Contains(arg, "://") {
+		return fmt.Errorf("%q is a URL, not NAME@REF: %w", redact.URL(arg), store.ErrInvalidName)
+	}
+	return err
 }
 
 // openCaches adds the per-machine disk caches: chunks of earlier pulls for

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ckptdev/ckpt/internal/redact"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/s3"
 )
@@ -47,7 +48,7 @@ func (s *s3Flags) open(ctx context.Context, loc string, warn io.Writer) (store.B
 	}
 	b, err := s3.New(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", loc, err)
+		return nil, fmt.Errorf("open %s: %w", redact.URL(loc), err)
 	}
 	return b, nil
 }

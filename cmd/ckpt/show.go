@@ -5,6 +5,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ckptdev/ckpt/internal/textsafe"
 )
 
 func (a *app) showCommand() *cobra.Command {
@@ -41,7 +43,7 @@ func (a *app) showCommand() *cobra.Command {
 			a.printf("%s@%s\n", rec.Name, rec.Version)
 			a.printf("  manifest  %s\n", rec.Manifest)
 			a.printf("  step      %d\n", rec.Step)
-			a.printf("  pushed    %s from %s\n", rec.Pushed.Local().Format("2006-01-02 15:04:05"), rec.Source)
+			a.printf("  pushed    %s from %s\n", rec.Pushed.Local().Format("2006-01-02 15:04:05"), textsafe.Name(rec.Source))
 			if rec.Base != nil {
 				a.printf("  base      %s\n", rec.Base)
 			}
@@ -62,7 +64,7 @@ func (a *app) showCommand() *cobra.Command {
 				if f.Safetensors != nil {
 					tensors = fmt.Sprint(len(f.Safetensors.Tensors))
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", f.Path, f.Role, humanBytes(f.Size), len(f.Chunks), tensors, shortDigest(f.Digest))
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", textsafe.Name(f.Path), textsafe.Name(f.Role), humanBytes(f.Size), len(f.Chunks), tensors, textsafe.Name(shortDigest(f.Digest)))
 			}
 			return tw.Flush()
 		},

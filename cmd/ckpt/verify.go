@@ -1,8 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -44,6 +49,12 @@ Problems name the blob and the files that use it; the exit code is 1 if any.`,
 				recs = []store.Record{rec}
 			}
 			rep, err := r.Verify(cmd.Context(), recs, readData)
+			if errors.Is(err, store.ErrVerifyFailed) && rep != nil && len(rep.Problems) > 0 {
+				// The problems are printed below, their file names escaped;
+				// the error only counts them (its own text would repeat the
+				// first one with the names raw).
+				err = fmt.Errorf("%w: %d problem(s), first: %s", store.ErrVerifyFailed, len(rep.Problems), problemText(rep.Problems[0]))
+			}
 			if asJSON && rep != nil {
 				problems := make([]map[string]any, len(rep.Problems))
 				for i, p := range rep.Problems {
@@ -57,7 +68,7 @@ Problems name the blob and the files that use it; the exit code is 1 if any.`,
 				}
 			} else if rep != nil {
 				for _, p := range rep.Problems {
-					a.printf("PROBLEM %s\n", p)
+					a.printf("PROBLEM %s\n", problemText(p))
 				}
 				if err == nil {
 					what := "present"
@@ -75,4 +86,18 @@ Problems name the blob and the files that use it; the exit code is 1 if any.`,
 	f.BoolVar(&readData, "read-data", false, "download and check every blob's content")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// problemText is store.Problem's line with the names of the files that use
+// the object escaped (textsafe.Name): file names come from manifests.
+func problemText(p store.Problem) string {
+	s := fmt.Sprintf("%s: %s", textsafe.Name(p.Object), textsafe.Line(p.Err.Error()))
+	if len(p.Files) > 0 {
+		used := textsafe.Names(p.Files)
+		if len(used) > 5 {
+			used = append(used[:5:5], fmt.Sprintf("and %d more", len(p.Files)-5))
+		}
+		s += " (used by " + strings.Join(used, ", ") + ")"
+	}
+	return s
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/watch"
 	"github.com/ckptdev/ckpt/store"
 )
@@ -26,7 +29,14 @@ what it had not pushed, including checkpoints written while it was down.
 With retention flags, the policy is applied to NAME after every push (refs only;
 "ckpt gc" frees data). --delete-local replaces Trainer's save_total_limit: it
 deletes local checkpoint folders that are pushed and verified in the registry,
-never the newest one nor the best (by eval_loss, or the policy's --metric).
+never the newest one nor the best (by eval_loss, or the policy's --metric), and
+only once their content, checked right before, is exactly what the registry
+records for them.
+
+A pushed checkpoint folder that is rewritten (training re-run into the same
+output folder) with other content is a conflict: it is reported, never pushed
+under the same NAME@N and never deleted. Watch a re-run under another NAME to
+record it. Rewritten with the same bytes, it is the same checkpoint.
 
 The folder is watched with inotify and rescanned every --interval (network file
 systems deliver no events). SIGINT/SIGTERM stop the watch after the push in
@@ -74,7 +84,7 @@ flight. A checkpoint that fails to push is reported and retried when it changes.
 			}
 			opts.OnEvent = func(ev watch.Event) {
 				if ev.IsError() {
-					fmt.Fprintf(a.stderr, "ckpt: %s\n", ev)
+					fmt.Fprintf(a.stderr, "ckpt: %s%s\n", ev, conflictHint(ev))
 					return
 				}
 				a.printf("%s\n", ev)
@@ -98,6 +108,18 @@ flight. A checkpoint that fails to push is reported and retried when it changes.
 	f.DurationVar(&opts.Settle, "settle", watch.DefaultSettle, "how long a checkpoint's files must stay unchanged before it is pushed")
 	f.BoolVar(&once, "once", false, "push what is complete, then exit")
 	return cmd
+}
+
+// conflictHint says what to do about a conflict event.
+func conflictHint(ev watch.Event) string {
+	var c *watch.ConflictError
+	if ev.Kind != watch.EventConflict || !errors.As(ev.Err, &c) {
+		return ""
+	}
+	if c.Rewritten {
+		return fmt.Sprintf(" (to record a re-run, watch it under another NAME: `ckpt watch %s NAME2`)", textsafe.Name(filepath.Dir(c.Dir)))
+	}
+	return fmt.Sprintf(" (watch under another NAME, or remove %s@%s with `ckpt rm` if this folder should replace it)", c.Name, c.Version)
 }
 
 // describeWatch summarizes the watch's settings for its first line.

@@ -26,17 +26,18 @@ func (w *Watcher) closeNotify() {
 	}
 }
 
-// syncWatches watches OUTPUT_DIR and every checkpoint folder not yet
-// pushed, and stops watching the others. A folder that cannot be watched
-// (it vanished, or the system's watch limit is reached) is left to polling
-// and tried again after the next pass.
-func (w *Watcher) syncWatches(steps []int64) {
+// syncWatches watches OUTPUT_DIR and every checkpoint folder that is not
+// the checkpoint this watch pushed (not pushed yet, or changed since), and
+// stops watching the others. A folder that cannot be watched (it vanished,
+// or the system's watch limit is reached) is left to polling and tried
+// again after the next pass.
+func (w *Watcher) syncWatches(steps []int64, current map[int64]bool) {
 	if w.notify == nil {
 		return
 	}
 	want := map[string]bool{w.dir: true}
 	for _, step := range steps {
-		if _, done := w.entries[step]; !done {
+		if !current[step] {
 			want[w.stepDir(step)] = true
 		}
 	}

@@ -27,6 +27,12 @@ type Entry struct {
 	Pushed   time.Time      `json:"pushed"`
 	Verified bool           `json:"verified,omitempty"` // every blob of the record was found in the registry
 	Deleted  bool           `json:"deleted,omitempty"`  // the local folder was removed by --delete-local
+	// Listing is the digest of the folder's listing (every entry with its
+	// size, modification time, and for files change time and inode) when
+	// its content was last found to be Manifest: a folder whose listing
+	// still matches is the pushed checkpoint; any other is looked at again.
+	// "" (entries of older versions) means unknown.
+	Listing string `json:"listing,omitempty"`
 }
 
 // record is the registry record the entry stands for, enough for Verify.

@@ -29,9 +29,34 @@
 //
 // Each checkpoint is pushed once. What was pushed is recorded in the state
 // bucket StateBucket(registry id, absolute OUTPUT_DIR, NAME), one Entry per
-// step, and trusted: a recorded step's folder is never looked at again (a
-// folder rewritten after its push is not pushed again; the registry would
-// refuse different content for the same version anyway).
+// step: the version, the manifest, and a digest of the folder's listing
+// (every entry with its size and modification time, and for files their
+// change time and inode) when its content was found to be that manifest. A
+// folder whose listing still matches is that checkpoint and is not looked at
+// again. The state is a hint, never a verdict: a folder whose listing
+// changed, or that comes back after it was deleted (training re-run into the
+// same output folder), waits to be complete and settled like a new one, and
+// then its manifest is computed (Registry.LocalManifest: files the stat
+// cache knows are not read again, others are hashed):
+//
+//   - the same manifest as pushed: it is that checkpoint again (nothing is
+//     pushed; it may be deleted as below);
+//   - another: a conflict (EventConflict, a *ConflictError naming the folder,
+//     NAME@N and both manifests). It is not pushed: NAME@N keeps the
+//     content the registry has (the registry refuses to replace a version,
+//     and pushing a re-run's checkpoints under the versions of the first run
+//     would mix two runs under one NAME, their best and latest included).
+//     It is never deleted. It is reported once per listing (again by a
+//     restarted watch, and RunOnce returns an error matching
+//     store.ErrVersionExists) and looked at again only when it changes. To
+//     record a re-run, watch it under another NAME: the state is per NAME,
+//     so that watch pushes every checkpoint.
+//
+// A folder this watch has no record of, whose version the registry already
+// records with other content (pushed from another machine, or this
+// machine's state was lost), is a conflict too: reported once per listing,
+// never deleted, and tried again after a back-off (the version may be
+// removed meanwhile).
 //
 // A checkpoint whose push fails (a truncated safetensors file, a registry
 // error) is reported and skipped; later steps still go. It is retried when
@@ -40,19 +65,32 @@
 //
 // # Deleting local folders
 //
-// With DeleteLocal, a local folder is deleted only when its push is recorded
-// and verified, and it is neither the newest local folder, nor the newest
-// pushed one, nor the registry's best checkpoint of NAME (by eval_loss, or
-// by the retention policy's metric and direction when one is given).
-// Verification is Registry.Verify of the record without reading data: it
-// checks that the manifest and every blob exist. The bytes were hashed from
-// the local files during the push and every blob is written under its
-// content hash, so existence is what is left to check. It runs right after
-// the push (before retention can remove the ref and gc the data), and the
-// result is recorded. Deleting renames the folder to a hidden
-// .ckpt-deleting-* name in OUTPUT_DIR first, then removes it, so a crash
-// never leaves a half-deleted folder that looks like a checkpoint; leftovers
-// are removed when the next watch starts.
+// With DeleteLocal, a local folder is deleted only when it is the
+// checkpoint this watch pushed (its listing unchanged since), it is neither
+// the newest local folder, nor the newest pushed one, nor the registry's
+// best checkpoint of NAME (by eval_loss, or by the retention policy's metric
+// and direction when one is given), and its content is exactly what the
+// registry records for it, checked right before the deletion:
+//
+//   - the registry's record of NAME@N names the manifest this watch pushed,
+//     and Registry.Verify (without reading data) finds the manifest and
+//     every blob; a record naming another manifest keeps the folder and is
+//     reported. If NAME@N is no longer recorded (retention or rm removed it
+//     after the push), the folder goes if its push was verified: that is
+//     what the policy asked for;
+//   - the folder's listing is the recorded one and its manifest, computed
+//     now (the stat cache saves reading files it knows; others are hashed),
+//     is the pushed manifest: the same files, sizes and bytes. A folder
+//     that fails this is kept and looked at again as a changed folder.
+//
+// Deleting renames the folder to a hidden .ckpt-deleting-* name in
+// OUTPUT_DIR first, takes its listing again (something that wrote into it
+// between the check and the rename makes it renamed back and kept), then
+// removes it, so a crash never leaves a half-deleted folder that looks like
+// a checkpoint; leftovers are removed when the next watch starts. A writer
+// that keeps a file open in the folder and writes after that second listing
+// is not detected: deleting is for folders Trainer has finished with, and
+// the newest folder is never deleted.
 //
 // # Waking up
 //
@@ -102,6 +140,8 @@ type Registry interface {
 	RetentionPlan(ctx context.Context, name string, p retention.Policy) (retention.Plan, error)
 	ApplyPlan(ctx context.Context, name string, plan retention.Plan) ([]string, error)
 	Verify(ctx context.Context, recs []store.Record, readData bool) (*store.VerifyReport, error)
+	Resolve(ctx context.Context, name, ref string) (store.Record, error)
+	LocalManifest(ctx context.Context, dir string) (*store.Manifest, store.ID, error)
 }
 
 // *store.Registry and *store.Index are what the CLI passes.
@@ -165,6 +205,7 @@ type folder struct {
 	since    time.Time // when that listing was first seen
 	reported string    // the last incomplete/error line reported, kept across changes so it is not repeated
 	failed   bool      // the last attempt failed; retry at retryAt or on change
+	conflict bool      // its content conflicts with its recorded push; look again on change
 	retryAt  time.Time
 	backoff  time.Duration
 }
@@ -248,7 +289,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.warnedDir = msg
 			w.emit(Event{Kind: EventWarning, Name: w.opts.Name, Err: fmt.Errorf("%w (waiting for it)", res.listErr)})
 		}
-		w.syncWatches(res.steps)
+		w.syncWatches(res.steps, res.current)
 		var wake <-chan time.Time
 		if !res.wakeAt.IsZero() {
 			wake = time.After(max(res.wakeAt.Sub(w.opts.Now()), time.Millisecond))
@@ -353,7 +394,7 @@ func (w *Watcher) start() {
 
 // emit hands an event to OnEvent and counts errors for RunOnce.
 func (w *Watcher) emit(ev Event) {
-	if ev.Kind == EventError {
+	if ev.Kind == EventError || ev.Kind == EventConflict {
 		w.errCount++
 		if w.firstErr == nil {
 			w.firstErr = ev.Err

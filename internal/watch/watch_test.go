@@ -123,7 +123,7 @@ func TestRestartedWatchPushesOnlyNewCheckpoints(t *testing.T) {
 	assert.Equal(t, runSteps[:3], spy1.pushed())
 
 	// While the watch is down: two new checkpoints, and a pushed folder
-	// changes (the state is trusted: it is not looked at again).
+	// changes (it is not pushed again under its version: a conflict).
 	e.write(3)
 	e.write(4)
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir(100), "notes.txt"), []byte("edited"), 0o644))
@@ -141,6 +141,7 @@ func TestRestartedWatchPushesOnlyNewCheckpoints(t *testing.T) {
 
 	assert.Equal(t, []int64{400, 500}, spy2.pushed())
 	assert.Empty(t, evs.of(EventError))
+	assert.Equal(t, []int64{100}, evs.steps(EventConflict), "the edited folder is reported")
 	assert.Equal(t, []string{"100", "200", "300", "400", "500"}, e.versions())
 }
 

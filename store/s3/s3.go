@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
+	"github.com/ckptdev/ckpt/internal/redact"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -109,51 +110,43 @@ func DefaultCredentials() *credentials.Credentials {
 
 // ParseURL splits a registry URL "s3://BUCKET/PREFIX" into bucket and
 // prefix (without leading or trailing slash, "" for the bucket's root).
+// Errors show the URL redacted (credentials, query values and fragment
+// removed), whatever characters the credentials hold.
 func ParseURL(u string) (bucket, prefix string, err error) {
 	rest, ok := strings.CutPrefix(u, "s3://")
 	if !ok {
 		return "", "", fmt.Errorf("registry URL %q: want s3://BUCKET/PREFIX", redactURL(u))
 	}
-	bucket, prefix, _ = strings.Cut(rest, "/")
-	if strings.ContainsAny(bucket, "@:") {
-		return "", "", fmt.Errorf("registry URL %q: the bucket name must not carry credentials or a port (use the endpoint setting)", redactURL(u))
+	if strings.Contains(rest, "@") {
+		// Credentials may hold '/', ':' or '?': with an '@' anywhere, no
+		// part of the URL is trusted to be free of them.
+		return "", "", fmt.Errorf("registry URL %q: want s3://BUCKET/PREFIX without credentials, query or fragment (credentials come from the environment or a credentials file)", redactURL(u))
 	}
 	if strings.ContainsAny(rest, "?#") {
 		return "", "", fmt.Errorf("registry URL %q: query and fragment are not allowed", redactURL(u))
 	}
+	bucket, prefix, _ = strings.Cut(rest, "/")
+	if strings.Contains(bucket, ":") {
+		return "", "", fmt.Errorf("registry URL %q: the bucket name must not carry a port (use the endpoint setting)", redactURL(u))
+	}
 	if bucket == "" {
-		return "", "", fmt.Errorf("registry URL %q: no bucket", u)
+		return "", "", fmt.Errorf("registry URL %q: no bucket", redactURL(u))
 	}
 	if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
-		return "", "", fmt.Errorf("registry URL %q: bucket %q: %v", u, bucket, err)
+		return "", "", fmt.Errorf("registry URL %q: bucket %q: %v", redactURL(u), bucket, err)
 	}
 	prefix = strings.TrimSuffix(prefix, "/")
 	if prefix != "" {
 		if err := store.CheckKey(prefix); err != nil {
-			return "", "", fmt.Errorf("registry URL %q: prefix: %v", u, err)
+			return "", "", fmt.Errorf("registry URL %q: prefix: %v", redactURL(u), err)
 		}
 	}
 	return bucket, prefix, nil
 }
 
-// redactURL hides anything that looks like credentials in u.
-func redactURL(u string) string {
-	scheme, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		if i := strings.LastIndexByte(u, '@'); i >= 0 {
-			return "REDACTED@" + u[i+1:]
-		}
-		return u
-	}
-	host, path, _ := strings.Cut(rest, "/")
-	if i := strings.LastIndexByte(host, '@'); i >= 0 {
-		host = "REDACTED@" + host[i+1:]
-	}
-	if path != "" || strings.Contains(rest, "/") {
-		return scheme + "://" + host + "/" + path
-	}
-	return scheme + "://" + host
-}
+// redactURL hides credentials, query values and the fragment of u
+// (redact.URL).
+func redactURL(u string) string { return redact.URL(u) }
 
 // New connects to the bucket described by cfg and checks that it exists.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
@@ -170,15 +163,17 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 
 	secure, host, endpoint := true, awsHost, "https://"+awsHost
 	if cfg.Endpoint != "" {
+		if strings.Contains(cfg.Endpoint, "@") {
+			// Checked before parsing: a secret holding '/' or '?' would make
+			// net/url take part of it for the host or the path.
+			return nil, fmt.Errorf("s3 endpoint %q: want http://HOST[:PORT] or https://HOST[:PORT] without credentials, path or query (credentials come from the environment or a credentials file)", redactURL(cfg.Endpoint))
+		}
 		u, err := url.Parse(cfg.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("s3 endpoint %q: want http://HOST[:PORT] or https://HOST[:PORT]", redactURL(cfg.Endpoint))
 		}
-		if u.User != nil {
-			return nil, fmt.Errorf("s3 endpoint %q: credentials do not belong in the endpoint URL", redactURL(cfg.Endpoint))
-		}
-		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("s3 endpoint %q: no path or query allowed", cfg.Endpoint)
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(cfg.Endpoint, "?#") {
+			return nil, fmt.Errorf("s3 endpoint %q: no path or query allowed", redactURL(cfg.Endpoint))
 		}
 		secure, host = u.Scheme == "https", u.Host
 		endpoint = u.Scheme + "://" + u.Host
