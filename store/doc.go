@@ -10,6 +10,14 @@
 //	manifests/<2 hex>/<sha256 of JSON> the same envelope around a folder's manifest (files, chunks, tensors)
 //	refs/<NAME>/v/<VERSION>            JSON record: manifest ID, step, metrics, base
 //	refs/<NAME>/t/<TAG>                JSON: the version a tag points at
+//	refs/<NAME>/p/retention            JSON: the stored retention policy
+//
+// Every ref carries "checksum": "sha256:<hex>", the SHA-256 of its canonical
+// form (its members but the checksum, sorted by name, values as written
+// without white space outside strings; docs/format.md, section 5). Every
+// reader verifies it before acting on the ref and fails with ErrCorruptRef,
+// naming the key; refs written before checksums existed have none and are
+// read as written.
 //
 // Invariants every writer keeps:
 //
