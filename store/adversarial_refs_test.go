@@ -3,7 +3,7 @@ package store_test
 // Adversarial tests of ref integrity (issue 9): refs carry checksums that
 // every reader verifies, gc deletes only on positive proof, the per-machine
 // catalog cache is a hint and never a verdict, verify reads the registry and
-// reports every problem.
+// reports every problem, and NAMEs cannot collide with the ref-kind folders.
 
 import (
 	"bytes"
@@ -615,6 +615,77 @@ func testVerifyReportsAll(t *testing.T, nb newBackendFunc) {
 		assert.Contains(t, problemFor(t, rep, store.ManifestKey(r300.Manifest)).Files, "run@300")
 		assert.ErrorIs(t, problemFor(t, rep, "refs/run/v/200").Err, store.ErrCorruptRef)
 		assert.ErrorIs(t, problemFor(t, rep, "refs/run/p/retention").Err, store.ErrCorruptRef)
+	}
+}
+
+func TestNameCollidingWithRefKinds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"x", true},
+		{"v", true},
+		{"v/x", true},
+		{"p/t/v", false},
+		{"org/vv", true},
+		{"org/v1", true},
+		{"x/v/1", false},
+		{"x/v", false},
+		{"x/t/prod", false},
+		{"x/p/retention", false},
+		{"org/run/t", false},
+		{"x/V/1", false}, // a case-insensitive file system folds V into v
+		{"x/T", false},
+	} {
+		err := store.CheckName(tc.name)
+		if tc.ok {
+			assert.NoError(t, err, tc.name)
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrInvalidName, tc.name)
+		assert.ErrorContains(t, err, "reserved", tc.name)
+		// Already stored names stay usable for reading.
+		name, ref, err := store.ParseRef(tc.name+"@1", false)
+		require.NoError(t, err, tc.name)
+		assert.Equal(t, tc.name, name)
+		assert.Equal(t, "1", ref)
+	}
+	for bname, nb := range backends {
+		t.Run(bname, func(t *testing.T) {
+			e := newEnv(t, nb)
+			_, ckpts := tinyRun(t, 41, nil)
+			e.push(ckpts[0], "x", store.PushOptions{Version: "1"})
+			refsBefore := refKeys(t, e.b)
+
+			_, err := e.r.Push(e.ctx, ckpts[1], store.PushOptions{Name: "x/v/1"})
+			require.ErrorIs(t, err, store.ErrInvalidName)
+			assert.ErrorContains(t, err, `"x/v/1"`)
+			assert.ErrorContains(t, err, "reserved")
+			require.ErrorIs(t, e.r.SetPolicy(e.ctx, "x/v/1", retention.Policy{KeepLast: 1}), store.ErrInvalidName)
+			assert.Equal(t, refsBefore, refKeys(t, e.b), "a refused name left a ref")
+			rec, err := e.r.Resolve(e.ctx, "x", "1")
+			require.NoError(t, err)
+			assert.Equal(t, "x", rec.Name)
+			_, err = e.r.VerifyAll(e.ctx, true)
+			require.NoError(t, err)
+
+			// A registry written before the rule may hold such a name (here
+			// y/t/a, beside no y): it stays listable, readable and removable.
+			data := legacy(t, readObject(t, e.b, "refs/x/v/1"))
+			data = bytes.Replace(data, []byte(`"name": "x"`), []byte(`"name": "y/t/a"`), 1)
+			require.NoError(t, e.b.Put(e.ctx, "refs/y/t/a/v/1", bytes.NewReader(data), int64(len(data))))
+			c, err := e.r.Catalog(e.ctx, "")
+			require.NoError(t, err)
+			assert.Equal(t, []string{"x", "y/t/a"}, c.Names())
+			name, ref, err := store.ParseRef("y/t/a@1", false)
+			require.NoError(t, err)
+			_, err = e.r.Pull(e.ctx, name, ref, filepath.Join(t.TempDir(), "out"), store.PullOptions{})
+			require.NoError(t, err)
+			require.ErrorIs(t, e.r.Tag(e.ctx, name, ref, "prod"), store.ErrInvalidName)
+			_, _, err = e.r.Remove(e.ctx, name, ref)
+			require.NoError(t, err)
+			assert.Equal(t, refsBefore, refKeys(t, e.b))
+		})
 	}
 }
 

@@ -34,10 +34,32 @@ const (
 // ErrInvalidName marks a NAME, VERSION, TAG or REF that breaks the naming rules.
 var ErrInvalidName = errors.New("invalid name")
 
-// CheckName validates a checkpoint NAME: segments of letters, digits, '.',
-// '_' and '-', separated by single slashes (like org/run); no segment is
-// empty, "." or "..", or starts with '.'.
+// CheckName validates a NAME to record checkpoints under: the rules of
+// CheckStoredName, and no segment after the first may be "v", "t" or "p"
+// (in either case), the ref-kind folders. Otherwise the refs of x/v/1 would live
+// under refs/x/v/1/, the key of x@1: on a local registry one key would have
+// to be a file and a folder at once.
 func CheckName(name string) error {
+	if err := CheckStoredName(name); err != nil {
+		return err
+	}
+	segs := strings.Split(name, "/")
+	for i := 1; i < len(segs); i++ {
+		if isRefKind(segs[i]) {
+			owner := strings.Join(segs[:i], "/")
+			return fmt.Errorf("%w: NAME %q: segment %q is reserved after the first (refs/%s/%s/ holds the %s of %s, so the refs of %s would collide with them)",
+				ErrInvalidName, name, segs[i], owner, strings.ToLower(segs[i]), refKindWords[strings.ToLower(segs[i])], owner, name)
+		}
+	}
+	return nil
+}
+
+// CheckStoredName validates a NAME that may already be in a registry:
+// segments of letters, digits, '.', '_' and '-', separated by single slashes
+// (like org/run); no segment is empty, "." or "..", or starts with '.'; at
+// most 200 characters. Registries written before CheckName reserved the
+// ref-kind segments may hold such names; they stay readable and removable.
+func CheckStoredName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty NAME", ErrInvalidName)
 	}
@@ -50,6 +72,15 @@ func CheckName(name string) error {
 		}
 	}
 	return nil
+}
+
+var refKindWords = map[string]string{refKindVersion: "versions", refKindTag: "tags", refKindPolicy: "settings"}
+
+// isRefKind reports whether seg is a ref-kind folder name, in either case
+// (a case-insensitive file system folds V into v).
+func isRefKind(seg string) bool {
+	seg = strings.ToLower(seg)
+	return seg == refKindVersion || seg == refKindTag || seg == refKindPolicy
 }
 
 // CheckVersion validates a VERSION or TAG: one segment, not a reserved ref.
@@ -95,10 +126,12 @@ func checkSegment(s string) error {
 	return nil
 }
 
-// ParseRef splits "NAME@REF". REF may be empty when allowEmpty.
+// ParseRef splits "NAME@REF". REF may be empty when allowEmpty. NAME is
+// checked as a stored name (CheckStoredName): recording under it needs
+// CheckName too.
 func ParseRef(s string, allowEmpty bool) (name, ref string, err error) {
 	name, ref, found := strings.Cut(s, "@")
-	if err := CheckName(name); err != nil {
+	if err := CheckStoredName(name); err != nil {
 		return "", "", err
 	}
 	if !found || ref == "" {

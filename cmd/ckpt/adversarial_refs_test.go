@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -142,4 +143,15 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 	require.Len(t, rep.Problems, 1)
 	assert.Equal(t, store.ManifestKey(mid), rep.Problems[0].Object)
 	assert.Equal(t, []string{"run@20"}, rep.Problems[0].Files)
+}
+
+func TestNameCollidingWithRefKindsRefused(t *testing.T) {
+	c := newCLI(t)
+	_, ckpts := writeRun(t, false)
+	c.ok("push", ckpts[0], "x@1")
+	code, _, errs := c.run("push", ckpts[1], "x/v/1")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, "reserved")
+	assert.Contains(t, c.ok("show", "x@1"), "x@1")
+	assert.True(t, strings.Contains(c.ok("verify", "--all", "--read-data"), "all intact"))
 }
