@@ -519,16 +519,29 @@ const (
 // caller (gc, verify) needs: never on the word of the per-machine cache.
 func (r *Registry) provenManifest(ctx context.Context, id ID, proof manifestProof) (*Manifest, error) {
 	if proof == manifestExists {
-		if data, ok := r.index.manifest(id); ok && Hash(data) == id {
-			oi, err := r.backend.Stat(ctx, ManifestKey(id))
-			if err != nil {
-				return nil, fmt.Errorf("manifest %s: %w", id, err)
-			}
-			if oi.Size < objectHeaderSize {
-				return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, ErrCorrupt, oi.Size)
-			}
-			return decodeManifestOf(id, data)
+		oi, err := r.backend.Stat(ctx, ManifestKey(id))
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", id, err)
 		}
+		return r.listedManifest(ctx, id, oi.Size)
+	}
+	data, err := r.downloadManifest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeManifestOf(id, data)
+}
+
+// listedManifest reads manifest id, which the registry just showed (a stat
+// or a listing) to hold size bytes: that proves it exists; its content may
+// come from the per-machine copy, checked against the ID, else from the
+// registry.
+func (r *Registry) listedManifest(ctx context.Context, id ID, size int64) (*Manifest, error) {
+	if size < objectHeaderSize {
+		return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, ErrCorrupt, size)
+	}
+	if data, ok := r.index.manifest(id); ok && Hash(data) == id {
+		return decodeManifestOf(id, data)
 	}
 	data, err := r.downloadManifest(ctx, id)
 	if err != nil {

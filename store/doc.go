@@ -56,9 +56,9 @@
 // the per-machine cache. If any version ref cannot be read, parsed or its
 // checksum verified, names another NAME@VERSION than its key, or names no
 // manifest, or if a manifest a ref needs (its own or its base's) is missing
-// from the registry (a stat, whatever is cached here) or does not decode,
-// gc deletes nothing, not even in a dry run, and fails with ErrUnproven
-// listing every ref and object at fault.
+// from the registry's listing of manifests/ (whatever is cached here) or
+// does not decode, gc deletes nothing, not even in a dry run, and fails
+// with ErrUnproven listing every ref and object at fault.
 //
 // # A cache is a hint, never a verdict
 //

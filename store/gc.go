@@ -155,15 +155,33 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	for mid := range users {
 		reachable[mid] = true
 	}
+	// The registry must still have every manifest a ref needs: one listing
+	// proves it for all (only gc deletes manifests, and this one holds the
+	// lock); what a manifest references may come from the cached copy,
+	// which is checked against its ID.
+	listed := map[ID]int64{}
+	err = r.backend.List(ctx, "manifests/", func(oi ObjectInfo) error {
+		if id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == ManifestKey(id) {
+			listed[id] = oi.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list manifests/: %w", err)
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
 	for mid, refs := range users {
 		g.Go(func() error {
-			// The registry must still have the manifest (a stat at least);
-			// what it references may come from the cached copy, which is
-			// checked against its ID.
-			m, err := r.provenManifest(gctx, mid, manifestExists)
+			var m *Manifest
+			var err error
+			size, ok := listed[mid]
+			if !ok {
+				err = fmt.Errorf("manifest %s: %s: %w", mid, ManifestKey(mid), ErrNotFound)
+			} else {
+				m, err = r.listedManifest(gctx, mid, size)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
