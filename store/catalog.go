@@ -65,7 +65,7 @@ type CatalogOptions struct {
 }
 
 // Catalog reads every ref under the NAME (or all NAMEs when name is ""),
-// failing on the first that cannot be read or verified. Ref contents come
+// and fails, naming the first, if any cannot be read or verified. Ref contents come
 // from the per-machine cache when their ETag is unchanged and they still
 // verify; ReadCatalog can bypass the cache.
 func (r *Registry) Catalog(ctx context.Context, name string) (*Catalog, error) {
@@ -475,6 +475,11 @@ func (r *Registry) Remove(ctx context.Context, name, ref string) (Record, []stri
 		if err != nil {
 			if p := c.problem(tagKey(name, ref)); p != nil {
 				return Record{}, nil, p.Err
+			}
+			if v, ok := c.Tags[name][ref]; ok {
+				if p := c.problem(versionKey(name, v)); p != nil {
+					return Record{}, nil, fmt.Errorf("%s@%s is version %s, which does not verify (remove it by its version): %w", name, ref, v, p.Err)
+				}
 			}
 			return Record{}, nil, err
 		}

@@ -178,7 +178,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 			var err error
 			size, ok := listed[mid]
 			if !ok {
-				err = fmt.Errorf("manifest %s: %s: %w", mid, ManifestKey(mid), ErrNotFound)
+				err = fmt.Errorf("%w in the registry", ErrNotFound)
 			} else {
 				m, err = r.listedManifest(gctx, mid, size)
 			}
@@ -189,7 +189,11 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 					return gctx.Err()
 				}
 				sort.Strings(refs)
-				faults = append(faults, fmt.Sprintf("%s (needed by %s): %v", ManifestKey(mid), strings.Join(refs, ", "), err))
+				msg := err.Error()
+				if i := strings.LastIndex(msg, ManifestKey(mid)+": "); i >= 0 {
+					msg = msg[i+len(ManifestKey(mid))+2:] // the error names the object already
+				}
+				faults = append(faults, fmt.Sprintf("%s (needed by %s): %s", ManifestKey(mid), strings.Join(refs, ", "), msg))
 				return nil
 			}
 			for _, id := range m.BlobIDs() {
