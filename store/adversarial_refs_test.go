@@ -465,33 +465,9 @@ func TestCatalogCacheIsAHint(t *testing.T) {
 			require.NoError(t, err)
 
 			// One hex digit of run@400's manifest changes in the cached copy.
-			require.NoError(t, ix.Release())
-			db, err := bolt.Open(ixPath, 0o644, nil)
-			require.NoError(t, err)
-			edited := false
-			require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-				bk := tx.Bucket([]byte("catalog/" + r.ID()))
-				require.NotNil(t, bk, "no catalog cache")
-				v := bk.Get([]byte("refs/run/v/400"))
-				require.NotNil(t, v, "run@400 is not cached")
-				var entry map[string]json.RawMessage
-				require.NoError(t, json.Unmarshal(v, &entry))
-				var data []byte
-				require.NoError(t, json.Unmarshal(entry["data"], &data))
-				data = bytes.Replace(data, []byte(truth.Manifest.String()), []byte(flipHexDigit(truth.Manifest.String())), 1)
-				entry["data"], err = json.Marshal(data)
-				require.NoError(t, err)
-				if tc.resum {
-					entry["sum"], err = json.Marshal(store.Hash(data))
-					require.NoError(t, err)
-				}
-				nv, err := json.Marshal(entry)
-				require.NoError(t, err)
-				edited = true
-				return bk.Put([]byte("refs/run/v/400"), nv)
-			}))
-			require.NoError(t, db.Close())
-			require.True(t, edited)
+			editCachedRef(t, ix, ixPath, r.ID(), "refs/run/v/400", tc.resum, func(data []byte) []byte {
+				return bytes.Replace(data, []byte(truth.Manifest.String()), []byte(flipHexDigit(truth.Manifest.String())), 1)
+			})
 
 			before := dataKeys(t, b)
 			res, err := r.GC(e.ctx, store.GCOptions{NoGrace: true})
@@ -519,6 +495,71 @@ func TestCatalogCacheIsAHint(t *testing.T) {
 			assert.Equal(t, truth.Manifest, latest.Manifest)
 		})
 	}
+}
+
+// editCachedRef changes the cached copy of the ref under key in the index
+// file at ixPath (with bbolt, as a bad disk or a stray tool would), and
+// with resum recomputes the SHA-256 the entry keeps of its bytes.
+func editCachedRef(t *testing.T, ix *store.Index, ixPath, regID, key string, resum bool, edit func([]byte) []byte) {
+	t.Helper()
+	require.NoError(t, ix.Release())
+	db, err := bolt.Open(ixPath, 0o644, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("catalog/" + regID))
+		require.NotNil(t, bk, "no catalog cache")
+		v := bk.Get([]byte(key))
+		require.NotNil(t, v, "%s is not cached", key)
+		var entry map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(v, &entry))
+		var data []byte
+		require.NoError(t, json.Unmarshal(entry["data"], &data))
+		edited := edit(bytes.Clone(data))
+		require.NotEqual(t, data, edited)
+		entry["data"], err = json.Marshal(edited)
+		require.NoError(t, err)
+		if resum {
+			entry["sum"], err = json.Marshal(store.Hash(edited))
+			require.NoError(t, err)
+		}
+		nv, err := json.Marshal(entry)
+		require.NoError(t, err)
+		return bk.Put([]byte(key), nv)
+	}))
+}
+
+// TestRetentionReadsTheRegistry: what retention removes is decided on the
+// registry's refs, even when the cached copy of a legacy ref (which has no
+// checksum of its own) was consistently edited to make another version best.
+func TestRetentionReadsTheRegistry(t *testing.T) {
+	b := newMinio(t)
+	ixPath := filepath.Join(t.TempDir(), "index.db")
+	ix, err := store.OpenIndex(ixPath)
+	require.NoError(t, err)
+	t.Cleanup(func() { ix.Close() })
+	r, _, err := store.Init(context.Background(), b, store.Options{Index: ix, Workers: 4})
+	require.NoError(t, err)
+	e := &env{t: t, ctx: context.Background(), b: b, r: r, ix: ix}
+	refRun(t, e) // eval_loss 2.0, 1.5, 1.2, 1.4: 300 is best
+	for _, key := range refKeys(t, b) {
+		rewriteObject(t, b, key, func(d []byte) []byte { return legacy(t, d) })
+	}
+	_, err = r.Catalog(e.ctx, "run")
+	require.NoError(t, err)
+	editCachedRef(t, ix, ixPath, r.ID(), "refs/run/v/200", true, func(d []byte) []byte {
+		return replaceOnce(t, d, `"eval_loss": *1.5`, `"eval_loss": 0.5`)
+	})
+	plan, err := r.RetentionPlan(e.ctx, "run", retention.Policy{KeepLast: 1, KeepBest: 1})
+	require.NoError(t, err)
+	var kept []string
+	for _, cp := range plan.Kept() {
+		kept = append(kept, cp.Version)
+	}
+	assert.Equal(t, []string{"300", "400"}, kept)
+	removed, err := r.ApplyPlan(e.ctx, "run", plan)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"100", "200"}, removed)
 }
 
 func flipHexDigit(s string) string {

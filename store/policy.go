@@ -90,7 +90,9 @@ func (r *Registry) RetentionPlan(ctx context.Context, name string, p retention.P
 	if err := p.Validate(); err != nil {
 		return retention.Plan{}, err
 	}
-	c, err := r.Catalog(ctx, name)
+	// What retention removes is decided on the registry's refs, not on the
+	// per-machine cache.
+	c, err := r.ReadCatalog(ctx, name, CatalogOptions{FromRegistry: true})
 	if err != nil {
 		return retention.Plan{}, err
 	}
