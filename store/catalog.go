@@ -42,11 +42,71 @@ func (r *Registry) Names(ctx context.Context) ([]string, error) {
 type Catalog struct {
 	Records map[string][]Record          // sorted by version
 	Tags    map[string]map[string]string // NAME -> TAG -> VERSION
+	// Policies holds the stored retention policies (CatalogOptions.Policies).
+	Policies map[string]retention.Policy
+	// Problems lists the refs that could not be read or verified, sorted by
+	// key (CatalogOptions.KeepGoing); such refs are in no other field.
+	Problems []Problem
 }
 
-// Catalog reads every ref under the NAME (or all NAMEs when name is "").
-// Ref contents come from the per-machine cache when their ETag is unchanged.
+// CatalogOptions say how a catalog is read.
+type CatalogOptions struct {
+	// FromRegistry reads every ref from the registry itself, never from the
+	// per-machine cache. Whatever deletes (gc, retention) or vouches for the
+	// registry (verify) reads this way: a cache is a hint, never a verdict.
+	FromRegistry bool
+	// KeepGoing records refs that cannot be read or verified in
+	// Catalog.Problems and reads the rest, instead of failing.
+	KeepGoing bool
+	// VersionsOnly skips tags.
+	VersionsOnly bool
+	// Policies also reads the per-NAME settings (refs/<NAME>/p/...).
+	Policies bool
+}
+
+// Catalog reads every ref under the NAME (or all NAMEs when name is ""),
+// and fails, naming the first, if any cannot be read or verified. Ref contents come
+// from the per-machine cache when their ETag is unchanged and they still
+// verify; ReadCatalog can bypass the cache.
 func (r *Registry) Catalog(ctx context.Context, name string) (*Catalog, error) {
+	return r.ReadCatalog(ctx, name, CatalogOptions{})
+}
+
+// catalogItem is one decoded ref.
+type catalogItem struct {
+	rec    *Record
+	tag    *TagRecord
+	policy *retention.Policy
+}
+
+// decodeCatalogItem verifies and decodes the ref object under oi.Key.
+func decodeCatalogItem(key string, data []byte) (catalogItem, error) {
+	_, kind, last, _ := parseRefKey(key)
+	switch kind {
+	case refKindVersion:
+		rec, err := decodeRecord(key, data)
+		return catalogItem{rec: &rec}, err
+	case refKindTag:
+		t, err := decodeTag(key, data)
+		return catalogItem{tag: &t}, err
+	case refKindPolicy:
+		if last == policyRefKey {
+			p, err := decodePolicy(key, data)
+			return catalogItem{policy: &p}, err
+		}
+		// A setting of a later ckpt: only its checksum can be checked.
+		var v json.RawMessage
+		_, err := decodeRef(key, data, &v)
+		return catalogItem{}, err
+	}
+	return catalogItem{}, fmt.Errorf("%s: not a ref", key)
+}
+
+// ReadCatalog reads every ref under the NAME (or all NAMEs when name is "")
+// as opts say. Every ref is verified (its checksum, and that it says what
+// its key says) before it is used, wherever it was read from; a cached copy
+// that does not verify is discarded and read again from the registry.
+func (r *Registry) ReadCatalog(ctx context.Context, name string, opts CatalogOptions) (*Catalog, error) {
 	prefix := "refs/"
 	if name != "" {
 		prefix += name + "/"
@@ -54,7 +114,10 @@ func (r *Registry) Catalog(ctx context.Context, name string) (*Catalog, error) {
 	var infos []ObjectInfo
 	err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
 		n, kind, _, ok := parseRefKey(oi.Key)
-		if ok && (name == "" || n == name) && (kind == refKindVersion || kind == refKindTag) {
+		if !ok || name != "" && n != name {
+			return nil
+		}
+		if kind == refKindVersion || kind == refKindTag && !opts.VersionsOnly || kind == refKindPolicy && opts.Policies {
 			infos = append(infos, oi)
 		}
 		return nil
@@ -62,25 +125,45 @@ func (r *Registry) Catalog(ctx context.Context, name string) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list refs: %w", err)
 	}
-	contents := make([][]byte, len(infos))
+	items := make([]catalogItem, len(infos))
+	found := make([]bool, len(infos))
+	problems := make([]error, len(infos))
+	var need []int
+	for i, oi := range infos {
+		if !opts.FromRegistry {
+			if data, ok := r.index.catalogGet(r.format.ID, oi); ok {
+				if item, err := decodeCatalogItem(oi.Key, data); err == nil {
+					items[i], found[i] = item, true
+					continue
+				}
+				// A cached copy that does not verify is a miss.
+			}
+		}
+		need = append(need, i)
+	}
 	fresh := map[ObjectInfo][]byte{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
-	for i, oi := range infos {
-		if data, ok := r.index.catalogGet(r.format.ID, oi); ok {
-			contents[i] = data
-			continue
-		}
+	for _, i := range need {
+		oi := infos[i]
 		g.Go(func() error {
-			data, err := readAll(gctx, r.backend, oi.Key, 1<<20)
-			if errors.Is(err, ErrNotFound) {
+			data, err := readRef(gctx, r.backend, oi.Key)
+			switch {
+			case errors.Is(err, ErrNotFound):
 				return nil // removed since the listing
-			}
-			if err != nil {
+			case errors.Is(err, ErrCorruptRef):
+				problems[i] = err
+				return nil
+			case err != nil:
 				return err
 			}
-			contents[i] = data
+			item, err := decodeCatalogItem(oi.Key, data)
+			if err != nil {
+				problems[i] = err
+				return nil
+			}
+			items[i], found[i] = item, true
 			mu.Lock()
 			fresh[oi] = data
 			mu.Unlock()
@@ -92,37 +175,55 @@ func (r *Registry) Catalog(ctx context.Context, name string) (*Catalog, error) {
 	}
 	r.index.catalogPut(r.format.ID, fresh)
 
-	c := &Catalog{Records: map[string][]Record{}, Tags: map[string]map[string]string{}}
+	c := &Catalog{Records: map[string][]Record{}, Tags: map[string]map[string]string{}, Policies: map[string]retention.Policy{}}
 	for i, oi := range infos {
-		if contents[i] == nil {
+		if problems[i] != nil {
+			c.Problems = append(c.Problems, Problem{Object: oi.Key, Err: problems[i]})
 			continue
 		}
-		n, kind, last, _ := parseRefKey(oi.Key)
-		switch kind {
-		case refKindVersion:
-			var rec Record
-			if err := json.Unmarshal(contents[i], &rec); err != nil {
-				return nil, fmt.Errorf("%s: %w", oi.Key, err)
-			}
-			if rec.Name != n || rec.Version != last {
-				return nil, fmt.Errorf("%s: records %s@%s, not what its key says", oi.Key, rec.Name, rec.Version)
-			}
-			c.Records[n] = append(c.Records[n], rec)
-		case refKindTag:
-			var t TagRecord
-			if err := json.Unmarshal(contents[i], &t); err != nil {
-				return nil, fmt.Errorf("%s: %w", oi.Key, err)
-			}
+		if !found[i] {
+			continue
+		}
+		n, _, last, _ := parseRefKey(oi.Key)
+		switch it := items[i]; {
+		case it.rec != nil:
+			c.Records[n] = append(c.Records[n], *it.rec)
+		case it.tag != nil:
 			if c.Tags[n] == nil {
 				c.Tags[n] = map[string]string{}
 			}
-			c.Tags[n][last] = t.Version
+			c.Tags[n][last] = it.tag.Version
+		case it.policy != nil:
+			c.Policies[n] = *it.policy
 		}
 	}
 	for _, rs := range c.Records {
 		SortRecords(rs)
 	}
+	sort.Slice(c.Problems, func(i, j int) bool { return c.Problems[i].Object < c.Problems[j].Object })
+	if len(c.Problems) > 0 && !opts.KeepGoing {
+		return nil, c.problemsError()
+	}
 	return c, nil
+}
+
+// problemsError is the error for a catalog with problems: the first one,
+// and how many more there are.
+func (c *Catalog) problemsError() error {
+	if len(c.Problems) == 1 {
+		return c.Problems[0].Err
+	}
+	return fmt.Errorf("%w (and %d more unreadable refs)", c.Problems[0].Err, len(c.Problems)-1)
+}
+
+// problem returns the problem recorded for key, if any.
+func (c *Catalog) problem(key string) *Problem {
+	for i := range c.Problems {
+		if c.Problems[i].Object == key {
+			return &c.Problems[i]
+		}
+	}
+	return nil
 }
 
 // Names of the catalog, sorted.
@@ -151,24 +252,20 @@ func (c *Catalog) TagsOf(name, version string) []string {
 // (the highest version) or "best" (lowest eval_loss).
 func (r *Registry) Resolve(ctx context.Context, name, ref string) (Record, error) {
 	if ref != RefLatest && ref != RefBest {
-		var rec Record
-		err := getJSON(ctx, r.backend, versionKey(name, ref), &rec)
+		rec, err := r.readRecord(ctx, name, ref)
 		if err == nil {
 			return rec, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return Record{}, err
 		}
-		var t TagRecord
-		err = getJSON(ctx, r.backend, tagKey(name, ref), &t)
+		t, err := r.readTag(ctx, name, ref)
 		if err == nil {
-			if err := getJSON(ctx, r.backend, versionKey(name, t.Version), &rec); err != nil {
-				if errors.Is(err, ErrNotFound) {
-					return Record{}, fmt.Errorf("%w: tag %s@%s points at version %s, which was removed", ErrNoCheckpoint, name, ref, t.Version)
-				}
-				return Record{}, err
+			rec, err := r.readRecord(ctx, name, t.Version)
+			if errors.Is(err, ErrNotFound) {
+				return Record{}, fmt.Errorf("%w: tag %s@%s points at version %s, which was removed", ErrNoCheckpoint, name, ref, t.Version)
 			}
-			return rec, nil
+			return rec, err
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return Record{}, err
@@ -310,8 +407,12 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// Tag points TAG at NAME@REF, moving it if it pointed elsewhere.
+// Tag points TAG at NAME@REF, moving it if it pointed elsewhere. A tag
+// that exists but does not verify is replaced.
 func (r *Registry) Tag(ctx context.Context, name, ref, tag string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
 	if err := CheckTag(tag); err != nil {
 		return err
 	}
@@ -321,16 +422,15 @@ func (r *Registry) Tag(ctx context.Context, name, ref, tag string) error {
 	}
 	key := tagKey(name, tag)
 	t := TagRecord{Version: rec.Version, Tagged: time.Now().UTC()}
-	err = putJSON(ctx, r.backend, key, t)
+	err = putRef(ctx, r.backend, key, t)
 	if errors.Is(err, ErrExists) {
-		var old TagRecord
-		if err := getJSON(ctx, r.backend, key, &old); err == nil && old.Version == rec.Version {
+		if old, err := r.readTag(ctx, name, tag); err == nil && old.Version == rec.Version {
 			return nil
 		}
 		if err := r.backend.Delete(ctx, key); err != nil {
 			return err
 		}
-		err = putJSON(ctx, r.backend, key, t)
+		err = putRef(ctx, r.backend, key, t)
 	}
 	if err != nil {
 		return fmt.Errorf("tag %s@%s %s: %w", name, rec.Version, tag, err)
@@ -351,15 +451,38 @@ func (r *Registry) Untag(ctx context.Context, name, tag string) error {
 }
 
 // Remove deletes the ref NAME@VERSION and the tags pointing at it. Its data
-// stays until gc finds nothing else references it.
+// stays until gc finds nothing else references it. The refs are read from
+// the registry. A version ref that does not verify can be removed by its
+// VERSION (Record then holds only the name and version); latest and best
+// are refused while any version of NAME does not verify.
 func (r *Registry) Remove(ctx context.Context, name, ref string) (Record, []string, error) {
-	c, err := r.Catalog(ctx, name)
+	c, err := r.ReadCatalog(ctx, name, CatalogOptions{FromRegistry: true, KeepGoing: true})
 	if err != nil {
 		return Record{}, nil, err
 	}
-	rec, err := c.Resolve(name, ref)
-	if err != nil {
-		return Record{}, nil, err
+	var rec Record
+	if ref != RefLatest && ref != RefBest && c.problem(versionKey(name, ref)) != nil {
+		rec = Record{Name: name, Version: ref} // corrupt: removed unread
+	} else {
+		if ref == RefLatest || ref == RefBest {
+			for _, p := range c.Problems {
+				if _, kind, _, _ := parseRefKey(p.Object); kind == refKindVersion {
+					return Record{}, nil, fmt.Errorf("%s@%s: cannot tell which version it is: %w", name, ref, p.Err)
+				}
+			}
+		}
+		rec, err = c.Resolve(name, ref)
+		if err != nil {
+			if p := c.problem(tagKey(name, ref)); p != nil {
+				return Record{}, nil, p.Err
+			}
+			if v, ok := c.Tags[name][ref]; ok {
+				if p := c.problem(versionKey(name, v)); p != nil {
+					return Record{}, nil, fmt.Errorf("%s@%s is version %s, which does not verify (remove it by its version): %w", name, ref, v, p.Err)
+				}
+			}
+			return Record{}, nil, err
+		}
 	}
 	tags := c.TagsOf(name, rec.Version)
 	for _, t := range tags {
@@ -373,20 +496,81 @@ func (r *Registry) Remove(ctx context.Context, name, ref string) (Record, []stri
 	return rec, tags, nil
 }
 
-// Manifest fetches, verifies and decodes a manifest.
+// Manifest fetches, verifies and decodes a manifest. A copy in the
+// per-machine cache is used when it still hashes to id.
 func (r *Registry) Manifest(ctx context.Context, id ID) (*Manifest, error) {
 	data, ok := r.index.manifest(id)
 	if !ok || Hash(data) != id {
-		obj, err := readAll(ctx, r.backend, ManifestKey(id), MaxObjectContent)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", id, err)
+		var err error
+		if data, err = r.downloadManifest(ctx, id); err != nil {
+			return nil, err
 		}
-		data, err = DecodeObject(nil, obj, id)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", id, err)
-		}
-		r.index.putManifest(id, data)
 	}
+	return decodeManifestOf(id, data)
+}
+
+// manifestProof is what a manifest read must prove beyond its content.
+type manifestProof int
+
+const (
+	// manifestExists: the registry still has the object (a stat); its
+	// content may come from the per-machine copy, checked against the ID.
+	manifestExists manifestProof = iota + 1
+	// manifestDownloaded: the content is read from the registry itself.
+	manifestDownloaded
+)
+
+// provenManifest reads manifest id with the proof a destructive or vouching
+// caller (gc, verify) needs: never on the word of the per-machine cache.
+func (r *Registry) provenManifest(ctx context.Context, id ID, proof manifestProof) (*Manifest, error) {
+	if proof == manifestExists {
+		oi, err := r.backend.Stat(ctx, ManifestKey(id))
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", id, err)
+		}
+		return r.listedManifest(ctx, id, oi.Size)
+	}
+	data, err := r.downloadManifest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeManifestOf(id, data)
+}
+
+// listedManifest reads manifest id, which the registry just showed (a stat
+// or a listing) to hold size bytes: that proves it exists; its content may
+// come from the per-machine copy, checked against the ID, else from the
+// registry.
+func (r *Registry) listedManifest(ctx context.Context, id ID, size int64) (*Manifest, error) {
+	if size < objectHeaderSize {
+		return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, ErrCorrupt, size)
+	}
+	if data, ok := r.index.manifest(id); ok && Hash(data) == id {
+		return decodeManifestOf(id, data)
+	}
+	data, err := r.downloadManifest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeManifestOf(id, data)
+}
+
+// downloadManifest reads manifest id from the registry, checks it and
+// caches its content.
+func (r *Registry) downloadManifest(ctx context.Context, id ID) ([]byte, error) {
+	obj, err := readAll(ctx, r.backend, ManifestKey(id), MaxObjectContent)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", id, err)
+	}
+	data, err := DecodeObject(nil, obj, id)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", id, err)
+	}
+	r.index.putManifest(id, data)
+	return data, nil
+}
+
+func decodeManifestOf(id ID, data []byte) (*Manifest, error) {
 	m, err := DecodeManifest(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", id, err)

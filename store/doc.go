@@ -10,6 +10,14 @@
 //	manifests/<2 hex>/<sha256 of JSON> the same envelope around a folder's manifest (files, chunks, tensors)
 //	refs/<NAME>/v/<VERSION>            JSON record: manifest ID, step, metrics, base
 //	refs/<NAME>/t/<TAG>                JSON: the version a tag points at
+//	refs/<NAME>/p/retention            JSON: the stored retention policy
+//
+// Every ref carries "checksum": "sha256:<hex>", the SHA-256 of its canonical
+// form (its members but the checksum, sorted by name, values as written
+// without white space outside strings; docs/format.md, section 5). Every
+// reader verifies it before acting on the ref and fails with ErrCorruptRef,
+// naming the key; refs written before checksums existed have none and are
+// read as written.
 //
 // Invariants every writer keeps:
 //
@@ -40,4 +48,27 @@
 // monotonic clock; never across machines. The known-blob cache is keyed by
 // the number of run markers seen, so a gc invalidates it. docs/format.md,
 // section 9, gives the protocol step by step and the argument.
+//
+// # gc deletes only on positive proof
+//
+// "Could not read" never counts as "unreferenced". gc reads every version
+// ref from the registry itself (ReadCatalog with FromRegistry), never from
+// the per-machine cache. If any version ref cannot be read, parsed or its
+// checksum verified, names another NAME@VERSION than its key, or names no
+// manifest, or if a manifest a ref needs (its own or its base's) is missing
+// from the registry's listing of manifests/ (whatever is cached here) or
+// does not decode, gc deletes nothing, not even in a dry run, and fails
+// with ErrUnproven listing every ref and object at fault.
+//
+// # A cache is a hint, never a verdict
+//
+// The per-machine Index may save work but never decides what a ref says,
+// that an object exists or that data is intact when the answer leads to a
+// deletion (gc, retention, rm) or to a success verdict (verify): those read
+// refs from the registry, prove manifests exist by a stat in the registry,
+// and verify --read-data downloads every manifest and blob. A cached ref is
+// used (for listing) only while its ETag is unchanged, its bytes hash to the
+// SHA-256 stored with them and its own checksum matches; otherwise it is a
+// miss and is read again. Cached manifests and blobs are used only after
+// their content hashes to their ID.
 package store

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +67,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 
 	reachable, err := r.mark(ctx, res)
 	if err != nil {
-		return nil, fmt.Errorf("gc: mark: %w", err)
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	if err := keeper.check(); err != nil {
 		return nil, err
@@ -119,57 +120,118 @@ func keyFor(prefix string, id ID) string {
 	return ManifestKey(id)
 }
 
+// ErrUnproven is returned by gc when it cannot prove what the refs reach:
+// a version ref that cannot be read, parsed or verified, or a manifest a
+// ref needs that is missing or cannot be decoded. gc then deletes nothing.
+var ErrUnproven = errors.New("cannot prove what the refs reach; nothing was deleted")
+
 // mark returns every manifest and blob ID that a version ref reaches,
-// directly or as a base.
+// directly or as a base. It reads every version ref from the registry
+// (never from the per-machine cache), and fails with ErrUnproven, naming
+// every object and ref at fault, unless each ref verifies and each manifest
+// they name exists in the registry and decodes: "could not read" never
+// counts as "unreferenced".
 func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error) {
-	c, err := r.Catalog(ctx, "")
+	c, err := r.ReadCatalog(ctx, "", CatalogOptions{FromRegistry: true, KeepGoing: true, VersionsOnly: true})
 	if err != nil {
 		return nil, err
 	}
-	manifests := map[ID]bool{}
+	var faults []string
+	for _, p := range c.Problems {
+		faults = append(faults, p.Err.Error())
+	}
+	users := map[ID][]string{} // manifest -> the refs that need it
 	for _, recs := range c.Records {
 		for _, rec := range recs {
 			res.Checkpoints++
-			manifests[rec.Manifest] = true
+			key := versionKey(rec.Name, rec.Version)
+			users[rec.Manifest] = append(users[rec.Manifest], key)
 			if rec.Base != nil {
-				manifests[rec.Base.Manifest] = true
+				users[rec.Base.Manifest] = append(users[rec.Base.Manifest], key+" (base "+rec.Base.String()+")")
 			}
 		}
 	}
-	reachable := make(map[ID]bool, len(manifests))
-	for mid := range manifests {
+	reachable := make(map[ID]bool, len(users))
+	for mid := range users {
 		reachable[mid] = true
+	}
+	// The registry must still have every manifest a ref needs: one listing
+	// proves it for all (only gc deletes manifests, and this one holds the
+	// lock); what a manifest references may come from the cached copy,
+	// which is checked against its ID.
+	listed := map[ID]int64{}
+	err = r.backend.List(ctx, "manifests/", func(oi ObjectInfo) error {
+		if id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == ManifestKey(id) {
+			listed[id] = oi.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list manifests/: %w", err)
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
-	for mid := range manifests {
+	for mid, refs := range users {
 		g.Go(func() error {
-			m, err := r.Manifest(gctx, mid)
-			if errors.Is(err, ErrNotFound) {
-				return nil // already missing: verify reports it; nothing to protect
+			var m *Manifest
+			var err error
+			size, ok := listed[mid]
+			if !ok {
+				err = fmt.Errorf("%w in the registry", ErrNotFound)
+			} else {
+				m, err = r.listedManifest(gctx, mid, size)
 			}
-			if err != nil {
-				// A manifest that cannot be read makes reachability unknown:
-				// stop rather than delete what it might reference.
-				return err
-			}
-			ids := m.BlobIDs()
 			mu.Lock()
-			for _, id := range ids {
+			defer mu.Unlock()
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				sort.Strings(refs)
+				msg := err.Error()
+				if i := strings.LastIndex(msg, ManifestKey(mid)+": "); i >= 0 {
+					msg = msg[i+len(ManifestKey(mid))+2:] // the error names the object already
+				}
+				faults = append(faults, fmt.Sprintf("%s (needed by %s): %s", ManifestKey(mid), strings.Join(refs, ", "), msg))
+				return nil
+			}
+			for _, id := range m.BlobIDs() {
 				reachable[id] = true
 			}
-			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	res.ReachableManifests = len(manifests)
-	res.ReachableBlobs = len(reachable) - len(manifests)
+	if len(faults) > 0 {
+		sort.Strings(faults)
+		return nil, &UnprovenError{Faults: faults}
+	}
+	res.ReachableManifests = len(users)
+	res.ReachableBlobs = len(reachable) - len(users)
 	return reachable, nil
 }
+
+// UnprovenError lists everything that kept gc from proving reachability;
+// it matches ErrUnproven.
+type UnprovenError struct {
+	Faults []string // one line per ref or manifest at fault, naming it
+}
+
+func (e *UnprovenError) Error() string {
+	const show = 10
+	lines := e.Faults
+	more := ""
+	if len(lines) > show {
+		more = fmt.Sprintf("\n  and %d more", len(lines)-show)
+		lines = lines[:show]
+	}
+	return fmt.Sprintf("%v (%d problem(s)):\n  %s%s", ErrUnproven, len(e.Faults), strings.Join(lines, "\n  "), more)
+}
+
+func (e *UnprovenError) Is(target error) bool { return target == ErrUnproven }
 
 // sweep deletes objects with bounded parallelism, keeping the lock fresh.
 func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []ObjectInfo, dryRun bool) error {

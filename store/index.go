@@ -302,12 +302,15 @@ func (ix *Index) putManifest(id ID, data []byte) {
 }
 
 // catalogEntry caches a ref object's content, valid while the object's
-// ETag is the one recorded. Backends without ETags are not cached: a ref
+// ETag is the one recorded and the content still hashes to Sum (a cache is
+// a hint: an entry damaged on disk is a miss, and the reader also checks
+// the ref's own checksum). Backends without ETags are not cached: a ref
 // deleted and re-created within one timestamp tick could keep its size and
 // mtime.
 type catalogEntry struct {
 	ETag string `json:"etag"`
 	Data []byte `json:"data"`
+	Sum  ID     `json:"sum"` // SHA-256 of Data
 }
 
 func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
@@ -319,7 +322,7 @@ func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
 	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(catalogBucket(reg)); b != nil {
 			if v := b.Get([]byte(oi.Key)); v != nil && json.Unmarshal(v, &e) == nil {
-				ok = e.ETag == oi.ETag
+				ok = e.ETag == oi.ETag && !e.Sum.IsZero() && Hash(e.Data) == e.Sum
 			}
 		}
 		return nil
@@ -340,7 +343,7 @@ func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
 			if oi.ETag == "" {
 				continue
 			}
-			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data})
+			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data, Sum: Hash(data)})
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,7 @@ type storedPolicy struct {
 }
 
 // SetPolicy stores NAME's default retention policy, replacing any.
+// The policy is stored with its checksum (docs/format.md, section 5).
 func (r *Registry) SetPolicy(ctx context.Context, name string, p retention.Policy) error {
 	if err := CheckName(name); err != nil {
 		return err
@@ -39,32 +40,48 @@ func (r *Registry) SetPolicy(ctx context.Context, name string, p retention.Polic
 	if err := r.backend.Delete(ctx, key); err != nil {
 		return err
 	}
-	if err := putJSON(ctx, r.backend, key, sp); err != nil {
+	if err := putRef(ctx, r.backend, key, sp); err != nil {
 		return fmt.Errorf("store policy of %s: %w", name, err)
 	}
 	return nil
 }
 
-// Policy returns NAME's stored retention policy; ok is false when it has none.
+// Policy returns NAME's stored retention policy; ok is false when it has
+// none. A policy that does not verify is an error wrapping ErrCorruptRef.
 func (r *Registry) Policy(ctx context.Context, name string) (p retention.Policy, ok bool, err error) {
-	var sp storedPolicy
 	key := policyKey(name, policyRefKey)
-	if err := getJSON(ctx, r.backend, key, &sp); err != nil {
+	data, err := readRef(ctx, r.backend, key)
+	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return p, false, nil
 		}
 		return p, false, err
 	}
-	p = retention.Policy{KeepLast: sp.KeepLast, KeepBest: sp.KeepBest, Metric: sp.Metric, GreaterIsBetter: sp.GreaterIsBetter, KeepEvery: sp.KeepEvery}
-	if sp.KeepWithin != "" {
-		if p.KeepWithin, err = time.ParseDuration(sp.KeepWithin); err != nil {
-			return p, false, fmt.Errorf("%s: keep_within: %w", key, err)
-		}
-	}
-	if err := p.Validate(); err != nil {
-		return p, false, fmt.Errorf("%s: %w", key, err)
+	p, err = decodePolicy(key, data)
+	if err != nil {
+		return p, false, err
 	}
 	return p, true, nil
+}
+
+// decodePolicy verifies and decodes the retention policy stored under key.
+func decodePolicy(key string, data []byte) (retention.Policy, error) {
+	var sp storedPolicy
+	if _, err := decodeRef(key, data, &sp); err != nil {
+		return retention.Policy{}, err
+	}
+	p := retention.Policy{KeepLast: sp.KeepLast, KeepBest: sp.KeepBest, Metric: sp.Metric, GreaterIsBetter: sp.GreaterIsBetter, KeepEvery: sp.KeepEvery}
+	if sp.KeepWithin != "" {
+		d, err := time.ParseDuration(sp.KeepWithin)
+		if err != nil {
+			return p, fmt.Errorf("%s: %w: keep_within: %v", key, ErrCorruptRef, err)
+		}
+		p.KeepWithin = d
+	}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+	}
+	return p, nil
 }
 
 // RetentionPlan computes what policy keeps of NAME's checkpoints, with tags
@@ -73,7 +90,9 @@ func (r *Registry) RetentionPlan(ctx context.Context, name string, p retention.P
 	if err := p.Validate(); err != nil {
 		return retention.Plan{}, err
 	}
-	c, err := r.Catalog(ctx, name)
+	// What retention removes is decided on the registry's refs, not on the
+	// per-machine cache.
+	c, err := r.ReadCatalog(ctx, name, CatalogOptions{FromRegistry: true})
 	if err != nil {
 		return retention.Plan{}, err
 	}
@@ -90,8 +109,9 @@ func (r *Registry) RetentionPlan(ctx context.Context, name string, p retention.P
 // ApplyPlan removes the refs of the checkpoints the plan deletes (never data:
 // gc frees it). It is idempotent: a version already removed is skipped.
 func (r *Registry) ApplyPlan(ctx context.Context, name string, plan retention.Plan) ([]string, error) {
-	// Tags are read again: one added since the plan was made still protects.
-	c, err := r.Catalog(ctx, name)
+	// Tags are read again, from the registry: one added since the plan was
+	// made still protects.
+	c, err := r.ReadCatalog(ctx, name, CatalogOptions{FromRegistry: true})
 	if err != nil {
 		return nil, err
 	}

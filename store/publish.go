@@ -163,29 +163,33 @@ func (r *Registry) missingBlobs(ctx context.Context, ids []ID) ([]ID, error) {
 	return missing, nil
 }
 
-// writeRecord publishes the ref, last. An identical existing record is a
-// no-op; a different one needs force.
+// writeRecord publishes the ref, last, with its checksum. An identical
+// existing record is a no-op; a different one needs force, and so does one
+// that does not verify (it cannot be trusted to record the same content).
 func (r *Registry) writeRecord(ctx context.Context, rec *Record, force bool, res *PushResult) error {
 	key := versionKey(rec.Name, rec.Version)
-	err := putJSON(ctx, r.backend, key, rec)
+	err := putRef(ctx, r.backend, key, rec)
 	if err == nil || !errors.Is(err, ErrExists) {
 		return err
 	}
-	var old Record
-	if err := getJSON(ctx, r.backend, key, &old); err != nil {
+	old, err := r.readRecord(ctx, rec.Name, rec.Version)
+	switch {
+	case errors.Is(err, ErrCorruptRef):
+		if !force {
+			return fmt.Errorf("%s@%s: %w; force the push to replace it", rec.Name, rec.Version, err)
+		}
+	case err != nil:
 		return err
-	}
-	if old.Manifest == rec.Manifest {
+	case old.Manifest == rec.Manifest:
 		res.Unchanged = true
 		*rec = old
 		return nil
-	}
-	if !force {
+	case !force:
 		return fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s); use --force to replace it",
 			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12])
 	}
 	if err := r.backend.Delete(ctx, key); err != nil {
 		return err
 	}
-	return putJSON(ctx, r.backend, key, rec)
+	return putRef(ctx, r.backend, key, rec)
 }

@@ -191,8 +191,8 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 		for role := range gained {
 			have[role] = true
 		}
-		var next Record
-		if err := getJSON(ctx, r.backend, versionKey(base.Name, base.Version), &next); err != nil {
+		next, err := r.readRecord(ctx, base.Name, base.Version)
+		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				break // the base's own ref is gone; its manifest served what it could
 			}

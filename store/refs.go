@@ -1,8 +1,14 @@
 package store
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,10 +34,32 @@ const (
 // ErrInvalidName marks a NAME, VERSION, TAG or REF that breaks the naming rules.
 var ErrInvalidName = errors.New("invalid name")
 
-// CheckName validates a checkpoint NAME: segments of letters, digits, '.',
-// '_' and '-', separated by single slashes (like org/run); no segment is
-// empty, "." or "..", or starts with '.'.
+// CheckName validates a NAME to record checkpoints under: the rules of
+// CheckStoredName, and no segment after the first may be "v", "t" or "p"
+// (in either case), the ref-kind folders. Otherwise the refs of x/v/1 would live
+// under refs/x/v/1/, the key of x@1: on a local registry one key would have
+// to be a file and a folder at once.
 func CheckName(name string) error {
+	if err := CheckStoredName(name); err != nil {
+		return err
+	}
+	segs := strings.Split(name, "/")
+	for i := 1; i < len(segs); i++ {
+		if isRefKind(segs[i]) {
+			owner := strings.Join(segs[:i], "/")
+			return fmt.Errorf("%w: NAME %q: segment %q is reserved after the first (refs/%s/%s/ holds the %s of %s, so the refs of %s would collide with them)",
+				ErrInvalidName, name, segs[i], owner, strings.ToLower(segs[i]), refKindWords[strings.ToLower(segs[i])], owner, name)
+		}
+	}
+	return nil
+}
+
+// CheckStoredName validates a NAME that may already be in a registry:
+// segments of letters, digits, '.', '_' and '-', separated by single slashes
+// (like org/run); no segment is empty, "." or "..", or starts with '.'; at
+// most 200 characters. Registries written before CheckName reserved the
+// ref-kind segments may hold such names; they stay readable and removable.
+func CheckStoredName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty NAME", ErrInvalidName)
 	}
@@ -44,6 +72,15 @@ func CheckName(name string) error {
 		}
 	}
 	return nil
+}
+
+var refKindWords = map[string]string{refKindVersion: "versions", refKindTag: "tags", refKindPolicy: "settings"}
+
+// isRefKind reports whether seg is a ref-kind folder name, in either case
+// (a case-insensitive file system folds V into v).
+func isRefKind(seg string) bool {
+	seg = strings.ToLower(seg)
+	return seg == refKindVersion || seg == refKindTag || seg == refKindPolicy
 }
 
 // CheckVersion validates a VERSION or TAG: one segment, not a reserved ref.
@@ -89,10 +126,12 @@ func checkSegment(s string) error {
 	return nil
 }
 
-// ParseRef splits "NAME@REF". REF may be empty when allowEmpty.
+// ParseRef splits "NAME@REF". REF may be empty when allowEmpty. NAME is
+// checked as a stored name (CheckStoredName): recording under it needs
+// CheckName too.
 func ParseRef(s string, allowEmpty bool) (name, ref string, err error) {
 	name, ref, found := strings.Cut(s, "@")
-	if err := CheckName(name); err != nil {
+	if err := CheckStoredName(name); err != nil {
 		return "", "", err
 	}
 	if !found || ref == "" {
@@ -170,4 +209,312 @@ type TagRecord struct {
 // SortRecords orders records by version, oldest first (retention.CompareVersions).
 func SortRecords(rs []Record) {
 	sort.Slice(rs, func(i, j int) bool { return retention.CompareVersions(rs[i].Version, rs[j].Version) < 0 })
+}
+
+// ErrCorruptRef marks a ref object (version, tag or policy) whose content
+// cannot be trusted: it is not one JSON object, its checksum does not match,
+// or it says something its key contradicts. Errors wrap it with the key.
+var ErrCorruptRef = errors.New("corrupt ref")
+
+// Ref checksums (docs/format.md, section 5): a ref is a JSON object with a
+// member "checksum": "sha256:<64 hex>", the SHA-256 of the object's
+// canonical form. Refs written before checksums existed have no such member
+// and are read as they are (legacy).
+const (
+	refChecksumMember = "checksum"
+	refChecksumPrefix = "sha256:"
+	// maxRefSize bounds what a reader holds of one ref object.
+	maxRefSize = 1 << 20
+)
+
+// refMember is one top-level member of a ref object, as written.
+type refMember struct {
+	name  string          // the name; it is written without escapes
+	value json.RawMessage // the value's text, as written
+}
+
+// parseRefObject splits data, which must be one JSON object and nothing
+// else, into its top-level members, in the order written. Member names must
+// be written without escapes and be unique, so that every reader agrees on
+// what the canonical form is.
+func parseRefObject(data []byte) ([]refMember, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	var members []refMember
+	seen := map[string]bool{}
+	for dec.More() {
+		before := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("not JSON: %w", err)
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("not JSON: member name expected")
+		}
+		// The name's text runs from the first quote after the previous
+		// token (only ',' and white space lie between) to the offset now.
+		end := dec.InputOffset()
+		start := before + int64(bytes.IndexByte(data[before:end], '"'))
+		if raw := data[start:end]; len(raw) != len(name)+2 || string(raw[1:len(raw)-1]) != name {
+			return nil, fmt.Errorf("member name %s is written with escapes or is not UTF-8", raw)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("member %q appears twice", name)
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, fmt.Errorf("not JSON: member %q: %w", name, err)
+		}
+		members = append(members, refMember{name, value})
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("not JSON: data after the object")
+	}
+	return members, nil
+}
+
+// canonicalRef is the canonical form of a ref object: its members but
+// "checksum", sorted by name (bytewise), each written as the quoted name,
+// ':' and the value as written with white space outside strings removed,
+// separated by ',' inside braces.
+func canonicalRef(members []refMember) ([]byte, error) {
+	sorted := make([]refMember, 0, len(members))
+	for _, m := range members {
+		if m.name != refChecksumMember {
+			sorted = append(sorted, m)
+		}
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, m := range sorted {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteByte('"')
+		buf.WriteString(m.name)
+		buf.WriteString(`":`)
+		if err := json.Compact(&buf, m.value); err != nil {
+			return nil, fmt.Errorf("member %q: %w", m.name, err)
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// refChecksum is "sha256:" + the hex SHA-256 of the canonical form.
+func refChecksum(members []refMember) (string, error) {
+	canon, err := canonicalRef(members)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canon)
+	return refChecksumPrefix + hex.EncodeToString(sum[:]), nil
+}
+
+// encodeRef is the stored form of a ref: v as indented JSON with its
+// checksum as the last member.
+func encodeRef(v any) ([]byte, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	members, err := parseRefObject(data)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range members {
+		if m.name == refChecksumMember {
+			return nil, errors.New("a ref value must not carry its own checksum member")
+		}
+	}
+	sum, err := refChecksum(members)
+	if err != nil {
+		return nil, err
+	}
+	body := bytes.TrimRight(data, " \t\r\n")
+	body = bytes.TrimRight(body[:len(body)-1], " \t\r\n") // without the closing brace
+	sep := ",\n"
+	if len(members) == 0 {
+		sep = "\n"
+	}
+	out := make([]byte, 0, len(body)+len(sum)+32)
+	out = append(out, body...)
+	out = append(out, sep...)
+	out = append(out, `  "`+refChecksumMember+`": "`+sum+"\"\n}\n"...)
+	return out, nil
+}
+
+// verifyRefData checks a ref object's checksum. legacy reports an object
+// without one (written before checksums existed). A member whose name
+// differs from "checksum" in exactly one byte counts as a damaged checksum,
+// so that one flipped bit cannot turn a checked ref into a legacy one.
+func verifyRefData(data []byte) (legacy bool, err error) {
+	members, err := parseRefObject(data)
+	if err != nil {
+		return false, err
+	}
+	var stated *string
+	for _, m := range members {
+		if m.name == refChecksumMember {
+			var s string
+			if err := json.Unmarshal(m.value, &s); err != nil {
+				return false, fmt.Errorf("checksum is not a string")
+			}
+			stated = &s
+		} else if oneByteOff(m.name, refChecksumMember) {
+			return false, fmt.Errorf("member %q looks like a damaged %q", m.name, refChecksumMember)
+		}
+	}
+	if stated == nil {
+		return true, nil
+	}
+	hexSum, ok := strings.CutPrefix(*stated, refChecksumPrefix)
+	if !ok {
+		return false, fmt.Errorf("checksum %q: unknown algorithm (this ckpt knows %q)", *stated, refChecksumPrefix)
+	}
+	if len(hexSum) != 2*sha256.Size || strings.ToLower(hexSum) != hexSum {
+		return false, fmt.Errorf("checksum %q: want %q and 64 lowercase hex digits", *stated, refChecksumPrefix)
+	}
+	want, err := refChecksum(members)
+	if err != nil {
+		return false, err
+	}
+	if *stated != want {
+		return false, fmt.Errorf("checksum mismatch: the ref says %s, its content hashes to %s", *stated, want)
+	}
+	return false, nil
+}
+
+func oneByteOff(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	diff := 0
+	for i := range len(a) {
+		if a[i] != b[i] {
+			diff++
+		}
+	}
+	return diff == 1
+}
+
+// decodeRef verifies a ref object read from key and decodes it into v.
+func decodeRef(key string, data []byte, v any) (legacy bool, err error) {
+	if legacy, err = verifyRefData(data); err != nil {
+		return false, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+	}
+	return legacy, nil
+}
+
+// putRef stores v under key with its checksum, create-only.
+func putRef(ctx context.Context, b Backend, key string, v any) error {
+	data, err := encodeRef(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return b.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+// readRef reads a ref object from the registry (never from a cache),
+// refusing one larger than any ref can be. A missing ref is an error
+// wrapping ErrNotFound.
+func readRef(ctx context.Context, b Backend, key string) ([]byte, error) {
+	rc, err := b.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxRefSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if len(data) > maxRefSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", key, ErrCorruptRef, maxRefSize)
+	}
+	return data, nil
+}
+
+// getRef reads key from the registry, verifies it and decodes it into v.
+func getRef(ctx context.Context, b Backend, key string, v any) error {
+	data, err := readRef(ctx, b, key)
+	if err != nil {
+		return err
+	}
+	_, err = decodeRef(key, data, v)
+	return err
+}
+
+// checkRecord refuses a version record that contradicts its key or lacks
+// what every reader relies on.
+func checkRecord(key string, rec *Record) error {
+	name, _, version, _ := parseRefKey(key)
+	switch {
+	case rec.Name != name || rec.Version != version:
+		return fmt.Errorf("%s: %w: it records %s@%s, not what its key says", key, ErrCorruptRef, rec.Name, rec.Version)
+	case rec.Manifest.IsZero():
+		return fmt.Errorf("%s: %w: no manifest", key, ErrCorruptRef)
+	case rec.Base != nil && rec.Base.Manifest.IsZero():
+		return fmt.Errorf("%s: %w: base %s has no manifest", key, ErrCorruptRef, rec.Base)
+	}
+	return nil
+}
+
+// decodeRecord verifies and decodes the version record stored under key.
+func decodeRecord(key string, data []byte) (Record, error) {
+	var rec Record
+	if _, err := decodeRef(key, data, &rec); err != nil {
+		return Record{}, err
+	}
+	if err := checkRecord(key, &rec); err != nil {
+		return Record{}, err
+	}
+	return rec, nil
+}
+
+// decodeTag verifies and decodes the tag stored under key.
+func decodeTag(key string, data []byte) (TagRecord, error) {
+	var t TagRecord
+	if _, err := decodeRef(key, data, &t); err != nil {
+		return TagRecord{}, err
+	}
+	if err := CheckVersion("VERSION", t.Version); err != nil {
+		return TagRecord{}, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+	}
+	return t, nil
+}
+
+// readRecord reads NAME@VERSION's record from the registry and verifies it.
+// A missing ref is an error wrapping ErrNotFound.
+func (r *Registry) readRecord(ctx context.Context, name, version string) (Record, error) {
+	key := versionKey(name, version)
+	data, err := readRef(ctx, r.backend, key)
+	if err != nil {
+		return Record{}, err
+	}
+	return decodeRecord(key, data)
+}
+
+// readTag reads NAME's TAG from the registry and verifies it.
+func (r *Registry) readTag(ctx context.Context, name, tag string) (TagRecord, error) {
+	key := tagKey(name, tag)
+	data, err := readRef(ctx, r.backend, key)
+	if err != nil {
+		return TagRecord{}, err
+	}
+	return decodeTag(key, data)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,7 +20,11 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	s := fmt.Sprintf("%s: %v", p.Object, p.Err)
+	msg := p.Err.Error()
+	if i := strings.LastIndex(msg, p.Object+": "); i >= 0 {
+		msg = msg[i+len(p.Object)+2:] // the error names the object already
+	}
+	s := p.Object + ": " + msg
 	if len(p.Files) > 0 {
 		used := p.Files
 		if len(used) > 5 {
@@ -32,6 +37,7 @@ func (p Problem) String() string {
 
 // VerifyReport summarizes a verify run.
 type VerifyReport struct {
+	Refs        int // ref objects read (VerifyAll)
 	Checkpoints int
 	Manifests   int
 	Blobs       int
@@ -43,42 +49,126 @@ type VerifyReport struct {
 var ErrVerifyFailed = errors.New("verify found problems")
 
 // Verify checks that the records' manifests and every blob they reference
-// exist; with readData it downloads and decodes every blob and checks its
-// digest.
+// exist in the registry; with readData it downloads every manifest and blob
+// from the registry, decodes it and checks its digest. The per-machine
+// caches never vouch for anything: a manifest known on this machine is
+// still looked up in the registry.
 func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*VerifyReport, error) {
 	rep := &VerifyReport{Checkpoints: len(recs)}
-	users := map[ID][]string{}
-	manifests := map[ID]bool{}
-	var order []ID
-	for _, rec := range recs {
-		ids := []ID{rec.Manifest}
-		if rec.Base != nil {
-			ids = append(ids, rec.Base.Manifest)
-		}
-		for _, mid := range ids {
-			if manifests[mid] {
-				continue
+	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
+		return rep, err
+	}
+	return rep, rep.verdict()
+}
+
+// VerifyAll reads every ref of the registry from the registry itself and
+// reports, without stopping at the first: refs that cannot be read or whose
+// checksum does not match, tags pointing at versions that do not exist,
+// policies that cannot be read, manifests that are missing or corrupt
+// (naming the refs that need them) and missing or (with readData) corrupt
+// blobs.
+func (r *Registry) VerifyAll(ctx context.Context, readData bool) (*VerifyReport, error) {
+	c, err := r.ReadCatalog(ctx, "", CatalogOptions{FromRegistry: true, KeepGoing: true, Policies: true})
+	if err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{Problems: append([]Problem(nil), c.Problems...)}
+	var recs []Record
+	for _, n := range c.Names() {
+		recs = append(recs, c.Records[n]...)
+	}
+	rep.Checkpoints = len(recs)
+	rep.Refs = len(recs) + len(c.Problems) + len(c.Policies)
+	for n, tags := range c.Tags {
+		rep.Refs += len(tags)
+		for t, v := range tags {
+			if c.problem(versionKey(n, v)) != nil {
+				continue // the version's own problem is reported
 			}
-			manifests[mid] = true
-			m, err := r.Manifest(ctx, mid)
-			if err != nil {
-				rep.Problems = append(rep.Problems, Problem{Object: ManifestKey(mid), Files: []string{rec.Name + "@" + rec.Version}, Err: err})
-				continue
-			}
-			for _, f := range m.Files {
-				for _, c := range f.Chunks {
-					if _, ok := users[c.ID]; !ok {
-						order = append(order, c.ID)
-					}
-					users[c.ID] = append(users[c.ID], fmt.Sprintf("%s@%s:%s", rec.Name, rec.Version, f.Path))
-				}
+			if !slices.ContainsFunc(c.Records[n], func(rec Record) bool { return rec.Version == v }) {
+				rep.Problems = append(rep.Problems, Problem{Object: tagKey(n, t),
+					Err: fmt.Errorf("%w: tag %s@%s points at version %s, which does not exist", ErrNoCheckpoint, n, t, v)})
 			}
 		}
 	}
-	rep.Manifests = len(manifests)
-	rep.Blobs = len(order)
+	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
+		return rep, err
+	}
+	return rep, rep.verdict()
+}
+
+// verdict sorts the problems and is ErrVerifyFailed if there are any.
+func (rep *VerifyReport) verdict() error {
+	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Object < rep.Problems[j].Object })
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("%w: %d problem(s), first: %s", ErrVerifyFailed, len(rep.Problems), rep.Problems[0])
+	}
+	return nil
+}
+
+// verifyRecords checks the manifests of recs and their blobs, adding what
+// it finds to rep. It returns an error only when it could not go on.
+func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []Record, readData bool) error {
+	users := map[ID][]string{} // manifest -> the checkpoints that need it
+	var mids []ID
+	for _, rec := range recs {
+		use := func(mid ID, as string) {
+			if _, ok := users[mid]; !ok {
+				mids = append(mids, mid)
+			}
+			users[mid] = append(users[mid], as)
+		}
+		use(rec.Manifest, rec.Name+"@"+rec.Version)
+		if rec.Base != nil {
+			use(rec.Base.Manifest, rec.Name+"@"+rec.Version+" (base "+rec.Base.String()+")")
+		}
+	}
+	proof := manifestExists
+	if readData {
+		proof = manifestDownloaded
+	}
+	manifests := make([]*Manifest, len(mids))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for i, mid := range mids {
+		g.Go(func() error {
+			m, err := r.provenManifest(gctx, mid, proof)
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				rep.Problems = append(rep.Problems, Problem{Object: ManifestKey(mid), Files: users[mid], Err: err})
+				return nil
+			}
+			manifests[i] = m
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	blobUsers := map[ID][]string{}
+	var order []ID
+	for i, m := range manifests {
+		if m == nil {
+			continue
+		}
+		user, _, _ := strings.Cut(users[mids[i]][0], " ")
+		for _, f := range m.Files {
+			for _, c := range f.Chunks {
+				if _, ok := blobUsers[c.ID]; !ok {
+					order = append(order, c.ID)
+				}
+				blobUsers[c.ID] = append(blobUsers[c.ID], fmt.Sprintf("%s:%s", user, f.Path))
+			}
+		}
+	}
+	rep.Manifests = len(mids)
+	rep.Blobs = len(order)
+	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
 	for _, id := range order {
 		g.Go(func() error {
@@ -108,19 +198,12 @@ func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*V
 				if errors.Is(err, ErrNotFound) {
 					r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
 				}
-				rep.Problems = append(rep.Problems, Problem{Object: BlobKey(id), Files: users[id], Err: err})
+				rep.Problems = append(rep.Problems, Problem{Object: BlobKey(id), Files: blobUsers[id], Err: err})
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return rep, err
-	}
-	sort.Slice(rep.Problems, func(i, j int) bool { return rep.Problems[i].Object < rep.Problems[j].Object })
-	if len(rep.Problems) > 0 {
-		return rep, fmt.Errorf("%w: %d problem(s), first: %s", ErrVerifyFailed, len(rep.Problems), rep.Problems[0])
-	}
-	return rep, nil
+	return g.Wait()
 }
 
 // Usage is what `ckpt du` reports.

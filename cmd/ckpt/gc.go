@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,7 +22,13 @@ push: gc holds the registry's gc lock, pushes wait for it only to publish, and a
 push that overlapped a gc re-checks its data before publishing (docs/format.md).
 Unreferenced objects younger than --grace (by the storage's clock) are kept:
 they probably belong to a push in flight. A second gc exits with an error
-while one runs; a gc killed midway leaves a registry that verifies.`,
+while one runs; a gc killed midway leaves a registry that verifies.
+
+gc deletes only on positive proof: it reads every version ref from the
+registry itself (never from the per-machine cache) and checks its checksum,
+and checks that every manifest a ref needs exists and decodes. If any of
+that fails it deletes nothing, names each ref and object at fault, and exits
+with status 1.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if grace != "" {
@@ -35,6 +43,9 @@ while one runs; a gc killed midway leaves a registry that verifies.`,
 				return err
 			}
 			res, err := r.GC(cmd.Context(), opts)
+			if errors.Is(err, store.ErrUnproven) {
+				return fmt.Errorf("%w\n`ckpt verify --all` reports every problem; re-push or `ckpt rm` the refs named, then run gc again", err)
+			}
 			if err != nil {
 				return err
 			}

@@ -31,7 +31,7 @@ logical size and the bytes its push newly stored.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
-				if err := store.CheckName(args[0]); err != nil {
+				if err := store.CheckStoredName(args[0]); err != nil {
 					return usageError{err}
 				}
 				name = args[0]

@@ -17,8 +17,17 @@ func (a *app) verifyCommand() *cobra.Command {
 		Use:   "verify [NAME@REF | --all]",
 		Short: "Check that checkpoints have all their data",
 		Long: `Check that the manifests and every blob of a checkpoint (or of all, with --all)
-exist. --read-data also downloads and decodes every blob and checks its digest.
-Problems name the blob and the files that use it; the exit code is 1 if any.`,
+exist in the registry. --read-data also downloads and decodes every manifest
+and blob and checks its digest. Everything is read from the registry itself:
+the per-machine caches never vouch for anything.
+
+--all also reads every ref from the registry and checks it: refs whose
+checksum does not match or that cannot be read, tags pointing at versions
+that do not exist, retention policies that cannot be read. It reports every
+problem it finds, not only the first.
+
+Problems name the object (ref, manifest or blob) and the checkpoints or files
+that use it; the exit code is 1 if any.`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if all == (len(args) == 1) {
@@ -28,27 +37,20 @@ Problems name the blob and the files that use it; the exit code is 1 if any.`,
 			if err != nil {
 				return err
 			}
-			var recs []store.Record
+			var rep *store.VerifyReport
 			if all {
-				c, err := r.Catalog(cmd.Context(), "")
-				if err != nil {
-					return err
-				}
-				for _, n := range c.Names() {
-					recs = append(recs, c.Records[n]...)
-				}
+				rep, err = r.VerifyAll(cmd.Context(), readData)
 			} else {
-				name, ref, err := parseRef(args[0], false)
-				if err != nil {
-					return err
+				name, ref, perr := parseRef(args[0], false)
+				if perr != nil {
+					return perr
 				}
-				rec, err := r.Resolve(cmd.Context(), name, ref)
-				if err != nil {
-					return err
+				rec, rerr := r.Resolve(cmd.Context(), name, ref)
+				if rerr != nil {
+					return rerr
 				}
-				recs = []store.Record{rec}
+				rep, err = r.Verify(cmd.Context(), []store.Record{rec}, readData)
 			}
-			rep, err := r.Verify(cmd.Context(), recs, readData)
 			if errors.Is(err, store.ErrVerifyFailed) && rep != nil && len(rep.Problems) > 0 {
 				// The problems are printed below, their file names escaped;
 				// the error only counts them (its own text would repeat the
@@ -61,7 +63,7 @@ Problems name the blob and the files that use it; the exit code is 1 if any.`,
 					problems[i] = map[string]any{"object": p.Object, "files": p.Files, "error": p.Err.Error()}
 				}
 				if jerr := a.printJSON(map[string]any{
-					"checkpoints": rep.Checkpoints, "manifests": rep.Manifests, "blobs": rep.Blobs,
+					"refs": rep.Refs, "checkpoints": rep.Checkpoints, "manifests": rep.Manifests, "blobs": rep.Blobs,
 					"bytes_read": rep.BytesRead, "problems": problems,
 				}); jerr != nil {
 					return jerr
@@ -75,7 +77,11 @@ Problems name the blob and the files that use it; the exit code is 1 if any.`,
 					if readData {
 						what = "intact (" + humanBytes(rep.BytesRead) + " read and checked)"
 					}
-					a.printf("%d checkpoint(s), %d manifest(s), %d blob(s): all %s\n", rep.Checkpoints, rep.Manifests, rep.Blobs, what)
+					refs := ""
+					if all {
+						refs = fmt.Sprintf("%d ref(s), ", rep.Refs)
+					}
+					a.printf("%s%d checkpoint(s), %d manifest(s), %d blob(s): all %s\n", refs, rep.Checkpoints, rep.Manifests, rep.Blobs, what)
 				}
 			}
 			return err
