@@ -377,11 +377,8 @@ func (r *Registry) Remove(ctx context.Context, name, ref string) (Record, []stri
 func (r *Registry) Manifest(ctx context.Context, id ID) (*Manifest, error) {
 	data, ok := r.index.manifest(id)
 	if !ok || Hash(data) != id {
-		obj, err := readAll(ctx, r.backend, ManifestKey(id), MaxObjectContent)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", id, err)
-		}
-		data, err = DecodeObject(nil, obj, id)
+		var err error
+		data, err = r.readManifestObject(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", id, err)
 		}

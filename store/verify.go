@@ -48,6 +48,7 @@ var ErrVerifyFailed = errors.New("verify found problems")
 func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*VerifyReport, error) {
 	rep := &VerifyReport{Checkpoints: len(recs)}
 	users := map[ID][]string{}
+	sizes := map[ID]int64{}
 	manifests := map[ID]bool{}
 	var order []ID
 	for _, rec := range recs {
@@ -69,6 +70,7 @@ func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*V
 				for _, c := range f.Chunks {
 					if _, ok := users[c.ID]; !ok {
 						order = append(order, c.ID)
+						sizes[c.ID] = c.Size
 					}
 					users[c.ID] = append(users[c.ID], fmt.Sprintf("%s@%s:%s", rec.Name, rec.Version, f.Path))
 				}
@@ -85,12 +87,7 @@ func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*V
 			var err error
 			var n int64
 			if readData {
-				bp := getBuf()
-				var data []byte
-				data, err = r.downloadBlob(gctx, id, (*bp)[:0])
-				n = int64(len(data))
-				keepBuf(bp, data)
-				putBuf(bp)
+				n, err = r.readBlobData(gctx, id, sizes[id])
 			} else {
 				var oi ObjectInfo
 				oi, err = r.backend.Stat(gctx, BlobKey(id))
@@ -121,6 +118,22 @@ func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*V
 		return rep, fmt.Errorf("%w: %d problem(s), first: %s", ErrVerifyFailed, len(rep.Problems), rep.Problems[0])
 	}
 	return rep, nil
+}
+
+// readBlobData downloads blob id, whose content the manifest says is size
+// bytes, from the registry, decodes it and checks its digest, holding the
+// memory it needs from the transfer budget. It returns the content length.
+func (r *Registry) readBlobData(ctx context.Context, id ID, size int64) (int64, error) {
+	if size < 0 || size > MaxBlobContent {
+		return 0, fmt.Errorf("%w: the manifest gives it %d bytes, over the limit %d", ErrCorrupt, size, MaxBlobContent)
+	}
+	l, err := leaseChunk(ctx, size)
+	if err != nil {
+		return 0, err
+	}
+	defer l.done()
+	data, err := r.downloadBlob(ctx, id, size, l.buf())
+	return int64(len(data)), err
 }
 
 // Usage is what `ckpt du` reports.
