@@ -1,0 +1,105 @@
+//go:build linux
+
+package store_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/local"
+)
+
+// peakRSSLimit is the README's promise for any command.
+const peakRSSLimit = 256 * mib
+
+// TestHostileRegistryPeakRSS: a registry whose manifest references blobs as
+// large as the format allows, many times over, is pulled and verified with
+// --read-data by the real ckpt binary with 8 workers, and neither command
+// goes past 256 MiB of peak RSS. Without a bound on the bytes in flight,
+// 8 workers would each hold such a blob and its stored form at once.
+func TestHostileRegistryPeakRSS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ckpt and moves a few GiB through it")
+	}
+	bin := buildCkpt(t)
+	repo := filepath.Join(t.TempDir(), "registry")
+	b, err := local.New(repo)
+	require.NoError(t, err)
+
+	// 4 distinct blobs of the largest size a blob may declare, each a
+	// 33 KB zstd frame, and 10 files that use them (more files than
+	// workers, so every worker has one to fetch).
+	const blobs, files = 4, 10
+	objects := map[string][]byte{}
+	ids := make([]store.ID, blobs)
+	content := make([]byte, maxBlob)
+	for i := range ids {
+		content[0] = byte(i + 1)
+		ids[i] = store.Hash(content)
+		objects[store.BlobKey(ids[i])] = storedObject(store.CodecZstd, maxBlob, zstdZeros(maxBlob, maxBlob, byte(i+1)))
+	}
+	content = nil
+	var list []store.File
+	for i := range files {
+		list = append(list, oneChunkFile("shard-"+itoa(int64(100+i))+".bin", ids[i%blobs], maxBlob))
+	}
+	hostileRegistry(t, b, list, objects)
+
+	home := t.TempDir()
+	run := func(args ...string) int64 {
+		cmd := exec.Command(bin, append([]string{"--repo", repo, "--workers", "8", "--quiet"}, args...)...)
+		cmd.Env = append(cleanEnv("GOMEMLIMIT", "GOGC", "CKPT_REPO"), "HOME="+home, "XDG_CACHE_HOME="+home+"/cache", "XDG_DATA_HOME="+home+"/data")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "ckpt %s: %s", strings.Join(args, " "), out)
+		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	pull := run("pull", "hostile@1", out, "--full", "--allow-incomplete")
+	fi, err := os.Stat(filepath.Join(out, "shard-109.bin"))
+	require.NoError(t, err)
+	require.Equal(t, int64(maxBlob), fi.Size())
+	require.NoError(t, os.RemoveAll(out))
+	verify := run("verify", "hostile@1", "--read-data")
+	t.Logf("peak RSS: pull %d MiB, verify --read-data %d MiB", pull/mib, verify/mib)
+	assert.LessOrEqual(t, pull, int64(peakRSSLimit), "pull peak RSS %d MiB", pull/mib)
+	assert.LessOrEqual(t, verify, int64(peakRSSLimit), "verify peak RSS %d MiB", verify/mib)
+}
+
+// buildCkpt builds cmd/ckpt into a temporary folder.
+func buildCkpt(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "ckpt")
+	cmd := exec.Command(goBin, "build", "-o", bin, "../cmd/ckpt")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// cleanEnv is the environment without the named variables.
+func cleanEnv(drop ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, d := range drop {
+			keep = keep && name != d
+		}
+		if keep {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
