@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -261,4 +262,23 @@ func TestManifestReadBoundedByItsCap(t *testing.T) {
 			assert.LessOrEqual(t, a, uint64(8*mib), "allocated %d MiB", a/mib)
 		})
 	}
+}
+
+// TestManifestCapOnBothSides: a writer refuses to record a manifest larger
+// than readers accept, and a reader refuses one.
+func TestManifestCapOnBothSides(t *testing.T) {
+	const manifestCap = 64 * mib
+	huge := strings.Repeat("x", manifestCap)
+	m := store.Manifest{Version: 1, Files: []store.File{{
+		Path: "model.safetensors", Size: 8, Mode: 0o644, Role: "weights", Digest: "sha256:" + zeroID(8).String(),
+		Chunks:      []store.Chunk{{ID: zeroID(8), Offset: 0, Size: 8}},
+		Safetensors: &store.SafetensorsInfo{DataOffset: 8, Metadata: map[string]string{"note": huge}},
+	}}}
+	_, _, err := m.Encode()
+	require.ErrorContains(t, err, "over the limit")
+
+	data, err := json.Marshal(&m)
+	require.NoError(t, err)
+	_, err = store.DecodeManifest(data)
+	require.ErrorContains(t, err, "over the limit")
 }
