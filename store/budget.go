@@ -42,8 +42,9 @@ var transfers = newMemBudget(TransferBudget)
 // gives them back. A grant larger than the pooled buffers first empties the
 // free list and collects garbage, so that the buffers of earlier large
 // objects are reused instead of added to: between collections the Go heap
-// grows to twice its live size, which for a 190 MiB object would double the
-// peak.
+// grows to twice its live size. Without it, verify --read-data of 100 MB
+// blobs peaked at 396 MiB instead of 204 MiB when no soft memory limit was
+// set (the CLI sets one; library users and GOMEMLIMIT may not).
 func (b *memBudget) acquire(ctx context.Context, n int64) (func(), error) {
 	n = min(max(n, 0), b.size)
 	b.waiting.Add(1)
