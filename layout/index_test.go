@@ -84,7 +84,10 @@ func FuzzParseShardIndex(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		index, err := ParseShardIndex(data)
+		var index *ShardIndex
+		var err error
+		n := allocs(func() { index, err = ParseShardIndex(data) })
+		require.LessOrEqual(t, n, jsonExpansion*uint64(len(data))+parseOverhead, "allocated %d bytes", n)
 		if err != nil {
 			require.Nil(t, index)
 			return

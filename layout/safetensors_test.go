@@ -500,7 +500,12 @@ func FuzzParseSafetensorsHeader(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, contents []byte, extraZeros uint32) {
 		reader := &recordingReaderAt{contents: contents, size: int64(len(contents)) + int64(extraZeros)}
-		header, err := ParseSafetensorsHeader(reader, reader.size)
+		var header *SafetensorsHeader
+		var err error
+		n := allocs(func() { header, err = ParseSafetensorsHeader(reader, reader.size) })
+		// At most the header it reads, and the JSON's expansion of the
+		// bytes that are not padding.
+		require.LessOrEqual(t, n, uint64(reader.maxEnd)+jsonExpansion*uint64(len(contents))+parseOverhead, "allocated %d bytes", n)
 
 		// Never reads beyond the header, which is never beyond the cap.
 		if len(contents) >= 8 {

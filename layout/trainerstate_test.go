@@ -240,7 +240,10 @@ func FuzzParseTrainerState(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		state, err := ParseTrainerState(data)
+		var state *TrainerState
+		var err error
+		n := allocs(func() { state, err = ParseTrainerState(data) })
+		require.LessOrEqual(t, n, jsonExpansion*uint64(len(data))+parseOverhead, "allocated %d bytes", n)
 		if err != nil {
 			require.Nil(t, state)
 			var stateErr *TrainerStateError

@@ -558,11 +558,7 @@ func (r *Registry) listedManifest(ctx context.Context, id ID, size int64) (*Mani
 // downloadManifest reads manifest id from the registry, checks it and
 // caches its content.
 func (r *Registry) downloadManifest(ctx context.Context, id ID) ([]byte, error) {
-	obj, err := readAll(ctx, r.backend, ManifestKey(id), MaxObjectContent)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", id, err)
-	}
-	data, err := DecodeObject(nil, obj, id)
+	data, err := r.readManifestObject(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", id, err)
 	}

@@ -31,6 +31,31 @@
 //   - The per-machine Index is only a cache; with it deleted every operation
 //     still gives the same result, only slower.
 //
+// # Bounded memory
+//
+// Everything read from a registry is hostile input. An object's header
+// declares its content length, which is capped per kind (MaxBlobContent,
+// MaxManifestContent) and, for a chunk, must equal the size its manifest
+// gives; readers check it before they read the payload, read no more payload
+// than the codec may need, allocate the declared length only after the
+// payload's framing checks out, and stop decoding as soon as the output
+// passes it (docs/format.md, section 4, "Limits").
+//
+// Across workers, TransferBudget (160 MiB) bounds the object data one
+// process holds at once: every worker of pull, verify --read-data, ReadRange
+// and push acquires what its object needs (its content and its stored form,
+// counted at the capacity of the buffers it takes) from one weighted
+// semaphore before it reads, and releases it when done, so the memory of a
+// transfer does not grow with the number of workers or with how often a
+// manifest repeats one large blob. An object that needs more than the whole
+// budget takes all of it and runs alone. Chunk buffers (9 MiB) are pooled
+// in a free list of at most TransferBudget/9 MiB entries; larger buffers
+// are never pooled, and before one is taken the free list is emptied and a
+// garbage collection runs, so large objects reuse each other's memory. The
+// manifest JSON a reader decodes, and the codecs' own scratch (at most 8
+// pooled states of the planes codec, about 8 MiB each while pushing), come
+// on top.
+//
 // # Garbage collection and its safety invariant
 //
 // Every blob and manifest reachable from a version ref exists, except while

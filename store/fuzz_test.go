@@ -1,40 +1,95 @@
 package store
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
+// allocs returns the bytes the Go heap allocated while f ran (every
+// goroutine's; fuzz targets run one input at a time).
+func allocs(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// decoderScratch is what a decoder may allocate beyond its input and its
+// declared output: the zstd and planes decoders' block scratch on first use.
+const decoderScratch = 4 << 20
+
 // FuzzDecodeObject: any bytes under any ID either decode to content that
-// hashes to the ID, or fail; never a panic, never an allocation past the
-// declared-size cap.
+// hashes to the ID, or fail; never a panic, and never more allocated than
+// the declared size and the input (plus decoder scratch), whatever the
+// payload expands to. The same holds for readers that know the size
+// (readObject, as pull reads a chunk) and refuse any other.
 func FuzzDecodeObject(f *testing.F) {
-	for _, content := range [][]byte{nil, []byte("hello"), []byte(strings.Repeat("tokenizer ", 100))} {
+	for _, content := range [][]byte{nil, []byte("hello"), []byte(strings.Repeat("tokenizer ", 100)), bytes.Repeat([]byte{0, 1, 2, 3}, 4096)} {
 		id := Hash(content)
-		f.Add(EncodeObject(nil, content, EncodeHint{}), id[:])
-		f.Add(EncodeObject(nil, content, EncodeHint{Text: true}), id[:])
+		f.Add(EncodeObject(nil, content, EncodeHint{}), id[:], uint16(len(content)))
+		f.Add(EncodeObject(nil, content, EncodeHint{Text: true}), id[:], uint16(len(content)))
+		f.Add(EncodeObject(nil, content, EncodeHint{ElemSize: 2}), id[:], uint16(len(content)))
 	}
-	f.Add([]byte("CKPT\x01\x01\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"), make([]byte, 32))
-	f.Fuzz(func(t *testing.T, obj, idBytes []byte) {
+	f.Add([]byte("CKPT\x01\x01\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"), make([]byte, 32), uint16(0))
+	// A zstd frame with no content size of 1 MiB of zeros in RLE blocks,
+	// under a header declaring 4 KiB.
+	bomb := []byte("CKPT\x01\x01\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x28\xb5\x2f\xfd\x00\x38")
+	for i := range 8 {
+		last := byte(0)
+		if i == 7 {
+			last = 1
+		}
+		bomb = append(bomb, 0x02|last, 0x00, 0x20, 0) // RLE block of 128 KiB
+	}
+	f.Add(bomb, make([]byte, 32), uint16(4096))
+	f.Fuzz(func(t *testing.T, obj, idBytes []byte, size uint16) {
 		var id ID
 		copy(id[:], idBytes)
-		out, err := DecodeObject(nil, obj, id)
+		declared := uint64(0)
+		if h, err := ParseObjectHeader(obj); err == nil {
+			declared = uint64(h.ContentLen)
+		}
+		var out []byte
+		var err error
+		n := allocs(func() { out, err = DecodeObject(nil, obj, id) })
 		if err == nil {
 			require.Equal(t, id, Hash(out))
+			require.Equal(t, declared, uint64(len(out)))
 		}
+		require.LessOrEqual(t, n, declared+uint64(len(obj))+zstdSlack+decoderScratch, "allocated %d bytes", n)
+
+		n = allocs(func() { out, err = readObject(bytes.NewReader(obj), nil, id, exactSize(int64(size))) })
+		if err == nil {
+			require.Equal(t, id, Hash(out))
+			require.Len(t, out, int(size))
+		}
+		require.LessOrEqual(t, n, 2*(uint64(size)+zstdSlack)+uint64(len(obj))+decoderScratch, "readObject allocated %d bytes", n)
 	})
 }
 
 // FuzzDecodeManifest: an accepted manifest has only safe paths and chunks
-// that cover each file exactly.
+// that cover each file exactly, and decoding allocates at most a bounded
+// multiple of the input (JSON numbers in arrays, such as shapes, expand up
+// to 8 times, and slices grow by doubling).
 func FuzzDecodeManifest(f *testing.F) {
 	f.Add([]byte(`{"version":1,"files":[{"path":"config.json","size":3,"mode":420,"role":"config","digest":"x","chunks":[{"id":"` + strings.Repeat("ab", 32) + `","offset":0,"size":3}]}]}`))
 	f.Add([]byte(`{"version":1,"files":[{"path":"../x","size":0,"mode":420,"role":"config","digest":"x","chunks":[]}]}`))
 	f.Add([]byte(`{"version":1,"files":[]}`))
+	f.Add([]byte(`{"version":1,"files":[{"path":"a","size":0,"mode":420,"role":"weights","digest":"x","chunks":[],"safetensors":{"data_offset":8,"tensors":[{"name":"t","dtype":"F32","shape":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"begin":0,"end":0,"digest":"x"}]}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := DecodeManifest(data)
+		var m *Manifest
+		var err error
+		n := allocs(func() { m, err = DecodeManifest(data) })
+		require.LessOrEqual(t, n, 32*uint64(len(data))+64<<10, "allocated %d bytes for %d of JSON", n, len(data))
 		if err != nil {
 			return
 		}
@@ -43,6 +98,7 @@ func FuzzDecodeManifest(f *testing.F) {
 			var off int64
 			for _, c := range file.Chunks {
 				require.Equal(t, off, c.Offset)
+				require.LessOrEqual(t, c.Size, int64(MaxBlobContent))
 				off += c.Size
 			}
 			require.Equal(t, file.Size, off)
@@ -68,5 +124,79 @@ func FuzzParseRef(f *testing.F) {
 		require.Equal(t, name, n)
 		require.Equal(t, refKindVersion, kind)
 		require.Equal(t, ref, last)
+	})
+}
+
+// mapBackend is a read-only Backend over a map, for fuzzing readers.
+type mapBackend map[string][]byte
+
+func (m mapBackend) Put(context.Context, string, io.Reader, int64) error {
+	return fmt.Errorf("read-only: %w", ErrExists)
+}
+
+func (m mapBackend) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	data, ok := m[key]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	data = data[min(off, int64(len(data))):]
+	if n >= 0 {
+		data = data[:min(n, int64(len(data)))]
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+func (m mapBackend) Stat(_ context.Context, key string) (ObjectInfo, error) {
+	data, ok := m[key]
+	if !ok {
+		return ObjectInfo{}, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}, nil
+}
+
+func (m mapBackend) List(_ context.Context, prefix string, fn func(ObjectInfo) error) error {
+	for key, data := range m {
+		if strings.HasPrefix(key, prefix) {
+			if err := fn(ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m mapBackend) Delete(context.Context, string) error { return nil }
+func (m mapBackend) Location() string                     { return "fuzz" }
+
+// FuzzReadRefs: the JSON objects of a registry (format file, version ref,
+// tag, retention policy) read through the public API never panic, and their
+// readers allocate at most a bounded multiple of the object.
+func FuzzReadRefs(f *testing.F) {
+	rec := `{"name":"n","version":"1","manifest":"` + strings.Repeat("ab", 32) + `","pushed":"2026-01-01T00:00:00Z","step":1,"metrics":{"eval_loss":1.5},"files":1,"logical_bytes":3,"stored_bytes":3}`
+	f.Add([]byte(rec))
+	f.Add([]byte(`{"version":"1","tagged":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"keep_last":2,"keep_best":1,"keep_within":"72h"}`))
+	f.Add([]byte(`{"format":"ckpt-registry","version":1,"id":"00112233445566778899aabbccddeeff","created":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"metrics":{"a":1,"b":2,"c":3,"d":4,"e":5}}`))
+	format := []byte(`{"format":"ckpt-registry","version":1,"id":"00112233445566778899aabbccddeeff","created":"2026-01-01T00:00:00Z"}`)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ctx := context.Background()
+		bound := 32*uint64(len(data)) + 256<<10
+		n := allocs(func() { _, _ = Open(ctx, mapBackend{FormatKey: data}, Options{Workers: 1}) })
+		require.LessOrEqual(t, n, bound, "Open allocated %d bytes", n)
+
+		r, err := Open(ctx, mapBackend{
+			FormatKey:                    format,
+			versionKey("n", "1"):         data,
+			tagKey("n", "prod"):          data,
+			policyKey("n", policyRefKey): data,
+		}, Options{Workers: 1})
+		require.NoError(t, err)
+		for _, ref := range []string{"1", "prod", RefLatest, RefBest} {
+			n = allocs(func() { _, _ = r.Resolve(ctx, "n", ref) })
+			require.LessOrEqual(t, n, 2*bound, "Resolve %s allocated %d bytes", ref, n)
+		}
+		n = allocs(func() { _, _, _ = r.Policy(ctx, "n") })
+		require.LessOrEqual(t, n, bound, "Policy allocated %d bytes", n)
 	})
 }

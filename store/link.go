@@ -191,7 +191,7 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 		return fail(fmt.Errorf("%s: %w (type, owner, mode or size)", p, errEntryDamaged))
 	}
 	if !recorded {
-		if err := r.checkChunks(e, f); err != nil {
+		if err := r.checkChunks(ctx, e, f); err != nil {
 			return fail(err)
 		}
 	}
@@ -213,15 +213,21 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 }
 
 // checkChunks checks every chunk of f in the open entry e against its ID.
-func (r *Registry) checkChunks(e *os.File, f *sourcedFile) error {
-	bp := getBuf()
-	defer putBuf(bp)
+// Each read holds the chunk's memory from the transfer budget.
+func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) error {
 	for _, c := range f.Chunks {
-		if c.Size > MaxChunkSize || c.Offset < 0 || c.Offset+c.Size > f.Size {
+		if c.Size > MaxBlobContent || c.Offset < 0 || c.Offset+c.Size > f.Size {
 			return fmt.Errorf("%s: chunk %s at %d (%d bytes) outside the file", f.Path, c.ID, c.Offset, c.Size)
 		}
-		b := sized(bp, c.Size)
-		if _, err := e.ReadAt(b, c.Offset); err != nil || Hash(b) != c.ID {
+		l, err := leaseChunk(ctx, c.Size)
+		if err != nil {
+			return err
+		}
+		b := l.buf()[:c.Size]
+		_, err = e.ReadAt(b, c.Offset)
+		ok := err == nil && Hash(b) == c.ID
+		l.done()
+		if !ok {
 			return fmt.Errorf("%s: %w (chunk at %d)", e.Name(), errEntryDamaged, c.Offset)
 		}
 	}
@@ -285,11 +291,7 @@ func (r *Registry) writeChunks(ctx context.Context, w *os.File, f *sourcedFile) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, r.workers/2))
 	for _, c := range f.Chunks {
-		g.Go(func() error {
-			bp := getBuf()
-			defer putBuf(bp)
-			return r.writeChunk(gctx, w, f, c, bp)
-		})
+		g.Go(func() error { return r.writeChunk(gctx, w, f, c) })
 	}
 	if err := g.Wait(); err != nil {
 		return err

@@ -84,11 +84,17 @@ func (m *Manifest) Encode() ([]byte, ID, error) {
 	if err != nil {
 		return nil, ID{}, fmt.Errorf("encode manifest: %w", err)
 	}
+	if len(data) > MaxManifestContent {
+		return nil, ID{}, fmt.Errorf("encode manifest: %d bytes, over the limit of %d that readers accept", len(data), MaxManifestContent)
+	}
 	return data, Hash(data), nil
 }
 
 // DecodeManifest parses and validates manifest JSON.
 func DecodeManifest(data []byte) (*Manifest, error) {
+	if len(data) > MaxManifestContent {
+		return nil, fmt.Errorf("manifest: %d bytes, over the limit %d", len(data), MaxManifestContent)
+	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -125,7 +131,7 @@ func (m *Manifest) Validate() error {
 		}
 		var off int64
 		for _, c := range f.Chunks {
-			if c.Offset != off || c.Size <= 0 || c.Size > MaxObjectContent {
+			if c.Offset != off || c.Size <= 0 || c.Size > MaxBlobContent {
 				return fmt.Errorf("manifest: file %q: chunk %s at offset %d size %d does not follow offset %d", f.Path, c.ID, c.Offset, c.Size, off)
 			}
 			off += c.Size

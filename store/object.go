@@ -1,12 +1,17 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"slices"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/planes"
 )
 
@@ -36,10 +41,48 @@ const (
 	objectMagic      = "CKPT"
 	objectVersion    = 1
 	objectHeaderSize = 16
-	// MaxObjectContent bounds the declared decoded size of any object, so a
-	// corrupt or hostile header cannot make a reader allocate without limit.
-	MaxObjectContent = 256 << 20
+
+	// MaxBlobContent is the largest content a blob may declare: the largest
+	// chunk a writer produces, which is the header chunk of a safetensors
+	// file (its 8-byte length and a header of at most
+	// layout.MaxSafetensorsHeader bytes); every other chunk is at most
+	// MaxChunkSize.
+	MaxBlobContent = 8 + layout.MaxSafetensorsHeader
+	// MaxManifestContent is the largest manifest JSON a writer produces or a
+	// reader accepts: 64 MiB, twice the 30 MB of a generated manifest shaped
+	// like a 671B-parameter model's (163 shards, 91,000 tensors, 84,000
+	// chunks).
+	MaxManifestContent = 64 << 20
+	// MaxObjectContent bounds the declared content length of any object,
+	// blob or manifest, so a corrupt or hostile header cannot make a reader
+	// allocate without limit. Readers that know more bound it further: a
+	// chunk's size is in its manifest.
+	MaxObjectContent = max(MaxBlobContent, MaxManifestContent)
+
+	// zstdBlockMax is the most a zstd block decodes to (RFC 8878, 3.1.1.2.4).
+	zstdBlockMax = 128 << 10
+	// zstdSlack is the room past the declared length that a zstd decode
+	// needs in its destination, so that the block that crosses the declared
+	// length is decoded in place and refused, instead of growing (copying)
+	// the destination first.
+	zstdSlack = zstdBlockMax + 64
 )
+
+// maxPayload is the longest payload an object of n content bytes may have:
+// n for raw, at most n + n/128 + 4 KiB for zstd and planes (more than any
+// encoder needs for incompressible input: zstd adds 3 bytes per 128 KiB
+// block, planes one byte per block of at least 1 KiB). Readers stop reading
+// an object there.
+func maxPayload(n int64) int64 { return n + n/128 + 4096 }
+
+// contentCap is the capacity a destination needs to decode an object of n
+// content bytes without growing.
+func contentCap(n int64) int64 { return n + zstdSlack }
+
+// storedCap is the capacity that holds the stored form of an object of n
+// content bytes (header and longest payload) and one byte more, by which a
+// reader tells that an object is longer than that.
+func storedCap(n int64) int64 { return objectHeaderSize + maxPayload(n) + 1 }
 
 // ErrCorrupt marks an object whose bytes do not decode to content with the
 // ID it is stored under.
@@ -48,7 +91,10 @@ var ErrCorrupt = errors.New("corrupt object")
 var (
 	zstdFast, _    = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	zstdDefault, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxObjectContent))
+	// zstdDecoder decodes only into the capacity it is given (decodeZstd
+	// sizes it by the declared length).
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(uint64(contentCap(MaxObjectContent))))
 )
 
 // EncodeHint tells the encoder what the content is, so it can pick a codec.
@@ -111,7 +157,8 @@ type ObjectHeader struct {
 	ContentLen int
 }
 
-// ParseObjectHeader checks and decodes the first 16 bytes of an object.
+// ParseObjectHeader checks and decodes the first 16 bytes of an object. The
+// declared content length is at most MaxObjectContent.
 func ParseObjectHeader(obj []byte) (ObjectHeader, error) {
 	if len(obj) < objectHeaderSize {
 		return ObjectHeader{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrCorrupt, len(obj))
@@ -129,30 +176,80 @@ func ParseObjectHeader(obj []byte) (ObjectHeader, error) {
 	return ObjectHeader{Codec: Codec(obj[5]), Param: obj[6], ContentLen: int(n)}, nil
 }
 
+// sizeLimit is what a reader knows of an object's content length before
+// it reads the object: at most max bytes, and exactly exact bytes when
+// exact >= 0 (a chunk, whose size its manifest gives).
+type sizeLimit struct{ exact, max int64 }
+
+func exactSize(n int64) sizeLimit { return sizeLimit{exact: n, max: n} }
+func atMost(n int64) sizeLimit    { return sizeLimit{exact: -1, max: n} }
+
+// check refuses a declared length outside the limit.
+func (l sizeLimit) check(declared int) error {
+	n := int64(declared)
+	if l.exact >= 0 && n != l.exact {
+		return fmt.Errorf("%w: header declares %d bytes, the manifest says %d", ErrCorrupt, n, l.exact)
+	}
+	if n > l.max {
+		return fmt.Errorf("%w: header declares %d bytes, over the limit %d for this object", ErrCorrupt, n, l.max)
+	}
+	return nil
+}
+
 // DecodeObject appends the content of a stored object to dst and checks
 // that it hashes to want. Errors wrap ErrCorrupt when the bytes are damaged.
+// It allocates at most the declared length (and zstdSlack) beyond dst's
+// capacity, only after the payload's framing has been checked, and refuses
+// the object as soon as decoding passes the declared length.
 func DecodeObject(dst, obj []byte, want ID) ([]byte, error) {
+	return decodeObject(dst, obj, want, atMost(MaxObjectContent))
+}
+
+// DecodeObjectSize is DecodeObject for an object whose content length the
+// reader knows (a chunk's size in its manifest): a header declaring any
+// other length is refused before anything is decoded or allocated.
+func DecodeObjectSize(dst, obj []byte, want ID, size int64) ([]byte, error) {
+	return decodeObject(dst, obj, want, exactSize(size))
+}
+
+func decodeObject(dst, obj []byte, want ID, limit sizeLimit) ([]byte, error) {
 	h, err := ParseObjectHeader(obj)
 	if err != nil {
 		return dst, err
 	}
-	payload := obj[objectHeaderSize:]
+	if err := limit.check(h.ContentLen); err != nil {
+		return dst, err
+	}
+	return decodePayload(dst, h, obj[objectHeaderSize:], want)
+}
+
+// decodePayload appends the content that payload encodes under header h to
+// dst and checks it against the declared length and want.
+func decodePayload(dst []byte, h ObjectHeader, payload []byte, want ID) ([]byte, error) {
+	n := int64(h.ContentLen)
+	if h.Codec != CodecRaw && int64(len(payload)) > maxPayload(n) {
+		return dst, fmt.Errorf("%w: %s payload of %d bytes for %d bytes of content, over the limit %d", ErrCorrupt, h.Codec, len(payload), n, maxPayload(n))
+	}
 	start := len(dst)
+	var err error
 	switch h.Codec {
 	case CodecRaw:
+		if int64(len(payload)) != n {
+			return dst, fmt.Errorf("%w: raw payload of %d bytes, header says %d", ErrCorrupt, len(payload), n)
+		}
 		dst = append(dst, payload...)
 	case CodecZstd:
-		dst, err = zstdDecoder.DecodeAll(payload, dst)
+		dst, err = decodeZstd(dst, payload, n)
 	case CodecPlanes:
-		dst, err = planes.Decode(dst, payload, h.ContentLen)
+		dst, err = decodePlanes(dst, payload, n)
 	default:
 		return dst, fmt.Errorf("unknown codec %d: upgrade ckpt", h.Codec)
 	}
 	if err != nil {
 		return dst[:start], fmt.Errorf("%w: %s payload: %v", ErrCorrupt, h.Codec, err)
 	}
-	if got := len(dst) - start; got != h.ContentLen {
-		return dst[:start], fmt.Errorf("%w: decoded %d bytes, header says %d", ErrCorrupt, got, h.ContentLen)
+	if got := int64(len(dst) - start); got != n {
+		return dst[:start], fmt.Errorf("%w: decoded %d bytes, header says %d", ErrCorrupt, got, n)
 	}
 	if got := Hash(dst[start:]); got != want {
 		return dst[:start], fmt.Errorf("%w: content hashes to %s, want %s", ErrCorrupt, got, want)
@@ -160,43 +257,269 @@ func DecodeObject(dst, obj []byte, want ID) ([]byte, error) {
 	return dst, nil
 }
 
-// freeBufs recycles chunk-sized buffers across workers. Unlike a sync.Pool
-// it survives garbage collections, so a transfer running near the memory
-// limit does not reallocate 8 MiB buffers after every cycle; it holds at
-// most its capacity (two buffers for each of 8 workers), the rest is left
-// to the collector.
-var freeBufs = make(chan *[]byte, 16)
+// decodeZstd appends the n bytes that the zstd frame in payload decodes to.
+// The frame's structure is checked first (checkZstdFrame), then it is
+// decoded into a destination of capacity contentCap(n): the decoder refuses
+// the frame right after the block that passes n, which still fits.
+func decodeZstd(dst, payload []byte, n int64) ([]byte, error) {
+	if err := checkZstdFrame(payload, n); err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, int(contentCap(n)))
+	out, err := zstdDecoder.DecodeAll(payload, dst[start:start:start+int(contentCap(n))])
+	if err != nil {
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrFrameSizeExceeded) {
+			err = fmt.Errorf("decodes to more than the declared %d bytes", n)
+		}
+		return dst[:start], err
+	}
+	if len(out) > 0 && &out[0] != &dst[start : start+1][0] {
+		return append(dst[:start], out...), nil // decoded elsewhere (not expected)
+	}
+	return dst[:start+len(out)], nil
+}
 
-func getBuf() *[]byte {
-	select {
-	case b := <-freeBufs:
-		return b
+// zstdMagic starts every zstd frame (RFC 8878, 3.1.1).
+const zstdMagic = 0xFD2FB528
+
+// checkZstdFrame checks that payload is exactly one zstd frame, that its
+// header declares n as its content size (frames of content up to one block
+// may omit it), and that its blocks could produce n bytes at all. It reads
+// only the frame and block headers.
+func checkZstdFrame(payload []byte, n int64) error {
+	if len(payload) < 5 || binary.LittleEndian.Uint32(payload) != zstdMagic {
+		return errors.New("not a zstd frame")
+	}
+	fhd := payload[4]
+	if fhd&0x08 != 0 {
+		return errors.New("reserved bit set in the frame header")
+	}
+	single := fhd&0x20 != 0
+	pos := 5
+	if !single {
+		pos++ // window descriptor
+	}
+	pos += [4]int{0, 1, 2, 4}[fhd&3] // dictionary ID
+	fcsLen := [4]int{0, 2, 4, 8}[fhd>>6]
+	if fcsLen == 0 && single {
+		fcsLen = 1
+	}
+	if pos+fcsLen > len(payload) {
+		return errors.New("truncated frame header")
+	}
+	fcs := int64(-1)
+	switch fcsLen {
+	case 1:
+		fcs = int64(payload[pos])
+	case 2:
+		fcs = int64(binary.LittleEndian.Uint16(payload[pos:])) + 256
+	case 4:
+		fcs = int64(binary.LittleEndian.Uint32(payload[pos:]))
+	case 8:
+		if v := binary.LittleEndian.Uint64(payload[pos:]); v <= math.MaxInt64 {
+			fcs = int64(v)
+		} else {
+			fcs = math.MaxInt64
+		}
+	}
+	pos += fcsLen
+	switch {
+	case fcs < 0 && n > zstdBlockMax:
+		return fmt.Errorf("frame of %d bytes does not declare its content size", n)
+	case fcs >= 0 && fcs != n:
+		return fmt.Errorf("frame declares %d bytes of content, the header %d", fcs, n)
+	}
+	var most int64 // the most the blocks can decode to
+	for {
+		if pos+3 > len(payload) {
+			return errors.New("truncated block header")
+		}
+		bh := uint32(payload[pos]) | uint32(payload[pos+1])<<8 | uint32(payload[pos+2])<<16
+		pos += 3
+		size := int(bh >> 3)
+		if size > zstdBlockMax {
+			return fmt.Errorf("block of %d bytes, over the zstd maximum", size)
+		}
+		switch bh >> 1 & 3 {
+		case 0: // raw
+			pos += size
+			most += int64(size)
+		case 1: // rle
+			pos++
+			most += int64(size)
+		case 2: // compressed
+			pos += size
+			most += zstdBlockMax
+		default:
+			return errors.New("reserved block type")
+		}
+		if pos > len(payload) {
+			return errors.New("truncated block")
+		}
+		if bh&1 != 0 {
+			break
+		}
+	}
+	if fhd&0x04 != 0 {
+		pos += 4 // content checksum
+	}
+	if pos != len(payload) {
+		return fmt.Errorf("%d bytes after the frame, want none", len(payload)-pos)
+	}
+	if most < n {
+		return fmt.Errorf("blocks decode to at most %d bytes, the header says %d", most, n)
+	}
+	return nil
+}
+
+// decodePlanes appends the n bytes that the planes payload decodes to. The
+// planes header must declare n; planes.Decode checks all framing before it
+// allocates and never writes past its declared length.
+func decodePlanes(dst, payload []byte, n int64) ([]byte, error) {
+	if got, err := planes.DecodedLen(payload); err != nil {
+		return dst, err
+	} else if int64(got) != n {
+		return dst, fmt.Errorf("declares %d bytes of content, the header %d", got, n)
+	}
+	return planes.Decode(dst, payload, int(n))
+}
+
+// decodeCap is the capacity that decoding this object's payload needs.
+func (h ObjectHeader) decodeCap() int64 {
+	if h.Codec == CodecZstd {
+		return contentCap(int64(h.ContentLen))
+	}
+	return int64(h.ContentLen)
+}
+
+// readObject reads a stored object from r and appends its verified content
+// to dst: the header first, whose declared length must be within limit,
+// then the payload (readObjectBody).
+func readObject(r io.Reader, dst []byte, want ID, limit sizeLimit) ([]byte, error) {
+	h, err := readObjectHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := limit.check(h.ContentLen); err != nil {
+		return nil, err
+	}
+	return readObjectBody(r, h, dst, want)
+}
+
+// readObjectHeader reads and checks the 16-byte header at the start of r.
+func readObjectHeader(r io.Reader) (ObjectHeader, error) {
+	var hdr [objectHeaderSize]byte
+	if n, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return ObjectHeader{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrCorrupt, n)
+		}
+		return ObjectHeader{}, err
+	}
+	return ParseObjectHeader(hdr[:])
+}
+
+// errObjectTooLong is returned by readFull when the reader holds more than
+// its limit.
+var errObjectTooLong = errors.New("longer than its codec allows")
+
+// readObjectBody reads the payload of an object whose header h was just
+// read from r, and appends the content it encodes to dst (growing dst to
+// h.decodeCap() if it has less room). A raw payload is read straight into
+// dst; any other into a buffer of storedCap bytes, reading no more than
+// maxPayload: the caller holds that much memory from the transfer budget.
+func readObjectBody(r io.Reader, h ObjectHeader, dst []byte, want ID) ([]byte, error) {
+	n := int64(h.ContentLen)
+	switch h.Codec {
+	case CodecRaw:
+		start := len(dst)
+		dst = slices.Grow(dst, int(n))[:start+int(n)]
+		if _, err := io.ReadFull(r, dst[start:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("%w: raw payload shorter than the declared %d bytes", ErrCorrupt, n)
+			}
+			return nil, err
+		}
+		var extra [1]byte
+		if k, err := io.ReadFull(r, extra[:]); k > 0 {
+			return nil, fmt.Errorf("%w: raw payload longer than the declared %d bytes", ErrCorrupt, n)
+		} else if !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if got := Hash(dst[start:]); got != want {
+			return nil, fmt.Errorf("%w: content hashes to %s, want %s", ErrCorrupt, got, want)
+		}
+		return dst, nil
+	case CodecZstd, CodecPlanes:
 	default:
-		b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8+objectHeaderSize)
-		return &b
+		return nil, fmt.Errorf("unknown codec %d: upgrade ckpt", h.Codec)
+	}
+	bp := takeBuf(storedCap(n))
+	defer dropBuf(bp)
+	payload, err := readFull(r, (*bp)[:0], maxPayload(n))
+	if errors.Is(err, errObjectTooLong) {
+		return nil, fmt.Errorf("%w: %s payload for %d bytes of content is %w (%d bytes)", ErrCorrupt, h.Codec, n, err, maxPayload(n))
+	}
+	if err != nil {
+		return nil, err
+	}
+	dst = slices.Grow(dst, int(h.decodeCap()))
+	out, err := decodePayload(dst, h, payload, want)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readFull reads r to its end into the spare capacity of dst, and fails
+// with errObjectTooLong once r holds more than limit bytes; dst grows only
+// up to limit+1 bytes past its length.
+func readFull(r io.Reader, dst []byte, limit int64) ([]byte, error) {
+	start := len(dst)
+	for {
+		if len(dst) == cap(dst) {
+			room := min(max(int64(cap(dst)-start), 4096), limit+1-int64(len(dst)-start))
+			dst = slices.Grow(dst, int(room))
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if int64(len(dst)-start) > limit {
+			return nil, errObjectTooLong
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 }
 
-// keepBuf remembers b in bp if appending grew it past bp's capacity, so
-// the pool keeps the larger buffer. A nil b (an error path) changes nothing.
-func keepBuf(bp *[]byte, b []byte) {
-	if cap(b) > cap(*bp) {
-		*bp = b
+// readManifestObject reads manifest id from the backend. Its header is read
+// first: a declared length over MaxManifestContent is refused, and the
+// memory to read and decode it is taken from the transfer budget until it
+// is decoded. The returned content is the caller's.
+func (r *Registry) readManifestObject(ctx context.Context, id ID) ([]byte, error) {
+	rc, err := r.backend.Get(ctx, ManifestKey(id), 0, -1)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// sized returns a slice of length n backed by bp, growing it if needed.
-func sized(bp *[]byte, n int64) []byte {
-	if int64(cap(*bp)) < n {
-		*bp = make([]byte, n)
+	defer rc.Close()
+	h, err := readObjectHeader(rc)
+	if err != nil {
+		return nil, err
 	}
-	return (*bp)[:n]
-}
-
-func putBuf(bp *[]byte) {
-	*bp = (*bp)[:0]
-	select {
-	case freeBufs <- bp:
-	default:
+	if err := atMost(MaxManifestContent).check(h.ContentLen); err != nil {
+		return nil, err
 	}
+	cost := h.decodeCap()
+	if h.Codec != CodecRaw {
+		cost += bufCost(storedCap(int64(h.ContentLen)))
+	}
+	release, err := transfers.acquire(ctx, cost)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return readObjectBody(rc, h, make([]byte, 0, h.decodeCap()), id)
 }

@@ -205,21 +205,61 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 }
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.
-func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c Chunk, bp *[]byte) error {
-	data, err := r.fetchBlob(ctx, c.ID, (*bp)[:0])
+// It holds the chunk's memory from the transfer budget while it does.
+func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c Chunk) error {
+	data, l, err := r.fetchChunk(ctx, c)
 	if err != nil {
 		return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
 	}
-	keepBuf(bp, data)
-	if int64(len(data)) != c.Size {
-		return fmt.Errorf("%s (from %s): blob %s has %d bytes, manifest says %d", f.Path, f.from, c.ID, len(data), c.Size)
-	}
+	defer l.done()
 	if _, err := w.WriteAt(data, c.Offset); err != nil {
 		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	startWriteback(w, c.Offset, c.Size)
 	r.progressAdd(c.Size)
 	return nil
+}
+
+// keepWrittenChunk reports whether a resumed pull already wrote chunk c
+// into h: its bytes there hash to the chunk's ID. The read holds the
+// chunk's memory from the transfer budget.
+func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk) (bool, error) {
+	if c.Size <= 0 || c.Size > MaxBlobContent {
+		return false, nil
+	}
+	l, err := leaseChunk(ctx, c.Size)
+	if err != nil {
+		return false, err
+	}
+	defer l.done()
+	have := l.buf()[:c.Size]
+	if _, err := h.ReadAt(have, c.Offset); err != nil || Hash(have) != c.ID {
+		return false, nil
+	}
+	r.progressAdd(c.Size)
+	return true, nil
+}
+
+// fetchChunk waits for the memory to hold chunk c (leaseChunk), then
+// fetches and verifies its blob. The data is valid until the lease is done;
+// on error nothing is held.
+func (r *Registry) fetchChunk(ctx context.Context, c Chunk) ([]byte, *chunkLease, error) {
+	if c.Size < 0 || c.Size > MaxBlobContent {
+		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, ErrCorrupt, c.Size, MaxBlobContent)
+	}
+	l, err := leaseChunk(ctx, c.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := r.fetchBlob(ctx, c.ID, c.Size, l.buf())
+	if err == nil && int64(len(data)) != c.Size {
+		err = fmt.Errorf("blob %s has %d bytes, manifest says %d", c.ID, len(data), c.Size)
+	}
+	if err != nil {
+		l.done()
+		return nil, nil, err
+	}
+	return data, l, nil
 }
 
 // buildDir is the folder a pull builds in, beside its target, with the
@@ -404,16 +444,13 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 	for i, f := range files {
 		for _, c := range f.Chunks {
 			g.Go(func() error {
-				bp := getBuf()
-				defer putBuf(bp)
-				if resuming && c.Size <= MaxChunkSize {
-					have := sized(bp, c.Size)
-					if _, err := handles[i].ReadAt(have, c.Offset); err == nil && Hash(have) == c.ID {
-						r.progressAdd(c.Size)
-						return nil
+				if resuming {
+					kept, err := r.keepWrittenChunk(gctx, handles[i], c)
+					if err != nil || kept {
+						return err
 					}
 				}
-				return r.writeChunk(gctx, handles[i], &f, c, bp)
+				return r.writeChunk(gctx, handles[i], &f, c)
 			})
 		}
 	}
@@ -431,18 +468,24 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 	return nil
 }
 
-// fetchBlob reads blob id, decodes it into dst and checks its digest. It
-// reads from files of earlier pulls on this machine when they still hold
-// the chunk (PullCache), else from the registry.
-func (r *Registry) fetchBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
+// fetchBlob reads blob id, whose content the manifest says is size bytes,
+// decodes it into dst and checks its digest. It reads from files of earlier
+// pulls on this machine when they still hold the chunk (PullCache), else
+// from the registry.
+func (r *Registry) fetchBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
 	if out, ok := r.pulled.read(r.index, id, dst); ok {
 		return out, nil
 	}
-	return r.downloadBlob(ctx, id, dst)
+	return r.downloadBlob(ctx, id, size, dst)
 }
 
-// downloadBlob reads blob id from the backend and decodes it into dst.
-func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
+// downloadBlob reads blob id, whose content the manifest says is size
+// bytes, from the backend and appends its verified content to dst. The
+// caller holds objectCost(size) of the transfer budget; dst should have
+// room for contentCap(size) bytes. A header that declares another size is
+// refused before anything else is read, and no more of the object is read
+// than its codec may need for size bytes.
+func (r *Registry) downloadBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
 	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -452,15 +495,7 @@ func (r *Registry) downloadBlob(ctx context.Context, id ID, dst []byte) ([]byte,
 		return nil, fmt.Errorf("blob %s: %w", id, err)
 	}
 	defer rc.Close()
-	var obj []byte
-	objBuf := getBuf()
-	defer putBuf(objBuf)
-	obj, err = readFull(rc, (*objBuf)[:0], MaxObjectContent+objectHeaderSize+MaxObjectContent/8)
-	keepBuf(objBuf, obj)
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", id, err)
-	}
-	out, err := DecodeObject(dst, obj, id)
+	out, err := readObject(rc, dst, id, exactSize(size))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
 	}
@@ -478,26 +513,6 @@ func targetPath(root, rel string) (string, error) {
 		return "", fmt.Errorf("refusing to write %q: outside the target folder", rel)
 	}
 	return p, nil
-}
-
-// readFull reads r to the end into dst, up to limit bytes.
-func readFull(r io.Reader, dst []byte, limit int64) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if int64(len(dst)) > limit {
-			return nil, fmt.Errorf("object larger than %d bytes", limit)
-		}
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 }
 
 type dirState int
@@ -556,7 +571,8 @@ func randomHex(n int) string {
 }
 
 // ReadRange returns n bytes of a manifest file from offset off, fetching and
-// verifying only the chunks that cover them.
+// verifying only the chunks that cover them, one at a time, each under the
+// transfer budget.
 func (r *Registry) ReadRange(ctx context.Context, f *File, off, n int64) ([]byte, error) {
 	if off < 0 || n < 0 || off+n > f.Size {
 		return nil, fmt.Errorf("%s: range [%d, %d) outside the file (%d bytes)", f.Path, off, off+n, f.Size)
@@ -567,11 +583,12 @@ func (r *Registry) ReadRange(ctx context.Context, f *File, off, n int64) ([]byte
 		if lo >= hi {
 			continue
 		}
-		data, err := r.fetchBlob(ctx, c.ID, nil)
+		data, l, err := r.fetchChunk(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Path, err)
 		}
 		copy(out[lo-off:hi-off], data[lo-c.Offset:hi-c.Offset])
+		l.done()
 	}
 	return out, nil
 }

@@ -403,9 +403,14 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 	for _, t := range tasks {
 		g.Go(func() error {
 			ex := t.f.plan[t.i]
-			bp := getBuf()
-			defer putBuf(bp)
-			buf := sized(bp, ex.size)
+			release, err := transfers.acquire(gctx, objectCost(ex.size))
+			if err != nil {
+				return err
+			}
+			defer release()
+			bp := takeBuf(ex.size)
+			defer dropBuf(bp)
+			buf := (*bp)[:ex.size]
 			if _, err := t.f.os.ReadAt(buf, ex.off); err != nil {
 				return fmt.Errorf("read %s: %w", t.f.entry.Path, err)
 			}
@@ -541,10 +546,9 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 	if err != nil {
 		return 0, err
 	}
-	bp := getBuf()
-	defer putBuf(bp)
+	bp := takeBuf(storedCap(int64(len(content)))) // callers hold it from the transfer budget
+	defer dropBuf(bp)
 	obj := EncodeObject((*bp)[:0], content, hint)
-	keepBuf(bp, obj)
 	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
 	if errors.Is(err, ErrExists) {
 		err = nil
@@ -570,10 +574,19 @@ func (r *Registry) ensureCachedChunks(ctx context.Context, files []*pushFile, re
 		}
 		for _, c := range pf.file.Chunks {
 			g.Go(func() error {
-				bp := getBuf()
-				defer putBuf(bp)
+				var bp *[]byte
+				release := func() {}
+				defer func() { dropBuf(bp); release() }()
 				stored, err := r.ensureObject(gctx, BlobKey(c.ID), EncodeHint{}, func() ([]byte, error) {
-					buf := sized(bp, c.Size)
+					if c.Size < 0 || c.Size > MaxBlobContent {
+						return nil, fmt.Errorf("cached chunk size %d of %s is over the limit %d", c.Size, pf.entry.Path, MaxBlobContent)
+					}
+					rel, err := transfers.acquire(gctx, objectCost(c.Size))
+					if err != nil {
+						return nil, err
+					}
+					release, bp = rel, takeBuf(c.Size)
+					buf := (*bp)[:c.Size]
 					if err := readAt(pf.abs, buf, c.Offset); err != nil {
 						return nil, err
 					}

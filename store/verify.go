@@ -151,6 +151,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 		return err
 	}
 	blobUsers := map[ID][]string{}
+	sizes := map[ID]int64{}
 	var order []ID
 	for i, m := range manifests {
 		if m == nil {
@@ -161,6 +162,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			for _, c := range f.Chunks {
 				if _, ok := blobUsers[c.ID]; !ok {
 					order = append(order, c.ID)
+					sizes[c.ID] = c.Size
 				}
 				blobUsers[c.ID] = append(blobUsers[c.ID], fmt.Sprintf("%s:%s", user, f.Path))
 			}
@@ -175,12 +177,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			var err error
 			var n int64
 			if readData {
-				bp := getBuf()
-				var data []byte
-				data, err = r.downloadBlob(gctx, id, (*bp)[:0])
-				n = int64(len(data))
-				keepBuf(bp, data)
-				putBuf(bp)
+				n, err = r.readBlobData(gctx, id, sizes[id])
 			} else {
 				var oi ObjectInfo
 				oi, err = r.backend.Stat(gctx, BlobKey(id))
@@ -204,6 +201,22 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 		})
 	}
 	return g.Wait()
+}
+
+// readBlobData downloads blob id, whose content the manifest says is size
+// bytes, from the registry, decodes it and checks its digest, holding the
+// memory it needs from the transfer budget. It returns the content length.
+func (r *Registry) readBlobData(ctx context.Context, id ID, size int64) (int64, error) {
+	if size < 0 || size > MaxBlobContent {
+		return 0, fmt.Errorf("%w: the manifest gives it %d bytes, over the limit %d", ErrCorrupt, size, MaxBlobContent)
+	}
+	l, err := leaseChunk(ctx, size)
+	if err != nil {
+		return 0, err
+	}
+	defer l.done()
+	data, err := r.downloadBlob(ctx, id, size, l.buf())
+	return int64(len(data)), err
 }
 
 // Usage is what `ckpt du` reports.

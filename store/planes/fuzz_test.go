@@ -3,11 +3,26 @@ package planes
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
 )
 
 // fuzzMaxSize is the output limit FuzzDecode decodes with.
 const fuzzMaxSize = 1 << 16
+
+// decodeScratch bounds what Decode allocates besides its output: a decode
+// state (8 blocks of 128 KiB) when the free list has none, and huff0's
+// and zstd's tables.
+const decodeScratch = 2 << 20
+
+// allocs returns the bytes the Go heap allocated while f ran.
+func allocs(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
 
 func fuzzSeeds() [][]byte {
 	return [][]byte{
@@ -43,7 +58,18 @@ func FuzzDecode(f *testing.F) {
 	f.Add(hdr(2, 1, 10, 2048, 2, planeBlocked, 4, blockRLE, 1, blockRLE, 2, planeConst, 1, 9))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, enc []byte) {
-		out, err := Decode(nil, enc, fuzzMaxSize)
+		var out []byte
+		var err error
+		alloc := allocs(func() { out, err = Decode(nil, enc, fuzzMaxSize) })
+		// Never more than the declared length (which a valid header
+		// bounds by the limit), the input and the pooled scratch.
+		if declared, derr := DecodedLen(enc); derr == nil && declared <= fuzzMaxSize {
+			if alloc > uint64(declared+len(enc))+decodeScratch {
+				t.Fatalf("allocated %d bytes for %d declared, %d of input", alloc, declared, len(enc))
+			}
+		} else if alloc > uint64(len(enc))+decodeScratch {
+			t.Fatalf("allocated %d bytes for a refused header, %d of input", alloc, len(enc))
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("unclassified error: %v", err)
