@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -177,4 +178,77 @@ func FuzzIndexFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStatEntryIsSealed: a stat entry is used only when its checksum holds
+// for the path it is stored under and its chunks describe the file; any
+// edit of the stored bytes, an entry moved to another path, or one written
+// without a checksum is a miss.
+func TestStatEntryIsSealed(t *testing.T) {
+	dir := t.TempDir()
+	abs := filepath.Join(dir, "model.safetensors")
+	require.NoError(t, os.WriteFile(abs, bytes.Repeat([]byte("w"), 3000), 0o644))
+	fi, err := os.Stat(abs)
+	require.NoError(t, err)
+	a, b := Hash([]byte("a")), Hash([]byte("b"))
+	e := statKey(fi)
+	e.File = File{Size: 3000, Chunks: []Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1000, Size: 2000}}}
+	e.File.Digest = chunksDigest(e.File.Chunks)
+
+	ix, err := OpenIndex(filepath.Join(dir, "index.db"))
+	require.NoError(t, err)
+	defer ix.Close()
+	ix.storeFiles(map[string]statEntry{abs: e})
+	got, ok := ix.lookupFile(abs, fi)
+	require.True(t, ok)
+	assert.Equal(t, e.File, got)
+	stored, ok := func() ([]byte, bool) {
+		var v []byte
+		require.NoError(t, ix.view(func(tx *bolt.Tx) error {
+			v = bytes.Clone(tx.Bucket(bucketFiles).Get([]byte(abs)))
+			return nil
+		}))
+		return v, v != nil
+	}()
+	require.True(t, ok)
+
+	put := func(key string, v []byte) {
+		require.NoError(t, ix.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketFiles).Put([]byte(key), v) }))
+	}
+	unsealed, err := json.Marshal(e)
+	require.NoError(t, err)
+	other := e
+	other.File.Chunks = []Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1500, Size: 2000}}
+	gap, err := sealStat(abs, other)
+	require.NoError(t, err)
+	cases := []struct {
+		name string
+		v    []byte
+	}{
+		{"a chunk id digit changed", bytes.Replace(stored, []byte(a.String()[:8]), []byte("00000000"), 1)},
+		{"a chunk size changed", bytes.Replace(stored, []byte(`"size":2000`), []byte(`"size":2001`), 1)},
+		{"the digest changed", bytes.Replace(stored, []byte(e.File.Digest[len("chunks-sha256:"):][:6]), []byte("ffffff"), 1)},
+		{"no checksum (an older ckpt)", unsealed},
+		{"chunks with a gap, sealed", gap},
+		{"not JSON", []byte("{")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			require.NotEqual(t, stored, c.v)
+			put(abs, c.v)
+			_, ok := ix.lookupFile(abs, fi)
+			assert.False(t, ok)
+		})
+	}
+	// The intact entry under another path (a flipped key) is a miss too.
+	abs2 := filepath.Join(dir, "model2.safetensors")
+	require.NoError(t, os.Link(abs, abs2))
+	fi2, err := os.Stat(abs2)
+	require.NoError(t, err)
+	put(abs2, stored)
+	_, ok = ix.lookupFile(abs2, fi2)
+	assert.False(t, ok)
+	put(abs, stored)
+	_, ok = ix.lookupFile(abs, fi)
+	assert.True(t, ok)
 }

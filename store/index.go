@@ -1,7 +1,9 @@
 package store
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,7 +282,10 @@ var (
 func knownBucket(reg string) []byte   { return []byte("known/" + reg) }
 func catalogBucket(reg string) []byte { return []byte("catalog/" + reg) }
 
-// statEntry remembers what a file hashed to, keyed by its stat.
+// statEntry remembers what a file hashed to, keyed by its stat. Sum seals
+// the entry and the path it is stored under: an entry damaged on disk (or
+// written by an older ckpt, without one) is a miss, never wrong chunks in a
+// manifest.
 type statEntry struct {
 	Size    int64  `json:"size"`
 	MtimeNs int64  `json:"mtime_ns"`
@@ -289,6 +294,66 @@ type statEntry struct {
 	Dev     uint64 `json:"dev"`
 	Plan    int    `json:"plan"` // chunkPlanVersion the entry was made with
 	File    File   `json:"file"`
+	Sum     string `json:"sum,omitempty"` // statSum of the entry without it, under its path
+}
+
+// statSum is the hex SHA-256 of the path and the entry's JSON without Sum.
+func statSum(abs string, e statEntry) (string, error) {
+	e.Sum = ""
+	data, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(abs))
+	h.Write([]byte{0})
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sealStat returns the stored form of e under abs.
+func sealStat(abs string, e statEntry) ([]byte, error) {
+	sum, err := statSum(abs, e)
+	if err != nil {
+		return nil, err
+	}
+	e.Sum = sum
+	return json.Marshal(e)
+}
+
+// openStat decodes a stored entry, refusing one whose checksum does not
+// match or whose chunks do not describe its file.
+func openStat(abs string, v []byte) (statEntry, bool) {
+	var e statEntry
+	if json.Unmarshal(v, &e) != nil || e.Sum == "" {
+		return statEntry{}, false
+	}
+	if sum, err := statSum(abs, e); err != nil || sum != e.Sum {
+		return statEntry{}, false
+	}
+	return e, e.File.Size == e.Size && chunksDescribe(&e.File)
+}
+
+// chunksDescribe reports whether f's chunks cover [0, Size) contiguously,
+// each at most MaxChunkSize, and its digest is the one they give.
+func chunksDescribe(f *File) bool {
+	var off int64
+	for _, c := range f.Chunks {
+		if c.Offset != off || c.Size <= 0 || c.Size > MaxChunkSize {
+			return false
+		}
+		off += c.Size
+	}
+	if off != f.Size {
+		return false
+	}
+	switch len(f.Chunks) {
+	case 0:
+		return f.Digest == sha256Digest(Hash(nil))
+	case 1:
+		return f.Digest == sha256Digest(f.Chunks[0].ID)
+	}
+	return f.Digest == chunksDigest(f.Chunks)
 }
 
 // chunkPlanVersion changes whenever planChunks would cut a file differently.
@@ -316,7 +381,11 @@ func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
 			return nil
 		}
 		v := b.Get([]byte(abs))
-		if v == nil || json.Unmarshal(v, &e) != nil {
+		if v == nil {
+			return nil
+		}
+		var ok bool
+		if e, ok = openStat(abs, v); !ok {
 			return nil
 		}
 		want := statKey(fi)
@@ -340,7 +409,7 @@ func (ix *Index) storeFiles(entries map[string]statEntry) {
 			return err
 		}
 		for abs, e := range entries {
-			v, err := json.Marshal(e)
+			v, err := sealStat(abs, e)
 			if err != nil {
 				return err
 			}

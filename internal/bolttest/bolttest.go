@@ -193,6 +193,17 @@ func Corruptions(tb testing.TB, data []byte, seed uint64, random int) []Corrupti
 		add("leaf: value marked as a bucket", Structural, func(b []byte) { ne.PutUint32(b[e:], 1) })
 	}
 
+	// Flipped hex digits inside stored entries: chunk IDs and digests of the
+	// stat cache, cached manifests. The file stays well-formed.
+	for _, pat := range []string{`"chunks":[{"id":"`, `"digest":"sha256:`} {
+		if bytes.Contains(data, []byte(pat)) {
+			add("value: "+pat+" digit", Undetectable, func(b []byte) { flipAfter(b, []byte(pat)) })
+		}
+	}
+	if bytes.Contains(data, []byte(`"offset":0,"size":`)) {
+		add("value: chunk size digit", Undetectable, func(b []byte) { flipAfter(b, []byte(`"offset":0,"size":`)) })
+	}
+
 	add("truncated to half", Structural, func(b []byte) {})
 	out[len(out)-1].Data = bytes.Clone(data[:len(data)/2/ps*ps])
 	add("truncated to one page", Structural, func(b []byte) {})
@@ -207,6 +218,26 @@ func Corruptions(tb testing.TB, data []byte, seed uint64, random int) []Corrupti
 		add(fmt.Sprintf("random %d: byte %d ^ %#02x", i, off, mask), Random, func(b []byte) { b[off] ^= mask })
 	}
 	return out
+}
+
+// flipAfter changes the hex digit after every occurrence of pat to another
+// hex digit.
+func flipAfter(b, pat []byte) {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], pat)
+		if j < 0 {
+			return
+		}
+		k := i + j + len(pat)
+		if k < len(b) {
+			if b[k] == '0' {
+				b[k] = '1'
+			} else {
+				b[k] = '0'
+			}
+		}
+		i = k
+	}
 }
 
 // leafWithValues finds a leaf element that is a plain value of at least
