@@ -50,3 +50,10 @@ type Backend interface {
 	// Location names the backend for messages (never with credentials).
 	Location() string
 }
+
+// CheapStatter is an optional Backend interface. CheapStat reports that
+// Stat costs no request (a local file system), so that checking many keys
+// asks for each rather than listing their folders.
+type CheapStatter interface {
+	CheapStat() bool
+}

@@ -41,6 +41,9 @@ func New(dir string) (*Backend, error) {
 	return &Backend{Root: abs}, nil
 }
 
+// CheapStat implements store.CheapStatter: Stat is one system call.
+func (b *Backend) CheapStat() bool { return true }
+
 // Location implements store.Backend.
 func (b *Backend) Location() string { return b.Root }
 
@@ -252,4 +255,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-var _ store.Backend = (*Backend)(nil)
+var (
+	_ store.Backend      = (*Backend)(nil)
+	_ store.CheapStatter = (*Backend)(nil)
+)
