@@ -57,3 +57,11 @@ type Backend interface {
 type CheapStatter interface {
 	CheapStat() bool
 }
+
+// TempCleaner is an optional Backend interface for backends that stage
+// writes in a space of their own (the local folder's .tmp/), where a
+// writer killed mid-write leaves partial files. CleanTemp removes those
+// older than a grace period (by the storage's clock); push and gc call it.
+type TempCleaner interface {
+	CleanTemp(ctx context.Context) error
+}

@@ -34,6 +34,15 @@ func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files 
 	}
 }
 
+// removeStaleTemp lets a backend with a temporary space of its own remove
+// what killed writers left there (TempCleaner). Failures only leave the
+// files for the next push or gc; a dry run removes nothing.
+func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
+	if c, ok := r.backend.(TempCleaner); ok && !dryRun && !r.dry {
+		_ = c.CleanTemp(ctx)
+	}
+}
+
 // errLockExpired: the publish lock was held so long that gc may think it
 // abandoned; the publish starts over with a fresh lock.
 var errLockExpired = errors.New("publish lock held too long")

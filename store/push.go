@@ -153,6 +153,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err := r.confirm(ctx, m, files, res, false); err != nil {
 		return nil, err
 	}
+	r.removeStaleTemp(ctx, false)
 
 	metrics := map[string]float64{}
 	rec := Record{
