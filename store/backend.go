@@ -50,3 +50,18 @@ type Backend interface {
 	// Location names the backend for messages (never with credentials).
 	Location() string
 }
+
+// CheapStatter is an optional Backend interface. CheapStat reports that
+// Stat costs no request (a local file system), so that checking many keys
+// asks for each rather than listing their folders.
+type CheapStatter interface {
+	CheapStat() bool
+}
+
+// TempCleaner is an optional Backend interface for backends that stage
+// writes in a space of their own (the local folder's .tmp/), where a
+// writer killed mid-write leaves partial files. CleanTemp removes those
+// older than a grace period (by the storage's clock); push and gc call it.
+type TempCleaner interface {
+	CleanTemp(ctx context.Context) error
+}

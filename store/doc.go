@@ -28,8 +28,10 @@
 //     sees a ref can read all of its data.
 //   - Every read of a blob or manifest checks the SHA-256 of the decoded
 //     content against the ID in its key.
-//   - The per-machine Index is only a cache; with it deleted every operation
-//     still gives the same result, only slower.
+//   - The per-machine Index is only a cache; with it deleted, damaged or
+//     unwritable every operation still gives the same result, only slower.
+//     Before a push publishes, it checks in the registry every object that
+//     only a cache vouched for, and uploads again what is missing.
 //
 // # Bounded memory
 //

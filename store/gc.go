@@ -42,6 +42,7 @@ type GCResult struct {
 // registry's exclusive gc lock while it runs, so pushes wait to publish
 // (never to upload) and a second gc fails with ErrLocked.
 func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+	r.removeStaleTemp(ctx, opts.DryRun)
 	start := time.Now()
 	res := &GCResult{DryRun: opts.DryRun}
 	grace := opts.Grace

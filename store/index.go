@@ -1,12 +1,15 @@
 package store
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -16,8 +19,9 @@ import (
 
 // Index is the per-machine cache, a bbolt file under the user's cache
 // folder. It only ever speeds things up: every entry is either checked
-// before use (stat entries against the file's stat) or harmless when stale
-// (see the package documentation), and deleting the file loses nothing.
+// before use (stat entries against the file's stat and their checksum) or
+// harmless when stale (see the package documentation), and deleting the
+// file loses nothing.
 //
 // Buckets:
 //
@@ -31,11 +35,65 @@ import (
 // bbolt locks the file for one process at a time, so a long-running process
 // (ckpt watch) calls Release between bursts of work; the file is opened
 // again on next use.
+//
+// A damaged file is a cache miss, never a crash. Before bbolt maps the
+// file, checkBoltFile verifies its page structure; every transaction runs
+// with panics recovered and memory faults on the map turned into panics
+// (debug.SetPanicOnFault). A file that fails either way is renamed to
+// <path>.corrupt-<time>, reported once through IndexOptions.Warn, and the
+// index acts empty until Release; the next open starts a fresh file.
 type Index struct {
 	path string
-	mu   sync.RWMutex // held for reading by every transaction, for writing to open or close
+	warn func(error)
+
+	// mu serializes opening, closing and every transaction: one goroutine
+	// at a time is inside bbolt, so a panic there, recovered, cannot leave
+	// another one waiting forever on a lock bbolt did not release.
+	mu   sync.Mutex
 	db   *bolt.DB
+	file *os.File // db's file, locked; closed by hand when db is abandoned
+	// off makes the index act empty until Release: the file was found
+	// damaged, or could not be opened again. stuck keeps it off for good
+	// (a damaged file that could not be moved aside).
+	off   bool
+	stuck bool
 }
+
+// IndexOptions tune OpenIndexWith.
+type IndexOptions struct {
+	// Warn is told (with a *CorruptIndexError) each time the file is found
+	// damaged and set aside; nil says nothing.
+	Warn func(error)
+}
+
+// CorruptIndexError reports a damaged index file, set aside.
+type CorruptIndexError struct {
+	Path    string
+	MovedTo string // "" when it was not moved (MoveErr says why, or another process moved it)
+	MoveErr error
+	Cause   error // what was wrong
+}
+
+func (e *CorruptIndexError) Error() string {
+	switch {
+	case e.MovedTo != "":
+		return fmt.Sprintf("the per-machine cache %s is corrupt; moved aside to %s; continuing without it", e.Path, e.MovedTo)
+	case e.MoveErr != nil:
+		return fmt.Sprintf("the per-machine cache %s is corrupt and could not be moved aside (%v); continuing without it", e.Path, e.MoveErr)
+	}
+	return fmt.Sprintf("the per-machine cache %s is corrupt; continuing without it", e.Path)
+}
+
+func (e *CorruptIndexError) Unwrap() error { return e.Cause }
+
+// errIndexBusy: another process held the file past the wait.
+var errIndexBusy = errors.New("held by another process")
+
+// errIndexOff: the index acts empty (see Index).
+var errIndexOff = errors.New("index unavailable")
+
+// indexLockWait is how long opening waits for another process holding the file.
+const indexLockWait = 5 * time.Second
 
 // DefaultIndexPath is $XDG_CACHE_HOME/ckpt/index.db, else ~/.cache/ckpt/index.db.
 func DefaultIndexPath() (string, error) {
@@ -50,88 +108,171 @@ func DefaultIndexPath() (string, error) {
 	return filepath.Join(dir, "ckpt", "index.db"), nil
 }
 
-// OpenIndex opens (creating) the cache at path. It waits at most a few
-// seconds for another ckpt process holding it.
-func OpenIndex(path string) (*Index, error) {
+// OpenIndex opens (creating) the cache at path, with no warnings.
+func OpenIndex(path string) (*Index, error) { return OpenIndexWith(path, IndexOptions{}) }
+
+// OpenIndexWith opens (creating) the cache at path. It waits at most a few
+// seconds for another ckpt process holding it. A damaged file is not an
+// error: it is set aside and reported through opts.Warn, and the index acts
+// empty. Errors are for a file that cannot be created or opened at all.
+func OpenIndexWith(path string, opts IndexOptions) (*Index, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	ix := &Index{path: path}
+	ix := &Index{path: path, warn: opts.Warn}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	if err := ix.open(); err != nil {
 		return nil, err
 	}
 	return ix, nil
 }
 
-// open opens the file if it is closed; ix.mu must be held for writing.
+// open opens the file if it is closed; ix.mu must be held. The file is
+// locked first, then checked, then handed to bbolt.
 func (ix *Index) open() error {
-	if ix.db != nil {
+	if ix.db != nil || ix.off {
 		return nil
 	}
-	db, err := bolt.Open(ix.path, 0o644, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	f, err := openLocked(ix.path, indexLockWait)
 	if err != nil {
 		return fmt.Errorf("index %s: %w", ix.path, err)
 	}
-	ix.db = db
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("index %s: %w", ix.path, err)
+	}
+	if fi.Size() > 0 {
+		if err := guard(func() error { return checkBoltFile(f, fi.Size()) }); err != nil {
+			ix.setAside(f, fi, err)
+			return nil
+		}
+	}
+	var db *bolt.DB
+	err = guard(func() (err error) {
+		db, err = bolt.Open(ix.path, 0o644, &bolt.Options{
+			Timeout:  indexLockWait,
+			OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+		})
+		return err
+	})
+	var p *indexPanic
+	switch {
+	case errors.As(err, &p) || errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+		errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrInvalidMapping):
+		ix.setAside(f, fi, err)
+		return nil
+	case err != nil:
+		f.Close()
+		return fmt.Errorf("index %s: %w", ix.path, err)
+	}
+	ix.db, ix.file = db, f
 	return nil
 }
 
-// Release closes the file (waiting for transactions in flight) so other
-// processes can use it; the next use opens it again.
+// setAside renames the damaged file f (if it is still the one at the path)
+// to <path>.corrupt-<time>, closes it, reports it, and turns the index off.
+func (ix *Index) setAside(f *os.File, fi os.FileInfo, cause error) {
+	ix.off = true
+	ce := &CorruptIndexError{Path: ix.path, Cause: cause}
+	if cur, err := os.Stat(ix.path); err == nil && os.SameFile(cur, fi) {
+		aside := ix.path + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(ix.path, aside); err != nil {
+			ce.MoveErr = err
+			ix.stuck = true
+		} else {
+			ce.MovedTo = aside
+		}
+	}
+	f.Close()
+	if ix.warn != nil {
+		ix.warn(ce)
+	}
+}
+
+// indexPanic is a panic, or a memory fault, recovered inside bbolt.
+type indexPanic struct{ value any }
+
+func (p *indexPanic) Error() string { return fmt.Sprintf("bbolt: %v", p.value) }
+
+// guard runs fn with panics recovered and memory faults of this goroutine
+// (a damaged page read through bbolt's memory map) turned into panics.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			err = &indexPanic{v}
+		}
+	}()
+	return fn()
+}
+
+// Release closes the file (waiting for the transaction in flight) so other
+// processes can use it; the next use opens it again (a fresh file, if this
+// one was set aside).
 func (ix *Index) Release() error {
 	if ix == nil {
 		return nil
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if ix.off {
+		ix.off = ix.stuck
+		return nil
+	}
 	if ix.db == nil {
 		return nil
 	}
-	err := ix.db.Close()
-	ix.db = nil
-	return err
+	db := ix.db
+	ix.db, ix.file = nil, nil
+	return guard(db.Close)
 }
 
 // Close releases the cache file.
 func (ix *Index) Close() error { return ix.Release() }
 
-// handle returns the open database with ix.mu held for reading; the caller
-// calls done. A file that cannot be opened again (another process holds it
-// too long) makes the cache act empty.
-func (ix *Index) handle() (db *bolt.DB, done func()) {
-	ix.mu.RLock()
-	if ix.db != nil {
-		return ix.db, ix.mu.RUnlock
-	}
-	ix.mu.RUnlock()
+// run runs fn in a transaction. Errors only make the cache miss; a panic
+// inside bbolt sets the file aside.
+func (ix *Index) run(writable bool, fn func(tx *bolt.Tx) error) error {
 	ix.mu.Lock()
-	err := ix.open()
-	ix.mu.Unlock()
-	if err != nil {
-		return nil, func() {}
+	defer ix.mu.Unlock()
+	if err := ix.open(); err != nil {
+		ix.off = true // not again until Release: every use would wait for the lock
+		return err
 	}
-	return ix.handle()
+	if ix.db == nil {
+		return errIndexOff
+	}
+	db := ix.db
+	err := guard(func() error {
+		if writable {
+			return db.Update(fn)
+		}
+		return db.View(fn)
+	})
+	var p *indexPanic
+	if errors.As(err, &p) {
+		// The database is abandoned, not closed: the panic may have left
+		// bbolt's own locks held. Its file is closed by hand.
+		fi, serr := ix.file.Stat()
+		ix.db = nil
+		if serr != nil {
+			ix.off = true
+			ix.file.Close()
+		} else {
+			ix.setAside(ix.file, fi, err)
+		}
+		ix.file = nil
+	}
+	return err
 }
 
 // view runs a read-only transaction; errors only make the cache miss.
-func (ix *Index) view(fn func(tx *bolt.Tx) error) error {
-	db, done := ix.handle()
-	defer done()
-	if db == nil {
-		return errors.New("index unavailable")
-	}
-	return db.View(fn)
-}
+func (ix *Index) view(fn func(tx *bolt.Tx) error) error { return ix.run(false, fn) }
 
 // update runs a read-write transaction.
-func (ix *Index) update(fn func(tx *bolt.Tx) error) error {
-	db, done := ix.handle()
-	defer done()
-	if db == nil {
-		return errors.New("index unavailable")
-	}
-	return db.Update(fn)
-}
+func (ix *Index) update(fn func(tx *bolt.Tx) error) error { return ix.run(true, fn) }
 
 var (
 	bucketFiles     = []byte("files")
@@ -141,7 +282,10 @@ var (
 func knownBucket(reg string) []byte   { return []byte("known/" + reg) }
 func catalogBucket(reg string) []byte { return []byte("catalog/" + reg) }
 
-// statEntry remembers what a file hashed to, keyed by its stat.
+// statEntry remembers what a file hashed to, keyed by its stat. Sum seals
+// the entry and the path it is stored under: an entry damaged on disk (or
+// written by an older ckpt, without one) is a miss, never wrong chunks in a
+// manifest.
 type statEntry struct {
 	Size    int64  `json:"size"`
 	MtimeNs int64  `json:"mtime_ns"`
@@ -150,6 +294,66 @@ type statEntry struct {
 	Dev     uint64 `json:"dev"`
 	Plan    int    `json:"plan"` // chunkPlanVersion the entry was made with
 	File    File   `json:"file"`
+	Sum     string `json:"sum,omitempty"` // statSum of the entry without it, under its path
+}
+
+// statSum is the hex SHA-256 of the path and the entry's JSON without Sum.
+func statSum(abs string, e statEntry) (string, error) {
+	e.Sum = ""
+	data, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(abs))
+	h.Write([]byte{0})
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sealStat returns the stored form of e under abs.
+func sealStat(abs string, e statEntry) ([]byte, error) {
+	sum, err := statSum(abs, e)
+	if err != nil {
+		return nil, err
+	}
+	e.Sum = sum
+	return json.Marshal(e)
+}
+
+// openStat decodes a stored entry, refusing one whose checksum does not
+// match or whose chunks do not describe its file.
+func openStat(abs string, v []byte) (statEntry, bool) {
+	var e statEntry
+	if json.Unmarshal(v, &e) != nil || e.Sum == "" {
+		return statEntry{}, false
+	}
+	if sum, err := statSum(abs, e); err != nil || sum != e.Sum {
+		return statEntry{}, false
+	}
+	return e, e.File.Size == e.Size && chunksDescribe(&e.File)
+}
+
+// chunksDescribe reports whether f's chunks cover [0, Size) contiguously,
+// each at most MaxChunkSize, and its digest is the one they give.
+func chunksDescribe(f *File) bool {
+	var off int64
+	for _, c := range f.Chunks {
+		if c.Offset != off || c.Size <= 0 || c.Size > MaxChunkSize {
+			return false
+		}
+		off += c.Size
+	}
+	if off != f.Size {
+		return false
+	}
+	switch len(f.Chunks) {
+	case 0:
+		return f.Digest == sha256Digest(Hash(nil))
+	case 1:
+		return f.Digest == sha256Digest(f.Chunks[0].ID)
+	}
+	return f.Digest == chunksDigest(f.Chunks)
 }
 
 // chunkPlanVersion changes whenever planChunks would cut a file differently.
@@ -177,7 +381,11 @@ func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
 			return nil
 		}
 		v := b.Get([]byte(abs))
-		if v == nil || json.Unmarshal(v, &e) != nil {
+		if v == nil {
+			return nil
+		}
+		var ok bool
+		if e, ok = openStat(abs, v); !ok {
 			return nil
 		}
 		want := statKey(fi)
@@ -201,7 +409,7 @@ func (ix *Index) storeFiles(entries map[string]statEntry) {
 			return err
 		}
 		for abs, e := range entries {
-			v, err := json.Marshal(e)
+			v, err := sealStat(abs, e)
 			if err != nil {
 				return err
 			}

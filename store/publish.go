@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +31,15 @@ func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files 
 		if !errors.Is(err, errLockExpired) {
 			return err
 		}
+	}
+}
+
+// removeStaleTemp lets a backend with a temporary space of its own remove
+// what killed writers left there (TempCleaner). Failures only leave the
+// files for the next push or gc; a dry run removes nothing.
+func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
+	if c, ok := r.backend.(TempCleaner); ok && !dryRun && !r.dry {
+		_ = c.CleanTemp(ctx)
 	}
 }
 
@@ -70,96 +82,165 @@ func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Recor
 	return err
 }
 
-// restoreMissing checks that the manifest, the base's manifest and every
-// blob they reference exist, uploading again what this push can (its own
-// files) and failing clearly on what it cannot (a base that was deleted).
+// restoreMissing checks, after a gc ran during the push, that the
+// manifest, the base's manifest and every blob they reference exist,
+// uploading again what this push can (its own files) and failing clearly
+// on what it cannot (a base that was deleted).
 func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, res *PushResult) error {
-	data, mid, err := m.Encode()
-	if err != nil {
-		return err
-	}
-	if _, err := r.backend.Stat(ctx, ManifestKey(mid)); errors.Is(err, ErrNotFound) {
-		stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true})
-		if err != nil {
-			return err
-		}
-		res.NewStored += stored
-	} else if err != nil {
-		return err
-	}
 	if rec.Base != nil {
 		bm, err := r.Manifest(ctx, rec.Base.Manifest)
 		if err != nil {
 			return fmt.Errorf("base %s was deleted while pushing: %w", rec.Base, err)
 		}
-		if missing, err := r.missingBlobs(ctx, bm.BlobIDs()); err != nil {
+		keys := make([]string, 0, len(bm.BlobIDs()))
+		for _, id := range bm.BlobIDs() {
+			keys = append(keys, BlobKey(id))
+		}
+		if missing, err := r.missingKeys(ctx, keys); err != nil {
 			return err
 		} else if len(missing) > 0 {
 			return fmt.Errorf("base %s lost %d blob(s) to garbage collection while pushing (first %s); push the base again", rec.Base, len(missing), missing[0])
 		}
 	}
-	missing, err := r.missingBlobs(ctx, m.BlobIDs())
+	return r.confirm(ctx, m, files, res, true)
+}
+
+// confirm makes sure the registry holds the manifest m and every blob it
+// references before a ref points at it. The keys this push saw in the
+// registry itself (r.seen) are facts; the others were vouched for by a
+// per-machine cache (the known-blob set, or the stat cache's chunks) and
+// are checked now, batched (missingKeys); what is missing is uploaded
+// again, blobs from the folder's files (their IDs checked), then the
+// manifest. With all, every key is checked (a gc ran meanwhile).
+func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, res *PushResult, all bool) error {
+	if r.dry {
+		return nil
+	}
+	data, mid, err := m.Encode()
 	if err != nil {
 		return err
 	}
-	byPath := make(map[string]*pushFile, len(files))
-	for _, pf := range files {
-		byPath[pf.entry.Path] = pf
-	}
-	need := make(map[ID]bool, len(missing))
-	for _, id := range missing {
-		need[id] = true
-	}
-	for _, f := range m.Files {
-		for _, c := range f.Chunks {
-			if !need[c.ID] {
-				continue
-			}
-			delete(need, c.ID)
-			buf := make([]byte, c.Size)
-			if err := readAt(byPath[f.Path].abs, buf, c.Offset); err != nil {
-				return err
-			}
-			if Hash(buf) != c.ID {
-				return fmt.Errorf("%s changed while it was being pushed; push again once it is written", f.Path)
-			}
-			stored, err := r.putBlob(ctx, c.ID, buf, EncodeHint{})
-			if err != nil {
-				return err
-			}
-			res.NewStored += stored
-			res.BytesRead += c.Size
+	var keys []string
+	for _, k := range append([]string{ManifestKey(mid)}, blobKeys(m.BlobIDs())...) {
+		if all || !r.seen.has(k) {
+			keys = append(keys, k)
 		}
+	}
+	missing, err := r.missingKeys(ctx, keys)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	blobs := map[ID]bool{}
+	manifestMissing := false
+	for _, k := range missing {
+		if k == ManifestKey(mid) {
+			manifestMissing = true
+			continue
+		}
+		id, err := ParseID(k[strings.LastIndexByte(k, '/')+1:])
+		if err != nil {
+			return err
+		}
+		blobs[id] = true
+	}
+	need := maps.Clone(blobs)
+	for _, pf := range files {
+		for _, c := range pf.file.Chunks {
+			delete(blobs, c.ID)
+		}
+	}
+	for id := range blobs {
+		return fmt.Errorf("blob %s is missing from the registry and from the folder", id)
+	}
+	if err := r.storeFromFiles(ctx, files, need, res); err != nil {
+		return err
+	}
+	if manifestMissing {
+		stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true})
+		if err != nil {
+			return err
+		}
+		res.NewStored += stored
 	}
 	return nil
 }
 
-// missingBlobs returns the blobs among ids that the backend does not have.
-func (r *Registry) missingBlobs(ctx context.Context, ids []ID) ([]ID, error) {
+func blobKeys(ids []ID) []string {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = BlobKey(id)
+	}
+	return keys
+}
+
+// listAtLeast is how many of the keys under one blobs/<2 hex>/ folder make
+// listing the folder cheaper than asking for each key (see missingKeys).
+var listAtLeast = 8
+
+// checkFanout multiplies the transfer workers for existence checks: a
+// HEAD or a listing moves no data, so more of them wait on the network at
+// once for the same memory.
+var checkFanout = 4
+
+// missingKeys returns the keys the backend does not have, and drops them
+// from the known-blob cache. Keys are checked in parallel, by Stat, or, for
+// folders holding at least listAtLeast of them on a backend whose Stat is
+// a request, by one listing of the folder.
+func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, error) {
+	byDir := map[string][]string{}
+	for _, k := range keys {
+		dir := k[:strings.LastIndexByte(k, '/')+1]
+		byDir[dir] = append(byDir[dir], k)
+	}
+	cheap := false
+	if c, ok := r.backend.(CheapStatter); ok {
+		cheap = c.CheapStat()
+	}
 	var mu sync.Mutex
-	var missing []ID
+	var missing []string
+	gone := func(k string) {
+		mu.Lock()
+		missing = append(missing, k)
+		mu.Unlock()
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.workers)
-	for _, id := range ids {
-		g.Go(func() error {
-			_, err := r.backend.Stat(gctx, BlobKey(id))
-			if errors.Is(err, ErrNotFound) {
-				mu.Lock()
-				missing = append(missing, id)
-				mu.Unlock()
+	g.SetLimit(min(64, checkFanout*r.workers))
+	for dir, ks := range byDir {
+		if !cheap && len(ks) >= listAtLeast {
+			g.Go(func() error {
+				have := make(map[string]bool, len(ks))
+				err := r.backend.List(gctx, dir, func(oi ObjectInfo) error {
+					have[oi.Key] = true
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				for _, k := range ks {
+					if !have[k] {
+						gone(k)
+					}
+				}
 				return nil
-			}
-			return err
-		})
+			})
+			continue
+		}
+		for _, k := range ks {
+			g.Go(func() error {
+				_, err := r.backend.Stat(gctx, k)
+				if errors.Is(err, ErrNotFound) {
+					gone(k)
+					return nil
+				}
+				return err
+			})
+		}
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	keys := make([]string, len(missing))
-	for i, id := range missing {
-		keys[i] = BlobKey(id)
-	}
-	r.index.forgetKnown(r.format.ID, keys)
+	sort.Strings(missing)
+	r.index.forgetKnown(r.format.ID, missing)
 	return missing, nil
 }
 

@@ -133,6 +133,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	}
 	gen := r.index.syncGCRuns(r.format.ID, runsBefore)
 	r = r.withGeneration(gen)
+	r.seen = newKeySet()
 
 	m, files, statEntries, res, err := r.buildManifest(ctx, absDir, entries, byPath)
 	if err != nil {
@@ -147,6 +148,12 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	} else {
 		res.NewStored += stored
 	}
+	// The caches may have saved uploads of objects the registry no longer
+	// has: check those before the ref can point at them.
+	if err := r.confirm(ctx, m, files, res, false); err != nil {
+		return nil, err
+	}
+	r.removeStaleTemp(ctx, false)
 
 	metrics := map[string]float64{}
 	rec := Record{
@@ -528,7 +535,9 @@ func (r *Registry) putObject(ctx context.Context, key string, content []byte, hi
 }
 
 // ensureObject makes sure key exists: it asks the index, then the backend,
-// and only when both say no loads the content and stores it.
+// and only when both say no loads the content and stores it. What the
+// index alone vouched for is not recorded as seen: confirm checks it before
+// the push publishes.
 func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint, load func() ([]byte, error)) (int64, error) {
 	if r.dry {
 		return 0, nil
@@ -538,6 +547,7 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 	}
 	if _, err := r.backend.Stat(ctx, key); err == nil {
 		r.index.addKnown(r.format.ID, r.knownGen, []string{key})
+		r.seen.add(key)
 		return 0, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return 0, err
@@ -558,21 +568,38 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 		return 0, err
 	}
 	r.index.addKnown(r.format.ID, r.knownGen, []string{key})
+	r.seen.add(key)
 	return int64(len(obj)), nil
 }
 
 // ensureCachedChunks checks that the chunks of files known from the stat
 // cache are in the registry, reading and storing any that are not (a gc
-// may have deleted them since the file was last pushed).
+// may have deleted them since the file was last pushed). Chunks the
+// known-blob cache vouches for are left to confirm.
 func (r *Registry) ensureCachedChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
+	var cached []*pushFile
+	for _, pf := range files {
+		if pf.cached {
+			cached = append(cached, pf)
+		}
+	}
+	return r.storeFromFiles(ctx, cached, nil, res)
+}
+
+// storeFromFiles makes sure the chunks of files are stored (only those in
+// only, when it is not nil), reading what must be uploaded from the files
+// and checking it against the chunk's ID, with bounded parallelism.
+func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only map[ID]bool, res *PushResult) error {
 	var read, newRaw, newStored, newBlobs atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
+	done := map[ID]bool{}
 	for _, pf := range files {
-		if !pf.cached {
-			continue
-		}
 		for _, c := range pf.file.Chunks {
+			if only != nil && !only[c.ID] || done[c.ID] {
+				continue
+			}
+			done[c.ID] = true
 			g.Go(func() error {
 				var bp *[]byte
 				release := func() {}
@@ -614,6 +641,33 @@ func (r *Registry) ensureCachedChunks(ctx context.Context, files []*pushFile, re
 	res.NewRaw += newRaw.Load()
 	res.NewStored += newStored.Load()
 	return err
+}
+
+// keySet is a set of object keys safe for concurrent use; a nil set
+// records nothing.
+type keySet struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func newKeySet() *keySet { return &keySet{keys: map[string]bool{}} }
+
+func (s *keySet) add(key string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.keys[key] = true
+	s.mu.Unlock()
+}
+
+func (s *keySet) has(key string) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[key]
 }
 
 // readAt reads len(buf) bytes of the file at path from off.

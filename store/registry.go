@@ -67,6 +67,9 @@ type Registry struct {
 	// knownGen is the gc generation this handle's operation started at; blobs
 	// it finds present are cached under it (Index.syncGCRuns).
 	knownGen uint64
+	// seen collects, for one push, the keys the registry itself showed
+	// present; the push checks the others before it publishes (confirm).
+	seen *keySet
 	// dry registries hash but store nothing (ScanFolder).
 	dry    bool
 	pulled *PullCache

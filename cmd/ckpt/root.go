@@ -35,6 +35,8 @@ type app struct {
 	progressTo *os.File
 	index      *store.Index
 	registry   *store.Registry
+	// cacheWarned: the warning about an unusable cache was printed.
+	cacheWarned bool
 }
 
 func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
@@ -141,23 +143,20 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	var limit int64
 	if !a.noCache {
-		path, err := store.DefaultIndexPath()
-		if err == nil {
-			a.index, err = store.OpenIndex(path)
+		if limit, err = a.cacheLimit(); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			fmt.Fprintf(a.stderr, "ckpt: warning: working without the index cache: %v\n", err)
-			a.index = nil
-		}
+		a.openIndex()
 	}
 	workers := a.workers
 	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
 		workers = remoteWorkers
 	}
 	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress()}
-	if err := a.openCaches(&opts, b); err != nil {
-		return nil, err
+	if !a.noCache {
+		a.openCaches(&opts, b, limit)
 	}
 	var r *store.Registry
 	if create {
@@ -233,36 +232,71 @@ func refError(arg string, err error) error {
 	return err
 }
 
-// openCaches adds the per-machine disk caches: chunks of earlier pulls for
-// remote registries (a local registry is its own cache), whole files for
-// pull --link.
-func (a *app) openCaches(opts *store.Options, b store.Backend) error {
-	if a.noCache {
-		return nil
+// The per-machine caches (index, pulled files, --link files) only save
+// work: when they cannot be used the command goes on without them, after
+// one warning (cacheWarning), and a damaged index file is set aside with
+// its own warning (from the store).
+
+// cacheWarning says, once per command, that a cache is unusable.
+func (a *app) cacheWarning(err error) {
+	if a.cacheWarned {
+		return
 	}
+	a.cacheWarned = true
+	fmt.Fprintf(a.stderr, "ckpt: warning: cannot use the per-machine cache (%v); continuing without it\n", err)
+}
+
+// openIndex opens the per-machine index, or leaves a.index nil after a
+// warning.
+func (a *app) openIndex() {
+	path, err := store.DefaultIndexPath()
+	if err == nil {
+		a.index, err = store.OpenIndexWith(path, store.IndexOptions{Warn: func(err error) {
+			fmt.Fprintf(a.stderr, "ckpt: warning: %v\n", err)
+		}})
+	}
+	if err != nil {
+		a.index = nil
+		a.cacheWarning(err)
+	}
+}
+
+// cacheLimit is the cap of each disk cache from --cache-size or
+// CKPT_CACHE_SIZE.
+func (a *app) cacheLimit() (int64, error) {
 	size := a.cacheMax
 	if size == "" {
 		size = os.Getenv("CKPT_CACHE_SIZE")
 	}
-	limit := int64(store.DefaultCacheSize)
-	if size != "" {
-		n, err := parseSize(size)
-		if err != nil {
-			return usagef("--cache-size %q: %v", size, err)
-		}
-		limit = n
+	if size == "" {
+		return store.DefaultCacheSize, nil
 	}
+	n, err := parseSize(size)
+	if err != nil {
+		return 0, usagef("--cache-size %q: %v", size, err)
+	}
+	return n, nil
+}
+
+// openCaches adds the per-machine disk caches: chunks of earlier pulls for
+// remote registries (a local registry is its own cache), whole files for
+// pull --link. One that cannot be opened is left out, with a warning.
+func (a *app) openCaches(opts *store.Options, b store.Backend, limit int64) {
 	dir, err := store.DefaultCacheDir()
 	if err != nil {
-		return err
+		a.cacheWarning(err)
+		return
 	}
 	if _, isLocal := b.(*local.Backend); !isLocal {
 		if opts.PullCache, err = store.OpenPullCache(filepath.Join(dir, "pulled"), limit); err != nil {
-			return err
+			opts.PullCache = nil
+			a.cacheWarning(err)
 		}
 	}
-	opts.FileCache, err = store.OpenFileCache(filepath.Join(dir, "files"), limit)
-	return err
+	if opts.FileCache, err = store.OpenFileCache(filepath.Join(dir, "files"), limit); err != nil {
+		opts.FileCache = nil
+		a.cacheWarning(err)
+	}
 }
 
 // parseSize reads sizes like 512MiB, 20GiB, 1.5GB or a plain byte count.

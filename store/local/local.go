@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ckptdev/ckpt/store"
 )
@@ -24,9 +25,17 @@ import (
 // tmpDir holds files being written; it is not an object key (keys never start with '.').
 const tmpDir = ".tmp"
 
+// DefaultTempGrace is how old a file in .tmp must be, by the file
+// system's clock, before CleanTemp removes it. A Put writes its temporary
+// file continuously and links it into place within seconds, so a file
+// untouched for an hour was left by a writer that was killed.
+const DefaultTempGrace = time.Hour
+
 // Backend stores objects as files below Root.
 type Backend struct {
 	Root string
+	// TempGrace overrides DefaultTempGrace (tests).
+	TempGrace time.Duration
 }
 
 // New returns a backend rooted at dir, creating dir if needed.
@@ -40,6 +49,9 @@ func New(dir string) (*Backend, error) {
 	}
 	return &Backend{Root: abs}, nil
 }
+
+// CheapStat implements store.CheapStatter: Stat is one system call.
+func (b *Backend) CheapStat() bool { return true }
 
 // Location implements store.Backend.
 func (b *Backend) Location() string { return b.Root }
@@ -98,6 +110,49 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return syncDir(dir)
+}
+
+// CleanTemp implements store.TempCleaner: it removes the files in .tmp
+// older than the grace period, judged by the file system's own clock (the
+// time it gives a file created now), never the caller's. Folders and links
+// are left alone: Put creates neither.
+func (b *Backend) CleanTemp(ctx context.Context) error {
+	grace := b.TempGrace
+	if grace <= 0 {
+		grace = DefaultTempGrace
+	}
+	dir := filepath.Join(b.Root, tmpDir)
+	probe, err := os.CreateTemp(dir, "clock-*")
+	if err != nil {
+		return fmt.Errorf("clean %s: %w", dir, err)
+	}
+	fi, err := probe.Stat()
+	probe.Close()
+	os.Remove(probe.Name())
+	if err != nil {
+		return fmt.Errorf("clean %s: %w", dir, err)
+	}
+	now := fi.ModTime()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || now.Sub(info.ModTime()) <= grace {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("clean %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // Get implements store.Backend.
@@ -252,4 +307,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-var _ store.Backend = (*Backend)(nil)
+var (
+	_ store.Backend      = (*Backend)(nil)
+	_ store.CheapStatter = (*Backend)(nil)
+	_ store.TempCleaner  = (*Backend)(nil)
+)
