@@ -120,6 +120,7 @@ func TestKillCampaign(t *testing.T) {
 	data := makeDataset(t)
 	for i, name := range cfg.backends {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // the backends' campaigns are independent; mostly they wait on processes
 			var reg *registry
 			if name == "minio" {
 				reg = minioRegistry(t)
@@ -260,6 +261,9 @@ type campaign struct {
 	scratchListed []string
 	// folders a pull completed, for pulls with --force over them.
 	pulledDirs []string
+	// folders of this round to remove at its end unless they are kept in
+	// pulledDirs (the campaign's disk use stays flat however long it runs).
+	litter []string
 	// kill delay scale per kind: how long that command takes unkilled.
 	scale map[string]time.Duration
 }
@@ -351,7 +355,6 @@ func (c *campaign) run() {
 // how long each command takes unkilled, to scale the kill delays.
 func (c *campaign) setUp() {
 	c.logf("set-up")
-	cache := c.caches[0]
 	measure := func(kind string, args ...string) *proc {
 		p, err := runOnce(c.bin, c.env(c.newDir("cache")), c.globalArgs(args))
 		if err != nil {
@@ -369,7 +372,7 @@ func (c *campaign) setUp() {
 	c.learnPush(&command{ref: "gpt2@1", src: c.data.base}, p)
 
 	ft := c.data.ft[len(c.data.ft)-1]
-	cmd := c.pushCommand("ft", ft, true, cache)
+	cmd := c.pushCommand("ft", ft, true, "")
 	p = measure(kindPush, cmd.args...)
 	c.learnPush(cmd, p)
 
@@ -402,6 +405,7 @@ func (c *campaign) pick(rng *rand.Rand, busyDirs map[string]bool) *command {
 	switch {
 	case cacheRoll >= 7:
 		cache = c.newDir("cache")
+		c.litter = append(c.litter, cache)
 	case cacheRoll >= 4:
 		cache = c.caches[1]
 	}
@@ -464,7 +468,9 @@ func (c *campaign) pullCommand(a, b, flags uint64, busyDirs map[string]bool) *co
 		}
 	}
 	if cmd.dir == "" {
-		cmd.dir = filepath.Join(c.newDir("pull"), "model")
+		parent := c.newDir("pull")
+		cmd.dir = filepath.Join(parent, "model")
+		c.litter = append(c.litter, parent)
 	}
 	busyDirs[cmd.dir] = true
 	cmd.args = []string{"pull", ref, cmd.dir}
@@ -600,6 +606,31 @@ func (c *campaign) playRound() {
 	c.checkRefs(refs, true)
 	c.checkKeys(gc, refs)
 	c.prune()
+	c.tidy()
+}
+
+// tidy removes this round's private caches and pull folders, keeping the
+// last few completed pulls for later pulls with --force.
+func (c *campaign) tidy() {
+	const keep = 6
+	if n := len(c.pulledDirs); n > keep {
+		for _, d := range c.pulledDirs[:n-keep] {
+			c.litter = append(c.litter, filepath.Dir(d))
+		}
+		c.pulledDirs = append([]string(nil), c.pulledDirs[n-keep:]...)
+	}
+	kept := map[string]bool{}
+	for _, d := range c.pulledDirs {
+		kept[filepath.Dir(d)] = true
+	}
+	for _, d := range c.litter {
+		if !kept[d] {
+			if err := removeAll(d); err != nil {
+				c.fatalf("removing %s: %v", d, err)
+			}
+		}
+	}
+	c.litter = c.litter[:0]
 }
 
 // recover runs cmds again, unkilled and concurrently; each must succeed.
@@ -707,6 +738,9 @@ func (c *campaign) finalChecks() {
 			}
 			c.check("final pull of "+ref, args...)
 			c.checkDir("final pull of "+ref, dir, c.data.expect[c.refSrc[ref]][i])
+			if err := removeAll(filepath.Dir(dir)); err != nil {
+				c.fatalf("removing %s: %v", dir, err)
+			}
 			c.pass("2 every pushed checkpoint pulls byte-identical (final, cold cache)")
 		}
 	}

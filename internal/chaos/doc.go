@@ -40,7 +40,7 @@
 // by search rather than by luck: it kills a pull of a folder of many small
 // files while it fills its temporary folder, then pulls again into the same
 // DIR, with and without --link in each order. The failing orders are known
-// bugs of store/ (resume_test.go describes them) and are skipped, with the
+// bugs of store/ (knownbugs_test.go describes them) and are skipped, with the
 // bug named, unless CKPT_CHAOS_KNOWN_BUGS is set; until then the campaign
 // does not kill pull --link either.
 //

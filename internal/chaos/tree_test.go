@@ -124,3 +124,20 @@ func expectedPull(src, base string, full bool) (tree, error) {
 	}
 	return out, nil
 }
+
+// removeAll removes a folder a pull or cache wrote, read-only files and
+// folders included.
+func removeAll(dir string) error {
+	err := os.RemoveAll(dir)
+	if err == nil {
+		return nil
+	}
+	// Make every folder writable and try again.
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
