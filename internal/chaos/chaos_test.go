@@ -198,10 +198,11 @@ func (s *stats) summary(name string) string {
 // command is one ckpt process of a round.
 type command struct {
 	kind  string
-	args  []string // after the global flags
-	cache string   // XDG_CACHE_HOME
-	delay time.Duration
-	spare bool // never killed (see knownBugsFixed)
+	args  []string      // after the global flags
+	cache string        // XDG_CACHE_HOME
+	start time.Duration // after the round's start
+	delay time.Duration // kill after the command's own start; 0: no kill
+	spare bool          // never killed (see knownBugsFixed)
 
 	// push
 	ref     string // NAME@VERSION
@@ -221,6 +222,9 @@ type command struct {
 
 func (cmd *command) String() string {
 	s := "ckpt " + strings.Join(cmd.args, " ")
+	if cmd.start > 0 {
+		s = fmt.Sprintf("[+%s] %s", cmd.start.Round(100*time.Microsecond), s)
+	}
 	if cmd.delay > 0 {
 		s += fmt.Sprintf(" [kill after %s]", cmd.delay.Round(100*time.Microsecond))
 	} else {
@@ -400,13 +404,17 @@ func (c *campaign) pushCommand(name, src string, tracked bool, cache string) *co
 func (c *campaign) pick(rng *rand.Rand, busyDirs map[string]bool) *command {
 	kindRoll, a, b := rng.Float64(), rng.Uint64(), rng.Uint64()
 	flags, cacheRoll, u, noKill := rng.Uint64(), rng.IntN(10), rng.Float64(), rng.Float64() < 0.15
+	startRoll := rng.Float64()
 
+	// Half share one of two caches (bbolt lets one process at a time use
+	// a cache's index, so they mostly take turns), half have their own and
+	// overlap freely, like processes on different machines.
 	cache := c.caches[0]
 	switch {
-	case cacheRoll >= 7:
+	case cacheRoll >= 5:
 		cache = c.newDir("cache")
 		c.litter = append(c.litter, cache)
-	case cacheRoll >= 4:
+	case cacheRoll >= 3:
 		cache = c.caches[1]
 	}
 	var cmd *command
@@ -426,6 +434,12 @@ func (c *campaign) pick(rng *rand.Rand, busyDirs map[string]bool) *command {
 		cmd = &command{kind: kindGC, cache: cache, args: []string{"gc", "--grace", "0s", "--json"}}
 	default:
 		cmd = &command{kind: kindRetention, cache: cache, args: []string{"retention", "apply", "--all", "--json"}}
+	}
+	// Most start with the round; the others up to half a push later, so
+	// that every phase of one command meets every phase of another (a gc
+	// that lists blobs/ after a push uploaded them, say).
+	if startRoll >= 0.4 {
+		cmd.start = time.Duration((startRoll - 0.4) / 0.6 * 0.5 * float64(c.scale[kindPush]))
 	}
 	if !noKill && !cmd.spare {
 		cmd.delay = time.Duration(u * 1.3 * float64(c.scale[cmd.kind]))
@@ -495,8 +509,15 @@ func (c *campaign) playRound() {
 	for i := range cmds {
 		cmds[i] = c.pick(rng, busy)
 	}
-	// Chaos: start them together; each dies at its own delay.
-	for _, cmd := range cmds {
+	// Chaos: start them at their offsets (most at once); each dies at its
+	// own delay after its start.
+	order := append([]*command(nil), cmds...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].start < order[j].start })
+	roundStart := time.Now()
+	for _, cmd := range order {
+		if wait := time.Until(roundStart.Add(cmd.start)); wait > 0 {
+			<-time.After(wait) // the offset is part of the random schedule
+		}
 		p, err := startProc(c.bin, c.env(cmd.cache), c.globalArgs(cmd.args), cmd.delay)
 		if err != nil {
 			c.fatalf("%v", err)
@@ -642,7 +663,7 @@ func (c *campaign) recover(cmds []*command) []*command {
 	again := make([]*command, len(cmds))
 	for i, cmd := range cmds {
 		re := *cmd
-		re.delay, re.p = 0, nil
+		re.start, re.delay, re.p = 0, 0, nil
 		if re.kind == kindPull {
 			re.before = nil
 			got, ok, err := readTree(re.dir)
