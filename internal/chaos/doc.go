@@ -8,13 +8,14 @@
 // resume state), and then, for each backend (a local folder registry and a
 // real MinIO server started by internal/miniotest), plays rounds:
 //
-//  1. Chaos: two to four ckpt processes start at once, drawn at random from
-//     push (ft, or scratch under a stored keep-last-2 retention policy),
-//     pull (default or --full, sometimes --link, sometimes --force over an
-//     earlier pull), gc --grace 0s and retention apply --all. Each has its
-//     own XDG_CACHE_HOME or shares one of two with others. Most get SIGKILL
-//     after a random delay scaled to how long that command takes on this
-//     machine (measured once at set-up); some are left to finish.
+//  1. Chaos: two to four ckpt processes, drawn at random from push (ft, or
+//     scratch under a stored keep-last-2 retention policy), pull (default
+//     or --full, sometimes --link, sometimes --force over an earlier pull),
+//     gc --grace 0s and retention apply --all, start together or at random
+//     offsets. Half have an XDG_CACHE_HOME of their own, half share one of
+//     two. Most get SIGKILL after a random delay scaled to how long that
+//     command takes on this machine (measured at set-up, then followed
+//     from the commands left to finish); some are left to finish.
 //  2. Checks right after the kills, with a fresh process and --no-cache:
 //     verify --all --read-data passes (every blob and manifest a ref reaches
 //     exists and is intact); every push that exited 0 is listed with the
