@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -24,6 +25,8 @@ type registry struct {
 	// keys lists every object key of the registry, and the files a local
 	// registry keeps under .tmp/ (partial writes of killed processes).
 	keys func(ctx context.Context) (keys []string, tmpFiles int, err error)
+	// put writes an object directly, for staging registry states.
+	put func(ctx context.Context, key string, data []byte) error
 }
 
 func localRegistry(t *testing.T) *registry {
@@ -58,6 +61,13 @@ func localRegistry(t *testing.T) *registry {
 			})
 			return keys, tmp, err
 		},
+		put: func(ctx context.Context, key string, data []byte) error {
+			p := filepath.Join(root, filepath.FromSlash(key))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(p, data, 0o444)
+		},
 	}
 }
 
@@ -89,6 +99,10 @@ func minioRegistry(t *testing.T) *registry {
 				keys = append(keys, strings.TrimPrefix(oi.Key, prefix+"/"))
 			}
 			return keys, 0, nil
+		},
+		put: func(ctx context.Context, key string, data []byte) error {
+			_, err := client.PutObject(ctx, bucket, prefix+"/"+key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+			return err
 		},
 	}
 }
