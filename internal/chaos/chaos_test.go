@@ -200,6 +200,7 @@ type command struct {
 	kind  string
 	args  []string      // after the global flags
 	cache string        // XDG_CACHE_HOME
+	label string        // the cache's name in the round log: A, B (shared) or own
 	start time.Duration // after the round's start
 	delay time.Duration // kill after the command's own start; 0: no kill
 	spare bool          // never killed (see bugLinkResume)
@@ -222,6 +223,9 @@ type command struct {
 
 func (cmd *command) String() string {
 	s := "ckpt " + strings.Join(cmd.args, " ")
+	if cmd.label != "" {
+		s = "{cache " + cmd.label + "} " + s
+	}
 	if cmd.start > 0 {
 		s = fmt.Sprintf("[+%s] %s", cmd.start.Round(100*time.Microsecond), s)
 	}
@@ -409,13 +413,13 @@ func (c *campaign) pick(rng *rand.Rand, busyDirs map[string]bool) *command {
 	// Half share one of two caches (bbolt lets one process at a time use
 	// a cache's index, so they mostly take turns), half have their own and
 	// overlap freely, like processes on different machines.
-	cache := c.caches[0]
+	cache, label := c.caches[0], "A"
 	switch {
 	case cacheRoll >= 5:
-		cache = c.newDir("cache")
+		cache, label = c.newDir("cache"), "own"
 		c.litter = append(c.litter, cache)
 	case cacheRoll >= 3:
-		cache = c.caches[1]
+		cache, label = c.caches[1], "B"
 	}
 	var cmd *command
 	switch {
@@ -438,6 +442,7 @@ func (c *campaign) pick(rng *rand.Rand, busyDirs map[string]bool) *command {
 	// Most start with the round; the others up to half a push later, so
 	// that every phase of one command meets every phase of another (a gc
 	// that lists blobs/ after a push uploaded them, say).
+	cmd.label = label
 	if startRoll >= 0.4 {
 		cmd.start = time.Duration((startRoll - 0.4) / 0.6 * 0.5 * float64(c.scale[kindPush]))
 	}
@@ -640,7 +645,11 @@ func (c *campaign) playRound() {
 	if killedGC != nil {
 		gcCache = killedGC.cache
 	}
-	gc := c.recover([]*command{{kind: kindGC, cache: gcCache, args: []string{"gc", "--grace", "0s", "--json"}}})[0]
+	gcLabel := "A"
+	if killedGC != nil {
+		gcLabel = killedGC.label
+	}
+	gc := c.recover([]*command{{kind: kindGC, cache: gcCache, label: gcLabel, args: []string{"gc", "--grace", "0s", "--json"}}})[0]
 	c.stats.recovered[kindGC] += killedGCs
 
 	// The invariants again, on the recovered registry.
