@@ -42,7 +42,8 @@
 //
 //   - TestPushDuringGCMark: a push that starts while a gc is marking
 //     publishes a ref to data the gc then deletes (gc-marker-race). Until
-//     it is fixed, a round that pushes runs retention apply in place of gc.
+//     it is fixed, no round has both: either its gc becomes a retention
+//     apply or its pushes stay out.
 //   - TestKilledPullThenPullAgain kills a pull of a folder of many small
 //     files while it fills its temporary folder, then pulls again into the
 //     same DIR, with and without --link in each order: the orders with

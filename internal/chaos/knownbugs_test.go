@@ -49,7 +49,7 @@ const (
 	// generation that includes the marker, so the next push with that
 	// cache skips the deleted blobs too (the campaign's MinIO run, seed
 	// 1796079837982542876, round 281). TestPushDuringGCMark stages it; until
-	// it is fixed the campaign never runs a gc in a round with a push.
+	// it is fixed no round of the campaign has both a gc and a push.
 	bugGCMarkerRace = "gc-marker-race"
 )
 
