@@ -27,6 +27,10 @@ type registry struct {
 	keys func(ctx context.Context) (keys []string, tmpFiles int, err error)
 	// put writes an object directly, for staging registry states.
 	put func(ctx context.Context, key string, data []byte) error
+	// ageTemp, for a local registry, backdates the partial files of killed
+	// writes under .tmp/ past any grace period (as if days had passed), so
+	// that the next gc must remove them; it returns how many there were.
+	ageTemp func() (int, error)
 }
 
 func localRegistry(t *testing.T) *registry {
@@ -60,6 +64,21 @@ func localRegistry(t *testing.T) *registry {
 				return nil
 			})
 			return keys, tmp, err
+		},
+		ageTemp: func() (int, error) {
+			entries, err := os.ReadDir(filepath.Join(root, ".tmp"))
+			if err != nil {
+				return 0, err
+			}
+			old := time.Now().Add(-7 * 24 * time.Hour)
+			n := 0
+			for _, e := range entries {
+				if err := os.Chtimes(filepath.Join(root, ".tmp", e.Name()), old, old); err != nil {
+					return n, err
+				}
+				n++
+			}
+			return n, nil
 		},
 		put: func(ctx context.Context, key string, data []byte) error {
 			p := filepath.Join(root, filepath.FromSlash(key))

@@ -152,7 +152,6 @@ type stats struct {
 	refused   map[string]int  // of those, exited non-zero for an allowed reason
 	recovered map[string]int  // clean re-runs after a kill that succeeded
 	checks    map[string]int  // invariant checks passed, by invariant
-	tmpFiles  int             // most partial files seen under a local registry's .tmp/
 	where     map[string]int  // where kills landed, as seen from the outside
 	oldLeft   map[string]bool // moved-aside old DIRs left beside a completed pull
 	elapsed   time.Duration
@@ -189,9 +188,6 @@ func (s *stats) summary(name string) string {
 		fmt.Fprintf(&b, "    %-58s %5d\n", w, s.where[w])
 	}
 	fmt.Fprintf(&b, "  old DIRs (whole or partly removed) left beside a completed pull: %d\n", len(s.oldLeft))
-	if s.tmpFiles > 0 {
-		fmt.Fprintf(&b, "  most partial files left under the registry's .tmp/ at once: %d\n", s.tmpFiles)
-	}
 	return b.String()
 }
 
@@ -203,7 +199,6 @@ type command struct {
 	label string        // the cache's name in the round log: A, B (shared) or own
 	start time.Duration // after the round's start
 	delay time.Duration // kill after the command's own start; 0: no kill
-	spare bool          // never killed (see bugLinkResume)
 
 	// push
 	ref     string // NAME@VERSION
@@ -446,7 +441,7 @@ func (c *campaign) pick(rng *rand.Rand, busyDirs map[string]bool) *command {
 	if startRoll >= 0.4 {
 		cmd.start = time.Duration((startRoll - 0.4) / 0.6 * 0.5 * float64(c.scale[kindPush]))
 	}
-	if !noKill && !cmd.spare {
+	if !noKill {
 		cmd.delay = time.Duration(u * 1.3 * float64(c.scale[cmd.kind]))
 		cmd.delay = max(cmd.delay, time.Microsecond)
 	}
@@ -470,11 +465,7 @@ func (c *campaign) pullCommand(a, b, flags uint64, busyDirs map[string]bool) *co
 	cmd.expect = c.data.expect[src][full]
 
 	link := (flags>>1)%4 == 0
-	// Until bugLinkResume and bugResumeThroughLink are fixed, a pull --link
-	// is never killed and never goes where a killed pull may have left its
-	// temporary folder (a DIR pulled before).
-	cmd.spare = link && !(checking(bugLinkResume) && checking(bugResumeThroughLink))
-	if (flags>>3)%4 == 0 && len(c.pulledDirs) > 0 && !cmd.spare {
+	if (flags>>3)%4 == 0 && len(c.pulledDirs) > 0 {
 		dir := c.pulledDirs[(flags>>5)%uint64(len(c.pulledDirs))]
 		if !busyDirs[dir] {
 			before, ok, err := readTree(dir)
@@ -652,6 +643,13 @@ func (c *campaign) playRound() {
 	// with the same arguments and caches; then retention; then a gc.
 	c.recover(recoverPushPull)
 	c.recover(recoverRetention)
+	if c.reg.ageTemp != nil {
+		n, err := c.reg.ageTemp()
+		if err != nil {
+			c.fatalf("aging the registry's .tmp/ files: %v", err)
+		}
+		c.stats.where["partial .tmp file of a killed write (aged for the next gc)"] += n
+	}
 	gcCache := c.caches[0]
 	if killedGC != nil {
 		gcCache = killedGC.cache

@@ -34,26 +34,29 @@
 //  4. Checks again: verify and the ref checks as in 2; every object key in
 //     the registry has one of the registry's key shapes; no lock is left;
 //     blobs/ and manifests/ hold exactly as many objects as that gc found
-//     reachable (nothing stray, nothing reachable missing); a recovered pull
+//     reachable (nothing stray, nothing reachable missing); no partial file
+//     is left under a local registry's .tmp/ (see below); a recovered pull
 //     leaves nothing beside DIR but DIR (and a moved-aside earlier DIR).
 //
-// The campaign found bugs; knownbugs_test.go describes each, and a test
-// stages it deterministically:
+// The campaign found bugs, and a test stages each deterministically:
 //
 //   - TestPushDuringGCMark: a push that starts while a gc is marking
-//     publishes a ref to data the gc then deletes (gc-marker-race). Until
-//     it is fixed, no round has both: either its gc becomes a retention
-//     apply or its pushes stay out.
+//     publishes a ref to data the gc then deletes (gc-marker-race, open;
+//     knownbugs_test.go). Until it is fixed, no round has both: either its
+//     gc becomes a retention apply or its pushes stay out.
 //   - TestKilledPullThenPullAgain kills a pull of a folder of many small
 //     files while it fills its temporary folder, then pulls again into the
-//     same DIR, with and without --link in each order: the orders with
-//     --link fail (link-resume, resume-through-link). Until they are fixed
-//     the campaign never kills a pull --link.
+//     same DIR, with and without --link in each order. The orders with
+//     --link failed before harden-pull's private build folders; it now
+//     guards them.
 //
-// A check that fails on a known bug is skipped, naming it, unless
+// A check that fails on an open bug is skipped, naming it, unless
 // CKPT_CHAOS_KNOWN_BUGS names it (or is "all"); the campaign then also makes
-// the moves it otherwise avoids, and (tmp-litter) requires a local
-// registry's .tmp/ to be empty after its gc --grace 0s.
+// the moves it otherwise avoids.
+//
+// On a local registry, the partial files killed writes leave under .tmp/
+// are backdated by a week before the recovery gc (as if that time had
+// passed), and the gc must remove them all.
 //
 // Every ckpt process runs under a deadline; nothing sleeps to wait for
 // anything. Every random choice of a round comes from a generator seeded by
