@@ -5,8 +5,10 @@ CKPT          := $(BIN)/ckpt
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO         := $(BIN)/minio
 TEST_TIMEOUT  ?= 30m
+CHAOS_ROUNDS  ?= 500
+CHAOS_TIMEOUT ?= 3h
 
-.PHONY: all build test demo bench fuzz minio lint clean
+.PHONY: all build test chaos demo bench fuzz minio lint clean
 
 all: build
 
@@ -30,6 +32,12 @@ lint:
 # The whole suite, MinIO included (the tests start and stop their own server).
 test: $(MINIO) lint
 	CKPT_MINIO_BIN=$(MINIO) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The kill -9 campaign at length (`make test` runs a short form of it):
+# CHAOS_ROUNDS rounds per backend, then a summary. CKPT_CHAOS_SEED=N replays
+# a failing run's schedule; see internal/chaos/doc.go.
+chaos: $(MINIO)
+	CKPT_MINIO_BIN=$(MINIO) CKPT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '^TestKillCampaign$$' ./internal/chaos/
 
 # The main job on a throw-away embedded registry.
 demo: build
