@@ -68,7 +68,8 @@
 // (gc/runs/*) before deleting anything. A push uploads without any lock, then
 // publishes under a "publish" lock, which excludes the gc lock (both sides
 // create their lock before listing the others'). If a run marker appeared
-// since the push listed them at its start, the push re-checks, under its
+// since the push listed them at its start, or a gc lock was listed right
+// after them (that gc may still be deleting), the push re-checks, under its
 // lock, that everything its manifest needs exists, and uploads again what a
 // gc deleted. Staleness of locks is judged with the storage's clock only
 // (ModTime against the reader's own fresh lock), or with one machine's

@@ -238,6 +238,56 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// gcView is what a push saw of garbage collection when it started: the run
+// markers, and whether a gc was running then (its lock present). A push
+// whose existence checks may have overlapped a gc's deletions must check
+// its data again before it publishes (docs/format.md, section 9).
+type gcView struct {
+	runs    map[string]bool
+	running bool // a gc lock was listed after the markers: that gc may still delete
+}
+
+// watchGC lists the run markers, then the locks. The order matters: a gc
+// writes its lock before its marker and deletes it only after its last
+// deletion, so a gc whose marker is in runs and whose lock is not listed
+// had finished deleting before this push checked anything.
+func (r *Registry) watchGC(ctx context.Context) (*gcView, error) {
+	runs, err := r.gcRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &gcView{runs: runs}
+	err = r.backend.List(ctx, "locks/"+lockKindGC+"-", func(ObjectInfo) error {
+		v.running = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	return v, nil
+}
+
+// overlapped reports whether a gc may have deleted something since v was
+// taken, given the markers listed now: a new marker appeared, or a gc was
+// running when v was taken.
+func (v *gcView) overlapped(runs map[string]bool) bool {
+	if v.running {
+		return true
+	}
+	for id := range runs {
+		if !v.runs[id] {
+			return true
+		}
+	}
+	return false
+}
+
+// settle records that the push has re-checked its data against every gc
+// that left one of runs.
+func (v *gcView) settle(runs map[string]bool) {
+	v.runs, v.running = runs, false
+}
+
 // gcRuns lists the markers garbage collections leave before deleting.
 func (r *Registry) gcRuns(ctx context.Context) (map[string]bool, error) {
 	runs := map[string]bool{}

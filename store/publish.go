@@ -20,13 +20,13 @@ import (
 // publish writes the ref under a publish lock, after making sure that no
 // garbage collection deleted data the checkpoint needs since the push
 // started (docs/format.md, "Garbage collection").
-func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, runsBefore map[string]bool, force bool, res *PushResult) error {
+func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
 	for {
 		lock, err := r.acquirePublish(ctx)
 		if err != nil {
 			return err
 		}
-		err = r.publishLocked(ctx, lock, rec, m, files, runsBefore, force, res)
+		err = r.publishLocked(ctx, lock, rec, m, files, gcSeen, force, res)
 		lock.release(ctx)
 		if !errors.Is(err, errLockExpired) {
 			return err
@@ -47,25 +47,17 @@ func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
 // abandoned; the publish starts over with a fresh lock.
 var errLockExpired = errors.New("publish lock held too long")
 
-func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *Manifest, files []*pushFile, runsBefore map[string]bool, force bool, res *PushResult) error {
+func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
 	runs, err := r.gcRuns(ctx)
 	if err != nil {
 		return err
 	}
-	newRun := false
-	for id := range runs {
-		if !runsBefore[id] {
-			newRun = true
-		}
-	}
-	if newRun {
+	if gcSeen.overlapped(runs) {
 		r.knownGen = r.index.syncGCRuns(r.format.ID, runs)
 		if err := r.restoreMissing(ctx, rec, m, files, res); err != nil {
 			return err
 		}
-		for id := range runs {
-			runsBefore[id] = true
-		}
+		gcSeen.settle(runs)
 	}
 	// The ref must be written while the lock is surely still valid: the
 	// write gets only the lock's remaining half-life.

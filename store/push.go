@@ -126,12 +126,13 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	}
 
 	// The gc runs seen now: if another one appears before the ref is written,
-	// blobs this push found present may have been deleted meanwhile.
-	runsBefore, err := r.gcRuns(ctx)
+	// or one was running, blobs this push found present may have been
+	// deleted meanwhile.
+	gcSeen, err := r.watchGC(ctx)
 	if err != nil {
 		return nil, err
 	}
-	gen := r.index.syncGCRuns(r.format.ID, runsBefore)
+	gen := r.index.syncGCRuns(r.format.ID, gcSeen.runs)
 	r = r.withGeneration(gen)
 	r.seen = newKeySet()
 
@@ -177,7 +178,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	}
 	res.Record = rec
 
-	if err := r.publish(ctx, &rec, m, files, runsBefore, opts.Force, res); err != nil {
+	if err := r.publish(ctx, &rec, m, files, gcSeen, opts.Force, res); err != nil {
 		return nil, err
 	}
 	res.Record = rec
