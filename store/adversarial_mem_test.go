@@ -15,6 +15,7 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Hostile registry content against the readers' memory bounds: objects
@@ -162,7 +163,7 @@ func TestObjectHeaderSizeCaps(t *testing.T) {
 // hostileRegistry writes, with the backend's own puts, a registry whose
 // version NAME@1 records files (role "other") made of the given chunks, and
 // the given objects under their keys.
-func hostileRegistry(t *testing.T, b store.Backend, files []store.File, objects map[string][]byte) *store.Registry {
+func hostileRegistry(t *testing.T, b backend.Backend, files []store.File, objects map[string][]byte) *store.Registry {
 	t.Helper()
 	ctx := context.Background()
 	r, _, err := store.Init(ctx, b, store.Options{Workers: 8})

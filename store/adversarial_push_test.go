@@ -12,6 +12,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // TestPushConfirmsWhatTheCacheKnows: blobs and a manifest deleted from the
@@ -81,7 +82,7 @@ func TestExistenceCheckByListOrStat(t *testing.T) {
 			}
 			sort.Strings(want)
 			for _, listAt := range []int{1, 3, 1 << 30} {
-				for _, b := range []store.Backend{be, store.NoCheapStatForTest{Backend: be}} {
+				for _, b := range []backend.Backend{be, store.NoCheapStatForTest{Backend: be}} {
 					r, err := store.Open(ctx, b, store.Options{Workers: 4})
 					require.NoError(t, err)
 					got, err := r.MissingKeysForTest(ctx, keys, listAt, 0)

@@ -25,10 +25,11 @@ import (
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // readObject returns the bytes stored under key.
-func readObject(t *testing.T, b store.Backend, key string) []byte {
+func readObject(t *testing.T, b backend.Backend, key string) []byte {
 	t.Helper()
 	rc, err := b.Get(context.Background(), key, 0, -1)
 	require.NoError(t, err)
@@ -40,7 +41,7 @@ func readObject(t *testing.T, b store.Backend, key string) []byte {
 
 // rewriteObject replaces the object under key by edit(its content), the way
 // a hand edit, a restore or a flipped bit on the storage would leave it.
-func rewriteObject(t *testing.T, b store.Backend, key string, edit func([]byte) []byte) {
+func rewriteObject(t *testing.T, b backend.Backend, key string, edit func([]byte) []byte) {
 	t.Helper()
 	old := readObject(t, b, key)
 	data := edit(bytes.Clone(old))
@@ -119,11 +120,11 @@ func legacy(t *testing.T, data []byte) []byte {
 }
 
 // dataKeys lists every blob and manifest of the registry, sorted.
-func dataKeys(t *testing.T, b store.Backend) []string {
+func dataKeys(t *testing.T, b backend.Backend) []string {
 	t.Helper()
 	var keys []string
 	for _, prefix := range []string{"blobs/", "manifests/"} {
-		require.NoError(t, b.List(context.Background(), prefix, func(oi store.ObjectInfo) error {
+		require.NoError(t, b.List(context.Background(), prefix, func(oi backend.ObjectInfo) error {
 			keys = append(keys, oi.Key)
 			return nil
 		}))
@@ -132,10 +133,10 @@ func dataKeys(t *testing.T, b store.Backend) []string {
 	return keys
 }
 
-func refKeys(t *testing.T, b store.Backend) []string {
+func refKeys(t *testing.T, b backend.Backend) []string {
 	t.Helper()
 	var keys []string
-	require.NoError(t, b.List(context.Background(), "refs/", func(oi store.ObjectInfo) error {
+	require.NoError(t, b.List(context.Background(), "refs/", func(oi backend.ObjectInfo) error {
 		keys = append(keys, oi.Key)
 		return nil
 	}))
@@ -617,7 +618,7 @@ func testVerifyDeleted(t *testing.T, nb newBackendFunc, manifest bool) {
 		rep, err := r.VerifyAll(e.ctx, readData)
 		require.ErrorIs(t, err, store.ErrVerifyFailed, "read data %v", readData)
 		p := problemFor(t, rep, gone)
-		require.ErrorIs(t, p.Err, store.ErrNotFound)
+		require.ErrorIs(t, p.Err, backend.ErrNotFound)
 		assert.Contains(t, strings.Join(p.Files, " "), "run@300")
 		rep, err = r.Verify(e.ctx, []store.Record{rec}, readData)
 		require.ErrorIs(t, err, store.ErrVerifyFailed)

@@ -14,12 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // gatedBackend holds every blob Get (or Put) in the gate until the test
 // opens it, and counts how many are held at once.
 type gatedBackend struct {
-	store.Backend
+	backend.Backend
 	gatePuts bool
 
 	mu      sync.Mutex

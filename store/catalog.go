@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/retention"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // ErrNoCheckpoint is returned when NAME@REF resolves to nothing.
@@ -21,7 +22,7 @@ var ErrNoCheckpoint = errors.New("no such checkpoint")
 // Names lists every NAME that has at least one version, sorted.
 func (r *Registry) Names(ctx context.Context) ([]string, error) {
 	seen := map[string]bool{}
-	err := r.backend.List(ctx, "refs/", func(oi ObjectInfo) error {
+	err := r.backend.List(ctx, "refs/", func(oi backend.ObjectInfo) error {
 		if name, kind, _, ok := parseRefKey(oi.Key); ok && kind == refKindVersion {
 			seen[name] = true
 		}
@@ -111,8 +112,8 @@ func (r *Registry) ReadCatalog(ctx context.Context, name string, opts CatalogOpt
 	if name != "" {
 		prefix += name + "/"
 	}
-	var infos []ObjectInfo
-	err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
+	var infos []backend.ObjectInfo
+	err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
 		n, kind, _, ok := parseRefKey(oi.Key)
 		if !ok || name != "" && n != name {
 			return nil
@@ -141,7 +142,7 @@ func (r *Registry) ReadCatalog(ctx context.Context, name string, opts CatalogOpt
 		}
 		need = append(need, i)
 	}
-	fresh := map[ObjectInfo][]byte{}
+	fresh := map[backend.ObjectInfo][]byte{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
@@ -150,7 +151,7 @@ func (r *Registry) ReadCatalog(ctx context.Context, name string, opts CatalogOpt
 		g.Go(func() error {
 			data, err := readRef(gctx, r.backend, oi.Key)
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, backend.ErrNotFound):
 				return nil // removed since the listing
 			case errors.Is(err, ErrCorruptRef):
 				problems[i] = err
@@ -256,18 +257,18 @@ func (r *Registry) Resolve(ctx context.Context, name, ref string) (Record, error
 		if err == nil {
 			return rec, nil
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, backend.ErrNotFound) {
 			return Record{}, err
 		}
 		t, err := r.readTag(ctx, name, ref)
 		if err == nil {
 			rec, err := r.readRecord(ctx, name, t.Version)
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, backend.ErrNotFound) {
 				return Record{}, fmt.Errorf("%w: tag %s@%s points at version %s, which was removed", ErrNoCheckpoint, name, ref, t.Version)
 			}
 			return rec, err
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, backend.ErrNotFound) {
 			return Record{}, err
 		}
 	}
@@ -423,7 +424,7 @@ func (r *Registry) Tag(ctx context.Context, name, ref, tag string) error {
 	key := tagKey(name, tag)
 	t := TagRecord{Version: rec.Version, Tagged: time.Now().UTC()}
 	err = putRef(ctx, r.backend, key, t)
-	if errors.Is(err, ErrExists) {
+	if errors.Is(err, backend.ErrExists) {
 		if old, err := r.readTag(ctx, name, tag); err == nil && old.Version == rec.Version {
 			return nil
 		}
@@ -442,7 +443,7 @@ func (r *Registry) Tag(ctx context.Context, name, ref, tag string) error {
 func (r *Registry) Untag(ctx context.Context, name, tag string) error {
 	key := tagKey(name, tag)
 	if _, err := r.backend.Stat(ctx, key); err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, backend.ErrNotFound) {
 			return fmt.Errorf("%w: %s has no tag %q", ErrNoCheckpoint, name, tag)
 		}
 		return err

@@ -19,13 +19,15 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/backend/mem"
 )
 
 // newBackendFunc makes a fresh, empty backend for one test.
-type newBackendFunc func(t *testing.T) store.Backend
+type newBackendFunc func(t *testing.T) backend.Backend
 
-func newLocal(t *testing.T) store.Backend {
+func newLocal(t *testing.T) backend.Backend {
 	b, err := local.New(filepath.Join(t.TempDir(), "registry"))
 	require.NoError(t, err)
 	return b
@@ -35,7 +37,7 @@ func newLocal(t *testing.T) store.Backend {
 type env struct {
 	t   *testing.T
 	ctx context.Context
-	b   store.Backend
+	b   backend.Backend
 	r   *store.Registry
 	ix  *store.Index
 }
@@ -92,9 +94,12 @@ func tinyRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base strin
 	return testutil.TinyRun(t, spec)
 }
 
-// backends lists the backends the end-to-end tests run on; the S3 test
-// file adds MinIO.
-var backends = map[string]newBackendFunc{"local": newLocal}
+// newMem is a fresh in-memory registry.
+func newMem(t *testing.T) backend.Backend { return mem.New() }
+
+// backends lists the backends the end-to-end tests run on: a local
+// folder, memory, and (TestMain adds it when it can start one) MinIO.
+var backends = map[string]newBackendFunc{"local": newLocal, "mem": newMem}
 
 func TestEndToEnd(t *testing.T) {
 	for name, nb := range backends {
@@ -340,7 +345,7 @@ func testRepush(t *testing.T, nb newBackendFunc) {
 }
 
 // corruptObject flips one byte of a stored object through the Backend.
-func corruptObject(t *testing.T, b store.Backend, key string) {
+func corruptObject(t *testing.T, b backend.Backend, key string) {
 	t.Helper()
 	ctx := context.Background()
 	rc, err := b.Get(ctx, key, 0, -1)
@@ -386,7 +391,7 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, e.b.Delete(e.ctx, store.BlobKey(victim)))
 	rep, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
-	assert.ErrorIs(t, rep.Problems[0].Err, store.ErrNotFound)
+	assert.ErrorIs(t, rep.Problems[0].Err, backend.ErrNotFound)
 }
 
 // plantManifest stores a hand-made manifest and a record pointing at it.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // allocs returns the bytes the Go heap allocated while f ran (every
@@ -118,7 +120,7 @@ func FuzzParseRef(f *testing.F) {
 			return
 		}
 		key := versionKey(name, ref)
-		require.NoError(t, CheckKey(key))
+		require.NoError(t, backend.CheckKey(key))
 		n, kind, last, ok := parseRefKey(key)
 		require.True(t, ok)
 		require.Equal(t, name, n)
@@ -131,13 +133,13 @@ func FuzzParseRef(f *testing.F) {
 type mapBackend map[string][]byte
 
 func (m mapBackend) Put(context.Context, string, io.Reader, int64) error {
-	return fmt.Errorf("read-only: %w", ErrExists)
+	return fmt.Errorf("read-only: %w", backend.ErrExists)
 }
 
 func (m mapBackend) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	data, ok := m[key]
 	if !ok {
-		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
 	data = data[min(off, int64(len(data))):]
 	if n >= 0 {
@@ -146,18 +148,18 @@ func (m mapBackend) Get(_ context.Context, key string, off, n int64) (io.ReadClo
 	return io.NopCloser(bytes.NewReader(data)), nil
 }
 
-func (m mapBackend) Stat(_ context.Context, key string) (ObjectInfo, error) {
+func (m mapBackend) Stat(_ context.Context, key string) (backend.ObjectInfo, error) {
 	data, ok := m[key]
 	if !ok {
-		return ObjectInfo{}, fmt.Errorf("%s: %w", key, ErrNotFound)
+		return backend.ObjectInfo{}, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
-	return ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}, nil
+	return backend.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}, nil
 }
 
-func (m mapBackend) List(_ context.Context, prefix string, fn func(ObjectInfo) error) error {
+func (m mapBackend) List(_ context.Context, prefix string, fn func(backend.ObjectInfo) error) error {
 	for key, data := range m {
 		if strings.HasPrefix(key, prefix) {
-			if err := fn(ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
+			if err := fn(backend.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
 				return err
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // DefaultGrace is how old (by the storage's clock) an unreferenced object
@@ -74,8 +76,8 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		return nil, err
 	}
 	for _, prefix := range []string{"manifests/", "blobs/"} {
-		var doomed []ObjectInfo
-		err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
+		var doomed []backend.ObjectInfo
+		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
 			id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
 			if err != nil || oi.Key != keyFor(prefix, id) {
 				return nil // not ours to judge
@@ -161,7 +163,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	// lock); what a manifest references may come from the cached copy,
 	// which is checked against its ID.
 	listed := map[ID]int64{}
-	err = r.backend.List(ctx, "manifests/", func(oi ObjectInfo) error {
+	err = r.backend.List(ctx, "manifests/", func(oi backend.ObjectInfo) error {
 		if id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == ManifestKey(id) {
 			listed[id] = oi.Size
 		}
@@ -179,7 +181,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 			var err error
 			size, ok := listed[mid]
 			if !ok {
-				err = fmt.Errorf("%w in the registry", ErrNotFound)
+				err = fmt.Errorf("%w in the registry", backend.ErrNotFound)
 			} else {
 				m, err = r.listedManifest(gctx, mid, size)
 			}
@@ -235,7 +237,7 @@ func (e *UnprovenError) Error() string {
 func (e *UnprovenError) Is(target error) bool { return target == ErrUnproven }
 
 // sweep deletes objects with bounded parallelism, keeping the lock fresh.
-func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []ObjectInfo, dryRun bool) error {
+func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []backend.ObjectInfo, dryRun bool) error {
 	if dryRun || len(doomed) == 0 {
 		return nil
 	}
@@ -267,7 +269,7 @@ func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []Objec
 func (r *Registry) pruneGCRuns(ctx context.Context, now time.Time) error {
 	const horizon = 30 * 24 * time.Hour
 	var old []string
-	err := r.backend.List(ctx, gcRunsPrefix, func(oi ObjectInfo) error {
+	err := r.backend.List(ctx, gcRunsPrefix, func(oi backend.ObjectInfo) error {
 		if now.Sub(oi.ModTime) > horizon {
 			old = append(old, oi.Key)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 func TestGarbageCollection(t *testing.T) {
@@ -106,7 +107,7 @@ func testGCFrees(t *testing.T, nb newBackendFunc) {
 
 // hookBackend runs a callback before selected operations.
 type hookBackend struct {
-	store.Backend
+	backend.Backend
 	beforePut func(key string)
 }
 
@@ -164,7 +165,7 @@ func testPushRacingGC(t *testing.T, nb newBackendFunc) {
 
 // blockingBackend parks the first Delete until released.
 type blockingBackend struct {
-	store.Backend
+	backend.Backend
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
@@ -213,7 +214,7 @@ func testSecondGC(t *testing.T, nb newBackendFunc) {
 // like a gc killed midway; plantLock then leaves the lock a killed process
 // would have left.
 type failingDeletes struct {
-	store.Backend
+	backend.Backend
 	left atomic.Int64
 }
 

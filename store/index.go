@@ -15,6 +15,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Index is the per-machine cache, a bbolt file under the user's cache
@@ -521,7 +523,7 @@ type catalogEntry struct {
 	Sum  ID     `json:"sum"` // SHA-256 of Data
 }
 
-func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
+func (ix *Index) catalogGet(reg string, oi backend.ObjectInfo) ([]byte, bool) {
 	if ix == nil || oi.ETag == "" {
 		return nil, false
 	}
@@ -538,7 +540,7 @@ func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
 	return e.Data, ok
 }
 
-func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
+func (ix *Index) catalogPut(reg string, entries map[backend.ObjectInfo][]byte) {
 	if ix == nil || len(entries) == 0 {
 		return
 	}

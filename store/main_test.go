@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/miniotest"
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // minioServer is one real MinIO for the package; the end-to-end and gc
@@ -32,9 +32,9 @@ func TestMain(m *testing.M) {
 }
 
 // newMinio is a fresh registry prefix in a fresh bucket.
-func newMinio(t *testing.T) store.Backend { return newMinioTB(t) }
+func newMinio(t *testing.T) backend.Backend { return newMinioTB(t) }
 
-func newMinioTB(t testing.TB) store.Backend {
+func newMinioTB(t testing.TB) backend.Backend {
 	t.Helper()
 	bucket := minioServer.NewBucket(t)
 	b, err := s3.New(context.Background(), s3.Config{

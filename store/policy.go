@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/retention"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // policyRefKey is the per-NAME key of the stored retention policy.
@@ -52,7 +53,7 @@ func (r *Registry) Policy(ctx context.Context, name string) (p retention.Policy,
 	key := policyKey(name, policyRefKey)
 	data, err := readRef(ctx, r.backend, key)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, backend.ErrNotFound) {
 			return p, false, nil
 		}
 		return p, false, err
@@ -121,7 +122,7 @@ func (r *Registry) ApplyPlan(ctx context.Context, name string, plan retention.Pl
 			continue
 		}
 		key := versionKey(name, cp.Version)
-		if _, err := r.backend.Stat(ctx, key); errors.Is(err, ErrNotFound) {
+		if _, err := r.backend.Stat(ctx, key); errors.Is(err, backend.ErrNotFound) {
 			continue
 		} else if err != nil {
 			return removed, err

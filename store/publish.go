@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Publishing is the last step of a push: under a publish lock, make sure no
@@ -38,7 +40,7 @@ func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files 
 // what killed writers left there (TempCleaner). Failures only leave the
 // files for the next push or gc; a dry run removes nothing.
 func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
-	if c, ok := r.backend.(TempCleaner); ok && !dryRun && !r.dry {
+	if c, ok := r.backend.(backend.TempCleaner); ok && !dryRun && !r.dry {
 		_ = c.CleanTemp(ctx)
 	}
 }
@@ -185,7 +187,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 		byDir[dir] = append(byDir[dir], k)
 	}
 	cheap := false
-	if c, ok := r.backend.(CheapStatter); ok {
+	if c, ok := r.backend.(backend.CheapStatter); ok {
 		cheap = c.CheapStat()
 	}
 	var mu sync.Mutex
@@ -201,7 +203,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 		if !cheap && len(ks) >= listAtLeast {
 			g.Go(func() error {
 				have := make(map[string]bool, len(ks))
-				err := r.backend.List(gctx, dir, func(oi ObjectInfo) error {
+				err := r.backend.List(gctx, dir, func(oi backend.ObjectInfo) error {
 					have[oi.Key] = true
 					return nil
 				})
@@ -220,7 +222,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 		for _, k := range ks {
 			g.Go(func() error {
 				_, err := r.backend.Stat(gctx, k)
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, backend.ErrNotFound) {
 					gone(k)
 					return nil
 				}
@@ -242,7 +244,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 func (r *Registry) writeRecord(ctx context.Context, rec *Record, force bool, res *PushResult) error {
 	key := versionKey(rec.Name, rec.Version)
 	err := putRef(ctx, r.backend, key, rec)
-	if err == nil || !errors.Is(err, ErrExists) {
+	if err == nil || !errors.Is(err, backend.ErrExists) {
 		return err
 	}
 	old, err := r.readRecord(ctx, rec.Name, rec.Version)

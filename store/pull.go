@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder.
@@ -193,7 +194,7 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 		}
 		next, err := r.readRecord(ctx, base.Name, base.Version)
 		if err != nil {
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, backend.ErrNotFound) {
 				break // the base's own ref is gone; its manifest served what it could
 			}
 			return nil, fmt.Errorf("base %s: %w", base, err)
@@ -488,7 +489,7 @@ func (r *Registry) fetchBlob(ctx context.Context, id ID, size int64, dst []byte)
 func (r *Registry) downloadBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
 	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, backend.ErrNotFound) {
 			r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
 			return nil, fmt.Errorf("blob %s is missing from the registry: %w", id, err)
 		}

@@ -20,11 +20,12 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // countingBackend counts blob downloads and can fail them after a budget.
 type countingBackend struct {
-	store.Backend
+	backend.Backend
 	blobGets atomic.Int64
 	failFrom int64 // 0: never
 }
@@ -147,7 +148,7 @@ func TestInterruptedPullResumes(t *testing.T) {
 
 // cancelAfter cancels its context once n blobs were downloaded.
 type cancelAfter struct {
-	store.Backend
+	backend.Backend
 	n, after int64
 	cancel   context.CancelFunc
 }

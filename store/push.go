@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // ErrVersionExists is returned when NAME@VERSION already records different
@@ -550,7 +551,7 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 		r.index.addKnown(r.format.ID, r.knownGen, []string{key})
 		r.seen.add(key)
 		return 0, nil
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, backend.ErrNotFound) {
 		return 0, err
 	}
 	content, err := load()
@@ -561,7 +562,7 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 	defer dropBuf(bp)
 	obj := EncodeObject((*bp)[:0], content, hint)
 	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
-	if errors.Is(err, ErrExists) {
+	if errors.Is(err, backend.ErrExists) {
 		err = nil
 		obj = obj[:0]
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/retention"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Refs live under "refs/<NAME>/<kind>/<key>"; NAME may itself contain
@@ -119,7 +120,7 @@ func checkSegment(s string) error {
 		return fmt.Errorf("segment %q starts with '.'", s)
 	}
 	for _, c := range s {
-		if !isKeyChar(c) {
+		if !backend.IsKeyChar(c) {
 			return fmt.Errorf("character %q not allowed (use letters, digits, '.', '_', '-')", c)
 		}
 	}
@@ -422,7 +423,7 @@ func decodeRef(key string, data []byte, v any) (legacy bool, err error) {
 }
 
 // putRef stores v under key with its checksum, create-only.
-func putRef(ctx context.Context, b Backend, key string, v any) error {
+func putRef(ctx context.Context, b backend.Backend, key string, v any) error {
 	data, err := encodeRef(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
@@ -433,7 +434,7 @@ func putRef(ctx context.Context, b Backend, key string, v any) error {
 // readRef reads a ref object from the registry (never from a cache),
 // refusing one larger than any ref can be. A missing ref is an error
 // wrapping ErrNotFound.
-func readRef(ctx context.Context, b Backend, key string) ([]byte, error) {
+func readRef(ctx context.Context, b backend.Backend, key string) ([]byte, error) {
 	rc, err := b.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
@@ -450,7 +451,7 @@ func readRef(ctx context.Context, b Backend, key string) ([]byte, error) {
 }
 
 // getRef reads key from the registry, verifies it and decodes it into v.
-func getRef(ctx context.Context, b Backend, key string, v any) error {
+func getRef(ctx context.Context, b backend.Backend, key string, v any) error {
 	data, err := readRef(ctx, b, key)
 	if err != nil {
 		return err

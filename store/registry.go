@@ -11,6 +11,8 @@ import (
 	"io"
 	"runtime"
 	"time"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // FormatKey is the object at the root of every registry.
@@ -57,7 +59,7 @@ type Progress interface {
 
 // Registry is an open registry on a Backend.
 type Registry struct {
-	backend Backend
+	backend backend.Backend
 	format  Format
 	index   *Index
 	workers int
@@ -85,7 +87,7 @@ func (r *Registry) withGeneration(gen uint64) *Registry {
 
 // Init creates a registry on b if there is none; it is idempotent. created
 // reports whether this call made it.
-func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bool, err error) {
+func Init(ctx context.Context, b backend.Backend, opts Options) (r *Registry, created bool, err error) {
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, false, err
@@ -97,7 +99,7 @@ func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bo
 	switch {
 	case err == nil:
 		created = true
-	case errors.Is(err, ErrExists):
+	case errors.Is(err, backend.ErrExists):
 	default:
 		return nil, false, fmt.Errorf("init registry at %s: %w", b.Location(), err)
 	}
@@ -106,10 +108,10 @@ func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bo
 }
 
 // Open opens the registry on b, checking its format version.
-func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
+func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, error) {
 	data, err := readAll(ctx, b, FormatKey, 1<<16)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, backend.ErrNotFound) {
 			return nil, fmt.Errorf("%s: %w (run `ckpt init`)", b.Location(), ErrNoRegistry)
 		}
 		return nil, fmt.Errorf("open registry at %s: %w", b.Location(), err)
@@ -129,7 +131,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
 }
 
 // Backend returns the registry's backend.
-func (r *Registry) Backend() Backend { return r.backend }
+func (r *Registry) Backend() backend.Backend { return r.backend }
 
 // ID returns the registry's random identity.
 func (r *Registry) ID() string { return r.format.ID }
@@ -138,7 +140,7 @@ func (r *Registry) ID() string { return r.format.ID }
 func (r *Registry) Location() string { return r.backend.Location() }
 
 // readAll reads a whole small object, refusing ones larger than limit.
-func readAll(ctx context.Context, b Backend, key string, limit int64) ([]byte, error) {
+func readAll(ctx context.Context, b backend.Backend, key string, limit int64) ([]byte, error) {
 	rc, err := b.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
@@ -155,7 +157,7 @@ func readAll(ctx context.Context, b Backend, key string, limit int64) ([]byte, e
 }
 
 // putJSON stores v as indented JSON under key, create-only.
-func putJSON(ctx context.Context, b Backend, key string, v any) error {
+func putJSON(ctx context.Context, b backend.Backend, key string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
@@ -165,7 +167,7 @@ func putJSON(ctx context.Context, b Backend, key string, v any) error {
 }
 
 // getJSON reads a small JSON object.
-func getJSON(ctx context.Context, b Backend, key string, v any) error {
+func getJSON(ctx context.Context, b backend.Backend, key string, v any) error {
 	data, err := readAll(ctx, b, key, 1<<20)
 	if err != nil {
 		return err

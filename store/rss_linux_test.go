@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend/local"
 )
 
 // peakRSSLimit is the README's promise for any command.

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Problem is one defect verify found.
@@ -179,7 +181,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			if readData {
 				n, err = r.readBlobData(gctx, id, sizes[id])
 			} else {
-				var oi ObjectInfo
+				var oi backend.ObjectInfo
 				oi, err = r.backend.Stat(gctx, BlobKey(id))
 				if err == nil && oi.Size < objectHeaderSize {
 					err = fmt.Errorf("%w: %d bytes, shorter than an object header", ErrCorrupt, oi.Size)
@@ -192,7 +194,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			defer mu.Unlock()
 			rep.BytesRead += n
 			if err != nil {
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, backend.ErrNotFound) {
 					r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
 				}
 				rep.Problems = append(rep.Problems, Problem{Object: BlobKey(id), Files: blobUsers[id], Err: err})
@@ -270,7 +272,7 @@ func (r *Registry) Usage(ctx context.Context) (*Usage, error) {
 		}
 	}
 	for _, prefix := range []string{"blobs/", "manifests/"} {
-		err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
+		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
 			u.Stored += oi.Size
 			if prefix == "blobs/" {
 				u.Blobs++

@@ -15,12 +15,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
 )
 
 // registryBackend opens the CLI's local registry directly, as someone
 // editing the bucket or the folder by hand would.
-func (c *cli) registryBackend() store.Backend {
+func (c *cli) registryBackend() backend.Backend {
 	b, err := local.New(c.repo)
 	require.NoError(c.t, err)
 	return b
@@ -46,7 +47,7 @@ func (c *cli) objectKeys() []string {
 	c.t.Helper()
 	var keys []string
 	for _, prefix := range []string{"blobs/", "manifests/"} {
-		require.NoError(c.t, c.registryBackend().List(context.Background(), prefix, func(oi store.ObjectInfo) error {
+		require.NoError(c.t, c.registryBackend().List(context.Background(), prefix, func(oi backend.ObjectInfo) error {
 			keys = append(keys, oi.Key)
 			return nil
 		}))

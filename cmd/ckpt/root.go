@@ -17,7 +17,8 @@ import (
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
 )
 
 // app holds the global flags and what they open.
@@ -102,7 +103,7 @@ func (a *app) repoURL() (string, error) {
 }
 
 // backend opens the Backend named by the repo URL.
-func (a *app) backend(ctx context.Context) (store.Backend, error) {
+func (a *app) backend(ctx context.Context) (backend.Backend, error) {
 	loc, err := a.repoURL()
 	if err != nil {
 		return nil, err
@@ -281,7 +282,7 @@ func (a *app) cacheLimit() (int64, error) {
 // openCaches adds the per-machine disk caches: chunks of earlier pulls for
 // remote registries (a local registry is its own cache), whole files for
 // pull --link. One that cannot be opened is left out, with a warning.
-func (a *app) openCaches(opts *store.Options, b store.Backend, limit int64) {
+func (a *app) openCaches(opts *store.Options, b backend.Backend, limit int64) {
 	dir, err := store.DefaultCacheDir()
 	if err != nil {
 		a.cacheWarning(err)

@@ -13,11 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/backendtest"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/backendtest"
 )
 
-func newBackend(t *testing.T) store.Backend {
+func newBackend(t *testing.T) backend.Backend {
 	b, err := New(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { requireNoTemp(t, b.Root) })
@@ -75,7 +75,7 @@ func TestTwoHostsRace(t *testing.T) {
 				winner = i
 				continue
 			}
-			require.ErrorIs(t, err, store.ErrExists)
+			require.ErrorIs(t, err, backend.ErrExists)
 		}
 		require.NotEqual(t, -1, winner)
 		for _, h := range hosts {
@@ -103,7 +103,7 @@ func TestNoTempLeftovers(t *testing.T) {
 		wantErr error
 	}{
 		{"Success", context.Background(), bytes.NewReader([]byte("hello")), 5, nil},
-		{"Exists", context.Background(), bytes.NewReader([]byte("other")), 5, store.ErrExists},
+		{"Exists", context.Background(), bytes.NewReader([]byte("other")), 5, backend.ErrExists},
 		{"FailingReader", context.Background(), io.MultiReader(bytes.NewReader([]byte("he")), errReader{boom}), 5, boom},
 		{"Short", context.Background(), bytes.NewReader([]byte("hel")), 5, nil},
 		{"Cancelled", cancelled, bytes.NewReader([]byte("hello")), 5, context.Canceled},
@@ -154,7 +154,7 @@ func TestListStaysInside(t *testing.T) {
 	require.NoError(t, b.Put(t.Context(), "a", bytes.NewReader([]byte("a")), 1))
 	for _, prefix := range []string{"../", "../sibling/", "..", "a/../../", "/"} {
 		var keys []string
-		require.NoError(t, b.List(t.Context(), prefix, func(info store.ObjectInfo) error {
+		require.NoError(t, b.List(t.Context(), prefix, func(info backend.ObjectInfo) error {
 			keys = append(keys, info.Key)
 			return nil
 		}))

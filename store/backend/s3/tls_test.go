@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // TLS endpoints are verified, against the system's certificates plus

@@ -1,4 +1,4 @@
-package store
+package backend
 
 import (
 	"fmt"
@@ -21,7 +21,7 @@ func CheckKey(key string) error {
 			return fmt.Errorf("invalid object key %q: segment %q starts with '.'", key, seg)
 		}
 		for _, c := range seg {
-			if !isKeyChar(c) {
+			if !IsKeyChar(c) {
 				return fmt.Errorf("invalid object key %q: character %q", key, c)
 			}
 		}
@@ -29,7 +29,9 @@ func CheckKey(key string) error {
 	return nil
 }
 
-func isKeyChar(c rune) bool {
+// IsKeyChar reports whether c may appear in a key segment: an ASCII letter
+// or digit, '.', '_' or '-'.
+func IsKeyChar(c rune) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == '.' || c == '_' || c == '-'
 }

@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/miniotest"
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/backendtest"
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/backendtest"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // srv is the MinIO shared by the package's tests (the one that stops its
@@ -88,7 +88,7 @@ func requireNoUploads(t *testing.T, s *miniotest.Server, bucket string) {
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) store.Backend {
+	backendtest.Run(t, func(t *testing.T) backend.Backend {
 		cfg := config(t, srv)
 		t.Cleanup(func() { requireNoUploads(t, srv, cfg.Bucket) })
 		return newBackend(t, cfg)
@@ -258,7 +258,7 @@ func TestPrefixIsolation(t *testing.T) {
 	require.NoError(t, b.Put(ctx, "k", strings.NewReader("mine"), 4))
 
 	var keys []string
-	require.NoError(t, b.List(ctx, "", func(info store.ObjectInfo) error {
+	require.NoError(t, b.List(ctx, "", func(info backend.ObjectInfo) error {
 		keys = append(keys, info.Key)
 		return nil
 	}))
@@ -280,11 +280,11 @@ func TestPrefixIsolation(t *testing.T) {
 	root.Prefix = ""
 	rb := newBackend(t, root)
 	keys = nil
-	require.NoError(t, rb.List(ctx, "reg/", func(info store.ObjectInfo) error {
+	require.NoError(t, rb.List(ctx, "reg/", func(info backend.ObjectInfo) error {
 		keys = append(keys, info.Key)
 		return nil
 	}))
 	sort.Strings(keys)
 	assert.Equal(t, []string{"reg/k", "reg/v1/k", "reg/v1x/k"}, keys)
-	require.ErrorIs(t, rb.Put(ctx, "reg/v1/k", bytes.NewReader([]byte("x")), 1), store.ErrExists)
+	require.ErrorIs(t, rb.Put(ctx, "reg/v1/k", bytes.NewReader([]byte("x")), 1), backend.ErrExists)
 }

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/internal/miniotest"
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // faultyBackend is a backend on a fresh bucket of s whose requests go
@@ -157,7 +157,7 @@ var (
 		prepare: func(t *testing.T, f *faultyBackend) { require.NoError(t, f.put(t, "blobs/x", small)) },
 		run: func(t *testing.T, f *faultyBackend) error {
 			var keys []string
-			err := f.List(t.Context(), "blobs/", func(info store.ObjectInfo) error {
+			err := f.List(t.Context(), "blobs/", func(info backend.ObjectInfo) error {
 				keys = append(keys, info.Key)
 				return nil
 			})
@@ -266,8 +266,8 @@ func TestRetryBudgetExhausted(t *testing.T) {
 			for _, w := range tt.want {
 				assert.Contains(t, err.Error(), w)
 			}
-			assert.NotErrorIs(t, err, store.ErrExists)
-			assert.NotErrorIs(t, err, store.ErrNotFound)
+			assert.NotErrorIs(t, err, backend.ErrExists)
+			assert.NotErrorIs(t, err, backend.ErrNotFound)
 			assert.Equal(t, attempts, f.rt.count(tt.op)-before, "requests of %s", tt.op)
 			if tt.target.prepare == nil { // a failed Put
 				f.requireNoObject(t, "blobs/x")
@@ -409,7 +409,7 @@ func TestLostResponse(t *testing.T) {
 			return nil, errConnReset
 		})
 		err := f.put(t, "blobs/x", small)
-		require.ErrorIs(t, err, store.ErrExists)
+		require.ErrorIs(t, err, backend.ErrExists)
 		assert.Equal(t, 2, f.rt.count("PutObject"))
 		f.requireObject(t, "blobs/x", other)
 	})
@@ -436,7 +436,7 @@ func TestServerStoppedMidMultipart(t *testing.T) {
 
 		own.Restart(t)
 		_, err = f.Stat(t.Context(), "blobs/x")
-		require.ErrorIs(t, err, store.ErrNotFound)
+		require.ErrorIs(t, err, backend.ErrNotFound)
 		f.requireNoObject(t, "blobs/x")
 
 		require.NoError(t, f.put(t, "blobs/x", large))
@@ -471,11 +471,11 @@ func TestErrorsAreTyped(t *testing.T) {
 	f := newFaultyBackend(t, srv, nil)
 	require.NoError(t, f.put(t, "k", small))
 	err := f.put(t, "k", small)
-	require.ErrorIs(t, err, store.ErrExists)
-	assert.True(t, errors.Is(err, store.ErrExists))
+	require.ErrorIs(t, err, backend.ErrExists)
+	assert.True(t, errors.Is(err, backend.ErrExists))
 	assert.Contains(t, err.Error(), f.cfg.Bucket)
 	_, err = f.Stat(t.Context(), "nope")
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, backend.ErrNotFound)
 	assert.Contains(t, err.Error(), "nope")
 	assert.Contains(t, err.Error(), f.cfg.Bucket)
 }

@@ -1,4 +1,4 @@
-// Package backendtest is the conformance suite of store.Backend: the
+// Package backendtest is the conformance suite of backend.Backend: the
 // behaviour every backend (local folder, S3...) must show, checked the same
 // way for all. A backend's tests call Run with a constructor of fresh,
 // empty backends.
@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Options tunes the suite for a backend.
@@ -55,7 +55,7 @@ func (o Options) withDefaults() Options {
 // Run runs the conformance suite. newBackend must return a fresh, empty
 // backend on each call (and arrange its cleanup with t.Cleanup). At most one
 // Options may be given.
-func Run(t *testing.T, newBackend func(t *testing.T) store.Backend, opts ...Options) {
+func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend, opts ...Options) {
 	var o Options
 	switch len(opts) {
 	case 0:
@@ -86,7 +86,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) store.Backend, opts ...Opti
 }
 
 type suite struct {
-	newBackend func(t *testing.T) store.Backend
+	newBackend func(t *testing.T) backend.Backend
 	opts       Options
 }
 
@@ -125,12 +125,12 @@ var readerKinds = []struct {
 
 func ctxT(t *testing.T) context.Context { return t.Context() }
 
-func put(t *testing.T, b store.Backend, key string, data []byte) {
+func put(t *testing.T, b backend.Backend, key string, data []byte) {
 	t.Helper()
 	require.NoError(t, b.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data))), "put %s", key)
 }
 
-func get(t *testing.T, b store.Backend, key string, offset, length int64) []byte {
+func get(t *testing.T, b backend.Backend, key string, offset, length int64) []byte {
 	t.Helper()
 	rc, err := b.Get(ctxT(t), key, offset, length)
 	require.NoError(t, err, "get %s [%d,+%d)", key, offset, length)
@@ -142,7 +142,7 @@ func get(t *testing.T, b store.Backend, key string, offset, length int64) []byte
 
 // requireContent checks the whole object under key, without printing
 // megabytes on failure.
-func requireContent(t *testing.T, b store.Backend, key string, want []byte) {
+func requireContent(t *testing.T, b backend.Backend, key string, want []byte) {
 	t.Helper()
 	got := get(t, b, key, 0, -1)
 	require.Equal(t, len(want), len(got), "size of %s", key)
@@ -153,25 +153,25 @@ func requireContent(t *testing.T, b store.Backend, key string, want []byte) {
 }
 
 // requireAbsent checks that nothing is visible under key, by any method.
-func requireAbsent(t *testing.T, b store.Backend, key string) {
+func requireAbsent(t *testing.T, b backend.Backend, key string) {
 	t.Helper()
 	_, err := b.Stat(ctxT(t), key)
-	require.ErrorIs(t, err, store.ErrNotFound, "Stat %s", key)
+	require.ErrorIs(t, err, backend.ErrNotFound, "Stat %s", key)
 	rc, err := b.Get(ctxT(t), key, 0, -1)
 	if err == nil {
 		rc.Close()
 	}
-	require.ErrorIs(t, err, store.ErrNotFound, "Get %s", key)
+	require.ErrorIs(t, err, backend.ErrNotFound, "Get %s", key)
 	require.Empty(t, list(t, b, key), "List %s", key)
 }
 
 // list returns the keys under prefix, sorted, checking each entry's
 // sanity.
-func list(t *testing.T, b store.Backend, prefix string) []string {
+func list(t *testing.T, b backend.Backend, prefix string) []string {
 	t.Helper()
 	var keys []string
-	err := b.List(ctxT(t), prefix, func(info store.ObjectInfo) error {
-		assert.NoError(t, store.CheckKey(info.Key), "listed key")
+	err := b.List(ctxT(t), prefix, func(info backend.ObjectInfo) error {
+		assert.NoError(t, backend.CheckKey(info.Key), "listed key")
 		assert.GreaterOrEqual(t, info.Size, int64(0))
 		keys = append(keys, info.Key)
 		return nil
@@ -235,12 +235,12 @@ func (s *suite) testPutExisting(t *testing.T) {
 
 				second := content(uint64(200+10*i+j), sz.size)
 				err := b.Put(ctxT(t), key, kind.wrap(second), sz.size)
-				require.ErrorIs(t, err, store.ErrExists)
+				require.ErrorIs(t, err, backend.ErrExists)
 				assert.Contains(t, err.Error(), key, "the error names the key")
 
 				// Another size does not matter either.
 				err = b.Put(ctxT(t), key, kind.wrap(second[:10]), 10)
-				require.ErrorIs(t, err, store.ErrExists)
+				require.ErrorIs(t, err, backend.ErrExists)
 
 				requireContent(t, b, key, first)
 				assert.Equal(t, []string{key}, list(t, b, ""))
@@ -278,7 +278,7 @@ func (s *suite) race(t *testing.T, n int, size int64, wrap func([]byte) io.Reade
 			winner = i
 			continue
 		}
-		require.ErrorIs(t, err, store.ErrExists, "racer %d", i)
+		require.ErrorIs(t, err, backend.ErrExists, "racer %d", i)
 	}
 	require.NotEqual(t, -1, winner, "no Put succeeded")
 	requireContent(t, b, key, contents[winner])
@@ -369,14 +369,14 @@ func (s *suite) testMissing(t *testing.T) {
 	for _, key := range []string{"missing", "present/y", "present/x/z", "absent/x"} {
 		t.Run(key, func(t *testing.T) {
 			_, err := b.Stat(ctxT(t), key)
-			require.ErrorIs(t, err, store.ErrNotFound)
+			require.ErrorIs(t, err, backend.ErrNotFound)
 			assert.Contains(t, err.Error(), key, "the error names the key")
 			for _, r := range [][2]int64{{0, -1}, {0, 10}, {5, 0}, {3, -1}} {
 				rc, err := b.Get(ctxT(t), key, r[0], r[1])
 				if err == nil {
 					rc.Close()
 				}
-				require.ErrorIs(t, err, store.ErrNotFound, "Get [%d,+%d)", r[0], r[1])
+				require.ErrorIs(t, err, backend.ErrNotFound, "Get [%d,+%d)", r[0], r[1])
 			}
 			require.NoError(t, b.Delete(ctxT(t), key), "Delete")
 		})
@@ -390,12 +390,12 @@ func (s *suite) testPrefixIsNotAnObject(t *testing.T) {
 	put(t, b, "a/b/c", []byte("abc"))
 	for _, key := range []string{"a", "a/b"} {
 		_, err := b.Stat(ctxT(t), key)
-		require.ErrorIs(t, err, store.ErrNotFound, "Stat %s", key)
+		require.ErrorIs(t, err, backend.ErrNotFound, "Stat %s", key)
 		rc, err := b.Get(ctxT(t), key, 0, -1)
 		if err == nil {
 			rc.Close()
 		}
-		require.ErrorIs(t, err, store.ErrNotFound, "Get %s", key)
+		require.ErrorIs(t, err, backend.ErrNotFound, "Get %s", key)
 		require.NoError(t, b.Delete(ctxT(t), key), "Delete %s", key)
 	}
 	requireContent(t, b, "a/b/c", []byte("abc"))
@@ -409,7 +409,7 @@ func (s *suite) testStatTimes(t *testing.T) {
 	put(t, b, "t/two", []byte("22"))
 	after := time.Now()
 
-	stats := map[string]store.ObjectInfo{}
+	stats := map[string]backend.ObjectInfo{}
 	for _, key := range []string{"t/one", "t/two"} {
 		info, err := b.Stat(ctxT(t), key)
 		require.NoError(t, err)
@@ -423,7 +423,7 @@ func (s *suite) testStatTimes(t *testing.T) {
 
 	// List reports the same objects; times may differ in precision only.
 	n := 0
-	require.NoError(t, b.List(ctxT(t), "t/", func(info store.ObjectInfo) error {
+	require.NoError(t, b.List(ctxT(t), "t/", func(info backend.ObjectInfo) error {
 		n++
 		st, ok := stats[info.Key]
 		require.True(t, ok, "unexpected key %s", info.Key)
@@ -486,7 +486,7 @@ func (s *suite) testList(t *testing.T) {
 			want := slices.Clone(tt.want)
 			sort.Strings(want)
 			var got []string
-			err := b.List(ctxT(t), tt.prefix, func(info store.ObjectInfo) error {
+			err := b.List(ctxT(t), tt.prefix, func(info backend.ObjectInfo) error {
 				got = append(got, info.Key)
 				assert.Equal(t, sizes[info.Key], info.Size, "size of %s", info.Key)
 				return nil
@@ -505,7 +505,7 @@ func (s *suite) testListStops(t *testing.T) {
 	}
 	stop := errors.New("stop here")
 	calls := 0
-	err := b.List(ctxT(t), "k/", func(store.ObjectInfo) error {
+	err := b.List(ctxT(t), "k/", func(backend.ObjectInfo) error {
 		calls++
 		return stop
 	})
@@ -513,7 +513,7 @@ func (s *suite) testListStops(t *testing.T) {
 	assert.Equal(t, 1, calls)
 
 	calls = 0
-	err = b.List(ctxT(t), "", func(store.ObjectInfo) error {
+	err = b.List(ctxT(t), "", func(backend.ObjectInfo) error {
 		calls++
 		if calls == 3 {
 			return stop
@@ -575,7 +575,7 @@ func (s *suite) testListHidesUnfinishedPut(t *testing.T) {
 			}
 			assert.Equal(t, []string{"done/one"}, list(t, b, ""))
 			_, err := b.Stat(ctxT(t), "wip/obj")
-			assert.ErrorIs(t, err, store.ErrNotFound)
+			assert.ErrorIs(t, err, backend.ErrNotFound)
 			close(g.release)
 			require.NoError(t, eg.Wait())
 
@@ -677,7 +677,7 @@ func (s *suite) testSizeMismatch(t *testing.T) {
 					data := content(4, sz.size)
 					err := b.Put(ctxT(t), "blobs/m", kind.wrap(data), sz.size+tt.delta)
 					require.Error(t, err)
-					require.NotErrorIs(t, err, store.ErrExists)
+					require.NotErrorIs(t, err, backend.ErrExists)
 					requireAbsent(t, b, "blobs/m")
 					put(t, b, "blobs/m", data)
 					requireContent(t, b, "blobs/m", data)
@@ -744,11 +744,11 @@ func (s *suite) testInvalidKeys(t *testing.T) {
 		"a b", "a\\b", "a:b", "ü", "a\x00b", "a\nb", "a?b", "a*b", "a#b",
 	} {
 		t.Run(fmt.Sprintf("%q", key), func(t *testing.T) {
-			require.Error(t, store.CheckKey(key), "the suite's own premise")
+			require.Error(t, backend.CheckKey(key), "the suite's own premise")
 			ctx := ctxT(t)
 			err := b.Put(ctx, key, bytes.NewReader([]byte("x")), 1)
 			require.Error(t, err, "Put")
-			assert.NotErrorIs(t, err, store.ErrExists)
+			assert.NotErrorIs(t, err, backend.ErrExists)
 			_, err = b.Get(ctx, key, 0, -1)
 			require.Error(t, err, "Get")
 			_, err = b.Stat(ctx, key)

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // tmpDir holds files being written; it is not an object key (keys never start with '.').
@@ -50,20 +50,20 @@ func New(dir string) (*Backend, error) {
 	return &Backend{Root: abs}, nil
 }
 
-// CheapStat implements store.CheapStatter: Stat is one system call.
+// CheapStat implements backend.CheapStatter: Stat is one system call.
 func (b *Backend) CheapStat() bool { return true }
 
-// Location implements store.Backend.
+// Location implements backend.Backend.
 func (b *Backend) Location() string { return b.Root }
 
 func (b *Backend) filename(key string) (string, error) {
-	if err := store.CheckKey(key); err != nil {
+	if err := backend.CheckKey(key); err != nil {
 		return "", err
 	}
 	return filepath.Join(b.Root, filepath.FromSlash(key)), nil
 }
 
-// Put implements store.Backend: write to .tmp, fsync, link into place.
+// Put implements backend.Backend: write to .tmp, fsync, link into place.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
 	name, err := b.filename(key)
 	if err != nil {
@@ -73,7 +73,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return err
 	}
 	if _, err := os.Lstat(name); err == nil {
-		return fmt.Errorf("%s: %w", key, store.ErrExists)
+		return fmt.Errorf("%s: %w", key, backend.ErrExists)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(b.Root, tmpDir), "put-"+randomSuffix()+"-*")
 	if err != nil {
@@ -105,14 +105,14 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	}
 	if err := os.Link(tmp.Name(), name); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s: %w", key, store.ErrExists)
+			return fmt.Errorf("%s: %w", key, backend.ErrExists)
 		}
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return syncDir(dir)
 }
 
-// CleanTemp implements store.TempCleaner: it removes the files in .tmp
+// CleanTemp implements backend.TempCleaner: it removes the files in .tmp
 // older than the grace period, judged by the file system's own clock (the
 // time it gives a file created now), never the caller's. Folders and links
 // are left alone: Put creates neither.
@@ -155,7 +155,7 @@ func (b *Backend) CleanTemp(ctx context.Context) error {
 	return nil
 }
 
-// Get implements store.Backend.
+// Get implements backend.Backend.
 func (b *Backend) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	name, err := b.filename(key)
 	if err != nil {
@@ -167,7 +167,7 @@ func (b *Backend) Get(ctx context.Context, key string, offset, length int64) (io
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
@@ -184,26 +184,26 @@ func (b *Backend) Get(ctx context.Context, key string, offset, length int64) (io
 	}{io.LimitReader(f, length), f}, nil
 }
 
-// Stat implements store.Backend.
-func (b *Backend) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, key string) (backend.ObjectInfo, error) {
 	name, err := b.filename(key)
 	if err != nil {
-		return store.ObjectInfo{}, err
+		return backend.ObjectInfo{}, err
 	}
 	fi, err := os.Stat(name)
 	if err != nil {
-		return store.ObjectInfo{}, notFound(key, err)
+		return backend.ObjectInfo{}, notFound(key, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return store.ObjectInfo{}, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+		return backend.ObjectInfo{}, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
-	return store.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return backend.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
-// List implements store.Backend. It walks the deepest folder that contains
+// List implements backend.Backend. It walks the deepest folder that contains
 // every key with the prefix.
-func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
-	if store.CheckKey(prefix+"x") != nil {
+func (b *Backend) List(ctx context.Context, prefix string, fn func(backend.ObjectInfo) error) error {
+	if backend.CheckKey(prefix+"x") != nil {
 		return nil // no valid key starts with prefix (and "../" must not escape Root)
 	}
 	dirKey := ""
@@ -246,7 +246,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectI
 			}
 			return err
 		}
-		return fn(store.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+		return fn(backend.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
 	})
 	if err != nil {
 		return fmt.Errorf("list %s in %s: %w", prefix, b.Root, err)
@@ -254,7 +254,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectI
 	return nil
 }
 
-// Delete implements store.Backend.
+// Delete implements backend.Backend.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	name, err := b.filename(key)
 	if err != nil {
@@ -271,7 +271,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 
 func notFound(key string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return fmt.Errorf("%s: %w", key, store.ErrNotFound)
+		return fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", key, err)
 }
@@ -308,7 +308,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 var (
-	_ store.Backend      = (*Backend)(nil)
-	_ store.CheapStatter = (*Backend)(nil)
-	_ store.TempCleaner  = (*Backend)(nil)
+	_ backend.Backend      = (*Backend)(nil)
+	_ backend.CheapStatter = (*Backend)(nil)
+	_ backend.TempCleaner  = (*Backend)(nil)
 )

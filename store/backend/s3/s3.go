@@ -20,7 +20,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/ckptdev/ckpt/internal/redact"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 const (
@@ -92,7 +92,7 @@ type Backend struct {
 	retryPolicy RetryPolicy
 }
 
-var _ store.Backend = (*Backend)(nil)
+var _ backend.Backend = (*Backend)(nil)
 
 // DefaultCredentials is the usual chain: AWS_ACCESS_KEY_ID/... and
 // MINIO_ROOT_USER/... environment variables, the AWS shared credentials file
@@ -137,7 +137,7 @@ func ParseURL(u string) (bucket, prefix string, err error) {
 	}
 	prefix = strings.TrimSuffix(prefix, "/")
 	if prefix != "" {
-		if err := store.CheckKey(prefix); err != nil {
+		if err := backend.CheckKey(prefix); err != nil {
 			return "", "", fmt.Errorf("registry URL %q: prefix: %v", redactURL(u), err)
 		}
 	}
@@ -155,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	prefix := strings.Trim(cfg.Prefix, "/")
 	if prefix != "" {
-		if err := store.CheckKey(prefix); err != nil {
+		if err := backend.CheckKey(prefix); err != nil {
 			return nil, fmt.Errorf("s3 prefix: %v", err)
 		}
 		prefix += "/"
@@ -263,42 +263,42 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	return b, nil
 }
 
-// Location implements store.Backend: "s3://bucket/prefix at endpoint".
+// Location implements backend.Backend: "s3://bucket/prefix at endpoint".
 func (b *Backend) Location() string { return b.location }
 
 // object returns the object name of key, after checking the key.
 func (b *Backend) object(key string) (string, error) {
-	if err := store.CheckKey(key); err != nil {
+	if err := backend.CheckKey(key); err != nil {
 		return "", err
 	}
 	return b.prefix + key, nil
 }
 
-// Stat implements store.Backend. ModTime is the server's LastModified.
-func (b *Backend) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
+// Stat implements backend.Backend. ModTime is the server's LastModified.
+func (b *Backend) Stat(ctx context.Context, key string) (backend.ObjectInfo, error) {
 	object, err := b.object(key)
 	if err != nil {
-		return store.ObjectInfo{}, err
+		return backend.ObjectInfo{}, err
 	}
 	var info minio.ObjectInfo
 	err = b.retry(ctx, "stat", func(int) error {
 		var err error
 		info, err = b.core.StatObject(ctx, b.bucket, object, minio.StatObjectOptions{})
 		if isNotFound(err) {
-			return store.ErrNotFound
+			return backend.ErrNotFound
 		}
 		return err
 	})
 	if err != nil {
-		return store.ObjectInfo{}, fmt.Errorf("%s in %s: %w", key, b.location, err)
+		return backend.ObjectInfo{}, fmt.Errorf("%s in %s: %w", key, b.location, err)
 	}
-	return store.ObjectInfo{Key: key, Size: info.Size, ModTime: info.LastModified, ETag: info.ETag}, nil
+	return backend.ObjectInfo{Key: key, Size: info.Size, ModTime: info.LastModified, ETag: info.ETag}, nil
 }
 
-// List implements store.Backend. Objects under the prefix whose names are
+// List implements backend.Backend. Objects under the prefix whose names are
 // not valid keys (written by something else) are skipped.
-func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
-	if store.CheckKey(prefix+"x") != nil {
+func (b *Backend) List(ctx context.Context, prefix string, fn func(backend.ObjectInfo) error) error {
+	if backend.CheckKey(prefix+"x") != nil {
 		return nil // no valid key starts with prefix
 	}
 	full := b.prefix + prefix
@@ -315,10 +315,10 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectI
 			failures = 0
 			startAfter = obj.Key
 			key, ok := strings.CutPrefix(obj.Key, b.prefix)
-			if !ok || store.CheckKey(key) != nil {
+			if !ok || backend.CheckKey(key) != nil {
 				continue
 			}
-			if err := fn(store.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: obj.ETag}); err != nil {
+			if err := fn(backend.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: obj.ETag}); err != nil {
 				return err
 			}
 		}
@@ -341,7 +341,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(store.ObjectI
 	}
 }
 
-// Delete implements store.Backend; deleting a missing key succeeds.
+// Delete implements backend.Backend; deleting a missing key succeeds.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	object, err := b.object(key)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // putTokenMeta is the user metadata that marks an object with the Put call
@@ -27,7 +27,7 @@ const putTokenMeta = "Ckpt-Put"
 // even when the caller's context is cancelled.
 const abortTimeout = time.Minute
 
-// Put implements store.Backend. Objects up to the part size go in one PUT
+// Put implements backend.Backend. Objects up to the part size go in one PUT
 // with If-None-Match: *; larger ones in a multipart upload whose completion
 // carries If-None-Match: *, so the object appears whole, once, or not at
 // all.
@@ -66,8 +66,8 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		err = p.multipart()
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return fmt.Errorf("put %s in %s: %w", key, b.location, store.ErrExists)
+		if errors.Is(err, backend.ErrExists) {
+			return fmt.Errorf("put %s in %s: %w", key, b.location, backend.ErrExists)
 		}
 		return fmt.Errorf("put %s in %s: %w", key, b.location, err)
 	}
@@ -210,7 +210,7 @@ func (p *put) exists(attempt int) error {
 			return nil
 		}
 	}
-	return store.ErrExists
+	return backend.ErrExists
 }
 
 // multipart uploads the object in parts, Concurrency at a time, then

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // FuzzParseURL: an accepted registry URL yields a valid bucket and a prefix
@@ -25,7 +25,7 @@ func FuzzParseURL(f *testing.F) {
 		require.NotEmpty(t, bucket)
 		require.False(t, strings.ContainsAny(bucket, "@:/?#"), "bucket %q", bucket)
 		if prefix != "" {
-			require.NoError(t, store.CheckKey(prefix))
+			require.NoError(t, backend.CheckKey(prefix))
 		}
 	})
 }

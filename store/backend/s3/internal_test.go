@@ -15,7 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 func TestRetryDelay(t *testing.T) {
@@ -63,8 +63,8 @@ func TestIsTransient(t *testing.T) {
 		{"Source", &sourceError{errors.New("disk")}, false},
 		{"SourceUnexpectedEOF", &sourceError{io.ErrUnexpectedEOF}, false},
 		{"WrappedSource", fmt.Errorf("x: %w", urlErr(&sourceError{io.ErrUnexpectedEOF})), false},
-		{"NotFound", store.ErrNotFound, false},
-		{"Exists", store.ErrExists, false},
+		{"NotFound", backend.ErrNotFound, false},
+		{"Exists", backend.ErrExists, false},
 		{"Plain", errors.New("nope"), false},
 	}
 	for _, tt := range tests {

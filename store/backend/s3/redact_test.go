@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // Registry URLs and endpoints that carry credentials or tokens are refused,

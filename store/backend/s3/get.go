@@ -8,10 +8,10 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
-// Get implements store.Backend. The returned reader resumes where it
+// Get implements backend.Backend. The returned reader resumes where it
 // stopped when the connection fails mid-body (a new ranged GET, pinned to
 // the object's ETag), within the retry policy; it never returns fewer bytes
 // than the object has in the range without an error.
@@ -43,8 +43,8 @@ func (b *Backend) Get(ctx context.Context, key string, offset, length int64) (io
 			}
 			return io.NopCloser(eofReader{}), nil
 		}
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%s in %s: %w", key, b.location, store.ErrNotFound)
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("%s in %s: %w", key, b.location, backend.ErrNotFound)
 		}
 		return nil, fmt.Errorf("get %s in %s: %w", key, b.location, err)
 	}
@@ -98,7 +98,7 @@ func (r *objectReader) open() error {
 		case code == "InvalidRange" || status == 416:
 			return errRangeNotSatisfiable
 		case isNotFound(err):
-			return store.ErrNotFound
+			return backend.ErrNotFound
 		case r.etag != "" && isPreconditionFailed(err):
 			return fmt.Errorf("the object changed while being read: %w", err)
 		}

@@ -1,4 +1,13 @@
-package store
+// Package backend is the contract between a ckpt registry and a place that
+// keeps bytes: the Backend interface (create-only put, ranged get, stat,
+// list by prefix, delete), the object key grammar (CheckKey), the errors
+// every backend returns (ErrNotFound, ErrExists), and the optional
+// interfaces a backend may implement (CheapStatter, TempCleaner).
+//
+// It imports nothing but the standard library, so that a backend
+// (local, s3, mem, or one of a library user's) needs nothing of the engine.
+// Every backend passes the conformance suite in store/backend/backendtest.
+package backend
 
 import (
 	"context"
@@ -29,7 +38,7 @@ type ObjectInfo struct {
 
 // Backend is the whole contract between the registry and a place that keeps
 // bytes. Keys are slash-separated relative paths made of [A-Za-z0-9._/-].
-// Every backend passes the suite in store/backendtest.
+// Every backend passes the suite in store/backend/backendtest.
 type Backend interface {
 	// Put stores size bytes from r under key, only if key does not exist yet
 	// (create-only); otherwise it returns an error wrapping ErrExists and leaves
