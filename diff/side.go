@@ -12,6 +12,7 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // FileReader reads n bytes from offset off of one file of a side's
@@ -23,7 +24,7 @@ type FileReader interface {
 // Registry is what FromRegistry needs of a registry; *store.Registry has it.
 type Registry interface {
 	Resolve(ctx context.Context, name, ref string) (store.Record, error)
-	Manifest(ctx context.Context, id store.ID) (*store.Manifest, error)
+	Manifest(ctx context.Context, id object.ID) (*store.Manifest, error)
 	FileReader
 }
 
@@ -78,7 +79,7 @@ func withInherited(ctx context.Context, r Registry, rec store.Record, m *store.M
 	}
 	out := &store.Manifest{Version: m.Version, Files: slices.Clone(m.Files)}
 	inherited := map[string]string{}
-	visited := map[store.ID]bool{rec.Manifest: true}
+	visited := map[object.ID]bool{rec.Manifest: true}
 	for base := rec.Base; base != nil; {
 		if visited[base.Manifest] {
 			return nil, nil, fmt.Errorf("base chain loops at %s", base)

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ckptdev/ckpt/internal/bolttest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // filledIndex writes enough state entries that the file has branch pages.
@@ -190,7 +191,7 @@ func TestStatEntryIsSealed(t *testing.T) {
 	require.NoError(t, os.WriteFile(abs, bytes.Repeat([]byte("w"), 3000), 0o644))
 	fi, err := os.Stat(abs)
 	require.NoError(t, err)
-	a, b := Hash([]byte("a")), Hash([]byte("b"))
+	a, b := object.Hash([]byte("a")), object.Hash([]byte("b"))
 	e := statKey(fi)
 	e.File = File{Size: 3000, Chunks: []Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1000, Size: 2000}}}
 	e.File.Digest = chunksDigest(e.File.Chunks)

@@ -26,6 +26,7 @@ import (
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // readObject returns the bytes stored under key.
@@ -406,7 +407,7 @@ func testGCManifestGone(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	_, err = e.r.VerifyAll(e.ctx, true) // this machine now holds the manifest
 	require.NoError(t, err)
-	mkey := store.ManifestKey(rec.Manifest)
+	mkey := object.ManifestKey(rec.Manifest)
 	require.NoError(t, e.b.Delete(e.ctx, mkey))
 	before := dataKeys(t, e.b)
 	_, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
@@ -421,7 +422,7 @@ func testGCManifestCorrupt(t *testing.T, nb newBackendFunc) {
 	refRun(t, e)
 	rec, err := e.r.Resolve(e.ctx, "run", "300")
 	require.NoError(t, err)
-	mkey := store.ManifestKey(rec.Manifest)
+	mkey := object.ManifestKey(rec.Manifest)
 	rewriteObject(t, e.b, mkey, func(d []byte) []byte { d[len(d)-1] ^= 0xff; return d })
 	before := dataKeys(t, e.withoutIndex().Backend())
 	_, err = e.withoutIndex().GC(e.ctx, store.GCOptions{NoGrace: true})
@@ -521,7 +522,7 @@ func editCachedRef(t *testing.T, ix *store.Index, ixPath, regID, key string, res
 		entry["data"], err = json.Marshal(edited)
 		require.NoError(t, err)
 		if resum {
-			entry["sum"], err = json.Marshal(store.Hash(edited))
+			entry["sum"], err = json.Marshal(object.Hash(edited))
 			require.NoError(t, err)
 		}
 		nv, err := json.Marshal(entry)
@@ -609,9 +610,9 @@ func testVerifyDeleted(t *testing.T, nb newBackendFunc, manifest bool) {
 
 	var gone string
 	if manifest {
-		gone = store.ManifestKey(rec.Manifest)
+		gone = object.ManifestKey(rec.Manifest)
 	} else {
-		gone = store.BlobKey(m.File("model.safetensors").Chunks[0].ID)
+		gone = object.BlobKey(m.File("model.safetensors").Chunks[0].ID)
 	}
 	require.NoError(t, b.Delete(e.ctx, gone))
 	for _, readData := range []bool{true, false} {
@@ -640,10 +641,10 @@ func testVerifyReportsAll(t *testing.T, nb newBackendFunc) {
 	rewriteObject(t, e.b, "refs/run/v/200", func(d []byte) []byte { return flipDigit(t, d, "manifest") })
 	require.NoError(t, e.b.Delete(e.ctx, "refs/run/v/400")) // prod now points nowhere
 	rewriteObject(t, e.b, "refs/run/p/retention", func(d []byte) []byte { return []byte("{\"keep_last\": 2,") })
-	require.NoError(t, e.b.Delete(e.ctx, store.ManifestKey(r300.Manifest)))
+	require.NoError(t, e.b.Delete(e.ctx, object.ManifestKey(r300.Manifest)))
 
 	want := []string{
-		store.ManifestKey(r300.Manifest),
+		object.ManifestKey(r300.Manifest),
 		"refs/run/p/retention",
 		"refs/run/t/prod",
 		"refs/run/v/100",
@@ -654,7 +655,7 @@ func testVerifyReportsAll(t *testing.T, nb newBackendFunc) {
 		require.ErrorIs(t, err, store.ErrVerifyFailed)
 		assert.Equal(t, want, problemObjects(rep))
 		assert.Contains(t, problemFor(t, rep, "refs/run/t/prod").Err.Error(), "points at version 400")
-		assert.Contains(t, problemFor(t, rep, store.ManifestKey(r300.Manifest)).Files, "run@300")
+		assert.Contains(t, problemFor(t, rep, object.ManifestKey(r300.Manifest)).Files, "run@300")
 		assert.ErrorIs(t, problemFor(t, rep, "refs/run/v/200").Err, store.ErrCorruptRef)
 		assert.ErrorIs(t, problemFor(t, rep, "refs/run/p/retention").Err, store.ErrCorruptRef)
 	}

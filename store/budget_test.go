@@ -15,6 +15,7 @@ import (
 
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // gatedBackend holds every blob Get (or Put) in the gate until the test
@@ -78,10 +79,10 @@ func TestTransferBudgetBoundsWorkers(t *testing.T) {
 	objects := map[string][]byte{}
 	for i := range chunks {
 		content := []byte(strings.Repeat(string(rune('a'+i)), chunk))
-		id := store.Hash(content)
+		id := object.Hash(content)
 		name := "part-" + itoa(int64(i)) + ".bin"
 		files = append(files, oneChunkFile(name, id, chunk))
-		objects[store.BlobKey(id)] = store.EncodeObject(nil, content, store.EncodeHint{})
+		objects[object.BlobKey(id)] = object.Encode(nil, content, object.EncodeHint{})
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), content, 0o644))
 	}
 

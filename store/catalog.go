@@ -14,6 +14,7 @@ import (
 
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // ErrNoCheckpoint is returned when NAME@REF resolves to nothing.
@@ -499,9 +500,9 @@ func (r *Registry) Remove(ctx context.Context, name, ref string) (Record, []stri
 
 // Manifest fetches, verifies and decodes a manifest. A copy in the
 // per-machine cache is used when it still hashes to id.
-func (r *Registry) Manifest(ctx context.Context, id ID) (*Manifest, error) {
+func (r *Registry) Manifest(ctx context.Context, id object.ID) (*Manifest, error) {
 	data, ok := r.index.manifest(id)
-	if !ok || Hash(data) != id {
+	if !ok || object.Hash(data) != id {
 		var err error
 		if data, err = r.downloadManifest(ctx, id); err != nil {
 			return nil, err
@@ -523,9 +524,9 @@ const (
 
 // provenManifest reads manifest id with the proof a destructive or vouching
 // caller (gc, verify) needs: never on the word of the per-machine cache.
-func (r *Registry) provenManifest(ctx context.Context, id ID, proof manifestProof) (*Manifest, error) {
+func (r *Registry) provenManifest(ctx context.Context, id object.ID, proof manifestProof) (*Manifest, error) {
 	if proof == manifestExists {
-		oi, err := r.backend.Stat(ctx, ManifestKey(id))
+		oi, err := r.backend.Stat(ctx, object.ManifestKey(id))
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", id, err)
 		}
@@ -542,11 +543,11 @@ func (r *Registry) provenManifest(ctx context.Context, id ID, proof manifestProo
 // or a listing) to hold size bytes: that proves it exists; its content may
 // come from the per-machine copy, checked against the ID, else from the
 // registry.
-func (r *Registry) listedManifest(ctx context.Context, id ID, size int64) (*Manifest, error) {
-	if size < objectHeaderSize {
-		return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, ErrCorrupt, size)
+func (r *Registry) listedManifest(ctx context.Context, id object.ID, size int64) (*Manifest, error) {
+	if size < object.HeaderSize {
+		return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, object.ErrCorrupt, size)
 	}
-	if data, ok := r.index.manifest(id); ok && Hash(data) == id {
+	if data, ok := r.index.manifest(id); ok && object.Hash(data) == id {
 		return decodeManifestOf(id, data)
 	}
 	data, err := r.downloadManifest(ctx, id)
@@ -558,7 +559,7 @@ func (r *Registry) listedManifest(ctx context.Context, id ID, size int64) (*Mani
 
 // downloadManifest reads manifest id from the registry, checks it and
 // caches its content.
-func (r *Registry) downloadManifest(ctx context.Context, id ID) ([]byte, error) {
+func (r *Registry) downloadManifest(ctx context.Context, id object.ID) ([]byte, error) {
 	data, err := r.readManifestObject(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", id, err)
@@ -567,7 +568,7 @@ func (r *Registry) downloadManifest(ctx context.Context, id ID) ([]byte, error) 
 	return data, nil
 }
 
-func decodeManifestOf(id ID, data []byte) (*Manifest, error) {
+func decodeManifestOf(id object.ID, data []byte) (*Manifest, error) {
 	m, err := DecodeManifest(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", id, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // BenchmarkConfirmCost measures what push's existence check before
@@ -62,9 +63,9 @@ func BenchmarkConfirmCost(b *testing.B) {
 			require.NoError(b, err)
 			m, err := r.Manifest(ctx, first.Record.Manifest)
 			require.NoError(b, err)
-			keys := []string{store.ManifestKey(first.Record.Manifest)}
+			keys := []string{object.ManifestKey(first.Record.Manifest)}
 			for _, id := range m.BlobIDs() {
-				keys = append(keys, store.BlobKey(id))
+				keys = append(keys, object.BlobKey(id))
 			}
 			var again, next, head, head8, list, def []time.Duration
 			for i := range rounds {
@@ -142,9 +143,9 @@ func fakeBlobs(b *testing.B, be backend.Backend, n int) []string {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for i := range keys {
-		var id store.ID
+		var id object.ID
 		_, _ = rand.Read(id[:])
-		keys[i] = store.BlobKey(id)
+		keys[i] = object.BlobKey(id)
 		g.Go(func() error { return be.Put(gctx, keys[i], bytesReader("x"), 1) })
 	}
 	require.NoError(b, g.Wait())

@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
 	"github.com/ckptdev/ckpt/store/backend/mem"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // newBackendFunc makes a fresh, empty backend for one test.
@@ -147,7 +148,7 @@ func testFineTunesShare(t *testing.T, nb newBackendFunc) {
 	// A small file is one blob named by the sha256 of the file: the id the Hub gives LFS files.
 	data, err := os.ReadFile(filepath.Join(runA[0], "tokenizer.json"))
 	require.NoError(t, err)
-	assert.Equal(t, "sha256:"+store.Hash(data).String(), tokA.Digest)
+	assert.Equal(t, "sha256:"+object.Hash(data).String(), tokA.Digest)
 
 	u, err := e.r.Usage(e.ctx)
 	require.NoError(t, err)
@@ -367,7 +368,7 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 	f := m.File("tokenizer.json")
 	require.NotNil(t, f)
 	victim := f.Chunks[0].ID
-	corruptObject(t, e.b, store.BlobKey(victim))
+	corruptObject(t, e.b, object.BlobKey(victim))
 
 	// Existence checks still pass; reading the data does not.
 	_, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
@@ -375,20 +376,20 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 	rep, err := e.r.Verify(e.ctx, []store.Record{res.Record}, true)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
 	require.Len(t, rep.Problems, 1)
-	assert.Equal(t, store.BlobKey(victim), rep.Problems[0].Object)
+	assert.Equal(t, object.BlobKey(victim), rep.Problems[0].Object)
 	assert.Contains(t, rep.Problems[0].String(), "bad@100:tokenizer.json")
-	assert.ErrorIs(t, rep.Problems[0].Err, store.ErrCorrupt)
+	assert.ErrorIs(t, rep.Problems[0].Err, object.ErrCorrupt)
 
 	out := filepath.Join(t.TempDir(), "out")
 	_, err = e.r.Pull(e.ctx, "bad", "100", out, store.PullOptions{})
-	require.ErrorIs(t, err, store.ErrCorrupt)
+	require.ErrorIs(t, err, object.ErrCorrupt)
 	assert.Contains(t, err.Error(), victim.String())
 	assert.Contains(t, err.Error(), "tokenizer.json")
 	assert.NoDirExists(t, out)
 	assertNoPullLeftovers(t, filepath.Dir(out))
 
 	// A missing blob is named too.
-	require.NoError(t, e.b.Delete(e.ctx, store.BlobKey(victim)))
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(victim)))
 	rep, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
 	assert.ErrorIs(t, rep.Problems[0].Err, backend.ErrNotFound)
@@ -399,9 +400,9 @@ func plantManifest(t *testing.T, e *env, name string, m *store.Manifest) {
 	t.Helper()
 	data, err := jsonMarshal(m)
 	require.NoError(t, err)
-	id := store.Hash(data)
-	obj := store.EncodeObject(nil, data, store.EncodeHint{Text: true})
-	require.NoError(t, e.b.Put(e.ctx, store.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
+	id := object.Hash(data)
+	obj := object.Encode(nil, data, object.EncodeHint{Text: true})
+	require.NoError(t, e.b.Put(e.ctx, object.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
 	rec := store.Record{Name: name, Version: "1", Manifest: id, Pushed: time.Now()}
 	recData, err := jsonMarshal(rec)
 	require.NoError(t, err)
@@ -411,9 +412,9 @@ func plantManifest(t *testing.T, e *env, name string, m *store.Manifest) {
 func testBadManifestPaths(t *testing.T, nb newBackendFunc) {
 	e := newEnv(t, nb)
 	content := []byte(`{"model_type": "gpt2"}`)
-	id := store.Hash(content)
-	obj := store.EncodeObject(nil, content, store.EncodeHint{})
-	require.NoError(t, e.b.Put(e.ctx, store.BlobKey(id), bytes.NewReader(obj), int64(len(obj))))
+	id := object.Hash(content)
+	obj := object.Encode(nil, content, object.EncodeHint{})
+	require.NoError(t, e.b.Put(e.ctx, object.BlobKey(id), bytes.NewReader(obj), int64(len(obj))))
 	for i, bad := range []string{"/etc/passwd", "../escape.json", "a/../../escape.json", "./config.json", "a\\..\\x"} {
 		name := "evil" + string(rune('a'+i))
 		plantManifest(t, e, name, &store.Manifest{Version: store.ManifestVersion, Files: []store.File{{

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // DefaultGrace is how old (by the storage's clock) an unreferenced object
@@ -78,7 +79,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	for _, prefix := range []string{"manifests/", "blobs/"} {
 		var doomed []backend.ObjectInfo
 		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
-			id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
+			id, err := object.ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
 			if err != nil || oi.Key != keyFor(prefix, id) {
 				return nil // not ours to judge
 			}
@@ -116,11 +117,11 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
-func keyFor(prefix string, id ID) string {
+func keyFor(prefix string, id object.ID) string {
 	if prefix == "blobs/" {
-		return BlobKey(id)
+		return object.BlobKey(id)
 	}
-	return ManifestKey(id)
+	return object.ManifestKey(id)
 }
 
 // ErrUnproven is returned by gc when it cannot prove what the refs reach:
@@ -134,7 +135,7 @@ var ErrUnproven = errors.New("cannot prove what the refs reach; nothing was dele
 // every object and ref at fault, unless each ref verifies and each manifest
 // they name exists in the registry and decodes: "could not read" never
 // counts as "unreferenced".
-func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error) {
+func (r *Registry) mark(ctx context.Context, res *GCResult) (map[object.ID]bool, error) {
 	c, err := r.ReadCatalog(ctx, "", CatalogOptions{FromRegistry: true, KeepGoing: true, VersionsOnly: true})
 	if err != nil {
 		return nil, err
@@ -143,7 +144,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	for _, p := range c.Problems {
 		faults = append(faults, p.Err.Error())
 	}
-	users := map[ID][]string{} // manifest -> the refs that need it
+	users := map[object.ID][]string{} // manifest -> the refs that need it
 	for _, recs := range c.Records {
 		for _, rec := range recs {
 			res.Checkpoints++
@@ -154,7 +155,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 			}
 		}
 	}
-	reachable := make(map[ID]bool, len(users))
+	reachable := make(map[object.ID]bool, len(users))
 	for mid := range users {
 		reachable[mid] = true
 	}
@@ -162,9 +163,9 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	// proves it for all (only gc deletes manifests, and this one holds the
 	// lock); what a manifest references may come from the cached copy,
 	// which is checked against its ID.
-	listed := map[ID]int64{}
+	listed := map[object.ID]int64{}
 	err = r.backend.List(ctx, "manifests/", func(oi backend.ObjectInfo) error {
-		if id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == ManifestKey(id) {
+		if id, err := object.ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == object.ManifestKey(id) {
 			listed[id] = oi.Size
 		}
 		return nil
@@ -193,10 +194,10 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 				}
 				sort.Strings(refs)
 				msg := err.Error()
-				if i := strings.LastIndex(msg, ManifestKey(mid)+": "); i >= 0 {
-					msg = msg[i+len(ManifestKey(mid))+2:] // the error names the object already
+				if i := strings.LastIndex(msg, object.ManifestKey(mid)+": "); i >= 0 {
+					msg = msg[i+len(object.ManifestKey(mid))+2:] // the error names the object already
 				}
-				faults = append(faults, fmt.Sprintf("%s (needed by %s): %s", ManifestKey(mid), strings.Join(refs, ", "), msg))
+				faults = append(faults, fmt.Sprintf("%s (needed by %s): %s", object.ManifestKey(mid), strings.Join(refs, ", "), msg))
 				return nil
 			}
 			for _, id := range m.BlobIDs() {

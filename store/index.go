@@ -17,6 +17,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // Index is the per-machine cache, a bbolt file under the user's cache
@@ -341,7 +342,7 @@ func openStat(abs string, v []byte) (statEntry, bool) {
 func chunksDescribe(f *File) bool {
 	var off int64
 	for _, c := range f.Chunks {
-		if c.Offset != off || c.Size <= 0 || c.Size > MaxChunkSize {
+		if c.Offset != off || c.Size <= 0 || c.Size > object.MaxChunkSize {
 			return false
 		}
 		off += c.Size
@@ -351,7 +352,7 @@ func chunksDescribe(f *File) bool {
 	}
 	switch len(f.Chunks) {
 	case 0:
-		return f.Digest == sha256Digest(Hash(nil))
+		return f.Digest == sha256Digest(object.Hash(nil))
 	case 1:
 		return f.Digest == sha256Digest(f.Chunks[0].ID)
 	}
@@ -482,7 +483,7 @@ func (ix *Index) forgetKnown(reg string, keys []string) {
 }
 
 // manifest returns cached manifest JSON.
-func (ix *Index) manifest(id ID) ([]byte, bool) {
+func (ix *Index) manifest(id object.ID) ([]byte, bool) {
 	if ix == nil {
 		return nil, false
 	}
@@ -498,7 +499,7 @@ func (ix *Index) manifest(id ID) ([]byte, bool) {
 	return data, data != nil
 }
 
-func (ix *Index) putManifest(id ID, data []byte) {
+func (ix *Index) putManifest(id object.ID, data []byte) {
 	if ix == nil {
 		return
 	}
@@ -518,9 +519,9 @@ func (ix *Index) putManifest(id ID, data []byte) {
 // deleted and re-created within one timestamp tick could keep its size and
 // mtime.
 type catalogEntry struct {
-	ETag string `json:"etag"`
-	Data []byte `json:"data"`
-	Sum  ID     `json:"sum"` // SHA-256 of Data
+	ETag string    `json:"etag"`
+	Data []byte    `json:"data"`
+	Sum  object.ID `json:"sum"` // SHA-256 of Data
 }
 
 func (ix *Index) catalogGet(reg string, oi backend.ObjectInfo) ([]byte, bool) {
@@ -532,7 +533,7 @@ func (ix *Index) catalogGet(reg string, oi backend.ObjectInfo) ([]byte, bool) {
 	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(catalogBucket(reg)); b != nil {
 			if v := b.Get([]byte(oi.Key)); v != nil && json.Unmarshal(v, &e) == nil {
-				ok = e.ETag == oi.ETag && !e.Sum.IsZero() && Hash(e.Data) == e.Sum
+				ok = e.ETag == oi.ETag && !e.Sum.IsZero() && object.Hash(e.Data) == e.Sum
 			}
 		}
 		return nil
@@ -553,7 +554,7 @@ func (ix *Index) catalogPut(reg string, entries map[backend.ObjectInfo][]byte) {
 			if oi.ETag == "" {
 				continue
 			}
-			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data, Sum: Hash(data)})
+			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data, Sum: object.Hash(data)})
 			if err != nil {
 				return err
 			}

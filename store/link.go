@@ -17,6 +17,8 @@ import (
 
 	"github.com/zeebo/xxh3"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // FileCache keeps whole decoded files on local disk, read-only, so that
@@ -54,7 +56,7 @@ func OpenFileCache(dir string, maxBytes int64) (*FileCache, error) {
 }
 
 // fileKey names a file's decoded content: its digest and size.
-func fileKey(f *File) ID {
+func fileKey(f *File) object.ID {
 	return sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", f.Digest, f.Size)))
 }
 
@@ -125,14 +127,14 @@ func entryName(key string, perm fs.FileMode, sum [16]byte) string {
 // for a name ckpt does not make). Entries of earlier versions are named by
 // the key alone: mode 0444, no record.
 func parseEntryName(name string) (key string, perm fs.FileMode, sum [16]byte, recorded, ok bool) {
-	if _, err := ParseID(name); err == nil {
+	if _, err := object.ParseID(name); err == nil {
 		return name, 0o444, sum, false, true
 	}
 	parts := strings.Split(name, "-")
 	if len(parts) != 3 || len(parts[1]) != 3 || !strings.HasPrefix(parts[2], "x1") {
 		return "", 0, sum, false, false
 	}
-	if _, err := ParseID(parts[0]); err != nil {
+	if _, err := object.ParseID(parts[0]); err != nil {
 		return "", 0, sum, false, false
 	}
 	m, err := strconv.ParseUint(parts[1], 8, 32)
@@ -216,7 +218,7 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 // Each read holds the chunk's memory from the transfer budget.
 func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) error {
 	for _, c := range f.Chunks {
-		if c.Size > MaxBlobContent || c.Offset < 0 || c.Offset+c.Size > f.Size {
+		if c.Size > object.MaxBlobContent || c.Offset < 0 || c.Offset+c.Size > f.Size {
 			return fmt.Errorf("%s: chunk %s at %d (%d bytes) outside the file", f.Path, c.ID, c.Offset, c.Size)
 		}
 		l, err := leaseChunk(ctx, c.Size)
@@ -225,7 +227,7 @@ func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) 
 		}
 		b := l.buf()[:c.Size]
 		_, err = e.ReadAt(b, c.Offset)
-		ok := err == nil && Hash(b) == c.ID
+		ok := err == nil && object.Hash(b) == c.ID
 		l.done()
 		if !ok {
 			return fmt.Errorf("%s: %w (chunk at %d)", e.Name(), errEntryDamaged, c.Offset)

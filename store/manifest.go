@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // ManifestVersion is the schema version of manifests this code writes.
@@ -41,9 +42,9 @@ type File struct {
 
 // Chunk is a byte range of a file stored as one blob.
 type Chunk struct {
-	ID     ID    `json:"id"`
-	Offset int64 `json:"offset"`
-	Size   int64 `json:"size"`
+	ID     object.ID `json:"id"`
+	Offset int64     `json:"offset"`
+	Size   int64     `json:"size"`
 }
 
 // SafetensorsInfo is the parsed header of a safetensors file, kept so that
@@ -68,7 +69,7 @@ type Tensor struct {
 	Digest string `json:"digest"`
 }
 
-func sha256Digest(id ID) string { return "sha256:" + id.String() }
+func sha256Digest(id object.ID) string { return "sha256:" + id.String() }
 
 func chunksDigest(chunks []Chunk) string {
 	h := sha256.New()
@@ -79,21 +80,21 @@ func chunksDigest(chunks []Chunk) string {
 }
 
 // Encode returns the canonical JSON of m and its ID.
-func (m *Manifest) Encode() ([]byte, ID, error) {
+func (m *Manifest) Encode() ([]byte, object.ID, error) {
 	data, err := json.Marshal(m)
 	if err != nil {
-		return nil, ID{}, fmt.Errorf("encode manifest: %w", err)
+		return nil, object.ID{}, fmt.Errorf("encode manifest: %w", err)
 	}
-	if len(data) > MaxManifestContent {
-		return nil, ID{}, fmt.Errorf("encode manifest: %d bytes, over the limit of %d that readers accept", len(data), MaxManifestContent)
+	if len(data) > object.MaxManifestContent {
+		return nil, object.ID{}, fmt.Errorf("encode manifest: %d bytes, over the limit of %d that readers accept", len(data), object.MaxManifestContent)
 	}
-	return data, Hash(data), nil
+	return data, object.Hash(data), nil
 }
 
 // DecodeManifest parses and validates manifest JSON.
 func DecodeManifest(data []byte) (*Manifest, error) {
-	if len(data) > MaxManifestContent {
-		return nil, fmt.Errorf("manifest: %d bytes, over the limit %d", len(data), MaxManifestContent)
+	if len(data) > object.MaxManifestContent {
+		return nil, fmt.Errorf("manifest: %d bytes, over the limit %d", len(data), object.MaxManifestContent)
 	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -131,7 +132,7 @@ func (m *Manifest) Validate() error {
 		}
 		var off int64
 		for _, c := range f.Chunks {
-			if c.Offset != off || c.Size <= 0 || c.Size > MaxBlobContent {
+			if c.Offset != off || c.Size <= 0 || c.Size > object.MaxBlobContent {
 				return fmt.Errorf("manifest: file %q: chunk %s at offset %d size %d does not follow offset %d", f.Path, c.ID, c.Offset, c.Size, off)
 			}
 			off += c.Size
@@ -181,9 +182,9 @@ func (m *Manifest) File(p string) *File {
 }
 
 // BlobIDs returns every blob the manifest references, without duplicates.
-func (m *Manifest) BlobIDs() []ID {
-	seen := make(map[ID]bool)
-	var ids []ID
+func (m *Manifest) BlobIDs() []object.ID {
+	seen := make(map[object.ID]bool)
+	var ids []object.ID
 	for _, f := range m.Files {
 		for _, c := range f.Chunks {
 			if !seen[c.ID] {

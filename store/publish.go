@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // Publishing is the last step of a push: under a publish lock, make sure no
@@ -88,7 +89,7 @@ func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest,
 		}
 		keys := make([]string, 0, len(bm.BlobIDs()))
 		for _, id := range bm.BlobIDs() {
-			keys = append(keys, BlobKey(id))
+			keys = append(keys, object.BlobKey(id))
 		}
 		if missing, err := r.missingKeys(ctx, keys); err != nil {
 			return err
@@ -115,7 +116,7 @@ func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, 
 		return err
 	}
 	var keys []string
-	for _, k := range append([]string{ManifestKey(mid)}, blobKeys(m.BlobIDs())...) {
+	for _, k := range append([]string{object.ManifestKey(mid)}, blobKeys(m.BlobIDs())...) {
 		if all || !r.seen.has(k) {
 			keys = append(keys, k)
 		}
@@ -124,14 +125,14 @@ func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, 
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	blobs := map[ID]bool{}
+	blobs := map[object.ID]bool{}
 	manifestMissing := false
 	for _, k := range missing {
-		if k == ManifestKey(mid) {
+		if k == object.ManifestKey(mid) {
 			manifestMissing = true
 			continue
 		}
-		id, err := ParseID(k[strings.LastIndexByte(k, '/')+1:])
+		id, err := object.ParseID(k[strings.LastIndexByte(k, '/')+1:])
 		if err != nil {
 			return err
 		}
@@ -150,7 +151,7 @@ func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, 
 		return err
 	}
 	if manifestMissing {
-		stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true})
+		stored, err := r.putObject(ctx, object.ManifestKey(mid), data, object.EncodeHint{Text: true})
 		if err != nil {
 			return err
 		}
@@ -159,10 +160,10 @@ func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, 
 	return nil
 }
 
-func blobKeys(ids []ID) []string {
+func blobKeys(ids []object.ID) []string {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = BlobKey(id)
+		keys[i] = object.BlobKey(id)
 	}
 	return keys
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder.
@@ -166,7 +167,7 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 	// Only whole groups are inherited: a checkpoint with any tokenizer file
 	// keeps its own tokenizer, never a mix.
 	inheritable := []layout.Role{layout.RoleConfig, layout.RoleGenerationConfig, layout.RoleTokenizer}
-	visited := map[ID]bool{rec.Manifest: true}
+	visited := map[object.ID]bool{rec.Manifest: true}
 	for base := rec.Base; base != nil; {
 		if visited[base.Manifest] {
 			return nil, fmt.Errorf("base chain of %s@%s loops at %s", rec.Name, rec.Version, base)
@@ -225,7 +226,7 @@ func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile
 // into h: its bytes there hash to the chunk's ID. The read holds the
 // chunk's memory from the transfer budget.
 func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk) (bool, error) {
-	if c.Size <= 0 || c.Size > MaxBlobContent {
+	if c.Size <= 0 || c.Size > object.MaxBlobContent {
 		return false, nil
 	}
 	l, err := leaseChunk(ctx, c.Size)
@@ -234,7 +235,7 @@ func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk)
 	}
 	defer l.done()
 	have := l.buf()[:c.Size]
-	if _, err := h.ReadAt(have, c.Offset); err != nil || Hash(have) != c.ID {
+	if _, err := h.ReadAt(have, c.Offset); err != nil || object.Hash(have) != c.ID {
 		return false, nil
 	}
 	r.progressAdd(c.Size)
@@ -245,8 +246,8 @@ func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk)
 // fetches and verifies its blob. The data is valid until the lease is done;
 // on error nothing is held.
 func (r *Registry) fetchChunk(ctx context.Context, c Chunk) ([]byte, *chunkLease, error) {
-	if c.Size < 0 || c.Size > MaxBlobContent {
-		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, ErrCorrupt, c.Size, MaxBlobContent)
+	if c.Size < 0 || c.Size > object.MaxBlobContent {
+		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, object.ErrCorrupt, c.Size, object.MaxBlobContent)
 	}
 	l, err := leaseChunk(ctx, c.Size)
 	if err != nil {
@@ -473,7 +474,7 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 // decodes it into dst and checks its digest. It reads from files of earlier
 // pulls on this machine when they still hold the chunk (PullCache), else
 // from the registry.
-func (r *Registry) fetchBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
+func (r *Registry) fetchBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
 	if out, ok := r.pulled.read(r.index, id, dst); ok {
 		return out, nil
 	}
@@ -483,22 +484,22 @@ func (r *Registry) fetchBlob(ctx context.Context, id ID, size int64, dst []byte)
 // downloadBlob reads blob id, whose content the manifest says is size
 // bytes, from the backend and appends its verified content to dst. The
 // caller holds objectCost(size) of the transfer budget; dst should have
-// room for contentCap(size) bytes. A header that declares another size is
+// room for object.ContentCap(size) bytes. A header that declares another size is
 // refused before anything else is read, and no more of the object is read
 // than its codec may need for size bytes.
-func (r *Registry) downloadBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
-	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
+func (r *Registry) downloadBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+	rc, err := r.backend.Get(ctx, object.BlobKey(id), 0, -1)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
-			r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
+			r.index.forgetKnown(r.format.ID, []string{object.BlobKey(id)})
 			return nil, fmt.Errorf("blob %s is missing from the registry: %w", id, err)
 		}
 		return nil, fmt.Errorf("blob %s: %w", id, err)
 	}
 	defer rc.Close()
-	out, err := readObject(rc, dst, id, exactSize(size))
+	out, err := readObject(rc, dst, id, object.Exactly(size))
 	if err != nil {
-		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
+		return nil, fmt.Errorf("blob %s (%s): %w", id, object.BlobKey(id), err)
 	}
 	return out, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // PullCache lets a pull read chunks from the files of earlier pulls on this
@@ -47,13 +49,13 @@ var bucketChunks = []byte("pulled-chunks")
 
 // chunkLocation is the index value: the cache entry's key (32 bytes), the
 // chunk's offset and size in it.
-func encodeLocation(key ID, off, size int64) []byte {
+func encodeLocation(key object.ID, off, size int64) []byte {
 	v := append([]byte(nil), key[:]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(off))
 	return binary.BigEndian.AppendUint64(v, uint64(size))
 }
 
-func decodeLocation(v []byte) (key ID, off, size int64, ok bool) {
+func decodeLocation(v []byte) (key object.ID, off, size int64, ok bool) {
 	if len(v) != 48 {
 		return key, 0, 0, false
 	}
@@ -63,7 +65,7 @@ func decodeLocation(v []byte) (key ID, off, size int64, ok bool) {
 
 // read appends chunk id to dst from an earlier pull's file, if one still
 // holds it intact.
-func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
+func (p *PullCache) read(ix *Index, id object.ID, dst []byte) ([]byte, bool) {
 	if p == nil || ix == nil {
 		return dst, false
 	}
@@ -84,7 +86,7 @@ func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
 	}
 	defer f.Close()
 	out := append(dst, make([]byte, size)...)
-	if _, err := f.ReadAt(out[len(dst):], off); err != nil || Hash(out[len(dst):]) != id {
+	if _, err := f.ReadAt(out[len(dst):], off); err != nil || object.Hash(out[len(dst):]) != id {
 		return dst, false // edited or truncated since: download instead
 	}
 	return out, true
@@ -96,7 +98,7 @@ func (p *PullCache) remember(ix *Index, root string, files []sourcedFile) {
 	if p == nil || ix == nil {
 		return
 	}
-	locs := map[ID][]byte{}
+	locs := map[object.ID][]byte{}
 	for i := range files {
 		f := &files[i]
 		if len(f.Chunks) == 0 {
@@ -138,7 +140,7 @@ func (p *PullCache) adopt(src, entry string, size int64) error {
 	if err == nil || errors.Is(err, fs.ErrExist) {
 		return nil
 	}
-	if size > MaxChunkSize {
+	if size > object.MaxChunkSize {
 		return err
 	}
 	data, err := os.ReadFile(src)

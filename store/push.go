@@ -20,6 +20,7 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // ErrVersionExists is returned when NAME@VERSION already records different
@@ -145,7 +146,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	if stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true}); err != nil {
+	if stored, err := r.putObject(ctx, object.ManifestKey(mid), data, object.EncodeHint{Text: true}); err != nil {
 		return nil, err
 	} else {
 		res.NewStored += stored
@@ -280,17 +281,17 @@ func ScanFolder(ctx context.Context, dir string) (*Manifest, error) {
 // boundaries. Torch pickles (optimizer.pt and friends) are mostly fp32
 // tensors stored 64-byte aligned, so the weights codec with 4-byte elements
 // pays on them; small structured files get the stronger zstd level.
-func fileHint(e layout.Entry) EncodeHint {
+func fileHint(e layout.Entry) object.EncodeHint {
 	switch e.Role {
 	case layout.RoleResumeState:
 		if strings.HasSuffix(e.Path, ".pt") || strings.HasSuffix(e.Path, ".bin") {
-			return EncodeHint{ElemSize: 4}
+			return object.EncodeHint{ElemSize: 4}
 		}
-		return EncodeHint{}
+		return object.EncodeHint{}
 	case layout.RoleWeights:
-		return EncodeHint{}
+		return object.EncodeHint{}
 	}
-	return EncodeHint{Text: true}
+	return object.EncodeHint{Text: true}
 }
 
 // racy reports whether a file modified at mtime, and read from readStart
@@ -430,12 +431,12 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 				for _, ti := range ex.tensors {
 					tn := t.f.header.Tensors[ti]
 					lo := t.f.header.DataOffset + tn.Begin - ex.off
-					tensorDigests[ti] = sha256Digest(Hash(buf[lo : lo+tn.End-tn.Begin]))
+					tensorDigests[ti] = sha256Digest(object.Hash(buf[lo : lo+tn.End-tn.Begin]))
 				}
 			}
-			var id ID
+			var id object.ID
 			if ex.size > 0 {
-				id = Hash(buf)
+				id = object.Hash(buf)
 				stored, err := r.putBlob(gctx, id, buf, ex.hint)
 				if err != nil {
 					return fmt.Errorf("store %s bytes [%d, %d): %w", t.f.entry.Path, ex.off, ex.off+ex.size, err)
@@ -482,7 +483,7 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 		if len(pf.file.Chunks) == 1 {
 			pf.file.Digest = sha256Digest(pf.file.Chunks[0].ID)
 		} else if len(pf.file.Chunks) == 0 {
-			pf.file.Digest = sha256Digest(Hash(nil))
+			pf.file.Digest = sha256Digest(object.Hash(nil))
 		} else {
 			pf.file.Digest = chunksDigest(pf.file.Chunks)
 		}
@@ -512,7 +513,7 @@ func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[in
 			}
 			switch len(own) {
 			case 0:
-				tn.Digest = sha256Digest(Hash(nil))
+				tn.Digest = sha256Digest(object.Hash(nil))
 			case 1:
 				tn.Digest = sha256Digest(own[0].ID)
 			default:
@@ -526,13 +527,13 @@ func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[in
 
 // putBlob stores content as blob id unless the registry has it. It returns
 // the stored size when it wrote the blob, 0 when the blob was there.
-func (r *Registry) putBlob(ctx context.Context, id ID, content []byte, hint EncodeHint) (int64, error) {
-	return r.putObject(ctx, BlobKey(id), content, hint)
+func (r *Registry) putBlob(ctx context.Context, id object.ID, content []byte, hint object.EncodeHint) (int64, error) {
+	return r.putObject(ctx, object.BlobKey(id), content, hint)
 }
 
 // putObject stores an encoded object create-only, skipping objects the
 // index or the backend already has.
-func (r *Registry) putObject(ctx context.Context, key string, content []byte, hint EncodeHint) (int64, error) {
+func (r *Registry) putObject(ctx context.Context, key string, content []byte, hint object.EncodeHint) (int64, error) {
 	return r.ensureObject(ctx, key, hint, func() ([]byte, error) { return content, nil })
 }
 
@@ -540,7 +541,7 @@ func (r *Registry) putObject(ctx context.Context, key string, content []byte, hi
 // and only when both say no loads the content and stores it. What the
 // index alone vouched for is not recorded as seen: confirm checks it before
 // the push publishes.
-func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint, load func() ([]byte, error)) (int64, error) {
+func (r *Registry) ensureObject(ctx context.Context, key string, hint object.EncodeHint, load func() ([]byte, error)) (int64, error) {
 	if r.dry {
 		return 0, nil
 	}
@@ -558,9 +559,9 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 	if err != nil {
 		return 0, err
 	}
-	bp := takeBuf(storedCap(int64(len(content)))) // callers hold it from the transfer budget
+	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
 	defer dropBuf(bp)
-	obj := EncodeObject((*bp)[:0], content, hint)
+	obj := object.Encode((*bp)[:0], content, hint)
 	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
 	if errors.Is(err, backend.ErrExists) {
 		err = nil
@@ -591,11 +592,11 @@ func (r *Registry) ensureCachedChunks(ctx context.Context, files []*pushFile, re
 // storeFromFiles makes sure the chunks of files are stored (only those in
 // only, when it is not nil), reading what must be uploaded from the files
 // and checking it against the chunk's ID, with bounded parallelism.
-func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only map[ID]bool, res *PushResult) error {
+func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only map[object.ID]bool, res *PushResult) error {
 	var read, newRaw, newStored, newBlobs atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
-	done := map[ID]bool{}
+	done := map[object.ID]bool{}
 	for _, pf := range files {
 		for _, c := range pf.file.Chunks {
 			if only != nil && !only[c.ID] || done[c.ID] {
@@ -606,9 +607,9 @@ func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only m
 				var bp *[]byte
 				release := func() {}
 				defer func() { dropBuf(bp); release() }()
-				stored, err := r.ensureObject(gctx, BlobKey(c.ID), EncodeHint{}, func() ([]byte, error) {
-					if c.Size < 0 || c.Size > MaxBlobContent {
-						return nil, fmt.Errorf("cached chunk size %d of %s is over the limit %d", c.Size, pf.entry.Path, MaxBlobContent)
+				stored, err := r.ensureObject(gctx, object.BlobKey(c.ID), object.EncodeHint{}, func() ([]byte, error) {
+					if c.Size < 0 || c.Size > object.MaxBlobContent {
+						return nil, fmt.Errorf("cached chunk size %d of %s is over the limit %d", c.Size, pf.entry.Path, object.MaxBlobContent)
 					}
 					rel, err := transfers.acquire(gctx, objectCost(c.Size))
 					if err != nil {
@@ -620,7 +621,7 @@ func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only m
 						return nil, err
 					}
 					read.Add(c.Size)
-					if Hash(buf) != c.ID {
+					if object.Hash(buf) != c.ID {
 						return nil, fmt.Errorf("%s changed while it was being pushed; push again once it is written", pf.entry.Path)
 					}
 					return buf, nil

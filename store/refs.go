@@ -16,6 +16,7 @@ import (
 
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // Refs live under "refs/<NAME>/<kind>/<key>"; NAME may itself contain
@@ -178,7 +179,7 @@ func parseRefKey(key string) (name, kind, last string, ok bool) {
 type Record struct {
 	Name     string             `json:"name"`
 	Version  string             `json:"version"`
-	Manifest ID                 `json:"manifest"`
+	Manifest object.ID          `json:"manifest"`
 	Pushed   time.Time          `json:"pushed"`          // client clock, informational
 	Step     int64              `json:"step,omitempty"`  // training step (trainer_state.json global_step, or the numeric version)
 	Epoch    *float64           `json:"epoch,omitempty"` // from trainer_state.json
@@ -194,9 +195,9 @@ type Record struct {
 // manifest ID is kept so that gc keeps the base's data alive and pull works
 // even if the base's own ref is later removed.
 type BaseRef struct {
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Manifest ID     `json:"manifest"`
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Manifest object.ID `json:"manifest"`
 }
 
 func (b *BaseRef) String() string { return b.Name + "@" + b.Version }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // independentCanonical recomputes a ref's canonical form the way
@@ -96,7 +98,7 @@ func TestRefChecksumWorkedExample(t *testing.T) {
 // TestEncodeRefVerifies: what writers write verifies, carries the checksum
 // the independent reading computes, and decodes to the same value.
 func TestEncodeRefVerifies(t *testing.T) {
-	mid := Hash([]byte("manifest"))
+	mid := object.Hash([]byte("manifest"))
 	ep := 0.5
 	values := []any{
 		Record{Name: "org/run", Version: "100", Manifest: mid, Step: 100, Epoch: &ep,
@@ -197,7 +199,7 @@ func flipHex(c byte) string {
 // and no change of one byte turns it into a legacy ref or into a ref that
 // verifies while saying something else.
 func FuzzVerifyRef(f *testing.F) {
-	rec, err := encodeRef(Record{Name: "run", Version: "1", Manifest: Hash(nil), Metrics: map[string]float64{"eval_loss": 1.5}})
+	rec, err := encodeRef(Record{Name: "run", Version: "1", Manifest: object.Hash(nil), Metrics: map[string]float64{"eval_loss": 1.5}})
 	require.NoError(f, err)
 	f.Add(rec, 10, byte(1))
 	f.Add([]byte(`{"version":"5"}`), 0, byte(0))

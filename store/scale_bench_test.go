@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
 	"github.com/ckptdev/ckpt/store/backend/mem"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // objectWriter puts an object without the backend's safety steps (no
@@ -75,8 +76,8 @@ func buildScaleRegistry(tb testing.TB, kind string, names, versions, blobsPer in
 	r, _, err := store.Init(context.Background(), b, store.Options{})
 	require.NoError(tb, err)
 	shared := []byte("shared tokenizer")
-	sharedID := store.Hash(shared)
-	writeObjectFile(tb, root, store.BlobKey(sharedID), store.EncodeObject(nil, shared, store.EncodeHint{}))
+	sharedID := object.Hash(shared)
+	writeObjectFile(tb, root, object.BlobKey(sharedID), object.Encode(nil, shared, object.EncodeHint{}))
 	pushed := time.Now().Add(-48 * time.Hour)
 	var content [16]byte
 	for n := range names {
@@ -87,8 +88,8 @@ func buildScaleRegistry(tb testing.TB, kind string, names, versions, blobsPer in
 			for k := range blobsPer {
 				binary.LittleEndian.PutUint64(content[:8], uint64(n*versions+v))
 				binary.LittleEndian.PutUint64(content[8:], uint64(k))
-				id := store.Hash(content[:])
-				writeObjectFile(tb, root, store.BlobKey(id), store.EncodeObject(nil, content[:], store.EncodeHint{}))
+				id := object.Hash(content[:])
+				writeObjectFile(tb, root, object.BlobKey(id), object.Encode(nil, content[:], object.EncodeHint{}))
 				chunks = append(chunks, store.Chunk{ID: id, Offset: int64(k * len(content)), Size: int64(len(content))})
 			}
 			m.Files = []store.File{
@@ -98,7 +99,7 @@ func buildScaleRegistry(tb testing.TB, kind string, names, versions, blobsPer in
 			}
 			data, mid, err := m.Encode()
 			require.NoError(tb, err)
-			writeObjectFile(tb, root, store.ManifestKey(mid), store.EncodeObject(nil, data, store.EncodeHint{Text: true}))
+			writeObjectFile(tb, root, object.ManifestKey(mid), object.Encode(nil, data, object.EncodeHint{Text: true}))
 			step := int64((v + 1) * 100)
 			rec := store.Record{Name: name, Version: strconv.FormatInt(step, 10), Manifest: mid, Pushed: pushed, Step: step,
 				Metrics: map[string]float64{"eval_loss": 2 + float64((v*7919)%versions)/float64(versions)}}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // LocalManifest returns the manifest a push of dir would record, and its
@@ -20,14 +21,14 @@ import (
 // The ID is the one push would publish for the folder, so comparing it with
 // a record's manifest tells whether the folder holds exactly what the record
 // says, file for file and byte for byte (through the hashes).
-func (r *Registry) LocalManifest(ctx context.Context, dir string) (*Manifest, ID, error) {
+func (r *Registry) LocalManifest(ctx context.Context, dir string) (*Manifest, object.ID, error) {
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, ID{}, err
+		return nil, object.ID{}, err
 	}
 	entries, err := layout.ScanDir(absDir)
 	if err != nil {
-		return nil, ID{}, err
+		return nil, object.ID{}, err
 	}
 	byPath := make(map[string]bool, len(entries))
 	for _, e := range entries {
@@ -36,11 +37,11 @@ func (r *Registry) LocalManifest(ctx context.Context, dir string) (*Manifest, ID
 	dry := &Registry{workers: r.workers, dry: true, index: r.index}
 	m, _, statEntries, _, err := dry.buildManifest(ctx, absDir, entries, byPath)
 	if err != nil {
-		return nil, ID{}, fmt.Errorf("scan %s: %w", dir, err)
+		return nil, object.ID{}, fmt.Errorf("scan %s: %w", dir, err)
 	}
 	_, id, err := m.Encode()
 	if err != nil {
-		return nil, ID{}, err
+		return nil, object.ID{}, err
 	}
 	r.index.storeFiles(statEntries)
 	return m, id, nil

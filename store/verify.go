@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // Problem is one defect verify found.
@@ -111,10 +112,10 @@ func (rep *VerifyReport) verdict() error {
 // verifyRecords checks the manifests of recs and their blobs, adding what
 // it finds to rep. It returns an error only when it could not go on.
 func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []Record, readData bool) error {
-	users := map[ID][]string{} // manifest -> the checkpoints that need it
-	var mids []ID
+	users := map[object.ID][]string{} // manifest -> the checkpoints that need it
+	var mids []object.ID
 	for _, rec := range recs {
-		use := func(mid ID, as string) {
+		use := func(mid object.ID, as string) {
 			if _, ok := users[mid]; !ok {
 				mids = append(mids, mid)
 			}
@@ -142,7 +143,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				rep.Problems = append(rep.Problems, Problem{Object: ManifestKey(mid), Files: users[mid], Err: err})
+				rep.Problems = append(rep.Problems, Problem{Object: object.ManifestKey(mid), Files: users[mid], Err: err})
 				return nil
 			}
 			manifests[i] = m
@@ -152,9 +153,9 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	blobUsers := map[ID][]string{}
-	sizes := map[ID]int64{}
-	var order []ID
+	blobUsers := map[object.ID][]string{}
+	sizes := map[object.ID]int64{}
+	var order []object.ID
 	for i, m := range manifests {
 		if m == nil {
 			continue
@@ -182,9 +183,9 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 				n, err = r.readBlobData(gctx, id, sizes[id])
 			} else {
 				var oi backend.ObjectInfo
-				oi, err = r.backend.Stat(gctx, BlobKey(id))
-				if err == nil && oi.Size < objectHeaderSize {
-					err = fmt.Errorf("%w: %d bytes, shorter than an object header", ErrCorrupt, oi.Size)
+				oi, err = r.backend.Stat(gctx, object.BlobKey(id))
+				if err == nil && oi.Size < object.HeaderSize {
+					err = fmt.Errorf("%w: %d bytes, shorter than an object header", object.ErrCorrupt, oi.Size)
 				}
 			}
 			if gctx.Err() != nil {
@@ -195,9 +196,9 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			rep.BytesRead += n
 			if err != nil {
 				if errors.Is(err, backend.ErrNotFound) {
-					r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
+					r.index.forgetKnown(r.format.ID, []string{object.BlobKey(id)})
 				}
-				rep.Problems = append(rep.Problems, Problem{Object: BlobKey(id), Files: blobUsers[id], Err: err})
+				rep.Problems = append(rep.Problems, Problem{Object: object.BlobKey(id), Files: blobUsers[id], Err: err})
 			}
 			return nil
 		})
@@ -208,9 +209,9 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 // readBlobData downloads blob id, whose content the manifest says is size
 // bytes, from the registry, decodes it and checks its digest, holding the
 // memory it needs from the transfer budget. It returns the content length.
-func (r *Registry) readBlobData(ctx context.Context, id ID, size int64) (int64, error) {
-	if size < 0 || size > MaxBlobContent {
-		return 0, fmt.Errorf("%w: the manifest gives it %d bytes, over the limit %d", ErrCorrupt, size, MaxBlobContent)
+func (r *Registry) readBlobData(ctx context.Context, id object.ID, size int64) (int64, error) {
+	if size < 0 || size > object.MaxBlobContent {
+		return 0, fmt.Errorf("%w: the manifest gives it %d bytes, over the limit %d", object.ErrCorrupt, size, object.MaxBlobContent)
 	}
 	l, err := leaseChunk(ctx, size)
 	if err != nil {
@@ -252,7 +253,7 @@ func (r *Registry) Usage(ctx context.Context) (*Usage, error) {
 		return nil, err
 	}
 	u := &Usage{Names: len(c.Records)}
-	seen := map[ID]bool{}
+	seen := map[object.ID]bool{}
 	for _, recs := range c.Records {
 		for _, rec := range recs {
 			u.Checkpoints++

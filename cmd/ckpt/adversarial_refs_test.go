@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // registryBackend opens the CLI's local registry directly, as someone
@@ -121,14 +121,14 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 		} `json:"record"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(c.ok("show", "run@20", "--json")), &shown))
-	mid, err := store.ParseID(shown.Record.Manifest)
+	mid, err := object.ParseID(shown.Record.Manifest)
 	require.NoError(t, err)
-	require.NoError(t, c.registryBackend().Delete(context.Background(), store.ManifestKey(mid)))
+	require.NoError(t, c.registryBackend().Delete(context.Background(), object.ManifestKey(mid)))
 
 	for _, args := range [][]string{{"verify", "--all", "--read-data"}, {"verify", "--all"}, {"verify", "run@prod", "--read-data"}} {
 		code, out, errs := c.run(args...)
 		assert.Equal(t, 1, code, "%v", args)
-		assert.Contains(t, out, "PROBLEM "+store.ManifestKey(mid), "%v", args)
+		assert.Contains(t, out, "PROBLEM "+object.ManifestKey(mid), "%v", args)
 		assert.Contains(t, out, "run@20", "%v", args)
 		assert.Contains(t, errs, "verify found problems")
 	}
@@ -142,7 +142,7 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 	assert.Equal(t, 1, code)
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Problems, 1)
-	assert.Equal(t, store.ManifestKey(mid), rep.Problems[0].Object)
+	assert.Equal(t, object.ManifestKey(mid), rep.Problems[0].Object)
 	assert.Equal(t, []string{"run@20"}, rep.Problems[0].Files)
 }
 

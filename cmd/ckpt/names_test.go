@@ -13,6 +13,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // copyDir copies a folder of regular files (one level of subfolders and
@@ -118,7 +119,7 @@ func TestControlCharacterNamesPrintEscaped(t *testing.T) {
 	f := shown.Manifest.File("new\nline.json")
 	require.NotNil(t, f)
 	require.Len(t, f.Chunks, 1)
-	require.NoError(t, os.Remove(filepath.Join(c.repo, filepath.FromSlash(store.BlobKey(f.Chunks[0].ID)))))
+	require.NoError(t, os.Remove(filepath.Join(c.repo, filepath.FromSlash(object.BlobKey(f.Chunks[0].ID)))))
 	code, out, errs = c.run("verify", "run@10")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "PROBLEM")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // State is the per-machine key-value store the watcher keeps its progress in.
@@ -22,7 +23,7 @@ type State interface {
 // key StepKey(step) of its bucket (StateBucket).
 type Entry struct {
 	Version  string         `json:"version"`
-	Manifest store.ID       `json:"manifest"`
+	Manifest object.ID      `json:"manifest"`
 	Base     *store.BaseRef `json:"base,omitempty"` // kept so a later Verify checks the same data
 	Pushed   time.Time      `json:"pushed"`
 	Verified bool           `json:"verified,omitempty"` // every blob of the record was found in the registry

@@ -1,7 +1,6 @@
-package store
+package object
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/planes"
 )
 
@@ -38,16 +36,26 @@ func (c Codec) String() string {
 }
 
 const (
-	objectMagic      = "CKPT"
-	objectVersion    = 1
-	objectHeaderSize = 16
+	objectMagic   = "CKPT"
+	objectVersion = 1
+	// HeaderSize is the length of the fixed header before every payload.
+	HeaderSize = 16
 
+	// MaxChunkSize is the largest chunk a writer cuts from anything but a
+	// safetensors header: big tensors and big non-weights files are cut at
+	// this size. 8 MiB keeps a worker's buffers small, a blob under S3's
+	// single-PUT size, and an upload fine-grained enough to spread over
+	// parallel connections.
+	MaxChunkSize = 8 << 20
+	// maxSafetensorsHeader is the largest safetensors header (the
+	// safetensors limit, layout.MaxSafetensorsHeader).
+	maxSafetensorsHeader = 100_000_000
 	// MaxBlobContent is the largest content a blob may declare: the largest
 	// chunk a writer produces, which is the header chunk of a safetensors
-	// file (its 8-byte length and a header of at most
-	// layout.MaxSafetensorsHeader bytes); every other chunk is at most
+	// file (its 8-byte length and a header of at most 100,000,000 bytes,
+	// layout.MaxSafetensorsHeader); every other chunk is at most
 	// MaxChunkSize.
-	MaxBlobContent = 8 + layout.MaxSafetensorsHeader
+	MaxBlobContent = 8 + maxSafetensorsHeader
 	// MaxManifestContent is the largest manifest JSON a writer produces or a
 	// reader accepts: 64 MiB, twice the 30 MB of a generated manifest shaped
 	// like a 671B-parameter model's (163 shards, 91,000 tensors, 84,000
@@ -68,21 +76,21 @@ const (
 	zstdSlack = zstdBlockMax + 64
 )
 
-// maxPayload is the longest payload an object of n content bytes may have:
+// MaxPayload is the longest payload an object of n content bytes may have:
 // n for raw, at most n + n/128 + 4 KiB for zstd and planes (more than any
 // encoder needs for incompressible input: zstd adds 3 bytes per 128 KiB
 // block, planes one byte per block of at least 1 KiB). Readers stop reading
 // an object there.
-func maxPayload(n int64) int64 { return n + n/128 + 4096 }
+func MaxPayload(n int64) int64 { return n + n/128 + 4096 }
 
-// contentCap is the capacity a destination needs to decode an object of n
+// ContentCap is the capacity a destination needs to decode an object of n
 // content bytes without growing.
-func contentCap(n int64) int64 { return n + zstdSlack }
+func ContentCap(n int64) int64 { return n + zstdSlack }
 
-// storedCap is the capacity that holds the stored form of an object of n
+// StoredCap is the capacity that holds the stored form of an object of n
 // content bytes (header and longest payload) and one byte more, by which a
 // reader tells that an object is longer than that.
-func storedCap(n int64) int64 { return objectHeaderSize + maxPayload(n) + 1 }
+func StoredCap(n int64) int64 { return HeaderSize + MaxPayload(n) + 1 }
 
 // ErrCorrupt marks an object whose bytes do not decode to content with the
 // ID it is stored under.
@@ -94,7 +102,7 @@ var (
 	// zstdDecoder decodes only into the capacity it is given (decodeZstd
 	// sizes it by the declared length).
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxMemory(uint64(contentCap(MaxObjectContent))))
+		zstd.WithDecoderMaxMemory(uint64(ContentCap(MaxObjectContent))))
 )
 
 // EncodeHint tells the encoder what the content is, so it can pick a codec.
@@ -114,11 +122,11 @@ type EncodeHint struct {
 // otherwise the content is stored raw, which is cheapest to read.
 const minSaving = 0.02
 
-// EncodeObject appends to dst the stored form of content: the 16-byte header
+// Encode appends to dst the stored form of content: the 16-byte header
 // followed by the payload of the cheapest codec that pays.
-func EncodeObject(dst, content []byte, hint EncodeHint) []byte {
+func Encode(dst, content []byte, hint EncodeHint) []byte {
 	start := len(dst)
-	dst = append(dst, make([]byte, objectHeaderSize)...)
+	dst = append(dst, make([]byte, HeaderSize)...)
 	codec, param := CodecRaw, byte(0)
 	limit := int(float64(len(content)) * (1 - minSaving))
 	if len(content) >= 64 {
@@ -140,7 +148,7 @@ func EncodeObject(dst, content []byte, hint EncodeHint) []byte {
 	if codec == CodecRaw {
 		dst = append(dst, content...)
 	}
-	h := dst[start : start+objectHeaderSize]
+	h := dst[start : start+HeaderSize]
 	copy(h, objectMagic)
 	h[4] = objectVersion
 	h[5] = byte(codec)
@@ -150,42 +158,45 @@ func EncodeObject(dst, content []byte, hint EncodeHint) []byte {
 	return dst
 }
 
-// ObjectHeader is the decoded fixed header of a stored object.
-type ObjectHeader struct {
+// Header is the decoded fixed header of a stored object.
+type Header struct {
 	Codec      Codec
 	Param      byte
 	ContentLen int
 }
 
-// ParseObjectHeader checks and decodes the first 16 bytes of an object. The
+// ParseHeader checks and decodes the first 16 bytes of an object. The
 // declared content length is at most MaxObjectContent.
-func ParseObjectHeader(obj []byte) (ObjectHeader, error) {
-	if len(obj) < objectHeaderSize {
-		return ObjectHeader{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrCorrupt, len(obj))
+func ParseHeader(obj []byte) (Header, error) {
+	if len(obj) < HeaderSize {
+		return Header{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrCorrupt, len(obj))
 	}
 	if string(obj[:4]) != objectMagic {
-		return ObjectHeader{}, fmt.Errorf("%w: bad magic %q", ErrCorrupt, obj[:4])
+		return Header{}, fmt.Errorf("%w: bad magic %q", ErrCorrupt, obj[:4])
 	}
 	if obj[4] != objectVersion {
-		return ObjectHeader{}, fmt.Errorf("object format version %d is newer than this ckpt understands (%d): upgrade ckpt", obj[4], objectVersion)
+		return Header{}, fmt.Errorf("object format version %d is newer than this ckpt understands (%d): upgrade ckpt", obj[4], objectVersion)
 	}
 	n := binary.LittleEndian.Uint64(obj[8:16])
 	if n > MaxObjectContent {
-		return ObjectHeader{}, fmt.Errorf("%w: declared size %d over the limit %d", ErrCorrupt, n, MaxObjectContent)
+		return Header{}, fmt.Errorf("%w: declared size %d over the limit %d", ErrCorrupt, n, MaxObjectContent)
 	}
-	return ObjectHeader{Codec: Codec(obj[5]), Param: obj[6], ContentLen: int(n)}, nil
+	return Header{Codec: Codec(obj[5]), Param: obj[6], ContentLen: int(n)}, nil
 }
 
-// sizeLimit is what a reader knows of an object's content length before
-// it reads the object: at most max bytes, and exactly exact bytes when
-// exact >= 0 (a chunk, whose size its manifest gives).
-type sizeLimit struct{ exact, max int64 }
+// Limit is what a reader knows of an object's content length before it
+// reads the object: at most max bytes, and exactly exact bytes when exact
+// >= 0 (a chunk, whose size its manifest gives).
+type Limit struct{ exact, max int64 }
 
-func exactSize(n int64) sizeLimit { return sizeLimit{exact: n, max: n} }
-func atMost(n int64) sizeLimit    { return sizeLimit{exact: -1, max: n} }
+// Exactly is the limit of an object whose content is n bytes.
+func Exactly(n int64) Limit { return Limit{exact: n, max: n} }
 
-// check refuses a declared length outside the limit.
-func (l sizeLimit) check(declared int) error {
+// AtMost is the limit of an object whose content is at most n bytes.
+func AtMost(n int64) Limit { return Limit{exact: -1, max: n} }
+
+// Check refuses a declared length outside the limit.
+func (l Limit) Check(declared int) error {
 	n := int64(declared)
 	if l.exact >= 0 && n != l.exact {
 		return fmt.Errorf("%w: header declares %d bytes, the manifest says %d", ErrCorrupt, n, l.exact)
@@ -196,39 +207,39 @@ func (l sizeLimit) check(declared int) error {
 	return nil
 }
 
-// DecodeObject appends the content of a stored object to dst and checks
+// Decode appends the content of a stored object to dst and checks
 // that it hashes to want. Errors wrap ErrCorrupt when the bytes are damaged.
 // It allocates at most the declared length (and zstdSlack) beyond dst's
 // capacity, only after the payload's framing has been checked, and refuses
 // the object as soon as decoding passes the declared length.
-func DecodeObject(dst, obj []byte, want ID) ([]byte, error) {
-	return decodeObject(dst, obj, want, atMost(MaxObjectContent))
+func Decode(dst, obj []byte, want ID) ([]byte, error) {
+	return decode(dst, obj, want, AtMost(MaxObjectContent))
 }
 
-// DecodeObjectSize is DecodeObject for an object whose content length the
-// reader knows (a chunk's size in its manifest): a header declaring any
-// other length is refused before anything is decoded or allocated.
-func DecodeObjectSize(dst, obj []byte, want ID, size int64) ([]byte, error) {
-	return decodeObject(dst, obj, want, exactSize(size))
+// DecodeSize is Decode for an object whose content length the reader knows
+// (a chunk's size in its manifest): a header declaring any other length is
+// refused before anything is decoded or allocated.
+func DecodeSize(dst, obj []byte, want ID, size int64) ([]byte, error) {
+	return decode(dst, obj, want, Exactly(size))
 }
 
-func decodeObject(dst, obj []byte, want ID, limit sizeLimit) ([]byte, error) {
-	h, err := ParseObjectHeader(obj)
+func decode(dst, obj []byte, want ID, limit Limit) ([]byte, error) {
+	h, err := ParseHeader(obj)
 	if err != nil {
 		return dst, err
 	}
-	if err := limit.check(h.ContentLen); err != nil {
+	if err := limit.Check(h.ContentLen); err != nil {
 		return dst, err
 	}
-	return decodePayload(dst, h, obj[objectHeaderSize:], want)
+	return decodePayload(dst, h, obj[HeaderSize:], want)
 }
 
 // decodePayload appends the content that payload encodes under header h to
 // dst and checks it against the declared length and want.
-func decodePayload(dst []byte, h ObjectHeader, payload []byte, want ID) ([]byte, error) {
+func decodePayload(dst []byte, h Header, payload []byte, want ID) ([]byte, error) {
 	n := int64(h.ContentLen)
-	if h.Codec != CodecRaw && int64(len(payload)) > maxPayload(n) {
-		return dst, fmt.Errorf("%w: %s payload of %d bytes for %d bytes of content, over the limit %d", ErrCorrupt, h.Codec, len(payload), n, maxPayload(n))
+	if h.Codec != CodecRaw && int64(len(payload)) > MaxPayload(n) {
+		return dst, fmt.Errorf("%w: %s payload of %d bytes for %d bytes of content, over the limit %d", ErrCorrupt, h.Codec, len(payload), n, MaxPayload(n))
 	}
 	start := len(dst)
 	var err error
@@ -259,15 +270,15 @@ func decodePayload(dst []byte, h ObjectHeader, payload []byte, want ID) ([]byte,
 
 // decodeZstd appends the n bytes that the zstd frame in payload decodes to.
 // The frame's structure is checked first (checkZstdFrame), then it is
-// decoded into a destination of capacity contentCap(n): the decoder refuses
+// decoded into a destination of capacity ContentCap(n): the decoder refuses
 // the frame right after the block that passes n, which still fits.
 func decodeZstd(dst, payload []byte, n int64) ([]byte, error) {
 	if err := checkZstdFrame(payload, n); err != nil {
 		return dst, err
 	}
 	start := len(dst)
-	dst = slices.Grow(dst, int(contentCap(n)))
-	out, err := zstdDecoder.DecodeAll(payload, dst[start:start:start+int(contentCap(n))])
+	dst = slices.Grow(dst, int(ContentCap(n)))
+	out, err := zstdDecoder.DecodeAll(payload, dst[start:start:start+int(ContentCap(n))])
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrFrameSizeExceeded) {
 			err = fmt.Errorf("decodes to more than the declared %d bytes", n)
@@ -385,50 +396,52 @@ func decodePlanes(dst, payload []byte, n int64) ([]byte, error) {
 	return planes.Decode(dst, payload, int(n))
 }
 
-// decodeCap is the capacity that decoding this object's payload needs.
-func (h ObjectHeader) decodeCap() int64 {
+// DecodeCap is the capacity that decoding this object's payload needs.
+func (h Header) DecodeCap() int64 {
 	if h.Codec == CodecZstd {
-		return contentCap(int64(h.ContentLen))
+		return ContentCap(int64(h.ContentLen))
 	}
 	return int64(h.ContentLen)
 }
 
-// readObject reads a stored object from r and appends its verified content
-// to dst: the header first, whose declared length must be within limit,
-// then the payload (readObjectBody).
-func readObject(r io.Reader, dst []byte, want ID, limit sizeLimit) ([]byte, error) {
-	h, err := readObjectHeader(r)
+// Read reads a stored object from r and appends its verified content to
+// dst: the header first, whose declared length must be within limit, then
+// the payload (ReadBody, with scratch).
+func Read(r io.Reader, dst []byte, want ID, limit Limit, scratch []byte) ([]byte, error) {
+	h, err := ReadHeader(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := limit.check(h.ContentLen); err != nil {
+	if err := limit.Check(h.ContentLen); err != nil {
 		return nil, err
 	}
-	return readObjectBody(r, h, dst, want)
+	return ReadBody(r, h, dst, want, scratch)
 }
 
-// readObjectHeader reads and checks the 16-byte header at the start of r.
-func readObjectHeader(r io.Reader) (ObjectHeader, error) {
-	var hdr [objectHeaderSize]byte
+// ReadHeader reads and checks the 16-byte header at the start of r.
+func ReadHeader(r io.Reader) (Header, error) {
+	var hdr [HeaderSize]byte
 	if n, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return ObjectHeader{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrCorrupt, n)
+			return Header{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrCorrupt, n)
 		}
-		return ObjectHeader{}, err
+		return Header{}, err
 	}
-	return ParseObjectHeader(hdr[:])
+	return ParseHeader(hdr[:])
 }
 
 // errObjectTooLong is returned by readFull when the reader holds more than
 // its limit.
 var errObjectTooLong = errors.New("longer than its codec allows")
 
-// readObjectBody reads the payload of an object whose header h was just
-// read from r, and appends the content it encodes to dst (growing dst to
-// h.decodeCap() if it has less room). A raw payload is read straight into
-// dst; any other into a buffer of storedCap bytes, reading no more than
-// maxPayload: the caller holds that much memory from the transfer budget.
-func readObjectBody(r io.Reader, h ObjectHeader, dst []byte, want ID) ([]byte, error) {
+// ReadBody reads the payload of an object whose header h was just read from
+// r, and appends the content it encodes to dst (growing dst to
+// h.DecodeCap() if it has less room). A raw payload is read straight into
+// dst; any other into scratch, reading no more than MaxPayload: scratch
+// should have a capacity of StoredCap(h.ContentLen) (it is grown, by
+// allocation, to at most that when it has less), and the caller accounts
+// for that memory. scratch may be nil for a raw object.
+func ReadBody(r io.Reader, h Header, dst []byte, want ID, scratch []byte) ([]byte, error) {
 	n := int64(h.ContentLen)
 	switch h.Codec {
 	case CodecRaw:
@@ -454,16 +467,14 @@ func readObjectBody(r io.Reader, h ObjectHeader, dst []byte, want ID) ([]byte, e
 	default:
 		return nil, fmt.Errorf("unknown codec %d: upgrade ckpt", h.Codec)
 	}
-	bp := takeBuf(storedCap(n))
-	defer dropBuf(bp)
-	payload, err := readFull(r, (*bp)[:0], maxPayload(n))
+	payload, err := readFull(r, scratch[:0], MaxPayload(n))
 	if errors.Is(err, errObjectTooLong) {
-		return nil, fmt.Errorf("%w: %s payload for %d bytes of content is %w (%d bytes)", ErrCorrupt, h.Codec, n, err, maxPayload(n))
+		return nil, fmt.Errorf("%w: %s payload for %d bytes of content is %w (%d bytes)", ErrCorrupt, h.Codec, n, err, MaxPayload(n))
 	}
 	if err != nil {
 		return nil, err
 	}
-	dst = slices.Grow(dst, int(h.decodeCap()))
+	dst = slices.Grow(dst, int(h.DecodeCap()))
 	out, err := decodePayload(dst, h, payload, want)
 	if err != nil {
 		return nil, err
@@ -493,33 +504,4 @@ func readFull(r io.Reader, dst []byte, limit int64) ([]byte, error) {
 			return nil, err
 		}
 	}
-}
-
-// readManifestObject reads manifest id from the backend. Its header is read
-// first: a declared length over MaxManifestContent is refused, and the
-// memory to read and decode it is taken from the transfer budget until it
-// is decoded. The returned content is the caller's.
-func (r *Registry) readManifestObject(ctx context.Context, id ID) ([]byte, error) {
-	rc, err := r.backend.Get(ctx, ManifestKey(id), 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	h, err := readObjectHeader(rc)
-	if err != nil {
-		return nil, err
-	}
-	if err := atMost(MaxManifestContent).check(h.ContentLen); err != nil {
-		return nil, err
-	}
-	cost := h.decodeCap()
-	if h.Codec != CodecRaw {
-		cost += bufCost(storedCap(int64(h.ContentLen)))
-	}
-	release, err := transfers.acquire(ctx, cost)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return readObjectBody(rc, h, make([]byte, 0, h.decodeCap()), id)
 }

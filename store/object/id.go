@@ -1,4 +1,10 @@
-package store
+// Package object is the stored form of a ckpt registry's content
+// (docs/format.md, section 4): IDs (the SHA-256 of an object's decoded
+// content), the keys of blobs and manifests, the 16-byte envelope, its
+// codecs (raw, zstd, planes), and the limits that bound what a reader
+// holds of one object. It does no I/O beyond reading one object from an
+// io.Reader: the engine (package store) decides where objects come from.
+package object
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package store
+package object
 
 import (
 	"math/rand/v2"
@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/layout"
 )
 
 func TestEncodeObjectPicksCodec(t *testing.T) {
@@ -36,13 +38,20 @@ func TestEncodeObjectPicksCodec(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			obj := EncodeObject(nil, c.content, c.hint)
-			h, err := ParseObjectHeader(obj)
+			obj := Encode(nil, c.content, c.hint)
+			h, err := ParseHeader(obj)
 			require.NoError(t, err)
 			assert.Equal(t, c.want, h.Codec)
-			got, err := DecodeObject(nil, obj, Hash(c.content))
+			got, err := Decode(nil, obj, Hash(c.content))
 			require.NoError(t, err)
 			assert.Equal(t, c.content, got)
 		})
 	}
+}
+
+// The blob cap is the largest chunk a writer cuts: a safetensors header
+// chunk (its 8-byte length and the largest header layout accepts).
+func TestMaxBlobContentIsTheLargestHeaderChunk(t *testing.T) {
+	assert.Equal(t, 8+layout.MaxSafetensorsHeader, MaxBlobContent)
+	assert.Less(t, MaxChunkSize, MaxBlobContent)
 }
