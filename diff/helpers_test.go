@@ -16,6 +16,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 )
 
 // newRegistry makes an empty registry on a local folder with its own index.
@@ -123,7 +124,7 @@ type countingReader struct {
 	reads []read
 }
 
-func (c *countingReader) ReadRange(ctx context.Context, f *store.File, off, n int64) ([]byte, error) {
+func (c *countingReader) ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
 	c.mu.Lock()
 	c.reads = append(c.reads, read{f.Path, f.Role, n})
 	c.mu.Unlock()

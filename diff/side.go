@@ -12,19 +12,20 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
 // FileReader reads n bytes from offset off of one file of a side's
 // manifest. *store.Registry implements it.
 type FileReader interface {
-	ReadRange(ctx context.Context, f *store.File, off, n int64) ([]byte, error)
+	ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error)
 }
 
 // Registry is what FromRegistry needs of a registry; *store.Registry has it.
 type Registry interface {
 	Resolve(ctx context.Context, name, ref string) (store.Record, error)
-	Manifest(ctx context.Context, id object.ID) (*store.Manifest, error)
+	Manifest(ctx context.Context, id object.ID) (*manifest.Manifest, error)
 	FileReader
 }
 
@@ -35,7 +36,7 @@ type Side struct {
 	// Manifest lists the side's files, sorted by path. For a registry
 	// checkpoint it includes the config, generation-config and tokenizer
 	// files inherited from its base chain, as pull would write them.
-	Manifest *store.Manifest
+	Manifest *manifest.Manifest
 	// Inherited maps the path of every inherited file to the NAME@VERSION
 	// of the base it comes from.
 	Inherited map[string]string
@@ -70,14 +71,14 @@ func FromRegistry(ctx context.Context, r Registry, name, ref string) (*Side, err
 
 // withInherited adds to m, for each inheritable role it has no file of,
 // every file of that role from the nearest base that has one.
-func withInherited(ctx context.Context, r Registry, rec store.Record, m *store.Manifest) (*store.Manifest, map[string]string, error) {
+func withInherited(ctx context.Context, r Registry, rec store.Record, m *manifest.Manifest) (*manifest.Manifest, map[string]string, error) {
 	have := map[layout.Role]bool{}
 	paths := map[string]bool{}
 	for _, f := range m.Files {
 		have[layout.Role(f.Role)] = true
 		paths[f.Path] = true
 	}
-	out := &store.Manifest{Version: m.Version, Files: slices.Clone(m.Files)}
+	out := &manifest.Manifest{Version: m.Version, Files: slices.Clone(m.Files)}
 	inherited := map[string]string{}
 	visited := map[object.ID]bool{rec.Manifest: true}
 	for base := rec.Base; base != nil; {
@@ -115,7 +116,7 @@ func withInherited(ctx context.Context, r Registry, rec store.Record, m *store.M
 		}
 		base = next.Base
 	}
-	slices.SortFunc(out.Files, func(x, y store.File) int { return strings.Compare(x.Path, y.Path) })
+	slices.SortFunc(out.Files, func(x, y manifest.File) int { return strings.Compare(x.Path, y.Path) })
 	return out, inherited, nil
 }
 
@@ -144,8 +145,8 @@ func FromFolder(ctx context.Context, dir string) (*Side, error) {
 // folderReader reads manifest files from the folder they were scanned from.
 type folderReader struct{ dir string }
 
-func (fr folderReader) ReadRange(ctx context.Context, f *store.File, off, n int64) ([]byte, error) {
-	if err := store.CheckRelPath(f.Path); err != nil {
+func (fr folderReader) ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
+	if err := manifest.CheckRelPath(f.Path); err != nil {
 		return nil, err
 	}
 	if off < 0 || n < 0 || off+n > f.Size {
@@ -180,7 +181,7 @@ const maxTextFile = 256 << 20
 var errTooLarge = errors.New("too large to compare")
 
 // readWhole reads all of f, refusing files over maxTextFile.
-func (s *Side) readWhole(ctx context.Context, f *store.File) ([]byte, error) {
+func (s *Side) readWhole(ctx context.Context, f *manifest.File) ([]byte, error) {
 	if f.Size > maxTextFile {
 		return nil, fmt.Errorf("%s: %s: %w (%d bytes)", s.Label, f.Path, errTooLarge, f.Size)
 	}

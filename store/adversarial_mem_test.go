@@ -16,6 +16,7 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -151,20 +152,20 @@ func TestObjectHeaderSizeCaps(t *testing.T) {
 	require.ErrorIs(t, err, object.ErrCorrupt)
 
 	// A manifest chunk larger than any blob is refused with the manifest.
-	m := store.Manifest{Version: 1, Files: []store.File{{
+	m := manifest.Manifest{Version: 1, Files: []manifest.File{{
 		Path: "a.bin", Size: maxBlob + 1, Mode: 0o644, Role: "other", Digest: "x",
-		Chunks: []store.Chunk{{ID: zeroID(1), Offset: 0, Size: maxBlob + 1}},
+		Chunks: []manifest.Chunk{{ID: zeroID(1), Offset: 0, Size: maxBlob + 1}},
 	}}}
 	data, err := json.Marshal(&m)
 	require.NoError(t, err)
-	_, err = store.DecodeManifest(data)
+	_, err = manifest.Decode(data)
 	require.Error(t, err)
 }
 
 // hostileRegistry writes, with the backend's own puts, a registry whose
 // version NAME@1 records files (role "other") made of the given chunks, and
 // the given objects under their keys.
-func hostileRegistry(t *testing.T, b backend.Backend, files []store.File, objects map[string][]byte) *store.Registry {
+func hostileRegistry(t *testing.T, b backend.Backend, files []manifest.File, objects map[string][]byte) *store.Registry {
 	t.Helper()
 	ctx := context.Background()
 	r, _, err := store.Init(ctx, b, store.Options{Workers: 8})
@@ -172,7 +173,7 @@ func hostileRegistry(t *testing.T, b backend.Backend, files []store.File, object
 	for key, obj := range objects {
 		require.NoError(t, b.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))))
 	}
-	m := store.Manifest{Version: 1, Files: files}
+	m := manifest.Manifest{Version: 1, Files: files}
 	data, mid, err := m.Encode()
 	require.NoError(t, err)
 	obj := object.Encode(nil, data, object.EncodeHint{Text: true})
@@ -188,10 +189,10 @@ func hostileRegistry(t *testing.T, b backend.Backend, files []store.File, object
 }
 
 // oneChunkFile is a file of size bytes stored as blob id.
-func oneChunkFile(path string, id object.ID, size int64) store.File {
-	return store.File{
+func oneChunkFile(path string, id object.ID, size int64) manifest.File {
+	return manifest.File{
 		Path: path, Size: size, Mode: 0o644, Role: "other", Digest: "sha256:" + id.String(),
-		Chunks: []store.Chunk{{ID: id, Offset: 0, Size: size}},
+		Chunks: []manifest.Chunk{{ID: id, Offset: 0, Size: size}},
 	}
 }
 
@@ -219,7 +220,7 @@ func TestReadersBoundBlobsByManifestSize(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					ctx := context.Background()
 					file := oneChunkFile("a.bin", c.id, size)
-					r := hostileRegistry(t, nb(t), []store.File{file}, map[string][]byte{object.BlobKey(c.id): c.obj})
+					r := hostileRegistry(t, nb(t), []manifest.File{file}, map[string][]byte{object.BlobKey(c.id): c.obj})
 					rec, err := r.Resolve(ctx, "hostile", "1")
 					require.NoError(t, err)
 					const bound = 8 * mib
@@ -271,16 +272,16 @@ func TestManifestReadBoundedByItsCap(t *testing.T) {
 func TestManifestCapOnBothSides(t *testing.T) {
 	const manifestCap = 64 * mib
 	huge := strings.Repeat("x", manifestCap)
-	m := store.Manifest{Version: 1, Files: []store.File{{
+	m := manifest.Manifest{Version: 1, Files: []manifest.File{{
 		Path: "model.safetensors", Size: 8, Mode: 0o644, Role: "weights", Digest: "sha256:" + zeroID(8).String(),
-		Chunks:      []store.Chunk{{ID: zeroID(8), Offset: 0, Size: 8}},
-		Safetensors: &store.SafetensorsInfo{DataOffset: 8, Metadata: map[string]string{"note": huge}},
+		Chunks:      []manifest.Chunk{{ID: zeroID(8), Offset: 0, Size: 8}},
+		Safetensors: &manifest.SafetensorsInfo{DataOffset: 8, Metadata: map[string]string{"note": huge}},
 	}}}
 	_, _, err := m.Encode()
 	require.ErrorContains(t, err, "over the limit")
 
 	data, err := json.Marshal(&m)
 	require.NoError(t, err)
-	_, err = store.DecodeManifest(data)
+	_, err = manifest.Decode(data)
 	require.ErrorContains(t, err, "over the limit")
 }

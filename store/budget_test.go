@@ -15,6 +15,7 @@ import (
 
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -75,7 +76,7 @@ func TestTransferBudgetBoundsWorkers(t *testing.T) {
 	// A folder of 6 one-chunk files of different content, and a registry
 	// that records it.
 	dir := t.TempDir()
-	var files []store.File
+	var files []manifest.File
 	objects := map[string][]byte{}
 	for i := range chunks {
 		content := []byte(strings.Repeat(string(rune('a'+i)), chunk))

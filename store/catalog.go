@@ -14,6 +14,7 @@ import (
 
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -500,7 +501,7 @@ func (r *Registry) Remove(ctx context.Context, name, ref string) (Record, []stri
 
 // Manifest fetches, verifies and decodes a manifest. A copy in the
 // per-machine cache is used when it still hashes to id.
-func (r *Registry) Manifest(ctx context.Context, id object.ID) (*Manifest, error) {
+func (r *Registry) Manifest(ctx context.Context, id object.ID) (*manifest.Manifest, error) {
 	data, ok := r.index.manifest(id)
 	if !ok || object.Hash(data) != id {
 		var err error
@@ -524,7 +525,7 @@ const (
 
 // provenManifest reads manifest id with the proof a destructive or vouching
 // caller (gc, verify) needs: never on the word of the per-machine cache.
-func (r *Registry) provenManifest(ctx context.Context, id object.ID, proof manifestProof) (*Manifest, error) {
+func (r *Registry) provenManifest(ctx context.Context, id object.ID, proof manifestProof) (*manifest.Manifest, error) {
 	if proof == manifestExists {
 		oi, err := r.backend.Stat(ctx, object.ManifestKey(id))
 		if err != nil {
@@ -543,7 +544,7 @@ func (r *Registry) provenManifest(ctx context.Context, id object.ID, proof manif
 // or a listing) to hold size bytes: that proves it exists; its content may
 // come from the per-machine copy, checked against the ID, else from the
 // registry.
-func (r *Registry) listedManifest(ctx context.Context, id object.ID, size int64) (*Manifest, error) {
+func (r *Registry) listedManifest(ctx context.Context, id object.ID, size int64) (*manifest.Manifest, error) {
 	if size < object.HeaderSize {
 		return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, object.ErrCorrupt, size)
 	}
@@ -568,8 +569,8 @@ func (r *Registry) downloadManifest(ctx context.Context, id object.ID) ([]byte, 
 	return data, nil
 }
 
-func decodeManifestOf(id object.ID, data []byte) (*Manifest, error) {
-	m, err := DecodeManifest(data)
+func decodeManifestOf(id object.ID, data []byte) (*manifest.Manifest, error) {
+	m, err := manifest.Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", id, err)
 	}

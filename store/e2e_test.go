@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
 	"github.com/ckptdev/ckpt/store/backend/mem"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -396,7 +397,7 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 }
 
 // plantManifest stores a hand-made manifest and a record pointing at it.
-func plantManifest(t *testing.T, e *env, name string, m *store.Manifest) {
+func plantManifest(t *testing.T, e *env, name string, m *manifest.Manifest) {
 	t.Helper()
 	data, err := jsonMarshal(m)
 	require.NoError(t, err)
@@ -417,9 +418,9 @@ func testBadManifestPaths(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, e.b.Put(e.ctx, object.BlobKey(id), bytes.NewReader(obj), int64(len(obj))))
 	for i, bad := range []string{"/etc/passwd", "../escape.json", "a/../../escape.json", "./config.json", "a\\..\\x"} {
 		name := "evil" + string(rune('a'+i))
-		plantManifest(t, e, name, &store.Manifest{Version: store.ManifestVersion, Files: []store.File{{
+		plantManifest(t, e, name, &manifest.Manifest{Version: manifest.Version, Files: []manifest.File{{
 			Path: bad, Size: int64(len(content)), Mode: 0o644, Role: "config", Digest: "sha256:" + id.String(),
-			Chunks: []store.Chunk{{ID: id, Offset: 0, Size: int64(len(content))}},
+			Chunks: []manifest.Chunk{{ID: id, Offset: 0, Size: int64(len(content))}},
 		}}})
 		parent := t.TempDir()
 		out := filepath.Join(parent, "out")

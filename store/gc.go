@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -178,7 +179,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[object.ID]bool,
 	g.SetLimit(r.workers)
 	for mid, refs := range users {
 		g.Go(func() error {
-			var m *Manifest
+			var m *manifest.Manifest
 			var err error
 			size, ok := listed[mid]
 			if !ok {

@@ -17,6 +17,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -290,14 +291,14 @@ func catalogBucket(reg string) []byte { return []byte("catalog/" + reg) }
 // written by an older ckpt, without one) is a miss, never wrong chunks in a
 // manifest.
 type statEntry struct {
-	Size    int64  `json:"size"`
-	MtimeNs int64  `json:"mtime_ns"`
-	CtimeNs int64  `json:"ctime_ns"`
-	Ino     uint64 `json:"ino"`
-	Dev     uint64 `json:"dev"`
-	Plan    int    `json:"plan"` // chunkPlanVersion the entry was made with
-	File    File   `json:"file"`
-	Sum     string `json:"sum,omitempty"` // statSum of the entry without it, under its path
+	Size    int64         `json:"size"`
+	MtimeNs int64         `json:"mtime_ns"`
+	CtimeNs int64         `json:"ctime_ns"`
+	Ino     uint64        `json:"ino"`
+	Dev     uint64        `json:"dev"`
+	Plan    int           `json:"plan"` // chunkPlanVersion the entry was made with
+	File    manifest.File `json:"file"`
+	Sum     string        `json:"sum,omitempty"` // statSum of the entry without it, under its path
 }
 
 // statSum is the hex SHA-256 of the path and the entry's JSON without Sum.
@@ -339,7 +340,7 @@ func openStat(abs string, v []byte) (statEntry, bool) {
 
 // chunksDescribe reports whether f's chunks cover [0, Size) contiguously,
 // each at most MaxChunkSize, and its digest is the one they give.
-func chunksDescribe(f *File) bool {
+func chunksDescribe(f *manifest.File) bool {
 	var off int64
 	for _, c := range f.Chunks {
 		if c.Offset != off || c.Size <= 0 || c.Size > object.MaxChunkSize {
@@ -352,11 +353,11 @@ func chunksDescribe(f *File) bool {
 	}
 	switch len(f.Chunks) {
 	case 0:
-		return f.Digest == sha256Digest(object.Hash(nil))
+		return f.Digest == manifest.SHA256Digest(object.Hash(nil))
 	case 1:
-		return f.Digest == sha256Digest(f.Chunks[0].ID)
+		return f.Digest == manifest.SHA256Digest(f.Chunks[0].ID)
 	}
-	return f.Digest == chunksDigest(f.Chunks)
+	return f.Digest == manifest.ChunksDigest(f.Chunks)
 }
 
 // chunkPlanVersion changes whenever planChunks would cut a file differently.
@@ -372,9 +373,9 @@ func statKey(fi os.FileInfo) statEntry {
 
 // lookupFile returns the cached manifest entry for the file at abs if its
 // stat is unchanged.
-func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
+func (ix *Index) lookupFile(abs string, fi os.FileInfo) (manifest.File, bool) {
 	if ix == nil {
-		return File{}, false
+		return manifest.File{}, false
 	}
 	var e statEntry
 	found := false

@@ -18,6 +18,7 @@ import (
 	"github.com/zeebo/xxh3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -56,7 +57,7 @@ func OpenFileCache(dir string, maxBytes int64) (*FileCache, error) {
 }
 
 // fileKey names a file's decoded content: its digest and size.
-func fileKey(f *File) object.ID {
+func fileKey(f *manifest.File) object.ID {
 	return sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", f.Digest, f.Size)))
 }
 

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -23,7 +24,7 @@ import (
 // publish writes the ref under a publish lock, after making sure that no
 // garbage collection deleted data the checkpoint needs since the push
 // started (docs/format.md, "Garbage collection").
-func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
+func (r *Registry) publish(ctx context.Context, rec *Record, m *manifest.Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
 	for {
 		lock, err := r.acquirePublish(ctx)
 		if err != nil {
@@ -50,7 +51,7 @@ func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
 // abandoned; the publish starts over with a fresh lock.
 var errLockExpired = errors.New("publish lock held too long")
 
-func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
+func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *manifest.Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
 	runs, err := r.gcRuns(ctx)
 	if err != nil {
 		return err
@@ -81,7 +82,7 @@ func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Recor
 // manifest, the base's manifest and every blob they reference exist,
 // uploading again what this push can (its own files) and failing clearly
 // on what it cannot (a base that was deleted).
-func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, res *PushResult) error {
+func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *manifest.Manifest, files []*pushFile, res *PushResult) error {
 	if rec.Base != nil {
 		bm, err := r.Manifest(ctx, rec.Base.Manifest)
 		if err != nil {
@@ -107,7 +108,7 @@ func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest,
 // are checked now, batched (missingKeys); what is missing is uploaded
 // again, blobs from the folder's files (their IDs checked), then the
 // manifest. With all, every key is checked (a gc ran meanwhile).
-func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, res *PushResult, all bool) error {
+func (r *Registry) confirm(ctx context.Context, m *manifest.Manifest, files []*pushFile, res *PushResult, all bool) error {
 	if r.dry {
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -53,7 +54,7 @@ type PullResult struct {
 
 // sourcedFile is a manifest file with the checkpoint it comes from.
 type sourcedFile struct {
-	File
+	manifest.File
 	from string
 }
 
@@ -208,7 +209,7 @@ func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]so
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.
 // It holds the chunk's memory from the transfer budget while it does.
-func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c Chunk) error {
+func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c manifest.Chunk) error {
 	data, l, err := r.fetchChunk(ctx, c)
 	if err != nil {
 		return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
@@ -225,7 +226,7 @@ func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile
 // keepWrittenChunk reports whether a resumed pull already wrote chunk c
 // into h: its bytes there hash to the chunk's ID. The read holds the
 // chunk's memory from the transfer budget.
-func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk) (bool, error) {
+func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c manifest.Chunk) (bool, error) {
 	if c.Size <= 0 || c.Size > object.MaxBlobContent {
 		return false, nil
 	}
@@ -245,7 +246,7 @@ func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk)
 // fetchChunk waits for the memory to hold chunk c (leaseChunk), then
 // fetches and verifies its blob. The data is valid until the lease is done;
 // on error nothing is held.
-func (r *Registry) fetchChunk(ctx context.Context, c Chunk) ([]byte, *chunkLease, error) {
+func (r *Registry) fetchChunk(ctx context.Context, c manifest.Chunk) ([]byte, *chunkLease, error) {
 	if c.Size < 0 || c.Size > object.MaxBlobContent {
 		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, object.ErrCorrupt, c.Size, object.MaxBlobContent)
 	}
@@ -507,7 +508,7 @@ func (r *Registry) downloadBlob(ctx context.Context, id object.ID, size int64, d
 // targetPath is where a manifest path lands under root; it refuses paths
 // that could land anywhere else.
 func targetPath(root, rel string) (string, error) {
-	if err := CheckRelPath(rel); err != nil {
+	if err := manifest.CheckRelPath(rel); err != nil {
 		return "", fmt.Errorf("refusing to write %q: %w", rel, err)
 	}
 	p := filepath.Join(root, filepath.FromSlash(rel))
@@ -575,7 +576,7 @@ func randomHex(n int) string {
 // ReadRange returns n bytes of a manifest file from offset off, fetching and
 // verifying only the chunks that cover them, one at a time, each under the
 // transfer budget.
-func (r *Registry) ReadRange(ctx context.Context, f *File, off, n int64) ([]byte, error) {
+func (r *Registry) ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
 	if off < 0 || n < 0 || off+n > f.Size {
 		return nil, fmt.Errorf("%s: range [%d, %d) outside the file (%d bytes)", f.Path, off, off+n, f.Size)
 	}

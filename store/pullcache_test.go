@@ -21,6 +21,7 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -41,7 +42,7 @@ func (c *countingBackend) Get(ctx context.Context, key string, off, n int64) (io
 }
 
 // runnableChunks returns the distinct chunk IDs a default pull of m fetches.
-func runnableChunks(m *store.Manifest) map[object.ID]bool {
+func runnableChunks(m *manifest.Manifest) map[object.ID]bool {
 	ids := map[object.ID]bool{}
 	for _, f := range m.Files {
 		if layout.Role(f.Role).Runnable() {

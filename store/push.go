@@ -20,6 +20,7 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -66,7 +67,7 @@ type pushFile struct {
 	abs    string
 	info   os.FileInfo
 	cached bool
-	file   File
+	file   manifest.File
 	header *layout.SafetensorsHeader
 	plan   []extent
 	os     *os.File
@@ -196,7 +197,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 // buildManifest reads (or takes from the stat cache), hashes and stores the
 // folder's files, and returns their manifest. On a dry registry nothing is
 // stored.
-func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []layout.Entry, byPath map[string]bool) (*Manifest, []*pushFile, map[string]statEntry, *PushResult, error) {
+func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []layout.Entry, byPath map[string]bool) (*manifest.Manifest, []*pushFile, map[string]statEntry, *PushResult, error) {
 	var err error
 	files := make([]*pushFile, len(entries))
 	for i, e := range entries {
@@ -236,7 +237,7 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 		return nil, nil, nil, nil, err
 	}
 
-	m := &Manifest{Version: ManifestVersion}
+	m := &manifest.Manifest{Version: manifest.Version}
 	statEntries := make(map[string]statEntry)
 	for _, pf := range files {
 		pf.file.Path = pf.entry.Path
@@ -256,7 +257,7 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 
 // ScanFolder returns the manifest push would record for dir, reading and
 // hashing every file but storing nothing (diff of a local folder).
-func ScanFolder(ctx context.Context, dir string) (*Manifest, error) {
+func ScanFolder(ctx context.Context, dir string) (*manifest.Manifest, error) {
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -377,17 +378,17 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 			continue
 		}
 		pf.file.Size = pf.info.Size()
-		pf.file.Chunks = make([]Chunk, 0, len(pf.plan))
+		pf.file.Chunks = make([]manifest.Chunk, 0, len(pf.plan))
 		for i, ex := range pf.plan {
 			tasks = append(tasks, task{pf, i})
 			total += ex.size
 		}
 	}
-	chunks := make(map[*pushFile][]Chunk, len(files))
+	chunks := make(map[*pushFile][]manifest.Chunk, len(files))
 	digests := make(map[*pushFile]map[int]string)
 	for _, pf := range files {
 		if !pf.cached {
-			chunks[pf] = make([]Chunk, len(pf.plan))
+			chunks[pf] = make([]manifest.Chunk, len(pf.plan))
 			digests[pf] = make(map[int]string)
 			f, err := os.Open(pf.abs)
 			if err != nil {
@@ -431,7 +432,7 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 				for _, ti := range ex.tensors {
 					tn := t.f.header.Tensors[ti]
 					lo := t.f.header.DataOffset + tn.Begin - ex.off
-					tensorDigests[ti] = sha256Digest(object.Hash(buf[lo : lo+tn.End-tn.Begin]))
+					tensorDigests[ti] = manifest.SHA256Digest(object.Hash(buf[lo : lo+tn.End-tn.Begin]))
 				}
 			}
 			var id object.ID
@@ -448,7 +449,7 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 				}
 			}
 			mu.Lock()
-			chunks[t.f][t.i] = Chunk{ID: id, Offset: ex.off, Size: ex.size}
+			chunks[t.f][t.i] = manifest.Chunk{ID: id, Offset: ex.off, Size: ex.size}
 			for k, v := range tensorDigests {
 				digests[t.f][k] = v
 			}
@@ -481,11 +482,11 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 			}
 		}
 		if len(pf.file.Chunks) == 1 {
-			pf.file.Digest = sha256Digest(pf.file.Chunks[0].ID)
+			pf.file.Digest = manifest.SHA256Digest(pf.file.Chunks[0].ID)
 		} else if len(pf.file.Chunks) == 0 {
-			pf.file.Digest = sha256Digest(object.Hash(nil))
+			pf.file.Digest = manifest.SHA256Digest(object.Hash(nil))
 		} else {
-			pf.file.Digest = chunksDigest(pf.file.Chunks)
+			pf.file.Digest = manifest.ChunksDigest(pf.file.Chunks)
 		}
 		if pf.header != nil {
 			pf.file.Safetensors = safetensorsInfo(pf.header, chunks[pf], digests[pf])
@@ -497,15 +498,15 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 // safetensorsInfo builds the manifest's tensor table. Tensors grouped into a
 // shared chunk already have digests; the others take theirs from the chunks
 // that cover exactly them.
-func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[int]string) *SafetensorsInfo {
-	info := &SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
+func safetensorsInfo(h *layout.SafetensorsHeader, chunks []manifest.Chunk, grouped map[int]string) *manifest.SafetensorsInfo {
+	info := &manifest.SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
 	for i, t := range h.Tensors {
-		tn := Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
+		tn := manifest.Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
 		if d, ok := grouped[i]; ok {
 			tn.Digest = d
 		} else {
 			begin, end := h.DataOffset+t.Begin, h.DataOffset+t.End
-			var own []Chunk
+			var own []manifest.Chunk
 			for _, c := range chunks {
 				if c.Offset >= begin && c.Offset+c.Size <= end && c.Size > 0 {
 					own = append(own, c)
@@ -513,11 +514,11 @@ func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[in
 			}
 			switch len(own) {
 			case 0:
-				tn.Digest = sha256Digest(object.Hash(nil))
+				tn.Digest = manifest.SHA256Digest(object.Hash(nil))
 			case 1:
-				tn.Digest = sha256Digest(own[0].ID)
+				tn.Digest = manifest.SHA256Digest(own[0].ID)
 			default:
-				tn.Digest = chunksDigest(own)
+				tn.Digest = manifest.ChunksDigest(own)
 			}
 		}
 		info.Tensors = append(info.Tensors, tn)

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -51,7 +51,7 @@ func TestHostileRegistryPeakRSS(t *testing.T) {
 		objects[object.BlobKey(ids[i])] = storedObject(object.CodecZstd, maxBlob, zstdZeros(maxBlob, maxBlob, byte(i+1)))
 	}
 	content = nil
-	var list []store.File
+	var list []manifest.File
 	for i := range files {
 		list = append(list, oneChunkFile("shard-"+itoa(int64(100+i))+".bin", ids[i%blobs], maxBlob))
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
 	"github.com/ckptdev/ckpt/store/backend/mem"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -83,19 +84,19 @@ func buildScaleRegistry(tb testing.TB, kind string, names, versions, blobsPer in
 	for n := range names {
 		name := fmt.Sprintf("team/run-%04d", n)
 		for v := range versions {
-			m := store.Manifest{Version: store.ManifestVersion}
-			var chunks []store.Chunk
+			m := manifest.Manifest{Version: manifest.Version}
+			var chunks []manifest.Chunk
 			for k := range blobsPer {
 				binary.LittleEndian.PutUint64(content[:8], uint64(n*versions+v))
 				binary.LittleEndian.PutUint64(content[8:], uint64(k))
 				id := object.Hash(content[:])
 				writeObjectFile(tb, root, object.BlobKey(id), object.Encode(nil, content[:], object.EncodeHint{}))
-				chunks = append(chunks, store.Chunk{ID: id, Offset: int64(k * len(content)), Size: int64(len(content))})
+				chunks = append(chunks, manifest.Chunk{ID: id, Offset: int64(k * len(content)), Size: int64(len(content))})
 			}
-			m.Files = []store.File{
+			m.Files = []manifest.File{
 				{Path: "model.safetensors", Size: int64(blobsPer * len(content)), Mode: 0o644, Role: "weights", Digest: "x", Chunks: chunks},
 				{Path: "tokenizer.json", Size: int64(len(shared)), Mode: 0o644, Role: "tokenizer", Digest: "sha256:" + sharedID.String(),
-					Chunks: []store.Chunk{{ID: sharedID, Size: int64(len(shared))}}},
+					Chunks: []manifest.Chunk{{ID: sharedID, Size: int64(len(shared))}}},
 			}
 			data, mid, err := m.Encode()
 			require.NoError(tb, err)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -21,7 +22,7 @@ import (
 // The ID is the one push would publish for the folder, so comparing it with
 // a record's manifest tells whether the folder holds exactly what the record
 // says, file for file and byte for byte (through the hashes).
-func (r *Registry) LocalManifest(ctx context.Context, dir string) (*Manifest, object.ID, error) {
+func (r *Registry) LocalManifest(ctx context.Context, dir string) (*manifest.Manifest, object.ID, error) {
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, object.ID{}, err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -130,7 +131,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 	if readData {
 		proof = manifestDownloaded
 	}
-	manifests := make([]*Manifest, len(mids))
+	manifests := make([]*manifest.Manifest, len(mids))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)

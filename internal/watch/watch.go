@@ -120,6 +120,7 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
@@ -142,7 +143,7 @@ type Registry interface {
 	ApplyPlan(ctx context.Context, name string, plan retention.Plan) ([]string, error)
 	Verify(ctx context.Context, recs []store.Record, readData bool) (*store.VerifyReport, error)
 	Resolve(ctx context.Context, name, ref string) (store.Record, error)
-	LocalManifest(ctx context.Context, dir string) (*store.Manifest, object.ID, error)
+	LocalManifest(ctx context.Context, dir string) (*manifest.Manifest, object.ID, error)
 }
 
 // *store.Registry and *store.Index are what the CLI passes.

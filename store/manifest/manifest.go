@@ -1,4 +1,9 @@
-package store
+// Package manifest is the description of one folder in a ckpt registry
+// (docs/format.md, section 6): its files, their chunks and safetensors
+// tensors, their digests, and the structural rules a reader checks before
+// it trusts a manifest (Validate, CheckRelPath). A manifest names no
+// checkpoint and no time, so identical folders have identical manifests.
+package manifest
 
 import (
 	"bytes"
@@ -14,8 +19,8 @@ import (
 	"github.com/ckptdev/ckpt/store/object"
 )
 
-// ManifestVersion is the schema version of manifests this code writes.
-const ManifestVersion = 1
+// Version is the schema version of manifests this code writes.
+const Version = 1
 
 // Manifest describes the content of one checkpoint or model folder. It is
 // immutable and stored content-addressed: its ID is the SHA-256 of its JSON
@@ -69,9 +74,13 @@ type Tensor struct {
 	Digest string `json:"digest"`
 }
 
-func sha256Digest(id object.ID) string { return "sha256:" + id.String() }
+// SHA256Digest is the digest of content stored as the one chunk id (or of
+// any bytes that hash to id): "sha256:<hex>".
+func SHA256Digest(id object.ID) string { return "sha256:" + id.String() }
 
-func chunksDigest(chunks []Chunk) string {
+// ChunksDigest is the digest of content stored as several chunks:
+// "chunks-sha256:<hex>" of their concatenated 32-byte IDs.
+func ChunksDigest(chunks []Chunk) string {
 	h := sha256.New()
 	for _, c := range chunks {
 		h.Write(c.ID[:])
@@ -91,8 +100,8 @@ func (m *Manifest) Encode() ([]byte, object.ID, error) {
 	return data, object.Hash(data), nil
 }
 
-// DecodeManifest parses and validates manifest JSON.
-func DecodeManifest(data []byte) (*Manifest, error) {
+// Decode parses and validates manifest JSON.
+func Decode(data []byte) (*Manifest, error) {
 	if len(data) > object.MaxManifestContent {
 		return nil, fmt.Errorf("manifest: %d bytes, over the limit %d", len(data), object.MaxManifestContent)
 	}
@@ -111,8 +120,8 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 // Validate checks the structural rules a reader relies on: safe unique
 // paths, contiguous chunks that cover each file, tensors inside their file.
 func (m *Manifest) Validate() error {
-	if m.Version != ManifestVersion {
-		return fmt.Errorf("manifest version %d not supported (this ckpt reads %d)", m.Version, ManifestVersion)
+	if m.Version != Version {
+		return fmt.Errorf("manifest version %d not supported (this ckpt reads %d)", m.Version, Version)
 	}
 	seen := make(map[string]bool, len(m.Files))
 	for i := range m.Files {
