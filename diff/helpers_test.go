@@ -17,6 +17,7 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // newRegistry makes an empty registry on a local folder with its own index.
@@ -36,7 +37,7 @@ func writeRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base stri
 	return testutil.TinyRun(t, spec)
 }
 
-func push(t *testing.T, r *store.Registry, dir string, opts store.PushOptions) store.Record {
+func push(t *testing.T, r *store.Registry, dir string, opts store.PushOptions) refs.Record {
 	t.Helper()
 	res, err := r.Push(context.Background(), dir, opts)
 	require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // FileReader reads n bytes from offset off of one file of a side's
@@ -24,7 +25,7 @@ type FileReader interface {
 
 // Registry is what FromRegistry needs of a registry; *store.Registry has it.
 type Registry interface {
-	Resolve(ctx context.Context, name, ref string) (store.Record, error)
+	Resolve(ctx context.Context, name, ref string) (refs.Record, error)
 	Manifest(ctx context.Context, id object.ID) (*manifest.Manifest, error)
 	FileReader
 }
@@ -71,7 +72,7 @@ func FromRegistry(ctx context.Context, r Registry, name, ref string) (*Side, err
 
 // withInherited adds to m, for each inheritable role it has no file of,
 // every file of that role from the nearest base that has one.
-func withInherited(ctx context.Context, r Registry, rec store.Record, m *manifest.Manifest) (*manifest.Manifest, map[string]string, error) {
+func withInherited(ctx context.Context, r Registry, rec refs.Record, m *manifest.Manifest) (*manifest.Manifest, map[string]string, error) {
 	have := map[layout.Role]bool{}
 	paths := map[string]bool{}
 	for _, f := range m.Files {
@@ -108,7 +109,7 @@ func withInherited(ctx context.Context, r Registry, rec store.Record, m *manifes
 			have[role] = true
 		}
 		next, err := r.Resolve(ctx, base.Name, base.Version)
-		if errors.Is(err, store.ErrNoCheckpoint) || (err == nil && next.Version != base.Version) {
+		if errors.Is(err, refs.ErrNoCheckpoint) || (err == nil && next.Version != base.Version) {
 			break // the base's own ref is gone: its manifest served what it could
 		}
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Hostile registry content against the readers' memory bounds: objects
@@ -182,7 +183,7 @@ func hostileRegistry(t *testing.T, b backend.Backend, files []manifest.File, obj
 	for _, f := range files {
 		logical += f.Size
 	}
-	rec, err := json.Marshal(store.Record{Name: "hostile", Version: "1", Manifest: mid, Files: len(files), Logical: logical})
+	rec, err := json.Marshal(refs.Record{Name: "hostile", Version: "1", Manifest: mid, Files: len(files), Logical: logical})
 	require.NoError(t, err)
 	require.NoError(t, b.Put(ctx, "refs/hostile/v/1", bytes.NewReader(rec), int64(len(rec))))
 	return r
@@ -232,7 +233,7 @@ func TestReadersBoundBlobsByManifestSize(t *testing.T) {
 					assert.LessOrEqual(t, n, uint64(bound), "pull allocated %d MiB", n/mib)
 
 					var rep *store.VerifyReport
-					n = allocated(func() { rep, err = r.Verify(ctx, []store.Record{rec}, true) })
+					n = allocated(func() { rep, err = r.Verify(ctx, []refs.Record{rec}, true) })
 					require.ErrorIs(t, err, store.ErrVerifyFailed)
 					require.Len(t, rep.Problems, 1)
 					assert.Equal(t, object.BlobKey(c.id), rep.Problems[0].Object)

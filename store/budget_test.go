@@ -17,6 +17,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // gatedBackend holds every blob Get (or Put) in the gate until the test
@@ -150,7 +151,7 @@ func TestTransferBudgetBoundsWorkers(t *testing.T) {
 				rec, err := r.Resolve(ctx, "hostile", "1")
 				require.NoError(t, err)
 				run(t, g, func() error {
-					_, err := r.Verify(ctx, []store.Record{rec}, true)
+					_, err := r.Verify(ctx, []refs.Record{rec}, true)
 					return err
 				})
 			})

@@ -24,6 +24,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend/mem"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // newBackendFunc makes a fresh, empty backend for one test.
@@ -241,11 +242,11 @@ func testBestLatest(t *testing.T, nb newBackendFunc) {
 	for _, ck := range ckpts {
 		e.push(ck, "bl", store.PushOptions{})
 	}
-	best, err := e.r.Resolve(e.ctx, "bl", store.RefBest)
+	best, err := e.r.Resolve(e.ctx, "bl", refs.Best)
 	require.NoError(t, err)
 	assert.Equal(t, "300", best.Version)
 	assert.InDelta(t, 1.2, best.Metrics["eval_loss"], 1e-9)
-	latest, err := e.r.Resolve(e.ctx, "bl", store.RefLatest)
+	latest, err := e.r.Resolve(e.ctx, "bl", refs.Latest)
 	require.NoError(t, err)
 	assert.Equal(t, "400", latest.Version)
 
@@ -372,9 +373,9 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 	corruptObject(t, e.b, object.BlobKey(victim))
 
 	// Existence checks still pass; reading the data does not.
-	_, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
+	_, err = e.r.Verify(e.ctx, []refs.Record{res.Record}, false)
 	require.NoError(t, err)
-	rep, err := e.r.Verify(e.ctx, []store.Record{res.Record}, true)
+	rep, err := e.r.Verify(e.ctx, []refs.Record{res.Record}, true)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
 	require.Len(t, rep.Problems, 1)
 	assert.Equal(t, object.BlobKey(victim), rep.Problems[0].Object)
@@ -391,7 +392,7 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 
 	// A missing blob is named too.
 	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(victim)))
-	rep, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
+	rep, err = e.r.Verify(e.ctx, []refs.Record{res.Record}, false)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
 	assert.ErrorIs(t, rep.Problems[0].Err, backend.ErrNotFound)
 }
@@ -404,7 +405,7 @@ func plantManifest(t *testing.T, e *env, name string, m *manifest.Manifest) {
 	id := object.Hash(data)
 	obj := object.Encode(nil, data, object.EncodeHint{Text: true})
 	require.NoError(t, e.b.Put(e.ctx, object.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
-	rec := store.Record{Name: name, Version: "1", Manifest: id, Pushed: time.Now()}
+	rec := refs.Record{Name: name, Version: "1", Manifest: id, Pushed: time.Now()}
 	recData, err := jsonMarshal(rec)
 	require.NoError(t, err)
 	require.NoError(t, e.b.Put(e.ctx, "refs/"+name+"/v/1", bytes.NewReader(recData), int64(len(recData))))
@@ -531,11 +532,11 @@ func TestPushBadInput(t *testing.T) {
 
 	for _, name := range []string{"", "a//b", "../x", "/abs", "a/./b", "sp ace", ".hidden", "x@y"} {
 		_, err := e.r.Push(e.ctx, good, store.PushOptions{Name: name})
-		assert.ErrorIs(t, err, store.ErrInvalidName, "NAME %q", name)
+		assert.ErrorIs(t, err, refs.ErrInvalidName, "NAME %q", name)
 	}
 	for _, v := range []string{"latest", "best", "a/b", "..", "v 1"} {
 		_, err := e.r.Push(e.ctx, good, store.PushOptions{Name: "ok", Version: v})
-		assert.ErrorIs(t, err, store.ErrInvalidName, "VERSION %q", v)
+		assert.ErrorIs(t, err, refs.ErrInvalidName, "VERSION %q", v)
 	}
 	noVersion := filepath.Join(t.TempDir(), "my-model")
 	require.NoError(t, os.CopyFS(noVersion, os.DirFS(good)))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // allocs returns the bytes the Go heap allocated while f ran (every
@@ -23,27 +24,6 @@ func allocs(f func()) uint64 {
 	f()
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
-}
-
-// FuzzParseRef: accepted names and refs always make valid object keys that
-// parse back to themselves.
-func FuzzParseRef(f *testing.F) {
-	for _, s := range []string{"run@100", "org/run@best", "a//b@1", "../x@1", "x@", "x@tag.v1", "a/v/b@v"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		name, ref, err := ParseRef(s, true)
-		if err != nil || ref == "" || ref == RefLatest || ref == RefBest {
-			return
-		}
-		key := versionKey(name, ref)
-		require.NoError(t, backend.CheckKey(key))
-		n, kind, last, ok := parseRefKey(key)
-		require.True(t, ok)
-		require.Equal(t, name, n)
-		require.Equal(t, refKindVersion, kind)
-		require.Equal(t, ref, last)
-	})
 }
 
 // mapBackend is a read-only Backend over a map, for fuzzing readers.
@@ -105,13 +85,13 @@ func FuzzReadRefs(f *testing.F) {
 		require.LessOrEqual(t, n, bound, "Open allocated %d bytes", n)
 
 		r, err := Open(ctx, mapBackend{
-			FormatKey:                    format,
-			versionKey("n", "1"):         data,
-			tagKey("n", "prod"):          data,
-			policyKey("n", policyRefKey): data,
+			FormatKey:                                 format,
+			refs.VersionKey("n", "1"):                 data,
+			refs.TagKey("n", "prod"):                  data,
+			refs.PolicyKey("n", refs.PolicyRetention): data,
 		}, Options{Workers: 1})
 		require.NoError(t, err)
-		for _, ref := range []string{"1", "prod", RefLatest, RefBest} {
+		for _, ref := range []string{"1", "prod", refs.Latest, refs.Best} {
 			n = allocs(func() { _, _ = r.Resolve(ctx, "n", ref) })
 			require.LessOrEqual(t, n, 2*bound, "Resolve %s allocated %d bytes", ref, n)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // DefaultGrace is how old (by the storage's clock) an unreferenced object
@@ -149,7 +150,7 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[object.ID]bool,
 	for _, recs := range c.Records {
 		for _, rec := range recs {
 			res.Checkpoints++
-			key := versionKey(rec.Name, rec.Version)
+			key := refs.VersionKey(rec.Name, rec.Version)
 			users[rec.Manifest] = append(users[rec.Manifest], key)
 			if rec.Base != nil {
 				users[rec.Base.Manifest] = append(users[rec.Base.Manifest], key+" (base "+rec.Base.String()+")")

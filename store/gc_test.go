@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func TestGarbageCollection(t *testing.T) {
@@ -36,11 +37,11 @@ func TestGarbageCollection(t *testing.T) {
 	}
 }
 
-func allRecords(t *testing.T, r *store.Registry) []store.Record {
+func allRecords(t *testing.T, r *store.Registry) []refs.Record {
 	t.Helper()
 	c, err := r.Catalog(context.Background(), "")
 	require.NoError(t, err)
-	var recs []store.Record
+	var recs []refs.Record
 	for _, n := range c.Names() {
 		recs = append(recs, c.Records[n]...)
 	}

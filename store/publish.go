@@ -15,6 +15,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Publishing is the last step of a push: under a publish lock, make sure no
@@ -24,7 +25,7 @@ import (
 // publish writes the ref under a publish lock, after making sure that no
 // garbage collection deleted data the checkpoint needs since the push
 // started (docs/format.md, "Garbage collection").
-func (r *Registry) publish(ctx context.Context, rec *Record, m *manifest.Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
+func (r *Registry) publish(ctx context.Context, rec *refs.Record, m *manifest.Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
 	for {
 		lock, err := r.acquirePublish(ctx)
 		if err != nil {
@@ -51,7 +52,7 @@ func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
 // abandoned; the publish starts over with a fresh lock.
 var errLockExpired = errors.New("publish lock held too long")
 
-func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *manifest.Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
+func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *refs.Record, m *manifest.Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
 	runs, err := r.gcRuns(ctx)
 	if err != nil {
 		return err
@@ -82,7 +83,7 @@ func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Recor
 // manifest, the base's manifest and every blob they reference exist,
 // uploading again what this push can (its own files) and failing clearly
 // on what it cannot (a base that was deleted).
-func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *manifest.Manifest, files []*pushFile, res *PushResult) error {
+func (r *Registry) restoreMissing(ctx context.Context, rec *refs.Record, m *manifest.Manifest, files []*pushFile, res *PushResult) error {
 	if rec.Base != nil {
 		bm, err := r.Manifest(ctx, rec.Base.Manifest)
 		if err != nil {
@@ -243,15 +244,15 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 // writeRecord publishes the ref, last, with its checksum. An identical
 // existing record is a no-op; a different one needs force, and so does one
 // that does not verify (it cannot be trusted to record the same content).
-func (r *Registry) writeRecord(ctx context.Context, rec *Record, force bool, res *PushResult) error {
-	key := versionKey(rec.Name, rec.Version)
+func (r *Registry) writeRecord(ctx context.Context, rec *refs.Record, force bool, res *PushResult) error {
+	key := refs.VersionKey(rec.Name, rec.Version)
 	err := putRef(ctx, r.backend, key, rec)
 	if err == nil || !errors.Is(err, backend.ErrExists) {
 		return err
 	}
 	old, err := r.readRecord(ctx, rec.Name, rec.Version)
 	switch {
-	case errors.Is(err, ErrCorruptRef):
+	case errors.Is(err, refs.ErrCorrupt):
 		if !force {
 			return fmt.Errorf("%s@%s: %w; force the push to replace it", rec.Name, rec.Version, err)
 		}

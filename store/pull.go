@@ -20,6 +20,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder.
@@ -45,7 +46,7 @@ type PulledFile struct {
 
 // PullResult tells what a pull wrote.
 type PullResult struct {
-	Record Record
+	Record refs.Record
 	Files  []PulledFile
 	Bytes  int64
 	// Linked counts the files materialized by each method (pull --link).
@@ -148,7 +149,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 // selectFiles picks the checkpoint's files for the pull and fills in config,
 // generation config and tokenizer files from the base chain when the
 // checkpoint has none of its own.
-func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]sourcedFile, error) {
+func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]sourcedFile, error) {
 	m, err := r.Manifest(ctx, rec.Manifest)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // ErrVersionExists is returned when NAME@VERSION already records different
@@ -40,7 +41,7 @@ type PushOptions struct {
 
 // PushResult tells what a push read and stored.
 type PushResult struct {
-	Record    Record
+	Record    refs.Record
 	Unchanged bool // NAME@VERSION already recorded exactly this content
 	Files     int
 	Logical   int64 // bytes in the folder
@@ -85,11 +86,11 @@ func (r *Registry) Push(ctx context.Context, dir string, opts PushOptions) (*Pus
 }
 
 func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*PushResult, error) {
-	if err := CheckName(opts.Name); err != nil {
+	if err := refs.CheckName(opts.Name); err != nil {
 		return nil, err
 	}
 	for _, t := range opts.Tags {
-		if err := CheckTag(t); err != nil {
+		if err := refs.CheckTag(t); err != nil {
 			return nil, err
 		}
 	}
@@ -115,9 +116,9 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	var base *BaseRef
+	var base *refs.BaseRef
 	if opts.Base != "" {
-		bname, bref, err := ParseRef(opts.Base, false)
+		bname, bref, err := refs.Parse(opts.Base, false)
 		if err != nil {
 			return nil, fmt.Errorf("--base: %w", err)
 		}
@@ -125,7 +126,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		if err != nil {
 			return nil, fmt.Errorf("--base: %w", err)
 		}
-		base = &BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}
+		base = &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}
 	}
 
 	// The gc runs seen now: if another one appears before the ref is written,
@@ -160,7 +161,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	r.removeStaleTemp(ctx, false)
 
 	metrics := map[string]float64{}
-	rec := Record{
+	rec := refs.Record{
 		Name: opts.Name, Version: version, Manifest: mid, Pushed: time.Now().UTC(), Step: step,
 		Base: base, Files: len(files), Logical: res.Logical, Stored: res.NewStored,
 	}
@@ -330,11 +331,11 @@ func pushVersion(given string, state *layout.TrainerState, dir string) (string, 
 			step = n
 		}
 	case !known:
-		return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", ErrInvalidName)
+		return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", refs.ErrInvalidName)
 	default:
 		v = strconv.FormatInt(step, 10)
 	}
-	if err := CheckVersion("VERSION", v); err != nil {
+	if err := refs.CheckVersion("VERSION", v); err != nil {
 		return "", 0, err
 	}
 	return v, step, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend/mem"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // objectWriter puts an object without the backend's safety steps (no
@@ -102,7 +103,7 @@ func buildScaleRegistry(tb testing.TB, kind string, names, versions, blobsPer in
 			require.NoError(tb, err)
 			writeObjectFile(tb, root, object.ManifestKey(mid), object.Encode(nil, data, object.EncodeHint{Text: true}))
 			step := int64((v + 1) * 100)
-			rec := store.Record{Name: name, Version: strconv.FormatInt(step, 10), Manifest: mid, Pushed: pushed, Step: step,
+			rec := refs.Record{Name: name, Version: strconv.FormatInt(step, 10), Manifest: mid, Pushed: pushed, Step: step,
 				Metrics: map[string]float64{"eval_loss": 2 + float64((v*7919)%versions)/float64(versions)}}
 			recData, err := json.Marshal(rec)
 			require.NoError(tb, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Problem is one defect verify found.
@@ -57,7 +58,7 @@ var ErrVerifyFailed = errors.New("verify found problems")
 // from the registry, decodes it and checks its digest. The per-machine
 // caches never vouch for anything: a manifest known on this machine is
 // still looked up in the registry.
-func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*VerifyReport, error) {
+func (r *Registry) Verify(ctx context.Context, recs []refs.Record, readData bool) (*VerifyReport, error) {
 	rep := &VerifyReport{Checkpoints: len(recs)}
 	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
 		return rep, err
@@ -76,8 +77,11 @@ func (r *Registry) VerifyAll(ctx context.Context, readData bool) (*VerifyReport,
 	if err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Problems: append([]Problem(nil), c.Problems...)}
-	var recs []Record
+	rep := &VerifyReport{}
+	for _, p := range c.Problems {
+		rep.Problems = append(rep.Problems, Problem{Object: p.Key, Err: p.Err})
+	}
+	var recs []refs.Record
 	for _, n := range c.Names() {
 		recs = append(recs, c.Records[n]...)
 	}
@@ -86,12 +90,12 @@ func (r *Registry) VerifyAll(ctx context.Context, readData bool) (*VerifyReport,
 	for n, tags := range c.Tags {
 		rep.Refs += len(tags)
 		for t, v := range tags {
-			if c.problem(versionKey(n, v)) != nil {
+			if c.ProblemAt(refs.VersionKey(n, v)) != nil {
 				continue // the version's own problem is reported
 			}
-			if !slices.ContainsFunc(c.Records[n], func(rec Record) bool { return rec.Version == v }) {
-				rep.Problems = append(rep.Problems, Problem{Object: tagKey(n, t),
-					Err: fmt.Errorf("%w: tag %s@%s points at version %s, which does not exist", ErrNoCheckpoint, n, t, v)})
+			if !slices.ContainsFunc(c.Records[n], func(rec refs.Record) bool { return rec.Version == v }) {
+				rep.Problems = append(rep.Problems, Problem{Object: refs.TagKey(n, t),
+					Err: fmt.Errorf("%w: tag %s@%s points at version %s, which does not exist", refs.ErrNoCheckpoint, n, t, v)})
 			}
 		}
 	}
@@ -112,7 +116,7 @@ func (rep *VerifyReport) verdict() error {
 
 // verifyRecords checks the manifests of recs and their blobs, adding what
 // it finds to rep. It returns an error only when it could not go on.
-func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []Record, readData bool) error {
+func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []refs.Record, readData bool) error {
 	users := map[object.ID][]string{} // manifest -> the checkpoints that need it
 	var mids []object.ID
 	for _, rec := range recs {

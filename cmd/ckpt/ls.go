@@ -9,12 +9,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // lsVersion is one line of `ckpt ls`.
 type lsVersion struct {
-	store.Record
+	refs.Record
 	Tags   []string `json:"tags,omitempty"`
 	Latest bool     `json:"latest"`
 	Best   bool     `json:"best"`
@@ -31,7 +31,7 @@ logical size and the bytes its push newly stored.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
-				if err := store.CheckStoredName(args[0]); err != nil {
+				if err := refs.CheckStoredName(args[0]); err != nil {
 					return usageError{err}
 				}
 				name = args[0]
@@ -45,7 +45,7 @@ logical size and the bytes its push newly stored.`,
 				return err
 			}
 			if name != "" && len(c.Records[name]) == 0 {
-				_, err := r.Resolve(cmd.Context(), name, store.RefLatest)
+				_, err := r.Resolve(cmd.Context(), name, refs.Latest)
 				return err
 			}
 			out := map[string][]lsVersion{}
@@ -72,9 +72,9 @@ logical size and the bytes its push newly stored.`,
 	return cmd
 }
 
-func listVersions(c *store.Catalog, name string) []lsVersion {
+func listVersions(c *refs.Catalog, name string) []lsVersion {
 	recs := c.Records[name]
-	best, hasBest := store.BestRecord(recs, "")
+	best, hasBest := refs.BestRecord(recs, "")
 	vs := make([]lsVersion, len(recs))
 	for i, rec := range recs {
 		vs[i] = lsVersion{

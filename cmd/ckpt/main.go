@@ -18,7 +18,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/redact"
 	"github.com/ckptdev/ckpt/internal/textsafe"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT says
@@ -85,7 +85,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 
 func isUsage(err error) bool {
 	var u usageError
-	return errors.As(err, &u) || errors.Is(err, store.ErrInvalidName)
+	return errors.As(err, &u) || errors.Is(err, refs.ErrInvalidName)
 }
 
 // printable is the last line of defence applied to everything ckpt prints:

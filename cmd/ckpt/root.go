@@ -19,6 +19,7 @@ import (
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // app holds the global flags and what they open.
@@ -207,7 +208,7 @@ func rangeArgs(lo, hi int) cobra.PositionalArgs {
 
 // parseRef parses NAME@REF as a usage error when malformed.
 func parseRef(s string, allowEmpty bool) (string, string, error) {
-	name, ref, err := store.ParseRef(s, allowEmpty)
+	name, ref, err := refs.Parse(s, allowEmpty)
 	if err != nil {
 		return "", "", usageError{refError(s, err)}
 	}
@@ -228,7 +229,7 @@ func argText(arg string) string {
 // show the credentials before it.
 func refError(arg string, err error) error {
 	if strings.Contains(arg, "://") {
-		return fmt.Errorf("%q is a URL, not NAME@REF: %w", redact.URL(arg), store.ErrInvalidName)
+		return fmt.Errorf("%q is a URL, not NAME@REF: %w", redact.URL(arg), refs.ErrInvalidName)
 	}
 	return err
 }

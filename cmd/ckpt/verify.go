@@ -9,6 +9,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -49,7 +50,7 @@ that use it; the exit code is 1 if any.`,
 				if rerr != nil {
 					return rerr
 				}
-				rep, err = r.Verify(cmd.Context(), []store.Record{rec}, readData)
+				rep, err = r.Verify(cmd.Context(), []refs.Record{rec}, readData)
 			}
 			if errors.Is(err, store.ErrVerifyFailed) && rep != nil && len(rep.Problems) > 0 {
 				// The problems are printed below, their file names escaped;

@@ -1,4 +1,4 @@
-package store
+package refs
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 )
 
 // independentCanonical recomputes a ref's canonical form the way
-// docs/format.md §5 tells a stranger to, with nothing of refs.go: decode
+// docs/format.md §5 tells a stranger to, with nothing of package refs: decode
 // the members, drop "checksum", sort by name, write name and compacted value.
 func independentCanonical(t testing.TB, ref []byte) []byte {
 	t.Helper()
@@ -56,7 +56,7 @@ func docBlock(t *testing.T, text, marker string) string {
 // TestRefChecksumWorkedExample recomputes the worked example of
 // docs/format.md §5 from the document's text alone.
 func TestRefChecksumWorkedExample(t *testing.T) {
-	doc, err := os.ReadFile("../docs/format.md")
+	doc, err := os.ReadFile("../../docs/format.md")
 	require.NoError(t, err)
 	ref := []byte(docBlock(t, string(doc), "checksum-example:ref"))
 	canonical := docBlock(t, string(doc), "checksum-example:canonical")
@@ -88,7 +88,7 @@ func TestRefChecksumWorkedExample(t *testing.T) {
 	}
 
 	// The tag example of the same section.
-	tag, err := encodeRef(TagRecord{Version: "500", Tagged: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)})
+	tag, err := Encode(TagRecord{Version: "500", Tagged: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)})
 	require.NoError(t, err)
 	assert.Contains(t, string(doc), "`"+string(independentCanonical(t, tag))+"`")
 	require.NoError(t, json.Unmarshal(tag, &stated))
@@ -109,7 +109,7 @@ func TestEncodeRefVerifies(t *testing.T) {
 		storedPolicy{},
 	}
 	for _, v := range values {
-		data, err := encodeRef(v)
+		data, err := Encode(v)
 		require.NoError(t, err)
 		legacy, err := verifyRefData(data)
 		require.NoError(t, err, "%s", data)
@@ -126,9 +126,9 @@ func TestEncodeRefVerifies(t *testing.T) {
 		}
 	}
 	var rec Record
-	data, err := encodeRef(values[0])
+	data, err := Encode(values[0])
 	require.NoError(t, err)
-	_, err = decodeRef("refs/org/run/v/100", data, &rec)
+	_, err = Decode("refs/org/run/v/100", data, &rec)
 	require.NoError(t, err)
 	assert.Equal(t, values[0], rec)
 }
@@ -176,8 +176,8 @@ func TestRefChecksumRules(t *testing.T) {
 			if tc.err != "" {
 				assert.ErrorContains(t, err, tc.err)
 				var v TagRecord
-				_, err := decodeRef("refs/x/t/y", []byte(tc.ref), &v)
-				assert.ErrorIs(t, err, ErrCorruptRef)
+				_, err := Decode("refs/x/t/y", []byte(tc.ref), &v)
+				assert.ErrorIs(t, err, ErrCorrupt)
 				assert.ErrorContains(t, err, "refs/x/t/y")
 				return
 			}
@@ -199,13 +199,13 @@ func flipHex(c byte) string {
 // and no change of one byte turns it into a legacy ref or into a ref that
 // verifies while saying something else.
 func FuzzVerifyRef(f *testing.F) {
-	rec, err := encodeRef(Record{Name: "run", Version: "1", Manifest: object.Hash(nil), Metrics: map[string]float64{"eval_loss": 1.5}})
+	rec, err := Encode(Record{Name: "run", Version: "1", Manifest: object.Hash(nil), Metrics: map[string]float64{"eval_loss": 1.5}})
 	require.NoError(f, err)
 	f.Add(rec, 10, byte(1))
 	f.Add([]byte(`{"version":"5"}`), 0, byte(0))
 	f.Add([]byte(`{"a":{"b":[1,2,{"c":"\u00e9"}]},"checksum":"sha256:00"}`), 3, byte(4))
 	f.Fuzz(func(t *testing.T, data []byte, at int, flip byte) {
-		if len(data) > maxRefSize {
+		if len(data) > MaxSize {
 			return
 		}
 		legacy, err := verifyRefData(data)

@@ -1,8 +1,13 @@
-package store
+// Package refs is what a ckpt registry says about its checkpoints
+// (docs/format.md, section 5): version records, tags and per-NAME
+// settings, their keys and naming rules, the ref checksum that every
+// reader verifies, and the catalog of a registry's refs with its pure
+// resolution of NAME@REF (versions, tags, latest, best, version order).
+// It does no I/O: the engine (package store) reads and writes refs.
+package refs
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,17 +25,17 @@ import (
 )
 
 // Refs live under "refs/<NAME>/<kind>/<key>"; NAME may itself contain
-// slashes, so a ref key is parsed from its end.
+// slashes, so a ref key is parsed from its end (ParseKey).
 const (
-	refKindVersion = "v" // refs/<NAME>/v/<VERSION>: a Record
-	refKindTag     = "t" // refs/<NAME>/t/<TAG>: a TagRecord
-	refKindPolicy  = "p" // refs/<NAME>/p/<KEY>: per-name settings (retention policy)
+	KindVersion = "v" // refs/<NAME>/v/<VERSION>: a Record
+	KindTag     = "t" // refs/<NAME>/t/<TAG>: a TagRecord
+	KindPolicy  = "p" // refs/<NAME>/p/<KEY>: per-name settings (retention policy)
 )
 
 // Reserved refs that resolve dynamically and can never be a version or tag.
 const (
-	RefLatest = "latest"
-	RefBest   = "best"
+	Latest = "latest"
+	Best   = "best"
 )
 
 // ErrInvalidName marks a NAME, VERSION, TAG or REF that breaks the naming rules.
@@ -76,13 +81,13 @@ func CheckStoredName(name string) error {
 	return nil
 }
 
-var refKindWords = map[string]string{refKindVersion: "versions", refKindTag: "tags", refKindPolicy: "settings"}
+var refKindWords = map[string]string{KindVersion: "versions", KindTag: "tags", KindPolicy: "settings"}
 
 // isRefKind reports whether seg is a ref-kind folder name, in either case
 // (a case-insensitive file system folds V into v).
 func isRefKind(seg string) bool {
 	seg = strings.ToLower(seg)
-	return seg == refKindVersion || seg == refKindTag || seg == refKindPolicy
+	return seg == KindVersion || seg == KindTag || seg == KindPolicy
 }
 
 // CheckVersion validates a VERSION or TAG: one segment, not a reserved ref.
@@ -93,7 +98,7 @@ func CheckVersion(kind, v string) error {
 	if len(v) > 128 {
 		return fmt.Errorf("%w: %s %q is longer than 128 characters", ErrInvalidName, kind, v)
 	}
-	if v == RefLatest || v == RefBest {
+	if v == Latest || v == Best {
 		return fmt.Errorf("%w: %s %q is reserved (it names a computed ref)", ErrInvalidName, kind, v)
 	}
 	return nil
@@ -128,10 +133,10 @@ func checkSegment(s string) error {
 	return nil
 }
 
-// ParseRef splits "NAME@REF". REF may be empty when allowEmpty. NAME is
+// Parse splits "NAME@REF". REF may be empty when allowEmpty. NAME is
 // checked as a stored name (CheckStoredName): recording under it needs
 // CheckName too.
-func ParseRef(s string, allowEmpty bool) (name, ref string, err error) {
+func Parse(s string, allowEmpty bool) (name, ref string, err error) {
 	name, ref, found := strings.Cut(s, "@")
 	if err := CheckStoredName(name); err != nil {
 		return "", "", err
@@ -142,7 +147,7 @@ func ParseRef(s string, allowEmpty bool) (name, ref string, err error) {
 		}
 		return "", "", fmt.Errorf("%w: %q needs @REF (a version, a tag, latest or best)", ErrInvalidName, s)
 	}
-	if ref != RefLatest && ref != RefBest {
+	if ref != Latest && ref != Best {
 		if err := checkSegment(ref); err != nil {
 			return "", "", fmt.Errorf("%w: REF %q: %v", ErrInvalidName, ref, err)
 		}
@@ -150,14 +155,19 @@ func ParseRef(s string, allowEmpty bool) (name, ref string, err error) {
 	return name, ref, nil
 }
 
-func versionKey(name, version string) string {
-	return "refs/" + name + "/" + refKindVersion + "/" + version
+// VersionKey is the object key of NAME@VERSION's record.
+func VersionKey(name, version string) string {
+	return "refs/" + name + "/" + KindVersion + "/" + version
 }
-func tagKey(name, tag string) string    { return "refs/" + name + "/" + refKindTag + "/" + tag }
-func policyKey(name, key string) string { return "refs/" + name + "/" + refKindPolicy + "/" + key }
 
-// parseRefKey splits a ref object key into NAME, kind and key.
-func parseRefKey(key string) (name, kind, last string, ok bool) {
+// TagKey is the object key of NAME's TAG.
+func TagKey(name, tag string) string { return "refs/" + name + "/" + KindTag + "/" + tag }
+
+// PolicyKey is the object key of NAME's setting key (PolicyRetention).
+func PolicyKey(name, key string) string { return "refs/" + name + "/" + KindPolicy + "/" + key }
+
+// ParseKey splits a ref object key into NAME, kind and key.
+func ParseKey(key string) (name, kind, last string, ok bool) {
 	rest, found := strings.CutPrefix(key, "refs/")
 	if !found {
 		return "", "", "", false
@@ -213,10 +223,10 @@ func SortRecords(rs []Record) {
 	sort.Slice(rs, func(i, j int) bool { return retention.CompareVersions(rs[i].Version, rs[j].Version) < 0 })
 }
 
-// ErrCorruptRef marks a ref object (version, tag or policy) whose content
+// ErrCorrupt marks a ref object (version, tag or policy) whose content
 // cannot be trusted: it is not one JSON object, its checksum does not match,
 // or it says something its key contradicts. Errors wrap it with the key.
-var ErrCorruptRef = errors.New("corrupt ref")
+var ErrCorrupt = errors.New("corrupt ref")
 
 // Ref checksums (docs/format.md, section 5): a ref is a JSON object with a
 // member "checksum": "sha256:<64 hex>", the SHA-256 of the object's
@@ -225,8 +235,8 @@ var ErrCorruptRef = errors.New("corrupt ref")
 const (
 	refChecksumMember = "checksum"
 	refChecksumPrefix = "sha256:"
-	// maxRefSize bounds what a reader holds of one ref object.
-	maxRefSize = 1 << 20
+	// MaxSize bounds what a reader holds of one ref object.
+	MaxSize = 1 << 20
 )
 
 // refMember is one top-level member of a ref object, as written.
@@ -325,9 +335,9 @@ func refChecksum(members []refMember) (string, error) {
 	return refChecksumPrefix + hex.EncodeToString(sum[:]), nil
 }
 
-// encodeRef is the stored form of a ref: v as indented JSON with its
+// Encode is the stored form of a ref: v as indented JSON with its
 // checksum as the last member.
-func encodeRef(v any) ([]byte, error) {
+func Encode(v any) ([]byte, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err
@@ -412,74 +422,39 @@ func oneByteOff(a, b string) bool {
 	return diff == 1
 }
 
-// decodeRef verifies a ref object read from key and decodes it into v.
-func decodeRef(key string, data []byte, v any) (legacy bool, err error) {
+// Decode verifies a ref object read from key and decodes it into v; legacy
+// reports a ref written before checksums existed.
+func Decode(key string, data []byte, v any) (legacy bool, err error) {
 	if legacy, err = verifyRefData(data); err != nil {
-		return false, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+		return false, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+		return false, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
 	}
 	return legacy, nil
-}
-
-// putRef stores v under key with its checksum, create-only.
-func putRef(ctx context.Context, b backend.Backend, key string, v any) error {
-	data, err := encodeRef(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", key, err)
-	}
-	return b.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
-}
-
-// readRef reads a ref object from the registry (never from a cache),
-// refusing one larger than any ref can be. A missing ref is an error
-// wrapping ErrNotFound.
-func readRef(ctx context.Context, b backend.Backend, key string) ([]byte, error) {
-	rc, err := b.Get(ctx, key, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxRefSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	if len(data) > maxRefSize {
-		return nil, fmt.Errorf("%s: %w: larger than %d bytes", key, ErrCorruptRef, maxRefSize)
-	}
-	return data, nil
-}
-
-// getRef reads key from the registry, verifies it and decodes it into v.
-func getRef(ctx context.Context, b backend.Backend, key string, v any) error {
-	data, err := readRef(ctx, b, key)
-	if err != nil {
-		return err
-	}
-	_, err = decodeRef(key, data, v)
-	return err
 }
 
 // checkRecord refuses a version record that contradicts its key or lacks
 // what every reader relies on.
 func checkRecord(key string, rec *Record) error {
-	name, _, version, _ := parseRefKey(key)
+	name, _, version, _ := ParseKey(key)
 	switch {
 	case rec.Name != name || rec.Version != version:
-		return fmt.Errorf("%s: %w: it records %s@%s, not what its key says", key, ErrCorruptRef, rec.Name, rec.Version)
+		return fmt.Errorf("%s: %w: it records %s@%s, not what its key says", key, ErrCorrupt, rec.Name, rec.Version)
 	case rec.Manifest.IsZero():
-		return fmt.Errorf("%s: %w: no manifest", key, ErrCorruptRef)
+		return fmt.Errorf("%s: %w: no manifest", key, ErrCorrupt)
 	case rec.Base != nil && rec.Base.Manifest.IsZero():
-		return fmt.Errorf("%s: %w: base %s has no manifest", key, ErrCorruptRef, rec.Base)
+		return fmt.Errorf("%s: %w: base %s has no manifest", key, ErrCorrupt, rec.Base)
 	}
 	return nil
 }
 
-// decodeRecord verifies and decodes the version record stored under key.
-func decodeRecord(key string, data []byte) (Record, error) {
+// DecodeRecord verifies and decodes the version record stored under key:
+// its checksum, and that it records what its key says and names a
+// manifest.
+func DecodeRecord(key string, data []byte) (Record, error) {
 	var rec Record
-	if _, err := decodeRef(key, data, &rec); err != nil {
+	if _, err := Decode(key, data, &rec); err != nil {
 		return Record{}, err
 	}
 	if err := checkRecord(key, &rec); err != nil {
@@ -488,35 +463,14 @@ func decodeRecord(key string, data []byte) (Record, error) {
 	return rec, nil
 }
 
-// decodeTag verifies and decodes the tag stored under key.
-func decodeTag(key string, data []byte) (TagRecord, error) {
+// DecodeTag verifies and decodes the tag stored under key.
+func DecodeTag(key string, data []byte) (TagRecord, error) {
 	var t TagRecord
-	if _, err := decodeRef(key, data, &t); err != nil {
+	if _, err := Decode(key, data, &t); err != nil {
 		return TagRecord{}, err
 	}
 	if err := CheckVersion("VERSION", t.Version); err != nil {
-		return TagRecord{}, fmt.Errorf("%s: %w: %v", key, ErrCorruptRef, err)
+		return TagRecord{}, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
 	}
 	return t, nil
-}
-
-// readRecord reads NAME@VERSION's record from the registry and verifies it.
-// A missing ref is an error wrapping ErrNotFound.
-func (r *Registry) readRecord(ctx context.Context, name, version string) (Record, error) {
-	key := versionKey(name, version)
-	data, err := readRef(ctx, r.backend, key)
-	if err != nil {
-		return Record{}, err
-	}
-	return decodeRecord(key, data)
-}
-
-// readTag reads NAME's TAG from the registry and verifies it.
-func (r *Registry) readTag(ctx context.Context, name, tag string) (TagRecord, error) {
-	key := tagKey(name, tag)
-	data, err := readRef(ctx, r.backend, key)
-	if err != nil {
-		return TagRecord{}, err
-	}
-	return decodeTag(key, data)
 }
