@@ -31,8 +31,8 @@ func buildFolders(t *testing.T, parent string) []string {
 func TestBuildDirInUseIsLeftAlone(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "model")
-	files := []sourcedFile{{File: manifest.File{Path: "a/config.json", Size: 2, Digest: "sha256:00"}}}
-	other := []sourcedFile{{File: manifest.File{Path: "config.json", Size: 3, Digest: "sha256:11"}}}
+	files := []SourcedFile{{File: manifest.File{Path: "a/config.json", Size: 2, Digest: "sha256:00"}}}
+	other := []SourcedFile{{File: manifest.File{Path: "config.json", Size: 3, Digest: "sha256:11"}}}
 
 	first, err := openBuildDir(dir, files, true)
 	require.NoError(t, err)

@@ -175,7 +175,7 @@ var errEntryDamaged = errors.New("cache entry changed since it was made")
 // regular file of the user's, of that mode and size, whose bytes match its
 // record (or, without one, the file's chunk IDs; the record is then
 // written into its name). It returns the open entry and its path.
-func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFile, name string, perm fs.FileMode) (*os.File, string, error) {
+func openVerified(ctx context.Context, fc *FileCache, f *SourcedFile, name string, perm fs.FileMode) (*os.File, string, error) {
 	_, _, sum, recorded, _ := parseEntryName(name)
 	p := fc.c.path(name)
 	e, err := openFileNoFollow(p)
@@ -194,7 +194,7 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 		return fail(fmt.Errorf("%s: %w (type, owner, mode or size)", p, errEntryDamaged))
 	}
 	if !recorded {
-		if err := r.checkChunks(ctx, e, f); err != nil {
+		if err := checkChunks(ctx, e, f); err != nil {
 			return fail(err)
 		}
 	}
@@ -217,7 +217,7 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 
 // checkChunks checks every chunk of f in the open entry e against its ID.
 // Each read holds the chunk's memory from the transfer budget.
-func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) error {
+func checkChunks(ctx context.Context, e *os.File, f *SourcedFile) error {
 	for _, c := range f.Chunks {
 		if c.Size > object.MaxBlobContent || c.Offset < 0 || c.Offset+c.Size > f.Size {
 			return fmt.Errorf("%s: chunk %s at %d (%d bytes) outside the file", f.Path, c.ID, c.Offset, c.Size)
@@ -240,10 +240,11 @@ func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) 
 // cachedEntry returns a verified entry for f in mode perm, open, and its
 // path: one already in the cache, else one built from the registry. Entries
 // that fail the check are dropped.
-func (r *Registry) cachedEntry(ctx context.Context, fc *FileCache, f *sourcedFile, perm fs.FileMode) (*os.File, string, error) {
+func (op *pullOp) cachedEntry(ctx context.Context, fc *FileCache, f *SourcedFile, perm fs.FileMode) (*os.File, string, error) {
+	r := op.r
 	key := fileKey(&f.File).String()
 	for _, name := range fc.candidates(key, perm) {
-		e, p, err := r.openVerified(ctx, fc, f, name, perm)
+		e, p, err := openVerified(ctx, fc, f, name, perm)
 		if err == nil {
 			fc.c.touch(p)
 			r.progressAdd(f.Size)
@@ -254,18 +255,18 @@ func (r *Registry) cachedEntry(ctx context.Context, fc *FileCache, f *sourcedFil
 		}
 		os.Remove(fc.c.path(name)) // damaged or unusable: fetch the file again
 	}
-	return r.buildEntry(ctx, fc, f, key, perm)
+	return op.buildEntry(ctx, fc, f, key, perm)
 }
 
 // buildEntry fetches and verifies every chunk of f into a new entry of
 // content key in mode perm, records its content hash in its name, and
 // returns it open, with its path.
-func (r *Registry) buildEntry(ctx context.Context, fc *FileCache, f *sourcedFile, key string, perm fs.FileMode) (*os.File, string, error) {
+func (op *pullOp) buildEntry(ctx context.Context, fc *FileCache, f *SourcedFile, key string, perm fs.FileMode) (*os.File, string, error) {
 	tmp, err := fc.c.createTemp(key)
 	if err != nil {
 		return nil, "", err
 	}
-	err = r.writeChunks(ctx, tmp, f)
+	err = op.writeChunks(ctx, tmp, f)
 	var sum [16]byte
 	if err == nil {
 		sum, err = contentHash(ctx, tmp, f.Size)
@@ -287,14 +288,15 @@ func (r *Registry) buildEntry(ctx context.Context, fc *FileCache, f *sourcedFile
 }
 
 // writeChunks writes every chunk of f into w at its offset, verified.
-func (r *Registry) writeChunks(ctx context.Context, w *os.File, f *sourcedFile) error {
+func (op *pullOp) writeChunks(ctx context.Context, w *os.File, f *SourcedFile) error {
+	r := op.r
 	if err := w.Truncate(f.Size); err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, r.workers/2))
 	for _, c := range f.Chunks {
-		g.Go(func() error { return r.writeChunk(gctx, w, f, c) })
+		g.Go(func() error { return op.writeChunk(gctx, w, f, c) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -361,7 +363,8 @@ func createFrom(dir *os.File, name string, perm fs.FileMode, fill func(out *os.F
 // linkFiles materializes files under root from the file cache, each
 // checked just before it is linked, and counts the methods used. Files get
 // their recorded mode less the umask (hard links: without write bits).
-func (r *Registry) linkFiles(ctx context.Context, root *os.File, fc *FileCache, files []sourcedFile, umask fs.FileMode) (map[LinkMethod]int, error) {
+func (op *pullOp) linkFiles(ctx context.Context, root *os.File, fc *FileCache, files []SourcedFile) (map[LinkMethod]int, error) {
+	r := op.r
 	if fc == nil {
 		return nil, errors.New("--link needs the per-machine file cache")
 	}
@@ -381,8 +384,8 @@ func (r *Registry) linkFiles(ctx context.Context, root *os.File, fc *FileCache, 
 	for i := range files {
 		f := &files[i]
 		g.Go(func() error {
-			perm := fs.FileMode(f.Mode).Perm() &^ umask
-			e, p, err := r.cachedEntry(gctx, fc, f, entryMode(perm))
+			perm := fs.FileMode(f.Mode).Perm() &^ op.umask
+			e, p, err := op.cachedEntry(gctx, fc, f, entryMode(perm))
 			if err != nil {
 				return err
 			}

@@ -53,12 +53,6 @@ type PullResult struct {
 	Linked map[LinkMethod]int `json:",omitempty"`
 }
 
-// sourcedFile is a manifest file with the checkpoint it comes from.
-type sourcedFile struct {
-	manifest.File
-	from string
-}
-
 // Pull materializes NAME@REF into dir: the runnable set (weights, index,
 // config, generation config, tokenizer), inheriting missing config and
 // tokenizer files from the --base chain; with Full, everything recorded.
@@ -70,6 +64,16 @@ func (r *Registry) Pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, fmt.Errorf("pull %s@%s: %w", name, ref, err)
 	}
 	return res, nil
+}
+
+// pullOp is one pull: the registry, where the chunks come from (the files
+// of earlier pulls on this machine, then the registry), what the pull was
+// asked, and the process umask the files' modes are given under.
+type pullOp struct {
+	r     *Registry
+	src   blobSource
+	opts  PullOptions
+	umask fs.FileMode
 }
 
 func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOptions) (*PullResult, error) {
@@ -99,7 +103,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	// prefix and checks it before use; chunks already written are checked
 	// and kept. Pulls with --link do not resume a folder: their cache
 	// entries are what they resume from.
-	umask := processUmask()
+	op := &pullOp{r: r, src: r.chunkSource(), opts: opts, umask: processUmask()}
 	build, err := openBuildDir(dir, files, !opts.Link)
 	if err != nil {
 		return nil, err
@@ -113,9 +117,9 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	}()
 	var linked map[LinkMethod]int
 	if opts.Link {
-		linked, err = r.linkFiles(ctx, build.dir, r.files, files, umask)
+		linked, err = op.linkFiles(ctx, build.dir, r.files, files)
 	} else {
-		err = r.writeFiles(ctx, build.dir, files, build.resumed, umask)
+		err = op.writeFiles(ctx, build.dir, files, build.resumed)
 	}
 	if err != nil {
 		return nil, err
@@ -130,38 +134,44 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 			return nil, err
 		}
 	}
-	if err := replaceDir(build, dir, existing, umask); err != nil {
+	if err := replaceDir(build, dir, existing, op.umask); err != nil {
 		return nil, err
 	}
 	done = true
 	if !opts.Link {
-		r.pulled.remember(r.index, dir, files)
+		r.pulled.remember(dir, files)
 	}
 
 	res := &PullResult{Record: rec, Linked: linked}
 	for _, f := range files {
-		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.from})
+		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From})
 		res.Bytes += f.Size
 	}
 	return res, nil
 }
 
+// SourcedFile is a manifest file with the checkpoint it comes from.
+type SourcedFile struct {
+	manifest.File
+	From string
+}
+
 // selectFiles picks the checkpoint's files for the pull and fills in config,
 // generation config and tokenizer files from the base chain when the
 // checkpoint has none of its own.
-func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]sourcedFile, error) {
+func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]SourcedFile, error) {
 	m, err := r.Manifest(ctx, rec.Manifest)
 	if err != nil {
 		return nil, err
 	}
-	var out []sourcedFile
+	var out []SourcedFile
 	have := map[layout.Role]bool{}
 	paths := map[string]bool{}
 	from := rec.Name + "@" + rec.Version
 	for _, f := range m.Files {
 		role := layout.Role(f.Role)
 		if full || role.Runnable() {
-			out = append(out, sourcedFile{f, from})
+			out = append(out, SourcedFile{f, from})
 			have[role] = true
 			paths[f.Path] = true
 		}
@@ -186,7 +196,7 @@ func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) 
 			}
 			for _, f := range bm.Files {
 				if layout.Role(f.Role) == role && !paths[f.Path] {
-					out = append(out, sourcedFile{f, base.String()})
+					out = append(out, SourcedFile{f, base.String()})
 					paths[f.Path] = true
 					gained[role] = true
 				}
@@ -210,10 +220,11 @@ func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) 
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.
 // It holds the chunk's memory from the transfer budget while it does.
-func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c manifest.Chunk) error {
-	data, l, err := r.fetchChunk(ctx, c)
+func (op *pullOp) writeChunk(ctx context.Context, w io.WriterAt, f *SourcedFile, c manifest.Chunk) error {
+	r := op.r
+	data, l, err := fetchChunk(ctx, op.src, c)
 	if err != nil {
-		return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
+		return fmt.Errorf("%s (from %s): %w", f.Path, f.From, err)
 	}
 	defer l.done()
 	if _, err := w.WriteAt(data, c.Offset); err != nil {
@@ -227,7 +238,8 @@ func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile
 // keepWrittenChunk reports whether a resumed pull already wrote chunk c
 // into h: its bytes there hash to the chunk's ID. The read holds the
 // chunk's memory from the transfer budget.
-func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c manifest.Chunk) (bool, error) {
+func (op *pullOp) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c manifest.Chunk) (bool, error) {
+	r := op.r
 	if c.Size <= 0 || c.Size > object.MaxBlobContent {
 		return false, nil
 	}
@@ -245,9 +257,9 @@ func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c manife
 }
 
 // fetchChunk waits for the memory to hold chunk c (leaseChunk), then
-// fetches and verifies its blob. The data is valid until the lease is done;
-// on error nothing is held.
-func (r *Registry) fetchChunk(ctx context.Context, c manifest.Chunk) ([]byte, *chunkLease, error) {
+// fetches and verifies its blob from src. The data is valid until the lease
+// is done; on error nothing is held.
+func fetchChunk(ctx context.Context, src blobSource, c manifest.Chunk) ([]byte, *chunkLease, error) {
 	if c.Size < 0 || c.Size > object.MaxBlobContent {
 		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, object.ErrCorrupt, c.Size, object.MaxBlobContent)
 	}
@@ -255,7 +267,7 @@ func (r *Registry) fetchChunk(ctx context.Context, c manifest.Chunk) ([]byte, *c
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := r.fetchBlob(ctx, c.ID, c.Size, l.buf())
+	data, err := src.readBlob(ctx, c.ID, c.Size, l.buf())
 	if err == nil && int64(len(data)) != c.Size {
 		err = fmt.Errorf("blob %s has %d bytes, manifest says %d", c.ID, len(data), c.Size)
 	}
@@ -290,7 +302,7 @@ func (b *buildDir) remove() { os.RemoveAll(b.path()) }
 // into dir: the target's name, then a hash of the selection, so that an
 // identical pull finds an interrupted one. A random part follows, so that
 // nobody can plant a folder or a link under the name in advance.
-func pullTempPrefix(dir string, files []sourcedFile) string {
+func pullTempPrefix(dir string, files []SourcedFile) string {
 	h := sha256.New()
 	for _, f := range files {
 		fmt.Fprintf(h, "%s\x00%s\x00%d\n", f.Path, f.Digest, f.Size)
@@ -317,7 +329,7 @@ func isTempName(name, prefix string) bool {
 // selection's files. Build folders of other pulls into dir that pass the
 // same checks are removed; anything else named like them (a planted link, a
 // folder of another user) is ignored, never followed or touched.
-func openBuildDir(dir string, files []sourcedFile, resumable bool) (b *buildDir, err error) {
+func openBuildDir(dir string, files []SourcedFile, resumable bool) (b *buildDir, err error) {
 	parentPath := filepath.Dir(dir)
 	if err := os.MkdirAll(parentPath, 0o777); err != nil {
 		return nil, err
@@ -393,7 +405,7 @@ func readNames(d *os.File) ([]string, error) {
 
 // checkResumable checks that the build folder d holds nothing but what a
 // pull of files writes.
-func checkResumable(d *os.File, files []sourcedFile) error {
+func checkResumable(d *os.File, files []SourcedFile) error {
 	want := make(map[string]bool, len(files))
 	for _, f := range files {
 		want[f.Path] = true
@@ -409,7 +421,8 @@ func checkResumable(d *os.File, files []sourcedFile) error {
 // writeFiles writes files under root, fetching and verifying chunks in
 // parallel. When resuming, chunks already on disk with the right digest are
 // kept. Each file gets its recorded mode less the umask.
-func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []sourcedFile, resuming bool, umask fs.FileMode) error {
+func (op *pullOp) writeFiles(ctx context.Context, root *os.File, files []SourcedFile, resuming bool) error {
+	r := op.r
 	handles := make([]*os.File, len(files))
 	defer func() {
 		for _, h := range handles {
@@ -449,12 +462,12 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 		for _, c := range f.Chunks {
 			g.Go(func() error {
 				if resuming {
-					kept, err := r.keepWrittenChunk(gctx, handles[i], c)
+					kept, err := op.keepWrittenChunk(gctx, handles[i], c)
 					if err != nil || kept {
 						return err
 					}
 				}
-				return r.writeChunk(gctx, handles[i], &f, c)
+				return op.writeChunk(gctx, handles[i], &f, c)
 			})
 		}
 	}
@@ -462,7 +475,7 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 		return err
 	}
 	for i, f := range files {
-		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm() &^ umask); err != nil {
+		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm() &^ op.umask); err != nil {
 			return err
 		}
 		if err := handles[i].Sync(); err != nil {
@@ -472,24 +485,50 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 	return nil
 }
 
-// fetchBlob reads blob id, whose content the manifest says is size bytes,
-// decodes it into dst and checks its digest. It reads from files of earlier
-// pulls on this machine when they still hold the chunk (PullCache), else
-// from the registry.
-func (r *Registry) fetchBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	if out, ok := r.pulled.read(r.index, id, dst); ok {
-		return out, nil
-	}
-	return r.downloadBlob(ctx, id, size, dst)
+// blobSource gives the verified content of blobs: the registry (Registry),
+// or the files of earlier pulls on this machine (PullCache).
+type blobSource interface {
+	// readBlob appends the content of blob id, which its manifest says is
+	// size bytes, to dst, checked against id. The caller holds
+	// objectCost(size) of the transfer budget, and dst has room for
+	// object.ContentCap(size) bytes. A source that is only a cache fails
+	// with errNotHeld when it does not hold the blob intact.
+	readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error)
 }
 
-// downloadBlob reads blob id, whose content the manifest says is size
-// bytes, from the backend and appends its verified content to dst. The
+// errNotHeld: a cache does not hold a blob, or no longer intact.
+var errNotHeld = errors.New("not held here")
+
+// firstHolder reads a blob from the first of its sources that holds it.
+type firstHolder []blobSource
+
+func (s firstHolder) readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+	for i, src := range s {
+		out, err := src.readBlob(ctx, id, size, dst)
+		if err == nil || i == len(s)-1 || !errors.Is(err, errNotHeld) {
+			return out, err
+		}
+	}
+	return nil, fmt.Errorf("blob %s: no source", id)
+}
+
+// chunkSource is where pulls and ReadRange read chunks: the files of
+// earlier pulls on this machine when they still hold a chunk intact
+// (PullCache), else the registry.
+func (r *Registry) chunkSource() blobSource {
+	if r.pulled != nil {
+		return firstHolder{r.pulled, r}
+	}
+	return r
+}
+
+// readBlob reads blob id, whose content the manifest says is size bytes,
+// from the backend and appends its verified content to dst (blobSource). The
 // caller holds objectCost(size) of the transfer budget; dst should have
 // room for object.ContentCap(size) bytes. A header that declares another size is
 // refused before anything else is read, and no more of the object is read
 // than its codec may need for size bytes.
-func (r *Registry) downloadBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
 	rc, err := r.backend.Get(ctx, object.BlobKey(id), 0, -1)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
@@ -582,12 +621,13 @@ func (r *Registry) ReadRange(ctx context.Context, f *manifest.File, off, n int64
 		return nil, fmt.Errorf("%s: range [%d, %d) outside the file (%d bytes)", f.Path, off, off+n, f.Size)
 	}
 	out := make([]byte, n)
+	src := r.chunkSource()
 	for _, c := range f.Chunks {
 		lo, hi := max(off, c.Offset), min(off+n, c.Offset+c.Size)
 		if lo >= hi {
 			continue
 		}
-		data, l, err := r.fetchChunk(ctx, c)
+		data, l, err := fetchChunk(ctx, src, c)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Path, err)
 		}

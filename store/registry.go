@@ -66,24 +66,12 @@ type Registry struct {
 	prog    Progress
 	// lockStale overrides DefaultStaleAfter (tests).
 	lockStale time.Duration
-	// knownGen is the gc generation this handle's operation started at; blobs
-	// it finds present are cached under it (Index.syncGCRuns).
-	knownGen uint64
-	// seen collects, for one push, the keys the registry itself showed
-	// present; the push checks the others before it publishes (confirm).
-	seen *keySet
-	// dry registries hash but store nothing (ScanFolder).
-	dry    bool
-	pulled *PullCache
-	files  *FileCache
+	pulled    *PullCache
+	files     *FileCache
 }
 
-// withGeneration returns a copy of r for one operation at gc generation gen.
-func (r *Registry) withGeneration(gen uint64) *Registry {
-	c := *r
-	c.knownGen = gen
-	return &c
-}
+// defaultWorkers is the default of Options.Workers.
+func defaultWorkers() int { return max(4, 2*runtime.NumCPU()) }
 
 // Init creates a registry on b if there is none; it is idempotent. created
 // reports whether this call made it.
@@ -125,9 +113,9 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	}
 	w := opts.Workers
 	if w <= 0 {
-		w = max(4, 2*runtime.NumCPU())
+		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache, files: opts.FileCache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache}, nil
 }
 
 // Backend returns the registry's backend.

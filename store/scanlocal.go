@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
-	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
@@ -23,27 +21,19 @@ import (
 // a record's manifest tells whether the folder holds exactly what the record
 // says, file for file and byte for byte (through the hashes).
 func (r *Registry) LocalManifest(ctx context.Context, dir string) (*manifest.Manifest, object.ID, error) {
-	absDir, err := filepath.Abs(dir)
+	f, err := readFolder(dir)
 	if err != nil {
 		return nil, object.ID{}, err
 	}
-	entries, err := layout.ScanDir(absDir)
-	if err != nil {
-		return nil, object.ID{}, err
-	}
-	byPath := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		byPath[e.Path] = true
-	}
-	dry := &Registry{workers: r.workers, dry: true, index: r.index}
-	m, _, statEntries, _, err := dry.buildManifest(ctx, absDir, entries, byPath)
+	b := &manifestBuilder{sink: discardSink{}, index: r.index, workers: r.workers}
+	scan, err := b.build(ctx, f)
 	if err != nil {
 		return nil, object.ID{}, fmt.Errorf("scan %s: %w", dir, err)
 	}
-	_, id, err := m.Encode()
+	_, id, err := scan.manifest.Encode()
 	if err != nil {
 		return nil, object.ID{}, err
 	}
-	r.index.storeFiles(statEntries)
-	return m, id, nil
+	r.index.storeFiles(scan.stat)
+	return scan.manifest, id, nil
 }

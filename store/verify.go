@@ -223,7 +223,7 @@ func (r *Registry) readBlobData(ctx context.Context, id object.ID, size int64) (
 		return 0, err
 	}
 	defer l.done()
-	data, err := r.downloadBlob(ctx, id, size, l.buf())
+	data, err := r.readBlob(ctx, id, size, l.buf())
 	return int64(len(data)), err
 }
 
