@@ -150,71 +150,19 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	return res, nil
 }
 
-// SourcedFile is a manifest file with the checkpoint it comes from.
-type SourcedFile struct {
-	manifest.File
-	From string
-}
-
-// selectFiles picks the checkpoint's files for the pull and fills in config,
-// generation config and tokenizer files from the base chain when the
-// checkpoint has none of its own.
+// selectFiles picks the files a pull of rec writes: of its resolved base
+// chain (ResolveChain), the runnable ones, or all with full.
 func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]SourcedFile, error) {
-	m, err := r.Manifest(ctx, rec.Manifest)
+	c, err := r.ResolveChain(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
 	var out []SourcedFile
-	have := map[layout.Role]bool{}
-	paths := map[string]bool{}
-	from := rec.Name + "@" + rec.Version
-	for _, f := range m.Files {
-		role := layout.Role(f.Role)
-		if full || role.Runnable() {
-			out = append(out, SourcedFile{f, from})
-			have[role] = true
-			paths[f.Path] = true
+	for _, f := range c.Files {
+		if full || layout.Role(f.Role).Runnable() {
+			out = append(out, f)
 		}
 	}
-	// Only whole groups are inherited: a checkpoint with any tokenizer file
-	// keeps its own tokenizer, never a mix.
-	inheritable := []layout.Role{layout.RoleConfig, layout.RoleGenerationConfig, layout.RoleTokenizer}
-	visited := map[object.ID]bool{rec.Manifest: true}
-	for base := rec.Base; base != nil; {
-		if visited[base.Manifest] {
-			return nil, fmt.Errorf("base chain of %s@%s loops at %s", rec.Name, rec.Version, base)
-		}
-		visited[base.Manifest] = true
-		bm, err := r.Manifest(ctx, base.Manifest)
-		if err != nil {
-			return nil, fmt.Errorf("base %s: %w", base, err)
-		}
-		gained := map[layout.Role]bool{}
-		for _, role := range inheritable {
-			if have[role] {
-				continue
-			}
-			for _, f := range bm.Files {
-				if layout.Role(f.Role) == role && !paths[f.Path] {
-					out = append(out, SourcedFile{f, base.String()})
-					paths[f.Path] = true
-					gained[role] = true
-				}
-			}
-		}
-		for role := range gained {
-			have[role] = true
-		}
-		next, err := r.readRecord(ctx, base.Name, base.Version)
-		if err != nil {
-			if errors.Is(err, backend.ErrNotFound) {
-				break // the base's own ref is gone; its manifest served what it could
-			}
-			return nil, fmt.Errorf("base %s: %w", base, err)
-		}
-		base = next.Base
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
 }
 

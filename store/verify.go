@@ -53,14 +53,16 @@ type VerifyReport struct {
 // ErrVerifyFailed is returned when verify found problems.
 var ErrVerifyFailed = errors.New("verify found problems")
 
-// Verify checks that the records' manifests and every blob they reference
-// exist in the registry; with readData it downloads every manifest and blob
-// from the registry, decodes it and checks its digest. The per-machine
-// caches never vouch for anything: a manifest known on this machine is
-// still looked up in the registry.
+// Verify checks that the manifests of the records and of their base chains
+// (what a pull of them reads, ResolveChain), and every blob they
+// reference, exist in the registry; with readData it downloads every
+// manifest and blob from the registry, decodes it and checks its digest.
+// The per-machine caches never vouch for anything: a manifest known on this
+// machine is still looked up in the registry, and the bases' version refs
+// are read from it.
 func (r *Registry) Verify(ctx context.Context, recs []refs.Record, readData bool) (*VerifyReport, error) {
 	rep := &VerifyReport{Checkpoints: len(recs)}
-	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
+	if err := r.verifyRecords(ctx, rep, recs, r.readRecord, readData); err != nil {
 		return rep, err
 	}
 	return rep, rep.verdict()
@@ -99,10 +101,26 @@ func (r *Registry) VerifyAll(ctx context.Context, readData bool) (*VerifyReport,
 			}
 		}
 	}
-	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
+	if err := r.verifyRecords(ctx, rep, recs, catalogLookup(c), readData); err != nil {
 		return rep, err
 	}
 	return rep, rep.verdict()
+}
+
+// catalogLookup finds version records in c, which was read from the
+// registry: a ref c could not verify gives its problem, one c does not have
+// is gone.
+func catalogLookup(c *refs.Catalog) recordLookup {
+	return func(_ context.Context, name, version string) (refs.Record, error) {
+		key := refs.VersionKey(name, version)
+		if p := c.ProblemAt(key); p != nil {
+			return refs.Record{}, p.Err
+		}
+		if rec, ok := c.Record(name, version); ok {
+			return rec, nil
+		}
+		return refs.Record{}, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
+	}
 }
 
 // verdict sorts the problems and is ErrVerifyFailed if there are any.
@@ -114,9 +132,10 @@ func (rep *VerifyReport) verdict() error {
 	return nil
 }
 
-// verifyRecords checks the manifests of recs and their blobs, adding what
-// it finds to rep. It returns an error only when it could not go on.
-func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []refs.Record, readData bool) error {
+// verifyRecords checks the manifests of recs and of their base chains
+// (walked through lookup), and their blobs, adding what it finds to rep. It
+// returns an error only when it could not go on.
+func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []refs.Record, lookup recordLookup, readData bool) error {
 	users := map[object.ID][]string{} // manifest -> the checkpoints that need it
 	var mids []object.ID
 	for _, rec := range recs {
@@ -127,8 +146,18 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			users[mid] = append(users[mid], as)
 		}
 		use(rec.Manifest, rec.Name+"@"+rec.Version)
-		if rec.Base != nil {
-			use(rec.Base.Manifest, rec.Name+"@"+rec.Version+" (base "+rec.Base.String()+")")
+		bases, err := walkBases(ctx, rec, lookup)
+		for _, base := range bases {
+			use(base.Manifest, rec.Name+"@"+rec.Version+" (base "+base.String()+")")
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ce *chainError
+			if errors.As(err, &ce) && !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Object == ce.key }) {
+				rep.Problems = append(rep.Problems, Problem{Object: ce.key, Err: err})
+			}
 		}
 	}
 	proof := manifestExists

@@ -18,7 +18,8 @@ func (a *app) verifyCommand() *cobra.Command {
 		Use:   "verify [NAME@REF | --all]",
 		Short: "Check that checkpoints have all their data",
 		Long: `Check that the manifests and every blob of a checkpoint (or of all, with --all)
-exist in the registry. --read-data also downloads and decodes every manifest
+exist in the registry: its own manifest and those of its base chain, as pull
+reads them. --read-data also downloads and decodes every manifest
 and blob and checks its digest. Everything is read from the registry itself:
 the per-machine caches never vouch for anything.
 
