@@ -167,6 +167,10 @@ func (fc *FileCache) candidates(key string, perm fs.FileMode) []string {
 	return out
 }
 
+// ErrNoFileCache is returned by a pull with PullOptions.Link on a registry
+// opened without a FileCache.
+var ErrNoFileCache = errors.New("linking needs the per-machine file cache")
+
 // errEntryDamaged marks a cache entry that no longer holds what its name
 // and record say.
 var errEntryDamaged = errors.New("cache entry changed since it was made")
@@ -366,7 +370,7 @@ func createFrom(dir *os.File, name string, perm fs.FileMode, fill func(out *os.F
 func (op *pullOp) linkFiles(ctx context.Context, root *os.File, fc *FileCache, files []SourcedFile) (map[LinkMethod]int, error) {
 	r := op.r
 	if fc == nil {
-		return nil, errors.New("--link needs the per-machine file cache")
+		return nil, ErrNoFileCache
 	}
 	var total int64
 	for _, f := range files {

@@ -250,7 +250,7 @@ func (op *pushOp) writeRecord(ctx context.Context) error {
 	switch {
 	case errors.Is(err, refs.ErrCorrupt):
 		if !force {
-			return fmt.Errorf("%s@%s: %w; force the push to replace it", rec.Name, rec.Version, err)
+			return mark(fmt.Errorf("%s@%s: %w", rec.Name, rec.Version, err), ErrNeedsForce)
 		}
 	case err != nil:
 		return err
@@ -259,8 +259,8 @@ func (op *pushOp) writeRecord(ctx context.Context) error {
 		*rec = old
 		return nil
 	case !force:
-		return fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s); use --force to replace it",
-			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12])
+		return mark(fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s)",
+			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12]), ErrNeedsForce)
 	}
 	if err := r.backend.Delete(ctx, key); err != nil {
 		return err

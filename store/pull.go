@@ -23,8 +23,15 @@ import (
 	"github.com/ckptdev/ckpt/store/refs"
 )
 
-// ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder.
+// ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder
+// (PullOptions.Force replaces it).
 var ErrTargetNotEmpty = errors.New("target folder is not empty")
+
+// ErrNotRunnable is matched by the error of a pull whose folder would not
+// be a model transformers can load (a *layout.MissingError naming what is
+// missing): a weights-only checkpoint without a base, say.
+// PullOptions.AllowIncomplete writes it anyway.
+var ErrNotRunnable = errors.New("not runnable")
 
 // PullOptions choose what a pull materializes.
 type PullOptions struct {
@@ -55,7 +62,8 @@ type PullResult struct {
 
 // Pull materializes NAME@REF into dir: the runnable set (weights, index,
 // config, generation config, tokenizer), inheriting missing config and
-// tokenizer files from the --base chain; with Full, everything recorded.
+// tokenizer files from the base chain (ResolveChain); with Full,
+// everything recorded.
 // The folder is built beside dir under a temporary name, every byte checked
 // against its digest, and renamed into place at the end.
 func (r *Registry) Pull(ctx context.Context, name, ref, dir string, opts PullOptions) (*PullResult, error) {
@@ -86,7 +94,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 	if existing == folderNonEmpty && !opts.Force {
-		return nil, fmt.Errorf("%s: %w (use --force to replace it)", dir, ErrTargetNotEmpty)
+		return nil, fmt.Errorf("%s: %w", dir, ErrTargetNotEmpty)
 	}
 	rec, err := r.Resolve(ctx, name, ref)
 	if err != nil {
@@ -129,7 +137,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 			var me *layout.MissingError
 			if errors.As(err, &me) {
 				me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
-				return nil, fmt.Errorf("%w; push it with --base NAME@REF, or pull with --allow-incomplete", me)
+				return nil, mark(me, ErrNotRunnable)
 			}
 			return nil, err
 		}

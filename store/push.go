@@ -28,6 +28,16 @@ import (
 // content and the push was not forced.
 var ErrVersionExists = errors.New("version already exists with different content")
 
+// ErrNeedsForce is matched by the error of a push refused because
+// NAME@VERSION holds a record only a forced push (PushOptions.Force)
+// replaces: one of other content (ErrVersionExists) or one that does not
+// verify (refs.ErrCorrupt).
+var ErrNeedsForce = errors.New("a forced push replaces it")
+
+// ErrBadBase is matched by the error of a push whose base (PushOptions.Base)
+// is not a NAME@REF of the registry.
+var ErrBadBase = errors.New("bad base")
+
 // PushOptions say what to record a folder as.
 type PushOptions struct {
 	Name    string
@@ -211,11 +221,11 @@ func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef,
 	}
 	bname, bref, err := refs.Parse(base, false)
 	if err != nil {
-		return nil, fmt.Errorf("--base: %w", err)
+		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
 	}
 	rec, err := r.Resolve(ctx, bname, bref)
 	if err != nil {
-		return nil, fmt.Errorf("--base: %w", err)
+		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
 	}
 	return &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}, nil
 }

@@ -100,7 +100,7 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	data, err := readAll(ctx, b, FormatKey, 1<<16)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
-			return nil, fmt.Errorf("%s: %w (run `ckpt init`)", b.Location(), ErrNoRegistry)
+			return nil, fmt.Errorf("%s: %w", b.Location(), ErrNoRegistry)
 		}
 		return nil, fmt.Errorf("open registry at %s: %w", b.Location(), err)
 	}

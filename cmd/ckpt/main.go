@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/ckptdev/ckpt/internal/redact"
@@ -63,10 +64,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.stdout, app.stderr = &filterWriter{w: stdout, filter: filter}, &filterWriter{w: stderr, filter: filter}
 	root := app.rootCommand()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	app.close()
 	if err == nil {
 		return 0
+	}
+	if cmd != nil {
+		err = withHint(strings.TrimPrefix(strings.TrimPrefix(cmd.CommandPath(), root.Name()), " "), err)
 	}
 	fmt.Fprintln(root.ErrOrStderr(), "ckpt: "+err.Error())
 	if isUsage(err) {

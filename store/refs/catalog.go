@@ -188,7 +188,7 @@ func (c *Catalog) Resolve(name, ref string) (Record, error) {
 		best, ok := BestRecord(recs, "")
 		if !ok {
 			return Record{}, &notFoundError{noMetric: true,
-				msg: fmt.Sprintf("%v: %s@best: no version of %s has eval_loss recorded (push with --metric eval_loss=...)", ErrNoCheckpoint, name, name)}
+				msg: fmt.Sprintf("%v: %s@best: no version of %s has eval_loss recorded", ErrNoCheckpoint, name, name)}
 		}
 		return best, nil
 	}
