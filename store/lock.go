@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ckptdev/ckpt/store/backend"
@@ -147,11 +146,6 @@ func lockKindFromKey(key string) string {
 	name := strings.TrimPrefix(key, "locks/")
 	kind, _, _ := strings.Cut(name, "-")
 	return kind
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // acquire takes a lock of kind by the protocol of docs/format.md §9: write
