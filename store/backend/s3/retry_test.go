@@ -31,6 +31,7 @@ type faultyBackend struct {
 }
 
 func newFaultyBackend(t *testing.T, s *miniotest.Server, edit func(*s3.Config)) *faultyBackend {
+	needMinio(t)
 	t.Helper()
 	cfg := config(t, s)
 	rt := newFaultRT()

@@ -24,13 +24,19 @@ import (
 )
 
 // srv is the MinIO shared by the package's tests (the one that stops its
-// server runs its own).
+// server runs its own). It is nil when there is no MinIO binary and MinIO
+// is not required (miniotest.Required): the tests that need it skip
+// (needMinio), the others run.
 var srv *miniotest.Server
 
 func TestMain(m *testing.M) {
 	s, err := miniotest.StartServer()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "store/s3 tests need a real MinIO:", err)
+	switch {
+	case miniotest.Skippable(err):
+		fmt.Fprintln(os.Stderr, "store/backend/s3:", miniotest.SkipMessage)
+		os.Exit(m.Run())
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "store/backend/s3 tests need a real MinIO:", err)
 		os.Exit(1)
 	}
 	srv = s
@@ -52,8 +58,17 @@ const (
 // testRetry keeps failing tests fast.
 var testRetry = s3.RetryPolicy{MaxAttempts: 4, BaseDelay: 2 * time.Millisecond, MaxDelay: 20 * time.Millisecond}
 
+// needMinio skips t when the package has no MinIO.
+func needMinio(t *testing.T) {
+	t.Helper()
+	if srv == nil {
+		t.Skip(miniotest.SkipMessage)
+	}
+}
+
 // config returns the configuration of a backend on a fresh bucket of s.
 func config(t *testing.T, s *miniotest.Server) s3.Config {
+	needMinio(t)
 	return s3.Config{
 		Bucket:      s.NewBucket(t),
 		Prefix:      testPrefix,
@@ -88,6 +103,7 @@ func requireNoUploads(t *testing.T, s *miniotest.Server, bucket string) {
 }
 
 func TestConformance(t *testing.T) {
+	needMinio(t)
 	backendtest.Run(t, func(t *testing.T) backend.Backend {
 		cfg := config(t, srv)
 		t.Cleanup(func() { requireNoUploads(t, srv, cfg.Bucket) })
@@ -145,6 +161,7 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestNewValidation(t *testing.T) {
+	needMinio(t)
 	bucket := srv.NewBucket(t)
 	valid := s3.Config{Bucket: bucket, Endpoint: srv.Endpoint, Region: miniotest.Region, Creds: srv.Creds(), Retry: testRetry}
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
