@@ -11,8 +11,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/store/backend"
-	"github.com/ckptdev/ckpt/store/manifest"
-	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
 )
 
@@ -273,82 +271,4 @@ func (r *Registry) Remove(ctx context.Context, name, ref string) (refs.Record, [
 		return refs.Record{}, nil, err
 	}
 	return rec, tags, nil
-}
-
-// Manifest fetches, verifies and decodes a manifest. A copy in the
-// per-machine cache is used when it still hashes to id.
-func (r *Registry) Manifest(ctx context.Context, id object.ID) (*manifest.Manifest, error) {
-	data, ok := r.index.manifest(id)
-	if !ok || object.Hash(data) != id {
-		var err error
-		if data, err = r.downloadManifest(ctx, id); err != nil {
-			return nil, err
-		}
-	}
-	return decodeManifestOf(id, data)
-}
-
-// manifestProof is what a manifest read must prove beyond its content.
-type manifestProof int
-
-const (
-	// manifestExists: the registry still has the object (a stat); its
-	// content may come from the per-machine copy, checked against the ID.
-	manifestExists manifestProof = iota + 1
-	// manifestDownloaded: the content is read from the registry itself.
-	manifestDownloaded
-)
-
-// provenManifest reads manifest id with the proof a destructive or vouching
-// caller (gc, verify) needs: never on the word of the per-machine cache.
-func (r *Registry) provenManifest(ctx context.Context, id object.ID, proof manifestProof) (*manifest.Manifest, error) {
-	if proof == manifestExists {
-		oi, err := r.backend.Stat(ctx, object.ManifestKey(id))
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", id, err)
-		}
-		return r.listedManifest(ctx, id, oi.Size)
-	}
-	data, err := r.downloadManifest(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return decodeManifestOf(id, data)
-}
-
-// listedManifest reads manifest id, which the registry just showed (a stat
-// or a listing) to hold size bytes: that proves it exists; its content may
-// come from the per-machine copy, checked against the ID, else from the
-// registry.
-func (r *Registry) listedManifest(ctx context.Context, id object.ID, size int64) (*manifest.Manifest, error) {
-	if size < object.HeaderSize {
-		return nil, fmt.Errorf("manifest %s: %w: %d bytes, shorter than an object header", id, object.ErrCorrupt, size)
-	}
-	if data, ok := r.index.manifest(id); ok && object.Hash(data) == id {
-		return decodeManifestOf(id, data)
-	}
-	data, err := r.downloadManifest(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return decodeManifestOf(id, data)
-}
-
-// downloadManifest reads manifest id from the registry, checks it and
-// caches its content.
-func (r *Registry) downloadManifest(ctx context.Context, id object.ID) ([]byte, error) {
-	data, err := r.readManifestObject(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", id, err)
-	}
-	r.index.putManifest(id, data)
-	return data, nil
-}
-
-func decodeManifestOf(id object.ID, data []byte) (*manifest.Manifest, error) {
-	m, err := manifest.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", id, err)
-	}
-	return m, nil
 }

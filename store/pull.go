@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
-	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
@@ -210,28 +208,6 @@ func (op *pullOp) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c manifes
 	}
 	r.progressAdd(c.Size)
 	return true, nil
-}
-
-// fetchChunk waits for the memory to hold chunk c (leaseChunk), then
-// fetches and verifies its blob from src. The data is valid until the lease
-// is done; on error nothing is held.
-func fetchChunk(ctx context.Context, src blobSource, c manifest.Chunk) ([]byte, *chunkLease, error) {
-	if c.Size < 0 || c.Size > object.MaxBlobContent {
-		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, object.ErrCorrupt, c.Size, object.MaxBlobContent)
-	}
-	l, err := leaseChunk(ctx, c.Size)
-	if err != nil {
-		return nil, nil, err
-	}
-	data, err := src.readBlob(ctx, c.ID, c.Size, l.buf())
-	if err == nil && int64(len(data)) != c.Size {
-		err = fmt.Errorf("blob %s has %d bytes, manifest says %d", c.ID, len(data), c.Size)
-	}
-	if err != nil {
-		l.done()
-		return nil, nil, err
-	}
-	return data, l, nil
 }
 
 // buildDir is the folder a pull builds in, beside its target, with the
@@ -441,66 +417,6 @@ func (op *pullOp) writeFiles(ctx context.Context, root *os.File, files []Sourced
 	return nil
 }
 
-// blobSource gives the verified content of blobs: the registry (Registry),
-// or the files of earlier pulls on this machine (PullCache).
-type blobSource interface {
-	// readBlob appends the content of blob id, which its manifest says is
-	// size bytes, to dst, checked against id. The caller holds
-	// objectCost(size) of the transfer budget, and dst has room for
-	// object.ContentCap(size) bytes. A source that is only a cache fails
-	// with errNotHeld when it does not hold the blob intact.
-	readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error)
-}
-
-// errNotHeld: a cache does not hold a blob, or no longer intact.
-var errNotHeld = errors.New("not held here")
-
-// firstHolder reads a blob from the first of its sources that holds it.
-type firstHolder []blobSource
-
-func (s firstHolder) readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	for i, src := range s {
-		out, err := src.readBlob(ctx, id, size, dst)
-		if err == nil || i == len(s)-1 || !errors.Is(err, errNotHeld) {
-			return out, err
-		}
-	}
-	return nil, fmt.Errorf("blob %s: no source", id)
-}
-
-// chunkSource is where pulls and ReadRange read chunks: the files of
-// earlier pulls on this machine when they still hold a chunk intact
-// (PullCache), else the registry.
-func (r *Registry) chunkSource() blobSource {
-	if r.pulled != nil {
-		return firstHolder{r.pulled, r}
-	}
-	return r
-}
-
-// readBlob reads blob id, whose content the manifest says is size bytes,
-// from the backend and appends its verified content to dst (blobSource). The
-// caller holds objectCost(size) of the transfer budget; dst should have
-// room for object.ContentCap(size) bytes. A header that declares another size is
-// refused before anything else is read, and no more of the object is read
-// than its codec may need for size bytes.
-func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	rc, err := r.backend.Get(ctx, object.BlobKey(id), 0, -1)
-	if err != nil {
-		if errors.Is(err, backend.ErrNotFound) {
-			r.index.forgetKnown(r.format.ID, []string{object.BlobKey(id)})
-			return nil, fmt.Errorf("blob %s is missing from the registry: %w", id, err)
-		}
-		return nil, fmt.Errorf("blob %s: %w", id, err)
-	}
-	defer rc.Close()
-	out, err := readObject(rc, dst, id, object.Exactly(size))
-	if err != nil {
-		return nil, fmt.Errorf("blob %s (%s): %w", id, object.BlobKey(id), err)
-	}
-	return out, nil
-}
-
 // targetPath is where a manifest path lands under root; it refuses paths
 // that could land anywhere else.
 func targetPath(root, rel string) (string, error) {
@@ -561,12 +477,6 @@ func replaceDir(b *buildDir, dir string, existing dirState, umask fs.FileMode) e
 		return os.RemoveAll(filepath.Join(b.parent.Name(), old))
 	}
 	return renameAt(b.parent, b.name, base)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // ReadRange returns n bytes of a manifest file from offset off, fetching and

@@ -183,3 +183,11 @@ func (r *Registry) progressFinish() {
 		r.prog.Finish()
 	}
 }
+
+// randomHex is n random bytes in hex: the random part of lock, gc marker
+// and build folder names.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
