@@ -24,11 +24,7 @@ stored:  the bytes of every blob and manifest object (after compression;
 				return err
 			}
 			if asJSON {
-				return a.printJSON(map[string]any{
-					"names": u.Names, "checkpoints": u.Checkpoints, "blobs": u.Blobs, "manifests": u.Manifests,
-					"logical_bytes": u.Logical, "unique_bytes": u.Unique, "stored_bytes": u.Stored,
-					"dedupe_ratio": u.DedupeRatio(), "compression_ratio": u.CompressionRatio(),
-				})
+				return a.printJSON(newDuOutput(u))
 			}
 			a.printf("%d names, %d checkpoints, %d blobs, %d manifests\n", u.Names, u.Checkpoints, u.Blobs, u.Manifests)
 			a.printf("  logical  %s\n", humanBytes(u.Logical))
@@ -37,6 +33,6 @@ stored:  the bytes of every blob and manifest object (after compression;
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON (docs/cli-json.md)")
 	return cmd
 }
