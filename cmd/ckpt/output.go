@@ -616,8 +616,8 @@ type diffTensorOutput struct {
 	FileB  string                 `json:"file_b"`
 	DtypeA string                 `json:"dtype_a"`
 	DtypeB string                 `json:"dtype_b"`
-	ShapeA []int64                `json:"shape_a"`
-	ShapeB []int64                `json:"shape_b"`
+	ShapeA *[]int64               `json:"shape_a"` // null on the side without the tensor
+	ShapeB *[]int64               `json:"shape_b"`
 	BytesA int64                  `json:"bytes_a"`
 	BytesB int64                  `json:"bytes_b"`
 	Stats  *diffTensorStatsOutput `json:"stats"`
@@ -670,10 +670,12 @@ func newDiffOutput(rep *diff.Report) diffOutput {
 			BytesA: tc.BytesA, BytesB: tc.BytesB}
 		// A shape is null on the side that lacks the tensor, [] for a scalar.
 		if tc.Kind != diff.Added {
-			to.ShapeA = orEmpty(tc.ShapeA)
+			shape := orEmpty(tc.ShapeA)
+			to.ShapeA = &shape
 		}
 		if tc.Kind != diff.Removed {
-			to.ShapeB = orEmpty(tc.ShapeB)
+			shape := orEmpty(tc.ShapeB)
+			to.ShapeB = &shape
 		}
 		if s := tc.Stats; s != nil {
 			to.Stats = &diffTensorStatsOutput{Elements: s.Elements, Differing: s.Differing, NonFinite: s.NonFinite, MaxAbsDelta: s.MaxAbsDelta,
