@@ -24,6 +24,9 @@ type MissingError struct {
 	// "trainer_state.json" or "model-00002-of-00003.safetensors (named by
 	// model.safetensors.index.json)".
 	Missing []string
+	// NeedsBase is set for a PEFT adapter folder whose adapter_config.json
+	// parses: complete, it would still run only on top of this base.
+	NeedsBase *AdapterBase
 }
 
 func (e *MissingError) Error() string {
@@ -35,7 +38,11 @@ func (e *MissingError) Error() string {
 	if e.What == "model" {
 		verdict = "is not runnable"
 	}
-	return fmt.Sprintf("%s %s: missing %s", subject, verdict, strings.Join(e.Missing, "; "))
+	msg := fmt.Sprintf("%s %s: missing %s", subject, verdict, strings.Join(e.Missing, "; "))
+	if e.NeedsBase != nil {
+		msg += "; as a PEFT adapter it also " + e.NeedsBase.needs()
+	}
+	return msg
 }
 
 // CheckComplete judges fsys as a training checkpoint. It is complete when
@@ -89,9 +96,11 @@ func CheckCompleteDir(dir string) error {
 // CheckRunnable judges the top level of fsys as a model that transformers
 // (or PEFT) can load. It needs:
 //   - config.json, or for a PEFT adapter folder (adapter_config.json or
-//     adapter_model.*, and no full-model weights) adapter_config.json plus
-//     adapter_model.safetensors or adapter_model.bin instead of both config
-//     and full weights;
+//     adapter_model.*, and no full-model weights) adapter_config.json that
+//     parses plus adapter_model.safetensors or adapter_model.bin instead of
+//     both config and full weights: such a folder is runnable with its base
+//     (CheckRunnableAlone tells it apart), and a *MissingError about it
+//     names the base (NeedsBase);
 //   - complete weights: a full single file (any weights file that is not a
 //     numbered shard), or a weights index; every index present must have
 //     all its shards;
@@ -112,6 +121,7 @@ func CheckRunnable(fsys fs.FS) error {
 		indexes            []string
 		fullWeights        []string // non-adapter weights files
 		adapterWeights     bool
+		adapterBase        *AdapterBase
 		tokenizerFiles     []string
 		shardsWithoutIndex []string
 	)
@@ -131,10 +141,16 @@ func CheckRunnable(fsys fs.FS) error {
 	}
 	has := func(name string) bool { _, found := slices.BinarySearch(files, name); return found }
 
-	isAdapter := (adapterWeights || has("adapter_config.json")) && len(fullWeights) == 0 && len(indexes) == 0
-	if isAdapter {
-		if !has("adapter_config.json") {
-			missing = append(missing, "adapter_config.json")
+	if isAdapterFolder(files) {
+		if has(AdapterConfigName) {
+			config, err := ReadAdapterConfig(fsys, AdapterConfigName)
+			if err != nil {
+				return err
+			}
+			base := config.Base()
+			adapterBase = &base
+		} else {
+			missing = append(missing, AdapterConfigName)
 		}
 		if !adapterWeights {
 			missing = append(missing, "adapter weights (adapter_model.safetensors or adapter_model.bin)")
@@ -181,7 +197,7 @@ func CheckRunnable(fsys fs.FS) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &MissingError{What: "model", Missing: missing}
+		return &MissingError{What: "model", Missing: missing, NeedsBase: adapterBase}
 	}
 	return nil
 }
@@ -200,6 +216,11 @@ func withDir(err error, dir string) error {
 	if errors.As(err, &missingErr) {
 		missingErr.Dir = dir
 		return missingErr
+	}
+	var needsBase *NeedsBaseError
+	if errors.As(err, &needsBase) {
+		needsBase.Dir = dir
+		return needsBase
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", dir, err)

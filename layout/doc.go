@@ -16,7 +16,14 @@
 //   - scanning a local folder into a list of regular files (ScanDir) and
 //     judging a folder, local or described by a manifest through fs.FS,
 //     as a complete checkpoint (CheckComplete) or a runnable model
-//     (CheckRunnable).
+//     (CheckRunnable);
+//   - selecting files for a partial pull (Selection): by category
+//     (weights, config, tokenizer, resume) and by the include and exclude
+//     patterns of `hf download` (MatchPattern);
+//   - PEFT adapters: detecting an adapter folder (DetectAdapter), parsing
+//     adapter_config.json as PEFT writes it (ParseAdapterConfig), and
+//     telling a model that runs alone from an adapter that runs only on top
+//     of its base (CheckRunnableAlone, NeedsBaseError).
 //
 // The package is pure: it only reads files and never touches storage.
 //

@@ -261,16 +261,24 @@ type Usage struct {
 	Names       int   `json:"names"`
 	Checkpoints int   `json:"checkpoints"`
 	Logical     int64 `json:"logical_bytes"` // sum of every checkpoint's file sizes
-	Unique      int64 `json:"unique_bytes"`  // content bytes of the distinct blobs they reference
-	Stored      int64 `json:"stored_bytes"`  // bytes of every object in blobs/ and manifests/
-	Blobs       int   `json:"blobs"`
-	Manifests   int   `json:"manifests"`
+	Unique      int64 `json:"unique_bytes"`  // content bytes of the distinct blobs the refs reach
+	// Stored is the stored bytes (after compression) of the blobs and
+	// manifests the refs reach, their bases' included; Blobs and Manifests
+	// count them.
+	Stored    int64 `json:"stored_bytes"`
+	Blobs     int   `json:"blobs"`
+	Manifests int   `json:"manifests"`
+	// Unreferenced is the stored bytes of the blobs and manifests no ref
+	// reaches: gc frees them once they are older than its grace period.
+	Unreferenced        int64 `json:"unreferenced_bytes"`
+	UnreferencedObjects int   `json:"unreferenced_objects"`
 }
 
 // DedupeRatio is logical over unique bytes.
 func (u Usage) DedupeRatio() float64 { return ratio(u.Logical, u.Unique) }
 
-// CompressionRatio is unique content over stored bytes.
+// CompressionRatio is unique content over stored bytes, both of what the
+// refs reach.
 func (u Usage) CompressionRatio() float64 { return ratio(u.Unique, u.Stored) }
 
 func ratio(a, b int64) float64 {
@@ -280,45 +288,88 @@ func ratio(a, b int64) float64 {
 	return float64(a) / float64(b)
 }
 
-// Usage computes logical, unique and stored bytes for the whole registry.
+// Usage computes logical, unique, stored and unreferenced bytes for the
+// whole registry.
 func (r *Registry) Usage(ctx context.Context) (*Usage, error) {
 	c, err := r.Catalog(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	u := &Usage{Names: len(c.Records)}
-	seen := map[object.ID]bool{}
+	manifests := map[object.ID]bool{} // the manifests the refs reach
+	blobs := map[object.ID]bool{}     // and the blobs
+	reach := func(mid object.ID) (*manifest.Manifest, error) {
+		m, err := r.Manifest(ctx, mid)
+		if err != nil {
+			return nil, err
+		}
+		manifests[mid] = true
+		for _, f := range m.Files {
+			for _, ch := range f.Chunks {
+				if !blobs[ch.ID] {
+					blobs[ch.ID] = true
+					u.Unique += ch.Size
+				}
+			}
+		}
+		return m, nil
+	}
 	for _, recs := range c.Records {
 		for _, rec := range recs {
 			u.Checkpoints++
-			m, err := r.Manifest(ctx, rec.Manifest)
+			m, err := reach(rec.Manifest)
 			if err != nil {
 				return nil, err
 			}
 			for _, f := range m.Files {
 				u.Logical += f.Size
-				for _, ch := range f.Chunks {
-					if !seen[ch.ID] {
-						seen[ch.ID] = true
-						u.Unique += ch.Size
-					}
+			}
+		}
+	}
+	// A base stays reachable through the checkpoints that name it, even
+	// once its own ref is removed (gc keeps it).
+	for _, recs := range c.Records {
+		for _, rec := range recs {
+			if rec.Base != nil && !manifests[rec.Base.Manifest] {
+				if _, err := reach(rec.Base.Manifest); err != nil {
+					return nil, err
 				}
 			}
 		}
 	}
+	if err := r.storedUsage(ctx, u, manifests, blobs); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// storedUsage fills in u's stored and unreferenced figures from one listing
+// of blobs/ and manifests/: an object the refs reach (manifests, blobs) is
+// stored data, any other is unreferenced, awaiting gc. A key that is not an
+// object's (gc leaves it alone too) counts as neither.
+func (r *Registry) storedUsage(ctx context.Context, u *Usage, manifests, blobs map[object.ID]bool) error {
 	for _, prefix := range []string{"blobs/", "manifests/"} {
+		reached, count := blobs, &u.Blobs
+		if prefix == "manifests/" {
+			reached, count = manifests, &u.Manifests
+		}
 		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
-			u.Stored += oi.Size
-			if prefix == "blobs/" {
-				u.Blobs++
+			id, err := object.ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
+			if err != nil || oi.Key != keyFor(prefix, id) {
+				return nil
+			}
+			if reached[id] {
+				u.Stored += oi.Size
+				*count++
 			} else {
-				u.Manifests++
+				u.Unreferenced += oi.Size
+				u.UnreferencedObjects++
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("list %s: %w", prefix, err)
 		}
 	}
-	return u, nil
+	return nil
 }

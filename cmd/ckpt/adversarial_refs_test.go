@@ -135,7 +135,7 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 	var rep struct {
 		Problems []struct {
 			Object string   `json:"object"`
-			Files  []string `json:"files"`
+			UsedBy []string `json:"used_by"`
 		} `json:"problems"`
 	}
 	code, out, _ := c.run("verify", "--all", "--json")
@@ -143,7 +143,7 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Problems, 1)
 	assert.Equal(t, object.ManifestKey(mid), rep.Problems[0].Object)
-	assert.Equal(t, []string{"run@20"}, rep.Problems[0].Files)
+	assert.Equal(t, []string{"run@20"}, rep.Problems[0].UsedBy)
 }
 
 func TestNameCollidingWithRefKindsRefused(t *testing.T) {

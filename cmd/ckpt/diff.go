@@ -46,7 +46,7 @@ A registry checkpoint includes the config and tokenizer it inherits from its
 				return err
 			}
 			if asJSON {
-				return a.printJSON(rep)
+				return a.printJSON(newDiffOutput(rep))
 			}
 			if a.quiet {
 				return nil
@@ -55,7 +55,7 @@ A registry checkpoint includes the config and tokenizer it inherits from its
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&asJSON, "json", false, "print the whole report as JSON")
+	f.BoolVar(&asJSON, "json", false, "print the whole report as JSON (docs/cli-json.md)")
 	f.BoolVar(&opts.Stats, "stats", false, "read changed tensors and report max |delta| and relative L2 change")
 	return cmd
 }

@@ -45,13 +45,7 @@ with status 1.`,
 				return err
 			}
 			if asJSON {
-				return a.printJSON(map[string]any{
-					"dry_run": res.DryRun, "checkpoints": res.Checkpoints,
-					"reachable_manifests": res.ReachableManifests, "reachable_blobs": res.ReachableBlobs,
-					"manifests_deleted": res.DeletedManifests, "blobs_deleted": res.DeletedBlobs,
-					"bytes_freed": res.FreedBytes, "kept_young": res.KeptYoung,
-					"duration_seconds": res.Duration.Seconds(),
-				})
+				return a.printJSON(newGCOutput(res))
 			}
 			verb := "deleted"
 			if res.DryRun {
@@ -68,6 +62,6 @@ with status 1.`,
 	f := cmd.Flags()
 	f.BoolVar(&opts.DryRun, "dry-run", false, "report what would be deleted, delete nothing")
 	f.StringVar(&grace, "grace", "", "keep unreferenced objects younger than this (default 1h; 0 deletes them all)")
-	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
+	f.BoolVar(&asJSON, "json", false, "print a JSON summary (docs/cli-json.md)")
 	return cmd
 }

@@ -8,7 +8,8 @@ import (
 )
 
 func (a *app) initCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create the registry (idempotent)",
 		Args:  exactArgs(0),
@@ -21,6 +22,9 @@ func (a *app) initCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return a.printJSON(newInitOutput(r, created))
+			}
 			if created {
 				a.printf("created registry %s at %s\n", r.ID(), textsafe.Name(r.Location()))
 			} else {
@@ -29,4 +33,6 @@ func (a *app) initCommand() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	return cmd
 }

@@ -12,14 +12,6 @@ import (
 	"github.com/ckptdev/ckpt/store/refs"
 )
 
-// lsVersion is one line of `ckpt ls`.
-type lsVersion struct {
-	refs.Record
-	Tags   []string `json:"tags,omitempty"`
-	Latest bool     `json:"latest"`
-	Best   bool     `json:"best"`
-}
-
 func (a *app) lsCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -48,55 +40,39 @@ logical size and the bytes its push newly stored.`,
 				_, err := r.Resolve(cmd.Context(), name, refs.Latest)
 				return err
 			}
-			out := map[string][]lsVersion{}
-			for _, n := range c.Names() {
-				out[n] = listVersions(c, n)
-			}
+			out := newLsOutput(c)
 			if asJSON {
 				return a.printJSON(out)
 			}
-			if len(out) == 0 {
+			if len(out.Names) == 0 {
 				a.printf("no checkpoints in %s\n", textsafe.Name(r.Location()))
 				return nil
 			}
-			for i, n := range c.Names() {
+			for i, n := range out.Names {
 				if i > 0 {
 					a.printf("\n")
 				}
-				a.printVersions(n, out[n])
+				a.printVersions(n.Name, c.Records[n.Name], n.Versions)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON (docs/cli-json.md)")
 	return cmd
 }
 
-func listVersions(c *refs.Catalog, name string) []lsVersion {
-	recs := c.Records[name]
-	best, hasBest := refs.BestRecord(recs, "")
-	vs := make([]lsVersion, len(recs))
-	for i, rec := range recs {
-		vs[i] = lsVersion{
-			Record: rec,
-			Tags:   c.TagsOf(name, rec.Version),
-			Latest: i == len(recs)-1,
-			Best:   hasBest && rec.Version == best.Version,
-		}
-	}
-	return vs
-}
-
-func (a *app) printVersions(name string, vs []lsVersion) {
+// printVersions prints the records of name, vs their markers (newLsOutput).
+func (a *app) printVersions(name string, recs []refs.Record, vs []lsVersionOutput) {
 	if a.quiet {
 		return
 	}
 	a.printf("%s\n", name)
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  VERSION\tSTEP\tEVAL_LOSS\tSIZE\tNEW\tPUSHED\tMARKS")
-	for _, v := range vs {
+	for i, rec := range recs {
+		v := vs[i]
 		loss := "-"
-		if l, ok := v.Metrics["eval_loss"]; ok {
+		if l, ok := rec.Metrics["eval_loss"]; ok {
 			loss = strconv.FormatFloat(l, 'f', 4, 64)
 		}
 		var marks []string
@@ -107,8 +83,8 @@ func (a *app) printVersions(name string, vs []lsVersion) {
 			marks = append(marks, "latest")
 		}
 		marks = append(marks, v.Tags...)
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.Step, loss, humanBytes(v.Logical), humanBytes(v.Stored),
-			v.Pushed.Local().Format("2006-01-02 15:04"), strings.Join(marks, ","))
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", rec.Version, rec.Step, loss, humanBytes(rec.Logical), humanBytes(rec.Stored),
+			rec.Pushed.Local().Format("2006-01-02 15:04"), strings.Join(marks, ","))
 	}
 	tw.Flush()
 }

@@ -73,8 +73,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 	ls := c.ok("ls")
 	assert.Contains(t, ls, "gpt2")
 	assert.Contains(t, ls, "best")
-	var listed map[string][]map[string]any
-	require.NoError(t, json.Unmarshal([]byte(c.ok("ls", "run", "--json")), &listed))
+	listed := lsJSON(t, c.ok("ls", "run", "--json"))
 	require.Len(t, listed["run"], 4)
 	assert.Equal(t, "20", listed["run"][1]["version"])
 	assert.Equal(t, true, listed["run"][1]["best"])
@@ -110,6 +109,25 @@ func TestCommandsEndToEnd(t *testing.T) {
 	assert.Contains(t, c.ok("rm", "run@10"), "removed run@10")
 	code, _, _ = c.run("show", "run@10")
 	assert.Equal(t, 1, code)
+}
+
+// lsJSON maps each NAME of `ckpt ls --json` output to its versions.
+func lsJSON(t *testing.T, out string) map[string][]map[string]any {
+	t.Helper()
+	var ls struct {
+		Schema string `json:"schema"`
+		Names  []struct {
+			Name     string           `json:"name"`
+			Versions []map[string]any `json:"versions"`
+		} `json:"names"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &ls))
+	require.Equal(t, "ckpt.ls/v1", ls.Schema)
+	byName := map[string][]map[string]any{}
+	for _, n := range ls.Names {
+		byName[n.Name] = n.Versions
+	}
+	return byName
 }
 
 func TestExitCodes(t *testing.T) {

@@ -54,7 +54,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 				return err
 			}
 			if asJSON {
-				return a.printJSON(res)
+				return a.printJSON(newPullOutput(res, args[1]))
 			}
 			rec := res.Record
 			a.printf("pulled %s@%s into %s: %d files, %s\n", rec.Name, rec.Version, textsafe.Name(args[1]), len(res.Files), humanBytes(res.Bytes))
@@ -76,7 +76,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 	f.BoolVar(&opts.Force, "force", false, "replace a non-empty DIR")
 	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine file cache by reflink, else read-only hard link, else copy")
 	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
-	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
 	return cmd
 }
 

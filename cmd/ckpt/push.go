@@ -48,7 +48,7 @@ The eval metrics logged at the pushed step in trainer_state.json are recorded;
 				return err
 			}
 			if asJSON {
-				return a.printJSON(pushJSON(res))
+				return a.printJSON(newPushOutput(res))
 			}
 			a.printPush(res)
 			return nil
@@ -59,7 +59,7 @@ The eval metrics logged at the pushed step in trainer_state.json are recorded;
 	f.StringArrayVar(&opts.Tags, "tag", nil, "tag the pushed version (repeatable)")
 	f.StringArrayVar(&metrics, "metric", nil, "record a metric key=value (repeatable)")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing version that has different content")
-	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
 	return cmd
 }
 
@@ -117,19 +117,4 @@ func formatMetrics(m map[string]float64) string {
 		parts[i] = textsafe.Name(k) + "=" + strconv.FormatFloat(m[k], 'g', 6, 64)
 	}
 	return strings.Join(parts, " ")
-}
-
-func pushJSON(res *store.PushResult) any {
-	return map[string]any{
-		"record":       res.Record,
-		"unchanged":    res.Unchanged,
-		"files":        res.Files,
-		"logical":      res.Logical,
-		"bytes_read":   res.BytesRead,
-		"chunks":       res.Chunks,
-		"new_blobs":    res.NewBlobs,
-		"new_raw":      res.NewRaw,
-		"new_stored":   res.NewStored,
-		"dedupe_ratio": res.DedupeRatio(),
-	}
 }

@@ -146,14 +146,14 @@ func (a *app) retentionPlanCommand() *cobra.Command {
 				return usagef("%s has no stored retention policy: give policy flags or run `ckpt retention set %s ...`", args[0], args[0])
 			}
 			if asJSON {
-				return a.printJSON(planJSON(args[0], plan, nil))
+				return a.printJSON(newRetentionPlanOutput(args[0], plan))
 			}
 			a.printPlan(args[0], plan)
 			return nil
 		},
 	}
 	pf.register(cmd.Flags())
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON (docs/cli-json.md)")
 	return cmd
 }
 
@@ -188,8 +188,7 @@ A plan that would delete every checkpoint of a NAME is refused unless
 				return err
 			}
 			start := time.Now()
-			var results []map[string]any
-			deleted := 0
+			out := retentionApplyOutput{Schema: schemaName("retention.apply"), Names: []retentionAppliedOutput{}}
 			for _, name := range names {
 				plan, ok, err := a.planFor(cmd, r, name, &pf)
 				if err != nil {
@@ -202,26 +201,27 @@ A plan that would delete every checkpoint of a NAME is refused unless
 					if !asJSON {
 						a.printf("%s: no retention policy stored, skipped\n", name)
 					}
-					results = append(results, map[string]any{"name": name, "skipped": "no policy"})
+					out.Names = append(out.Names, newRetentionSkipped(name))
 					continue
 				}
 				if len(plan.Kept()) == 0 && !allowAll {
 					return fmt.Errorf("the plan for %s deletes every checkpoint (%s); refusing without --allow-delete-all", name, plan.Policy)
 				}
 				removed, err := r.ApplyPlan(cmd.Context(), name, plan)
-				deleted += len(removed)
+				out.DeletedCheckpoints += len(removed)
 				if err != nil {
 					return err
 				}
-				results = append(results, planJSON(name, plan, removed))
+				out.Names = append(out.Names, newRetentionApplied(name, plan, removed))
 				if !asJSON {
 					a.printf("%s: kept %d, removed %d %v\n", name, len(plan.Kept()), len(removed), removed)
 				}
 			}
 			if asJSON {
-				return a.printJSON(map[string]any{"names": results, "checkpoints_deleted": deleted, "duration_seconds": time.Since(start).Seconds()})
+				out.DurationSeconds = time.Since(start).Seconds()
+				return a.printJSON(out)
 			}
-			if deleted > 0 {
+			if out.DeletedCheckpoints > 0 {
 				a.printf("run `ckpt gc` to free the data of removed checkpoints\n")
 			}
 			return nil
@@ -229,13 +229,14 @@ A plan that would delete every checkpoint of a NAME is refused unless
 	}
 	pf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&all, "all", false, "apply every NAME's stored policy")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary (docs/cli-json.md)")
 	cmd.Flags().BoolVar(&allowAll, "allow-delete-all", false, "apply a plan even if it keeps nothing")
 	return cmd
 }
 
 func (a *app) retentionSetCommand() *cobra.Command {
 	var pf policyFlags
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "set NAME [policy flags]",
 		Short: "Store NAME's default retention policy in the registry",
@@ -258,11 +259,15 @@ func (a *app) retentionSetCommand() *cobra.Command {
 			if err := r.SetPolicy(cmd.Context(), args[0], pol); err != nil {
 				return err
 			}
+			if asJSON {
+				return a.printJSON(retentionSetOutput{Schema: schemaName("retention.set"), Name: args[0], Policy: newPolicyOutput(pol)})
+			}
 			a.printf("%s: retention policy set: %s\n", args[0], pol)
 			return nil
 		},
 	}
 	pf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the stored policy as JSON (docs/cli-json.md)")
 	return cmd
 }
 
@@ -276,16 +281,4 @@ func (a *app) printPlan(name string, plan retention.Plan) {
 		a.printf("  %s %-12s %s\n", verdict, d.Checkpoint.Version, strings.Join(d.Reasons, "; "))
 	}
 	a.printf("  kept %d, deleted %d\n", len(plan.Kept()), len(plan.Deleted()))
-}
-
-func planJSON(name string, plan retention.Plan, removed []string) map[string]any {
-	decisions := make([]map[string]any, len(plan.Decisions))
-	for i, d := range plan.Decisions {
-		decisions[i] = map[string]any{"version": d.Checkpoint.Version, "step": d.Checkpoint.Step, "keep": d.Keep, "reasons": d.Reasons, "tags": d.Checkpoint.Tags}
-	}
-	out := map[string]any{"name": name, "policy": plan.Policy.String(), "decisions": decisions, "kept": len(plan.Kept()), "deleted": len(plan.Deleted())}
-	if removed != nil {
-		out["removed"] = removed
-	}
-	return out
 }

@@ -7,7 +7,8 @@ import (
 )
 
 func (a *app) rmCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "rm NAME@REF",
 		Short: "Remove a recorded checkpoint (its data is freed by gc)",
 		Long: `Remove the ref NAME@REF and the tags that point at it. Blobs and manifests stay
@@ -26,6 +27,9 @@ until garbage collection finds that nothing references them.`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return a.printJSON(rmOutput{Schema: schemaName("rm"), Record: newRecordOutput(rec), RemovedTags: orEmpty(tags)})
+			}
 			a.printf("removed %s@%s", rec.Name, rec.Version)
 			if len(tags) > 0 {
 				a.printf(" and its tags %s", strings.Join(tags, ", "))
@@ -34,4 +38,6 @@ until garbage collection finds that nothing references them.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	return cmd
 }

@@ -180,10 +180,15 @@ func (a *app) printf(format string, args ...any) {
 	}
 }
 
-// printJSON writes v as indented JSON to stdout (even with --quiet: it was asked for).
+// printJSON writes v, one of the output types (output.go), as indented
+// JSON to stdout (even with --quiet: it was asked for).
 func (a *app) printJSON(v any) error {
+	if err := checkOutput(v); err != nil {
+		return err
+	}
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<|endoftext|>" stays readable
 	return enc.Encode(v)
 }
 

@@ -38,7 +38,7 @@ func (a *app) showCommand() *cobra.Command {
 			}
 			tags := c.TagsOf(name, rec.Version)
 			if asJSON {
-				return a.printJSON(map[string]any{"record": rec, "tags": tags, "manifest": m})
+				return a.printJSON(newShowOutput(rec, tags, m))
 			}
 			a.printf("%s@%s\n", rec.Name, rec.Version)
 			a.printf("  manifest  %s\n", rec.Manifest)
@@ -79,7 +79,7 @@ func (a *app) showCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print record and manifest as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print record, tags and files as JSON (docs/cli-json.md)")
 	return cmd
 }
 

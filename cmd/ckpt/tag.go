@@ -7,7 +7,8 @@ import (
 )
 
 func (a *app) tagCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "tag NAME@REF TAG",
 		Short: "Point TAG at a checkpoint (moving it if it pointed elsewhere)",
 		Long:  "Tagged checkpoints are always kept by retention. A TAG is a word of letters, digits, '.', '_', '-' that is not all digits.",
@@ -31,14 +32,20 @@ func (a *app) tagCommand() *cobra.Command {
 			if err := r.Tag(cmd.Context(), name, rec.Version, args[1]); err != nil {
 				return err
 			}
+			if asJSON {
+				return a.printJSON(tagOutput{Schema: schemaName("tag"), Name: name, Version: rec.Version, Tag: args[1]})
+			}
 			a.printf("tagged %s@%s as %s\n", name, rec.Version, args[1])
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	return cmd
 }
 
 func (a *app) untagCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "untag NAME TAG",
 		Short: "Remove a tag",
 		Args:  exactArgs(2),
@@ -56,8 +63,13 @@ func (a *app) untagCommand() *cobra.Command {
 			if err := r.Untag(cmd.Context(), args[0], args[1]); err != nil {
 				return err
 			}
+			if asJSON {
+				return a.printJSON(untagOutput{Schema: schemaName("untag"), Name: args[0], Tag: args[1]})
+			}
 			a.printf("removed tag %s from %s\n", args[1], args[0])
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	return cmd
 }

@@ -60,14 +60,7 @@ that use it; the exit code is 1 if any.`,
 				err = fmt.Errorf("%w: %d problem(s), first: %s", store.ErrVerifyFailed, len(rep.Problems), problemText(rep.Problems[0]))
 			}
 			if asJSON && rep != nil {
-				problems := make([]map[string]any, len(rep.Problems))
-				for i, p := range rep.Problems {
-					problems[i] = map[string]any{"object": p.Object, "files": p.Files, "error": p.Err.Error()}
-				}
-				if jerr := a.printJSON(map[string]any{
-					"refs": rep.Refs, "checkpoints": rep.Checkpoints, "manifests": rep.Manifests, "blobs": rep.Blobs,
-					"bytes_read": rep.BytesRead, "problems": problems,
-				}); jerr != nil {
+				if jerr := a.printJSON(newVerifyOutput(rep, all, readData)); jerr != nil {
 					return jerr
 				}
 			} else if rep != nil {
@@ -92,7 +85,7 @@ that use it; the exit code is 1 if any.`,
 	f := cmd.Flags()
 	f.BoolVar(&all, "all", false, "verify every checkpoint")
 	f.BoolVar(&readData, "read-data", false, "download and check every blob's content")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON (docs/cli-json.md)")
 	return cmd
 }
 

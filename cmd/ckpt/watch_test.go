@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,8 +21,7 @@ func TestWatchOnce(t *testing.T) {
 	i10, i20, i30 := strings.Index(stdout, "pushed run@10: "), strings.Index(stdout, "pushed run@20: "), strings.Index(stdout, "pushed run@30: ")
 	require.True(t, i10 >= 0 && i20 > i10 && i30 > i20, "pushed in step order:\n%s", stdout)
 	assert.Contains(t, stdout, "retention run: removed 10\n")
-	var listed map[string][]map[string]any
-	require.NoError(t, json.Unmarshal([]byte(c.ok("ls", "run", "--json")), &listed))
+	listed := lsJSON(t, c.ok("ls", "run", "--json"))
 	require.Len(t, listed["run"], 2)
 	assert.Equal(t, "20", listed["run"][0]["version"])
 	assert.Equal(t, "30", listed["run"][1]["version"])
@@ -67,8 +65,7 @@ func TestWatchOnceQuietAndErrors(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Empty(t, stdout, "--quiet prints only errors")
 	assert.Contains(t, errs, "checkpoint-20")
-	var listed map[string][]map[string]any
-	require.NoError(t, json.Unmarshal([]byte(c.ok("ls", "run", "--json")), &listed))
+	listed := lsJSON(t, c.ok("ls", "run", "--json"))
 	require.Len(t, listed["run"], 2)
 	assert.Equal(t, "10", listed["run"][0]["version"])
 	assert.Equal(t, "30", listed["run"][1]["version"])

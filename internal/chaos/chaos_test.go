@@ -496,38 +496,6 @@ func (c *campaign) pullCommand(a, b, flags uint64, busyDirs map[string]bool) *co
 	return cmd
 }
 
-// avoidKnownRaces keeps gc and push out of the same round while
-// bugGCMarkerRace is open (a gc overlapping a push loses data on today's
-// code, kill or no kill: TestPushDuringGCMark): by turning the gc into a
-// retention apply (keepGC false) or by leaving the pushes out.
-func (c *campaign) avoidKnownRaces(cmds []*command, keepGC bool) []*command {
-	if checking(bugGCMarkerRace) {
-		return cmds
-	}
-	push, gc := false, false
-	for _, cmd := range cmds {
-		push = push || cmd.kind == kindPush
-		gc = gc || cmd.kind == kindGC
-	}
-	if !push || !gc {
-		return cmds
-	}
-	out := cmds[:0]
-	for _, cmd := range cmds {
-		switch {
-		case keepGC && cmd.kind == kindPush:
-			continue
-		case !keepGC && cmd.kind == kindGC:
-			cmd.kind, cmd.args = kindRetention, []string{"retention", "apply", "--all", "--json"}
-			if cmd.delay > 0 {
-				cmd.delay = max(time.Microsecond, cmd.delay*c.scale[kindRetention]/max(c.scale[kindGC], 1))
-			}
-		}
-		out = append(out, cmd)
-	}
-	return out
-}
-
 // playRound is one round: chaos, checks, recovery, checks.
 func (c *campaign) playRound() {
 	rng := rand.New(rand.NewPCG(c.cfg.seed, c.backend<<32|uint64(c.round)))
@@ -537,7 +505,6 @@ func (c *campaign) playRound() {
 	for i := range cmds {
 		cmds[i] = c.pick(rng, busy)
 	}
-	cmds = c.avoidKnownRaces(cmds, rng.Float64() < 0.5)
 	// Chaos: start them at their offsets (most at once); each dies at its
 	// own delay after its start.
 	order := append([]*command(nil), cmds...)

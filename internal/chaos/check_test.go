@@ -35,13 +35,19 @@ type listedRef struct {
 // without cache. It also refreshes the scratch versions pulls choose from.
 func (c *campaign) listRefs() map[string]listedRef {
 	out := c.check("ls", "ls", "--json")
-	var byName map[string][]listedRef
-	if err := json.Unmarshal([]byte(out), &byName); err != nil {
+	var listed struct {
+		Names []struct {
+			Name     string      `json:"name"`
+			Versions []listedRef `json:"versions"`
+		} `json:"names"`
+	}
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		c.fatalf("ls --json: %v\n%s", err, out)
 	}
 	refs := map[string]listedRef{}
 	c.scratchListed = c.scratchListed[:0]
-	for name, vs := range byName {
+	for _, n := range listed.Names {
+		name, vs := n.Name, n.Versions
 		for _, v := range vs {
 			if v.Name != name {
 				c.fatalf("ls --json lists %s@%s under %s", v.Name, v.Version, name)

@@ -40,19 +40,15 @@
 //
 // The campaign found bugs, and a test stages each deterministically:
 //
-//   - TestPushDuringGCMark: a push that starts while a gc is marking
-//     publishes a ref to data the gc then deletes (gc-marker-race, open;
-//     knownbugs_test.go). Until it is fixed, no round has both: either its
-//     gc becomes a retention apply or its pushes stay out.
+//   - TestPushDuringGCMark: a push that started while a gc was marking
+//     published a ref to data the gc then deleted (the gc-marker race:
+//     docs/format.md section 9 now has the push list the gc locks after
+//     the run markers). It fails on the code before that fix.
 //   - TestKilledPullThenPullAgain kills a pull of a folder of many small
 //     files while it fills its temporary folder, then pulls again into the
 //     same DIR, with and without --link in each order. The orders with
 //     --link failed before harden-pull's private build folders; it now
 //     guards them.
-//
-// A check that fails on an open bug is skipped, naming it, unless
-// CKPT_CHAOS_KNOWN_BUGS names it (or is "all"); the campaign then also makes
-// the moves it otherwise avoids.
 //
 // On a local registry, the partial files killed writes leave under .tmp/
 // are backdated by a week before the recovery gc (as if that time had
@@ -71,7 +67,6 @@
 //	CKPT_CHAOS_ROUNDS      rounds per backend (default 24; 8 with -short)
 //	CKPT_CHAOS_DURATION    also stop a backend's campaign after this long (e.g. 10m)
 //	CKPT_CHAOS_BACKENDS    comma-separated subset of local,minio (default both)
-//	CKPT_CHAOS_KNOWN_BUGS  all, or known bugs by name (comma-separated): run their checks and moves
 //	CKPT_CHAOS_VERBOSE     non-empty: print the round log even when the campaign passes
 //	CKPT_MINIO_BIN         the MinIO binary (see internal/miniotest)
 //
