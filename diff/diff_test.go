@@ -16,6 +16,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 var tinyTensors = len(synth.TinyModel().Tensors())
@@ -409,10 +410,10 @@ func TestFromRegistryErrors(t *testing.T) {
 	_, ckpts := writeRun(t, 10, nil)
 	push(t, r, ckpts[0], store.PushOptions{Name: "run"})
 	_, err := diff.FromRegistry(context.Background(), r, "run", "999")
-	require.ErrorIs(t, err, store.ErrNoCheckpoint)
+	require.ErrorIs(t, err, refs.ErrNoCheckpoint)
 	assert.Contains(t, err.Error(), "run@999")
 	_, err = diff.FromRegistry(context.Background(), r, "nothing", "1")
-	require.ErrorIs(t, err, store.ErrNoCheckpoint)
+	require.ErrorIs(t, err, refs.ErrNoCheckpoint)
 
 	_, err = diff.FromFolder(context.Background(), filepath.Join(t.TempDir(), "missing"))
 	require.ErrorIs(t, err, os.ErrNotExist)

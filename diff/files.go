@@ -3,7 +3,7 @@ package diff
 import (
 	"sort"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 )
 
 // Kind is how one item (file, JSON key, tensor, token role) differs.
@@ -61,8 +61,8 @@ func diffFiles(a, b *Side) []FileChange {
 }
 
 // filesOf returns the files of m whose role is one of roles.
-func filesOf(m *store.Manifest, roles ...string) []*store.File {
-	var out []*store.File
+func filesOf(m *manifest.Manifest, roles ...string) []*manifest.File {
+	var out []*manifest.File
 	for i := range m.Files {
 		for _, r := range roles {
 			if m.Files[i].Role == r {

@@ -16,6 +16,8 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // newRegistry makes an empty registry on a local folder with its own index.
@@ -35,7 +37,7 @@ func writeRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base stri
 	return testutil.TinyRun(t, spec)
 }
 
-func push(t *testing.T, r *store.Registry, dir string, opts store.PushOptions) store.Record {
+func push(t *testing.T, r *store.Registry, dir string, opts store.PushOptions) refs.Record {
 	t.Helper()
 	res, err := r.Push(context.Background(), dir, opts)
 	require.NoError(t, err)
@@ -123,7 +125,7 @@ type countingReader struct {
 	reads []read
 }
 
-func (c *countingReader) ReadRange(ctx context.Context, f *store.File, off, n int64) ([]byte, error) {
+func (c *countingReader) ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
 	c.mu.Lock()
 	c.reads = append(c.reads, read{f.Path, f.Role, n})
 	c.mu.Unlock()

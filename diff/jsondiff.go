@@ -15,7 +15,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/layout"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 )
 
 // JSONChange is one difference between the two sides' versions of a JSON
@@ -39,7 +39,7 @@ type JSONChange struct {
 // keyDiffed reports whether a file is compared key by key: *.json files of
 // role config, generation-config or tokenizer, except tokenizer.json and
 // vocab.json, which the tokenizer comparison reads.
-func keyDiffed(f *store.File) bool {
+func keyDiffed(f *manifest.File) bool {
 	switch layout.Role(f.Role) {
 	case layout.RoleConfig, layout.RoleGenerationConfig, layout.RoleTokenizer:
 	default:

@@ -7,23 +7,24 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 
-	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // FileReader reads n bytes from offset off of one file of a side's
 // manifest. *store.Registry implements it.
 type FileReader interface {
-	ReadRange(ctx context.Context, f *store.File, off, n int64) ([]byte, error)
+	ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error)
 }
 
 // Registry is what FromRegistry needs of a registry; *store.Registry has it.
 type Registry interface {
-	Resolve(ctx context.Context, name, ref string) (store.Record, error)
-	Manifest(ctx context.Context, id store.ID) (*store.Manifest, error)
+	Resolve(ctx context.Context, name, ref string) (refs.Record, error)
+	// ResolveChain returns the checkpoint's files with those it inherits
+	// from its base chain, as pull writes them.
+	ResolveChain(ctx context.Context, rec refs.Record) (*store.Chain, error)
 	FileReader
 }
 
@@ -34,7 +35,7 @@ type Side struct {
 	// Manifest lists the side's files, sorted by path. For a registry
 	// checkpoint it includes the config, generation-config and tokenizer
 	// files inherited from its base chain, as pull would write them.
-	Manifest *store.Manifest
+	Manifest *manifest.Manifest
 	// Inherited maps the path of every inherited file to the NAME@VERSION
 	// of the base it comes from.
 	Inherited map[string]string
@@ -43,79 +44,26 @@ type Side struct {
 	Data FileReader
 }
 
-// inheritableRoles are the roles a checkpoint takes from its base chain
-// when it has no file of its own of that role (docs/format.md, section 7).
-var inheritableRoles = []layout.Role{layout.RoleConfig, layout.RoleGenerationConfig, layout.RoleTokenizer}
-
 // FromRegistry resolves NAME@REF in r and returns it as a side, with the
-// files it inherits from its base chain. Nothing but refs and manifests is
-// read.
+// files it inherits from its base chain (store.Registry.ResolveChain, the
+// resolver pull uses). Nothing but refs and manifests is read.
 func FromRegistry(ctx context.Context, r Registry, name, ref string) (*Side, error) {
 	rec, err := r.Resolve(ctx, name, ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s@%s: %w", name, ref, err)
 	}
 	label := rec.Name + "@" + rec.Version
-	m, err := r.Manifest(ctx, rec.Manifest)
+	chain, err := r.ResolveChain(ctx, rec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
-	m, inherited, err := withInherited(ctx, r, rec, m)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", label, err)
-	}
-	return &Side{Label: label, Manifest: m, Inherited: inherited, Data: r}, nil
-}
-
-// withInherited adds to m, for each inheritable role it has no file of,
-// every file of that role from the nearest base that has one.
-func withInherited(ctx context.Context, r Registry, rec store.Record, m *store.Manifest) (*store.Manifest, map[string]string, error) {
-	have := map[layout.Role]bool{}
-	paths := map[string]bool{}
-	for _, f := range m.Files {
-		have[layout.Role(f.Role)] = true
-		paths[f.Path] = true
-	}
-	out := &store.Manifest{Version: m.Version, Files: slices.Clone(m.Files)}
 	inherited := map[string]string{}
-	visited := map[store.ID]bool{rec.Manifest: true}
-	for base := rec.Base; base != nil; {
-		if visited[base.Manifest] {
-			return nil, nil, fmt.Errorf("base chain loops at %s", base)
+	for _, f := range chain.Files {
+		if f.Inherited {
+			inherited[f.Path] = f.From
 		}
-		visited[base.Manifest] = true
-		bm, err := r.Manifest(ctx, base.Manifest)
-		if err != nil {
-			return nil, nil, fmt.Errorf("base %s: %w", base, err)
-		}
-		gained := map[layout.Role]bool{}
-		for _, role := range inheritableRoles {
-			if have[role] {
-				continue
-			}
-			for _, f := range bm.Files {
-				if layout.Role(f.Role) == role && !paths[f.Path] {
-					out.Files = append(out.Files, f)
-					inherited[f.Path] = base.String()
-					paths[f.Path] = true
-					gained[role] = true
-				}
-			}
-		}
-		for role := range gained {
-			have[role] = true
-		}
-		next, err := r.Resolve(ctx, base.Name, base.Version)
-		if errors.Is(err, store.ErrNoCheckpoint) || (err == nil && next.Version != base.Version) {
-			break // the base's own ref is gone: its manifest served what it could
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("base %s: %w", base, err)
-		}
-		base = next.Base
 	}
-	slices.SortFunc(out.Files, func(x, y store.File) int { return strings.Compare(x.Path, y.Path) })
-	return out, inherited, nil
+	return &Side{Label: label, Manifest: chain.Manifest(), Inherited: inherited, Data: r}, nil
 }
 
 // FromFolder returns the local folder dir as a side: its manifest is the one
@@ -143,8 +91,8 @@ func FromFolder(ctx context.Context, dir string) (*Side, error) {
 // folderReader reads manifest files from the folder they were scanned from.
 type folderReader struct{ dir string }
 
-func (fr folderReader) ReadRange(ctx context.Context, f *store.File, off, n int64) ([]byte, error) {
-	if err := store.CheckRelPath(f.Path); err != nil {
+func (fr folderReader) ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
+	if err := manifest.CheckRelPath(f.Path); err != nil {
 		return nil, err
 	}
 	if off < 0 || n < 0 || off+n > f.Size {
@@ -179,7 +127,7 @@ const maxTextFile = 256 << 20
 var errTooLarge = errors.New("too large to compare")
 
 // readWhole reads all of f, refusing files over maxTextFile.
-func (s *Side) readWhole(ctx context.Context, f *store.File) ([]byte, error) {
+func (s *Side) readWhole(ctx context.Context, f *manifest.File) ([]byte, error) {
 	if f.Size > maxTextFile {
 		return nil, fmt.Errorf("%s: %s: %w (%d bytes)", s.Label, f.Path, errTooLarge, f.Size)
 	}

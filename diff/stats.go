@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 )
 
 // DefaultMaxRead is how many bytes of a tensor Stats reads at a time per
@@ -199,12 +199,12 @@ func (s scaledNorm) ratio(d scaledNorm) float64 {
 type pieceReader struct {
 	side   *Side
 	max    int64
-	file   *store.File
+	file   *manifest.File
 	offset int64 // of the kept chunk in file
 	data   []byte
 }
 
-func (p *pieceReader) read(ctx context.Context, f *store.File, off, n int64) ([]byte, error) {
+func (p *pieceReader) read(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
 	if p.file == f && off >= p.offset && off+n <= p.offset+int64(len(p.data)) {
 		return p.data[off-p.offset : off-p.offset+n], nil
 	}
@@ -224,10 +224,10 @@ func (p *pieceReader) read(ctx context.Context, f *store.File, off, n int64) ([]
 }
 
 // chunkCovering returns the chunk of f that holds all of [off, off+n).
-func chunkCovering(f *store.File, off, n int64) (store.Chunk, bool) {
+func chunkCovering(f *manifest.File, off, n int64) (manifest.Chunk, bool) {
 	i := sort.Search(len(f.Chunks), func(i int) bool { return f.Chunks[i].Offset+f.Chunks[i].Size > off })
 	if i < len(f.Chunks) && f.Chunks[i].Offset <= off && off+n <= f.Chunks[i].Offset+f.Chunks[i].Size {
 		return f.Chunks[i], true
 	}
-	return store.Chunk{}, false
+	return manifest.Chunk{}, false
 }

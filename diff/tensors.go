@@ -6,7 +6,7 @@ import (
 	"sort"
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
 )
 
 // TensorChange compares one tensor name across the safetensors files of
@@ -30,8 +30,8 @@ type TensorChange struct {
 
 // tensorRef locates a tensor in a side's manifest.
 type tensorRef struct {
-	file   *store.File
-	tensor *store.Tensor
+	file   *manifest.File
+	tensor *manifest.Tensor
 }
 
 // tensorsOf indexes every tensor of every safetensors file of s by name. A

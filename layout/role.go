@@ -64,6 +64,18 @@ func (r Role) Runnable() bool {
 	return false
 }
 
+// Inheritable reports whether files of role r are taken from a checkpoint's
+// base chain when the checkpoint has no file of that role (docs/format.md,
+// section 7): config, generation config and tokenizer. Every inheritable
+// role is runnable.
+func (r Role) Inheritable() bool {
+	switch r {
+	case RoleConfig, RoleGenerationConfig, RoleTokenizer:
+		return true
+	}
+	return false
+}
+
 // String returns the role's name.
 func (r Role) String() string { return string(r) }
 

@@ -89,28 +89,33 @@ func TestClassify(t *testing.T) {
 
 func TestRolePredicates(t *testing.T) {
 	tests := []struct {
-		role     Role
-		runnable bool
+		role                  Role
+		runnable, inheritable bool
 	}{
-		{RoleWeights, true},
-		{RoleWeightsIndex, true},
-		{RoleConfig, true},
-		{RoleGenerationConfig, true},
-		{RoleTokenizer, true},
-		{RoleResumeState, false},
-		{RoleTrainerState, false},
-		{RoleOther, false},
+		{RoleWeights, true, false},
+		{RoleWeightsIndex, true, false},
+		{RoleConfig, true, true},
+		{RoleGenerationConfig, true, true},
+		{RoleTokenizer, true, true},
+		{RoleResumeState, false, false},
+		{RoleTrainerState, false, false},
+		{RoleOther, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.role), func(t *testing.T) {
 			assert.True(t, tt.role.Valid())
 			assert.Equal(t, tt.runnable, tt.role.Runnable())
+			assert.Equal(t, tt.inheritable, tt.role.Inheritable())
+			if tt.role.Inheritable() {
+				assert.True(t, tt.role.Runnable(), "an inherited file is pulled by default")
+			}
 			assert.Equal(t, string(tt.role), tt.role.String())
 		})
 	}
 	for _, invalid := range []Role{"", "Weights", "weight", "unknown"} {
 		assert.False(t, invalid.Valid(), invalid)
 		assert.False(t, invalid.Runnable(), invalid)
+		assert.False(t, invalid.Inheritable(), invalid)
 	}
 }
 

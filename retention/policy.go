@@ -15,7 +15,7 @@ const DefaultMetric = "eval_loss"
 var ErrInvalidPolicy = errors.New("invalid retention policy")
 
 // ErrKeepsNothing is returned by Policy.Validate when every rule is off.
-var ErrKeepsNothing = fmt.Errorf("%w: policy keeps nothing: set --keep-last, --keep-best, --keep-every or --keep-within", ErrInvalidPolicy)
+var ErrKeepsNothing = fmt.Errorf("%w: policy keeps nothing: every rule is off", ErrInvalidPolicy)
 
 // Checkpoint is one registry record of a model name's checkpoint.
 type Checkpoint struct {

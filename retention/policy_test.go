@@ -77,7 +77,7 @@ func TestPolicyValidate(t *testing.T) {
 		{
 			name:    "all rules off",
 			policy:  Policy{Metric: "accuracy", GreaterIsBetter: ptr(true)},
-			wantErr: []string{"policy keeps nothing: set --keep-last, --keep-best, --keep-every or --keep-within"},
+			wantErr: []string{"policy keeps nothing: every rule is off"},
 		},
 		{name: "negative keep-last", policy: Policy{KeepLast: -1, KeepBest: 1}, wantErr: []string{"keep-last must be >= 0, got -1"}},
 		{name: "negative keep-best", policy: Policy{KeepBest: -2}, wantErr: []string{"keep-best must be >= 0, got -2"}},

@@ -4,14 +4,17 @@
 #
 # Every decoder of registry or folder input asserts, besides its own
 # invariants, a bound on what it allocates (runtime.MemStats.TotalAlloc):
-#   store         FuzzDecodeObject (every codec, and the sized reader of
-#                 chunks), FuzzDecodeManifest, FuzzReadRefs (format file,
-#                 version ref, tag, retention policy)
-#   store/planes  FuzzDecode
-#   layout        FuzzParseSafetensorsHeader, FuzzParseTrainerState,
-#                 FuzzParseShardIndex
-# The store targets share a test binary with the MinIO tests: they need
-# CKPT_MINIO_BIN or bin/minio (make minio).
+#   store/object    FuzzDecodeObject (every codec, and the sized reader of
+#                   chunks)
+#   store/manifest  FuzzDecodeManifest
+#   store/refs      FuzzParseRef, FuzzVerifyRef
+#   store           FuzzReadRefs (format file, version ref, tag, retention
+#                   policy, through the registry), FuzzIndexFile
+#   store/planes    FuzzDecode
+#   layout          FuzzParseSafetensorsHeader, FuzzParseTrainerState,
+#                   FuzzParseShardIndex
+# The store targets share a test binary with the MinIO tests, which skip
+# without MinIO (CKPT_MINIO_BIN or bin/minio, make minio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-20s}

@@ -15,13 +15,14 @@ import (
 	"github.com/ckptdev/ckpt/internal/bolttest"
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // indexFixture is a registry with a run pushed, pulled and verified through
 // an index, so that the index file holds every kind of entry; pristine is
 // the file's bytes afterwards.
 type indexFixture struct {
-	b        store.Backend
+	b        backend.Backend
 	path     string // the index file
 	pristine []byte
 	base     string

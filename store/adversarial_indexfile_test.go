@@ -14,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ckptdev/ckpt/internal/bolttest"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // filledIndex writes enough state entries that the file has branch pages.
@@ -190,10 +192,10 @@ func TestStatEntryIsSealed(t *testing.T) {
 	require.NoError(t, os.WriteFile(abs, bytes.Repeat([]byte("w"), 3000), 0o644))
 	fi, err := os.Stat(abs)
 	require.NoError(t, err)
-	a, b := Hash([]byte("a")), Hash([]byte("b"))
+	a, b := object.Hash([]byte("a")), object.Hash([]byte("b"))
 	e := statKey(fi)
-	e.File = File{Size: 3000, Chunks: []Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1000, Size: 2000}}}
-	e.File.Digest = chunksDigest(e.File.Chunks)
+	e.File = manifest.File{Size: 3000, Chunks: []manifest.Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1000, Size: 2000}}}
+	e.File.Digest = manifest.ChunksDigest(e.File.Chunks)
 
 	ix, err := OpenIndex(filepath.Join(dir, "index.db"))
 	require.NoError(t, err)
@@ -218,7 +220,7 @@ func TestStatEntryIsSealed(t *testing.T) {
 	unsealed, err := json.Marshal(e)
 	require.NoError(t, err)
 	other := e
-	other.File.Chunks = []Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1500, Size: 2000}}
+	other.File.Chunks = []manifest.Chunk{{ID: a, Offset: 0, Size: 1000}, {ID: b, Offset: 1500, Size: 2000}}
 	gap, err := sealStat(abs, other)
 	require.NoError(t, err)
 	cases := []struct {

@@ -15,6 +15,10 @@ import (
 
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Hostile registry content against the readers' memory bounds: objects
@@ -76,9 +80,9 @@ func zstdZeros(fcs, total int64, first byte) []byte {
 
 // storedObject is a stored object with the given codec, declared content
 // length and payload.
-func storedObject(codec store.Codec, declared int64, payload []byte) []byte {
+func storedObject(codec object.Codec, declared int64, payload []byte) []byte {
 	h := []byte{'C', 'K', 'P', 'T', 1, byte(codec), 0, 0}
-	if codec == store.CodecPlanes {
+	if codec == object.CodecPlanes {
 		h[6] = 1
 	}
 	h = binary.LittleEndian.AppendUint64(h, uint64(declared))
@@ -93,7 +97,7 @@ func planesConst(n int64) []byte {
 	return append(b, 1, 1, 1, 0) // one plane: method constant, length 1, byte 0
 }
 
-func zeroID(n int64) store.ID { return store.Hash(make([]byte, n)) }
+func zeroID(n int64) object.ID { return object.Hash(make([]byte, n)) }
 
 // TestDecodeObjectStopsAtDeclaredSize: a payload that decodes to far more
 // than its header declares is refused, and decoding it allocates no more
@@ -104,35 +108,35 @@ func TestDecodeObjectStopsAtDeclaredSize(t *testing.T) {
 	cases := []struct {
 		name    string
 		payload []byte
-		codec   store.Codec
+		codec   object.Codec
 	}{
-		{"zstd frame of 1 GiB of zeros with no content size", zstdZeros(-1, gib, 0), store.CodecZstd},
-		{"zstd frame declaring 1 GiB", zstdZeros(gib, gib, 0), store.CodecZstd},
-		{"zstd frame declaring 8 MiB that holds 1 GiB", zstdZeros(declared, gib, 0), store.CodecZstd},
-		{"zstd frame of 8 MiB followed by a frame of 1 GiB", append(zstdZeros(declared, declared, 0), zstdZeros(-1, gib, 0)...), store.CodecZstd},
-		{"zstd frame declaring 8 MiB whose blocks hold less", zstdZeros(declared, declared/2, 0), store.CodecZstd},
-		{"planes declaring 1 GiB", planesConst(gib), store.CodecPlanes},
-		{"raw payload longer than declared", make([]byte, declared+mib), store.CodecRaw},
+		{"zstd frame of 1 GiB of zeros with no content size", zstdZeros(-1, gib, 0), object.CodecZstd},
+		{"zstd frame declaring 1 GiB", zstdZeros(gib, gib, 0), object.CodecZstd},
+		{"zstd frame declaring 8 MiB that holds 1 GiB", zstdZeros(declared, gib, 0), object.CodecZstd},
+		{"zstd frame of 8 MiB followed by a frame of 1 GiB", append(zstdZeros(declared, declared, 0), zstdZeros(-1, gib, 0)...), object.CodecZstd},
+		{"zstd frame declaring 8 MiB whose blocks hold less", zstdZeros(declared, declared/2, 0), object.CodecZstd},
+		{"planes declaring 1 GiB", planesConst(gib), object.CodecPlanes},
+		{"raw payload longer than declared", make([]byte, declared+mib), object.CodecRaw},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.Less(t, len(c.payload), 2*declared)
 			obj := storedObject(c.codec, declared, c.payload)
 			var err error
-			n := allocated(func() { _, err = store.DecodeObject(nil, obj, want) })
-			require.ErrorIs(t, err, store.ErrCorrupt)
+			n := allocated(func() { _, err = object.Decode(nil, obj, want) })
+			require.ErrorIs(t, err, object.ErrCorrupt)
 			assert.LessOrEqual(t, n, uint64(declared+mib), "allocated %d MiB", n/mib)
 		})
 	}
 	t.Run("the same content, stored honestly, decodes within the same bound", func(t *testing.T) {
 		for _, obj := range [][]byte{
-			storedObject(store.CodecZstd, declared, zstdZeros(declared, declared, 0)),
-			store.EncodeObject(nil, make([]byte, declared), store.EncodeHint{}),
-			storedObject(store.CodecPlanes, declared, planesConst(declared)),
+			storedObject(object.CodecZstd, declared, zstdZeros(declared, declared, 0)),
+			object.Encode(nil, make([]byte, declared), object.EncodeHint{}),
+			storedObject(object.CodecPlanes, declared, planesConst(declared)),
 		} {
 			var out []byte
 			var err error
-			n := allocated(func() { out, err = store.DecodeObject(nil, obj, want) })
+			n := allocated(func() { out, err = object.Decode(nil, obj, want) })
 			require.NoError(t, err)
 			require.Len(t, out, declared)
 			assert.LessOrEqual(t, n, uint64(declared+mib), "allocated %d MiB", n/mib)
@@ -143,26 +147,26 @@ func TestDecodeObjectStopsAtDeclaredSize(t *testing.T) {
 // TestObjectHeaderSizeCaps: a blob header may declare at most the largest
 // chunk a writer produces, a safetensors header chunk.
 func TestObjectHeaderSizeCaps(t *testing.T) {
-	_, err := store.ParseObjectHeader(storedObject(store.CodecRaw, maxBlob, nil))
+	_, err := object.ParseHeader(storedObject(object.CodecRaw, maxBlob, nil))
 	require.NoError(t, err)
-	_, err = store.ParseObjectHeader(storedObject(store.CodecRaw, maxBlob+1, nil))
-	require.ErrorIs(t, err, store.ErrCorrupt)
+	_, err = object.ParseHeader(storedObject(object.CodecRaw, maxBlob+1, nil))
+	require.ErrorIs(t, err, object.ErrCorrupt)
 
 	// A manifest chunk larger than any blob is refused with the manifest.
-	m := store.Manifest{Version: 1, Files: []store.File{{
+	m := manifest.Manifest{Version: 1, Files: []manifest.File{{
 		Path: "a.bin", Size: maxBlob + 1, Mode: 0o644, Role: "other", Digest: "x",
-		Chunks: []store.Chunk{{ID: zeroID(1), Offset: 0, Size: maxBlob + 1}},
+		Chunks: []manifest.Chunk{{ID: zeroID(1), Offset: 0, Size: maxBlob + 1}},
 	}}}
 	data, err := json.Marshal(&m)
 	require.NoError(t, err)
-	_, err = store.DecodeManifest(data)
+	_, err = manifest.Decode(data)
 	require.Error(t, err)
 }
 
 // hostileRegistry writes, with the backend's own puts, a registry whose
 // version NAME@1 records files (role "other") made of the given chunks, and
 // the given objects under their keys.
-func hostileRegistry(t *testing.T, b store.Backend, files []store.File, objects map[string][]byte) *store.Registry {
+func hostileRegistry(t *testing.T, b backend.Backend, files []manifest.File, objects map[string][]byte) *store.Registry {
 	t.Helper()
 	ctx := context.Background()
 	r, _, err := store.Init(ctx, b, store.Options{Workers: 8})
@@ -170,26 +174,26 @@ func hostileRegistry(t *testing.T, b store.Backend, files []store.File, objects 
 	for key, obj := range objects {
 		require.NoError(t, b.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))))
 	}
-	m := store.Manifest{Version: 1, Files: files}
+	m := manifest.Manifest{Version: 1, Files: files}
 	data, mid, err := m.Encode()
 	require.NoError(t, err)
-	obj := store.EncodeObject(nil, data, store.EncodeHint{Text: true})
-	require.NoError(t, b.Put(ctx, store.ManifestKey(mid), bytes.NewReader(obj), int64(len(obj))))
+	obj := object.Encode(nil, data, object.EncodeHint{Text: true})
+	require.NoError(t, b.Put(ctx, object.ManifestKey(mid), bytes.NewReader(obj), int64(len(obj))))
 	var logical int64
 	for _, f := range files {
 		logical += f.Size
 	}
-	rec, err := json.Marshal(store.Record{Name: "hostile", Version: "1", Manifest: mid, Files: len(files), Logical: logical})
+	rec, err := json.Marshal(refs.Record{Name: "hostile", Version: "1", Manifest: mid, Files: len(files), Logical: logical})
 	require.NoError(t, err)
 	require.NoError(t, b.Put(ctx, "refs/hostile/v/1", bytes.NewReader(rec), int64(len(rec))))
 	return r
 }
 
 // oneChunkFile is a file of size bytes stored as blob id.
-func oneChunkFile(path string, id store.ID, size int64) store.File {
-	return store.File{
+func oneChunkFile(path string, id object.ID, size int64) manifest.File {
+	return manifest.File{
 		Path: path, Size: size, Mode: 0o644, Role: "other", Digest: "sha256:" + id.String(),
-		Chunks: []store.Chunk{{ID: id, Offset: 0, Size: size}},
+		Chunks: []manifest.Chunk{{ID: id, Offset: 0, Size: size}},
 	}
 }
 
@@ -203,13 +207,13 @@ func TestReadersBoundBlobsByManifestSize(t *testing.T) {
 	big := int64(64 * mib)
 	cases := []struct {
 		name string
-		id   store.ID
+		id   object.ID
 		obj  []byte
 	}{
 		// A valid blob of 64 MiB of zeros, referenced as 1 KiB.
-		{"header declares more than the manifest", zeroID(big), storedObject(store.CodecZstd, big, zstdZeros(big, big, 0))},
-		{"raw payload far longer than declared", zeroID(size), storedObject(store.CodecRaw, size, make([]byte, 32*mib))},
-		{"zstd payload far longer than any encoder needs", zeroID(size), storedObject(store.CodecZstd, size, append(zstdZeros(size, size, 0), make([]byte, 32*mib)...))},
+		{"header declares more than the manifest", zeroID(big), storedObject(object.CodecZstd, big, zstdZeros(big, big, 0))},
+		{"raw payload far longer than declared", zeroID(size), storedObject(object.CodecRaw, size, make([]byte, 32*mib))},
+		{"zstd payload far longer than any encoder needs", zeroID(size), storedObject(object.CodecZstd, size, append(zstdZeros(size, size, 0), make([]byte, 32*mib)...))},
 	}
 	for name, nb := range backends {
 		t.Run(name, func(t *testing.T) {
@@ -217,7 +221,7 @@ func TestReadersBoundBlobsByManifestSize(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					ctx := context.Background()
 					file := oneChunkFile("a.bin", c.id, size)
-					r := hostileRegistry(t, nb(t), []store.File{file}, map[string][]byte{store.BlobKey(c.id): c.obj})
+					r := hostileRegistry(t, nb(t), []manifest.File{file}, map[string][]byte{object.BlobKey(c.id): c.obj})
 					rec, err := r.Resolve(ctx, "hostile", "1")
 					require.NoError(t, err)
 					const bound = 8 * mib
@@ -229,10 +233,10 @@ func TestReadersBoundBlobsByManifestSize(t *testing.T) {
 					assert.LessOrEqual(t, n, uint64(bound), "pull allocated %d MiB", n/mib)
 
 					var rep *store.VerifyReport
-					n = allocated(func() { rep, err = r.Verify(ctx, []store.Record{rec}, true) })
+					n = allocated(func() { rep, err = r.Verify(ctx, []refs.Record{rec}, true) })
 					require.ErrorIs(t, err, store.ErrVerifyFailed)
 					require.Len(t, rep.Problems, 1)
-					assert.Equal(t, store.BlobKey(c.id), rep.Problems[0].Object)
+					assert.Equal(t, object.BlobKey(c.id), rep.Problems[0].Object)
 					assert.LessOrEqual(t, n, uint64(bound), "verify allocated %d MiB", n/mib)
 
 					n = allocated(func() { _, err = r.ReadRange(ctx, &file, 0, size) })
@@ -255,8 +259,8 @@ func TestManifestReadBoundedByItsCap(t *testing.T) {
 			require.NoError(t, err)
 			n := int64(80 * mib)
 			id := zeroID(n)
-			obj := storedObject(store.CodecZstd, n, zstdZeros(n, n, 0))
-			require.NoError(t, b.Put(ctx, store.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
+			obj := storedObject(object.CodecZstd, n, zstdZeros(n, n, 0))
+			require.NoError(t, b.Put(ctx, object.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
 			a := allocated(func() { _, err = r.Manifest(ctx, id) })
 			require.ErrorContains(t, err, id.String())
 			assert.LessOrEqual(t, a, uint64(8*mib), "allocated %d MiB", a/mib)
@@ -269,16 +273,16 @@ func TestManifestReadBoundedByItsCap(t *testing.T) {
 func TestManifestCapOnBothSides(t *testing.T) {
 	const manifestCap = 64 * mib
 	huge := strings.Repeat("x", manifestCap)
-	m := store.Manifest{Version: 1, Files: []store.File{{
+	m := manifest.Manifest{Version: 1, Files: []manifest.File{{
 		Path: "model.safetensors", Size: 8, Mode: 0o644, Role: "weights", Digest: "sha256:" + zeroID(8).String(),
-		Chunks:      []store.Chunk{{ID: zeroID(8), Offset: 0, Size: 8}},
-		Safetensors: &store.SafetensorsInfo{DataOffset: 8, Metadata: map[string]string{"note": huge}},
+		Chunks:      []manifest.Chunk{{ID: zeroID(8), Offset: 0, Size: 8}},
+		Safetensors: &manifest.SafetensorsInfo{DataOffset: 8, Metadata: map[string]string{"note": huge}},
 	}}}
 	_, _, err := m.Encode()
 	require.ErrorContains(t, err, "over the limit")
 
 	data, err := json.Marshal(&m)
 	require.NoError(t, err)
-	_, err = store.DecodeManifest(data)
+	_, err = manifest.Decode(data)
 	require.ErrorContains(t, err, "over the limit")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // The adversarial pull tests: someone who can write the folder a pull
@@ -79,7 +80,7 @@ func victimFolder(t *testing.T) string {
 
 // legacyPullTempName is the predictable name ckpt gave a pull's temporary
 // folder beside dir before issue 9 (the selection's hash alone).
-func legacyPullTempName(t *testing.T, e *env, rec store.Record, dir string, full bool) string {
+func legacyPullTempName(t *testing.T, e *env, rec refs.Record, dir string, full bool) string {
 	t.Helper()
 	m, err := e.r.Manifest(e.ctx, rec.Manifest)
 	require.NoError(t, err)

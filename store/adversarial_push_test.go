@@ -12,6 +12,8 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // TestPushConfirmsWhatTheCacheKnows: blobs and a manifest deleted from the
@@ -36,10 +38,10 @@ func TestPushConfirmsWhatTheCacheKnows(t *testing.T) {
 			var gone []string
 			for i, id := range ids {
 				if i%2 == 0 {
-					gone = append(gone, store.BlobKey(id))
+					gone = append(gone, object.BlobKey(id))
 				}
 			}
-			gone = append(gone, store.ManifestKey(a.Record.Manifest))
+			gone = append(gone, object.ManifestKey(a.Record.Manifest))
 			for _, k := range gone {
 				require.NoError(t, e.b.Delete(e.ctx, k))
 			}
@@ -71,7 +73,7 @@ func TestExistenceCheckByListOrStat(t *testing.T) {
 			require.NoError(t, err)
 			var keys, want []string
 			for i := 0; i < 600; i++ {
-				k := store.BlobKey(store.Hash([]byte(fmt.Sprint("blob ", i))))
+				k := object.BlobKey(object.Hash([]byte(fmt.Sprint("blob ", i))))
 				keys = append(keys, k)
 				if i%7 == 3 {
 					want = append(want, k) // never stored
@@ -81,7 +83,7 @@ func TestExistenceCheckByListOrStat(t *testing.T) {
 			}
 			sort.Strings(want)
 			for _, listAt := range []int{1, 3, 1 << 30} {
-				for _, b := range []store.Backend{be, store.NoCheapStatForTest{Backend: be}} {
+				for _, b := range []backend.Backend{be, store.NoCheapStatForTest{Backend: be}} {
 					r, err := store.Open(ctx, b, store.Options{Workers: 4})
 					require.NoError(t, err)
 					got, err := r.MissingKeysForTest(ctx, keys, listAt, 0)

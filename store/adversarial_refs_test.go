@@ -25,10 +25,13 @@ import (
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // readObject returns the bytes stored under key.
-func readObject(t *testing.T, b store.Backend, key string) []byte {
+func readObject(t *testing.T, b backend.Backend, key string) []byte {
 	t.Helper()
 	rc, err := b.Get(context.Background(), key, 0, -1)
 	require.NoError(t, err)
@@ -40,7 +43,7 @@ func readObject(t *testing.T, b store.Backend, key string) []byte {
 
 // rewriteObject replaces the object under key by edit(its content), the way
 // a hand edit, a restore or a flipped bit on the storage would leave it.
-func rewriteObject(t *testing.T, b store.Backend, key string, edit func([]byte) []byte) {
+func rewriteObject(t *testing.T, b backend.Backend, key string, edit func([]byte) []byte) {
 	t.Helper()
 	old := readObject(t, b, key)
 	data := edit(bytes.Clone(old))
@@ -119,11 +122,11 @@ func legacy(t *testing.T, data []byte) []byte {
 }
 
 // dataKeys lists every blob and manifest of the registry, sorted.
-func dataKeys(t *testing.T, b store.Backend) []string {
+func dataKeys(t *testing.T, b backend.Backend) []string {
 	t.Helper()
 	var keys []string
 	for _, prefix := range []string{"blobs/", "manifests/"} {
-		require.NoError(t, b.List(context.Background(), prefix, func(oi store.ObjectInfo) error {
+		require.NoError(t, b.List(context.Background(), prefix, func(oi backend.ObjectInfo) error {
 			keys = append(keys, oi.Key)
 			return nil
 		}))
@@ -132,10 +135,10 @@ func dataKeys(t *testing.T, b store.Backend) []string {
 	return keys
 }
 
-func refKeys(t *testing.T, b store.Backend) []string {
+func refKeys(t *testing.T, b backend.Backend) []string {
 	t.Helper()
 	var keys []string
-	require.NoError(t, b.List(context.Background(), "refs/", func(oi store.ObjectInfo) error {
+	require.NoError(t, b.List(context.Background(), "refs/", func(oi backend.ObjectInfo) error {
 		keys = append(keys, oi.Key)
 		return nil
 	}))
@@ -226,14 +229,14 @@ func testFlippedRefDetected(t *testing.T, nb newBackendFunc, member string) {
 
 	isCorrupt := func(what string, err error) {
 		t.Helper()
-		require.ErrorIs(t, err, store.ErrCorruptRef, what)
+		require.ErrorIs(t, err, refs.ErrCorrupt, what)
 		assert.ErrorContains(t, err, key, what)
 	}
 	_, err = e.r.Catalog(e.ctx, "run")
 	isCorrupt("catalog", err)
 	_, err = e.withoutIndex().Catalog(e.ctx, "")
 	isCorrupt("catalog without cache", err)
-	for _, ref := range []string{"200", store.RefLatest, store.RefBest} {
+	for _, ref := range []string{"200", refs.Latest, refs.Best} {
 		_, err = e.r.Resolve(e.ctx, "run", ref)
 		isCorrupt("resolve run@"+ref, err)
 	}
@@ -241,12 +244,12 @@ func testFlippedRefDetected(t *testing.T, nb newBackendFunc, member string) {
 	isCorrupt("pull", err)
 	_, err = e.r.RetentionPlan(e.ctx, "run", retention.Policy{KeepLast: 1})
 	isCorrupt("retention plan", err)
-	_, _, err = e.r.Remove(e.ctx, "run", store.RefLatest)
+	_, _, err = e.r.Remove(e.ctx, "run", refs.Latest)
 	isCorrupt("rm run@latest", err)
 
 	rep, err := e.r.VerifyAll(e.ctx, false)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
-	assert.ErrorIs(t, problemFor(t, rep, key).Err, store.ErrCorruptRef)
+	assert.ErrorIs(t, problemFor(t, rep, key).Err, refs.ErrCorrupt)
 
 	_, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
 	require.ErrorIs(t, err, store.ErrUnproven)
@@ -261,7 +264,7 @@ func testFlippedRefDetected(t *testing.T, nb newBackendFunc, member string) {
 	require.NoError(t, err)
 	_, err = e.r.VerifyAll(e.ctx, true)
 	require.NoError(t, err)
-	best, err := e.r.Resolve(e.ctx, "run", store.RefBest)
+	best, err := e.r.Resolve(e.ctx, "run", refs.Best)
 	require.NoError(t, err)
 	assert.Equal(t, "300", best.Version)
 }
@@ -272,12 +275,12 @@ func testCorruptBaseRef(t *testing.T, nb newBackendFunc) {
 	rewriteObject(t, e.b, "refs/gpt2/v/1", func(d []byte) []byte { return replaceOnce(t, d, `"step": 1`, `"step": 2`) })
 	// Pulling run@300 walks its base chain through gpt2@1's ref.
 	_, err := e.r.Pull(e.ctx, "run", "300", filepath.Join(t.TempDir(), "out"), store.PullOptions{})
-	require.ErrorIs(t, err, store.ErrCorruptRef)
+	require.ErrorIs(t, err, refs.ErrCorrupt)
 	assert.ErrorContains(t, err, "refs/gpt2/v/1")
 	// Resolving a base to push against checks it too.
 	_, ckpts := tinyRun(t, 32, func(s *synth.RunSpec) { s.WeightsOnly = true })
 	_, err = e.r.Push(e.ctx, ckpts[0], store.PushOptions{Name: "other", Base: "gpt2@base"})
-	require.ErrorIs(t, err, store.ErrCorruptRef)
+	require.ErrorIs(t, err, refs.ErrCorrupt)
 }
 
 func testCorruptTagAndPolicy(t *testing.T, nb newBackendFunc) {
@@ -290,10 +293,10 @@ func testCorruptTagAndPolicy(t *testing.T, nb newBackendFunc) {
 	// trusted: readers refuse it, and tagging again replaces it.
 	rewriteObject(t, e.b, "refs/run/t/prod", func(d []byte) []byte { return flipDigit(t, d, "tagged") })
 	_, err := e.r.Resolve(e.ctx, "run", "prod")
-	require.ErrorIs(t, err, store.ErrCorruptRef)
+	require.ErrorIs(t, err, refs.ErrCorrupt)
 	assert.ErrorContains(t, err, "refs/run/t/prod")
 	_, err = e.r.Catalog(e.ctx, "run")
-	require.ErrorIs(t, err, store.ErrCorruptRef)
+	require.ErrorIs(t, err, refs.ErrCorrupt)
 	require.NoError(t, e.r.Tag(e.ctx, "run", "200", "prod"))
 	rec, err := e.r.Resolve(e.ctx, "run", "prod")
 	require.NoError(t, err)
@@ -301,7 +304,7 @@ func testCorruptTagAndPolicy(t *testing.T, nb newBackendFunc) {
 
 	rewriteObject(t, e.b, "refs/run/p/retention", func(d []byte) []byte { return replaceOnce(t, d, `"keep_last": 3`, `"keep_last": 1`) })
 	_, _, err = e.r.Policy(e.ctx, "run")
-	require.ErrorIs(t, err, store.ErrCorruptRef)
+	require.ErrorIs(t, err, refs.ErrCorrupt)
 	assert.ErrorContains(t, err, "refs/run/p/retention")
 	rep, err := e.r.VerifyAll(e.ctx, false)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
@@ -326,7 +329,7 @@ func testLegacyRefs(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	assert.Len(t, c.Records["run"], 4)
 	assert.Equal(t, "1", c.Tags["gpt2"]["base"])
-	best, err := e.r.Resolve(e.ctx, "run", store.RefBest)
+	best, err := e.r.Resolve(e.ctx, "run", refs.Best)
 	require.NoError(t, err)
 	assert.Equal(t, "300", best.Version)
 	_, err = e.r.Pull(e.ctx, "run", "best", filepath.Join(t.TempDir(), "out"), store.PullOptions{})
@@ -405,7 +408,7 @@ func testGCManifestGone(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	_, err = e.r.VerifyAll(e.ctx, true) // this machine now holds the manifest
 	require.NoError(t, err)
-	mkey := store.ManifestKey(rec.Manifest)
+	mkey := object.ManifestKey(rec.Manifest)
 	require.NoError(t, e.b.Delete(e.ctx, mkey))
 	before := dataKeys(t, e.b)
 	_, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
@@ -420,7 +423,7 @@ func testGCManifestCorrupt(t *testing.T, nb newBackendFunc) {
 	refRun(t, e)
 	rec, err := e.r.Resolve(e.ctx, "run", "300")
 	require.NoError(t, err)
-	mkey := store.ManifestKey(rec.Manifest)
+	mkey := object.ManifestKey(rec.Manifest)
 	rewriteObject(t, e.b, mkey, func(d []byte) []byte { d[len(d)-1] ^= 0xff; return d })
 	before := dataKeys(t, e.withoutIndex().Backend())
 	_, err = e.withoutIndex().GC(e.ctx, store.GCOptions{NoGrace: true})
@@ -487,10 +490,10 @@ func TestCatalogCacheIsAHint(t *testing.T) {
 			c, err := r.Catalog(e.ctx, "run")
 			require.NoError(t, err)
 			assert.Equal(t, truth.Manifest, c.Records["run"][3].Manifest)
-			shown, err := c.Resolve("run", store.RefLatest)
+			shown, err := c.Resolve("run", refs.Latest)
 			require.NoError(t, err)
 			assert.Equal(t, truth.Manifest, shown.Manifest)
-			latest, err := r.Resolve(e.ctx, "run", store.RefLatest)
+			latest, err := r.Resolve(e.ctx, "run", refs.Latest)
 			require.NoError(t, err)
 			assert.Equal(t, truth.Manifest, latest.Manifest)
 		})
@@ -520,7 +523,7 @@ func editCachedRef(t *testing.T, ix *store.Index, ixPath, regID, key string, res
 		entry["data"], err = json.Marshal(edited)
 		require.NoError(t, err)
 		if resum {
-			entry["sum"], err = json.Marshal(store.Hash(edited))
+			entry["sum"], err = json.Marshal(object.Hash(edited))
 			require.NoError(t, err)
 		}
 		nv, err := json.Marshal(entry)
@@ -608,18 +611,18 @@ func testVerifyDeleted(t *testing.T, nb newBackendFunc, manifest bool) {
 
 	var gone string
 	if manifest {
-		gone = store.ManifestKey(rec.Manifest)
+		gone = object.ManifestKey(rec.Manifest)
 	} else {
-		gone = store.BlobKey(m.File("model.safetensors").Chunks[0].ID)
+		gone = object.BlobKey(m.File("model.safetensors").Chunks[0].ID)
 	}
 	require.NoError(t, b.Delete(e.ctx, gone))
 	for _, readData := range []bool{true, false} {
 		rep, err := r.VerifyAll(e.ctx, readData)
 		require.ErrorIs(t, err, store.ErrVerifyFailed, "read data %v", readData)
 		p := problemFor(t, rep, gone)
-		require.ErrorIs(t, p.Err, store.ErrNotFound)
+		require.ErrorIs(t, p.Err, backend.ErrNotFound)
 		assert.Contains(t, strings.Join(p.Files, " "), "run@300")
-		rep, err = r.Verify(e.ctx, []store.Record{rec}, readData)
+		rep, err = r.Verify(e.ctx, []refs.Record{rec}, readData)
 		require.ErrorIs(t, err, store.ErrVerifyFailed)
 		problemFor(t, rep, gone)
 	}
@@ -639,10 +642,10 @@ func testVerifyReportsAll(t *testing.T, nb newBackendFunc) {
 	rewriteObject(t, e.b, "refs/run/v/200", func(d []byte) []byte { return flipDigit(t, d, "manifest") })
 	require.NoError(t, e.b.Delete(e.ctx, "refs/run/v/400")) // prod now points nowhere
 	rewriteObject(t, e.b, "refs/run/p/retention", func(d []byte) []byte { return []byte("{\"keep_last\": 2,") })
-	require.NoError(t, e.b.Delete(e.ctx, store.ManifestKey(r300.Manifest)))
+	require.NoError(t, e.b.Delete(e.ctx, object.ManifestKey(r300.Manifest)))
 
 	want := []string{
-		store.ManifestKey(r300.Manifest),
+		object.ManifestKey(r300.Manifest),
 		"refs/run/p/retention",
 		"refs/run/t/prod",
 		"refs/run/v/100",
@@ -653,9 +656,9 @@ func testVerifyReportsAll(t *testing.T, nb newBackendFunc) {
 		require.ErrorIs(t, err, store.ErrVerifyFailed)
 		assert.Equal(t, want, problemObjects(rep))
 		assert.Contains(t, problemFor(t, rep, "refs/run/t/prod").Err.Error(), "points at version 400")
-		assert.Contains(t, problemFor(t, rep, store.ManifestKey(r300.Manifest)).Files, "run@300")
-		assert.ErrorIs(t, problemFor(t, rep, "refs/run/v/200").Err, store.ErrCorruptRef)
-		assert.ErrorIs(t, problemFor(t, rep, "refs/run/p/retention").Err, store.ErrCorruptRef)
+		assert.Contains(t, problemFor(t, rep, object.ManifestKey(r300.Manifest)).Files, "run@300")
+		assert.ErrorIs(t, problemFor(t, rep, "refs/run/v/200").Err, refs.ErrCorrupt)
+		assert.ErrorIs(t, problemFor(t, rep, "refs/run/p/retention").Err, refs.ErrCorrupt)
 	}
 }
 
@@ -678,15 +681,15 @@ func TestNameCollidingWithRefKinds(t *testing.T) {
 		{"x/V/1", false}, // a case-insensitive file system folds V into v
 		{"x/T", false},
 	} {
-		err := store.CheckName(tc.name)
+		err := refs.CheckName(tc.name)
 		if tc.ok {
 			assert.NoError(t, err, tc.name)
 			continue
 		}
-		require.ErrorIs(t, err, store.ErrInvalidName, tc.name)
+		require.ErrorIs(t, err, refs.ErrInvalidName, tc.name)
 		assert.ErrorContains(t, err, "reserved", tc.name)
 		// Already stored names stay usable for reading.
-		name, ref, err := store.ParseRef(tc.name+"@1", false)
+		name, ref, err := refs.Parse(tc.name+"@1", false)
 		require.NoError(t, err, tc.name)
 		assert.Equal(t, tc.name, name)
 		assert.Equal(t, "1", ref)
@@ -699,10 +702,10 @@ func TestNameCollidingWithRefKinds(t *testing.T) {
 			refsBefore := refKeys(t, e.b)
 
 			_, err := e.r.Push(e.ctx, ckpts[1], store.PushOptions{Name: "x/v/1"})
-			require.ErrorIs(t, err, store.ErrInvalidName)
+			require.ErrorIs(t, err, refs.ErrInvalidName)
 			assert.ErrorContains(t, err, `"x/v/1"`)
 			assert.ErrorContains(t, err, "reserved")
-			require.ErrorIs(t, e.r.SetPolicy(e.ctx, "x/v/1", retention.Policy{KeepLast: 1}), store.ErrInvalidName)
+			require.ErrorIs(t, e.r.SetPolicy(e.ctx, "x/v/1", retention.Policy{KeepLast: 1}), refs.ErrInvalidName)
 			assert.Equal(t, refsBefore, refKeys(t, e.b), "a refused name left a ref")
 			rec, err := e.r.Resolve(e.ctx, "x", "1")
 			require.NoError(t, err)
@@ -718,11 +721,11 @@ func TestNameCollidingWithRefKinds(t *testing.T) {
 			c, err := e.r.Catalog(e.ctx, "")
 			require.NoError(t, err)
 			assert.Equal(t, []string{"x", "y/t/a"}, c.Names())
-			name, ref, err := store.ParseRef("y/t/a@1", false)
+			name, ref, err := refs.Parse("y/t/a@1", false)
 			require.NoError(t, err)
 			_, err = e.r.Pull(e.ctx, name, ref, filepath.Join(t.TempDir(), "out"), store.PullOptions{})
 			require.NoError(t, err)
-			require.ErrorIs(t, e.r.Tag(e.ctx, name, ref, "prod"), store.ErrInvalidName)
+			require.ErrorIs(t, e.r.Tag(e.ctx, name, ref, "prod"), refs.ErrInvalidName)
 			_, _, err = e.r.Remove(e.ctx, name, ref)
 			require.NoError(t, err)
 			assert.Equal(t, refsBefore, refKeys(t, e.b))
@@ -739,10 +742,10 @@ func TestRemoveCorruptRef(t *testing.T) {
 			refRun(t, e)
 			require.NoError(t, e.r.Tag(e.ctx, "run", "400", "prod"))
 			rewriteObject(t, e.b, "refs/run/v/400", func(d []byte) []byte { return flipDigit(t, d, "manifest") })
-			_, _, err := e.r.Remove(e.ctx, "run", store.RefLatest)
-			require.ErrorIs(t, err, store.ErrCorruptRef)
+			_, _, err := e.r.Remove(e.ctx, "run", refs.Latest)
+			require.ErrorIs(t, err, refs.ErrCorrupt)
 			_, _, err = e.r.Remove(e.ctx, "run", "prod")
-			require.ErrorIs(t, err, store.ErrCorruptRef)
+			require.ErrorIs(t, err, refs.ErrCorrupt)
 			assert.ErrorContains(t, err, "version 400")
 			rec, tags, err := e.r.Remove(e.ctx, "run", "400")
 			require.NoError(t, err)
@@ -750,7 +753,7 @@ func TestRemoveCorruptRef(t *testing.T) {
 			assert.Equal(t, []string{"prod"}, tags)
 			_, err = e.r.VerifyAll(e.ctx, true)
 			require.NoError(t, err)
-			latest, err := e.r.Resolve(e.ctx, "run", store.RefLatest)
+			latest, err := e.r.Resolve(e.ctx, "run", refs.Latest)
 			require.NoError(t, err)
 			assert.Equal(t, "300", latest.Version)
 		})

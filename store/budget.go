@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // TransferBudget is the most memory, in bytes, that the blob transfers of
@@ -71,7 +73,7 @@ func (b *memBudget) acquire(ctx context.Context, n int64) (func(), error) {
 // a buffer for its content and one for its stored form, each counted at the
 // capacity takeBuf gives it.
 func objectCost(n int64) int64 {
-	return bufCost(contentCap(n)) + bufCost(storedCap(n))
+	return bufCost(object.ContentCap(n)) + bufCost(object.StoredCap(n))
 }
 
 // Buffers come in three classes: small ones are allocated exactly and left
@@ -80,7 +82,7 @@ func objectCost(n int64) int64 {
 // ones are allocated exactly and dropped after use, never pooled.
 const (
 	smallBufSize  = 1 << 20
-	pooledBufSize = MaxChunkSize + MaxChunkSize/8 + objectHeaderSize
+	pooledBufSize = object.MaxChunkSize + object.MaxChunkSize/8 + object.HeaderSize
 )
 
 // bufCost is the capacity takeBuf returns for a request of n bytes.
@@ -153,10 +155,10 @@ func leaseChunk(ctx context.Context, size int64) (*chunkLease, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chunkLease{release: release, content: takeBuf(contentCap(size))}, nil
+	return &chunkLease{release: release, content: takeBuf(object.ContentCap(size))}, nil
 }
 
-// buf is the empty content buffer, with room for contentCap(size) bytes.
+// buf is the empty content buffer, with room for object.ContentCap(size) bytes.
 func (l *chunkLease) buf() []byte { return (*l.content)[:0] }
 
 // done gives the buffer and the memory back; the data read into buf must

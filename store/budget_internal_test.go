@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 func TestMemBudget(t *testing.T) {
@@ -40,19 +42,19 @@ func TestFreeListKeepsOnlyChunkBuffers(t *testing.T) {
 	defer drainFreeBufs()
 
 	// A chunk of MaxChunkSize and its stored form fit pooled buffers.
-	assert.Equal(t, int64(pooledBufSize), bufCost(contentCap(MaxChunkSize)))
-	assert.Equal(t, int64(pooledBufSize), bufCost(storedCap(MaxChunkSize)))
-	assert.Equal(t, int64(2*pooledBufSize), objectCost(MaxChunkSize))
-	assert.LessOrEqual(t, 8*objectCost(MaxChunkSize), int64(TransferBudget), "8 workers on full chunks fit the budget")
+	assert.Equal(t, int64(pooledBufSize), bufCost(object.ContentCap(object.MaxChunkSize)))
+	assert.Equal(t, int64(pooledBufSize), bufCost(object.StoredCap(object.MaxChunkSize)))
+	assert.Equal(t, int64(2*pooledBufSize), objectCost(object.MaxChunkSize))
+	assert.LessOrEqual(t, 8*objectCost(object.MaxChunkSize), int64(TransferBudget), "8 workers on full chunks fit the budget")
 
-	for _, n := range []int64{100, smallBufSize, MaxChunkSize + MaxChunkSize/2, MaxBlobContent} {
+	for _, n := range []int64{100, smallBufSize, object.MaxChunkSize + object.MaxChunkSize/2, object.MaxBlobContent} {
 		bp := takeBuf(n)
 		assert.Equal(t, bufCost(n), int64(cap(*bp)), "%d bytes", n)
 		dropBuf(bp)
 		assert.Empty(t, freeBufs, "a buffer of %d bytes is not pooled", cap(*bp))
 	}
 
-	bp := takeBuf(MaxChunkSize)
+	bp := takeBuf(object.MaxChunkSize)
 	require.Equal(t, pooledBufSize, cap(*bp))
 	dropBuf(bp)
 	require.Len(t, freeBufs, 1)

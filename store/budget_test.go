@@ -14,12 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // gatedBackend holds every blob Get (or Put) in the gate until the test
 // opens it, and counts how many are held at once.
 type gatedBackend struct {
-	store.Backend
+	backend.Backend
 	gatePuts bool
 
 	mu      sync.Mutex
@@ -73,14 +77,14 @@ func TestTransferBudgetBoundsWorkers(t *testing.T) {
 	// A folder of 6 one-chunk files of different content, and a registry
 	// that records it.
 	dir := t.TempDir()
-	var files []store.File
+	var files []manifest.File
 	objects := map[string][]byte{}
 	for i := range chunks {
 		content := []byte(strings.Repeat(string(rune('a'+i)), chunk))
-		id := store.Hash(content)
+		id := object.Hash(content)
 		name := "part-" + itoa(int64(i)) + ".bin"
 		files = append(files, oneChunkFile(name, id, chunk))
-		objects[store.BlobKey(id)] = store.EncodeObject(nil, content, store.EncodeHint{})
+		objects[object.BlobKey(id)] = object.Encode(nil, content, object.EncodeHint{})
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), content, 0o644))
 	}
 
@@ -147,7 +151,7 @@ func TestTransferBudgetBoundsWorkers(t *testing.T) {
 				rec, err := r.Resolve(ctx, "hostile", "1")
 				require.NoError(t, err)
 				run(t, g, func() error {
-					_, err := r.Verify(ctx, []store.Record{rec}, true)
+					_, err := r.Verify(ctx, []refs.Record{rec}, true)
 					return err
 				})
 			})

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/store/manifest"
 )
 
 func buildFolders(t *testing.T, parent string) []string {
@@ -29,8 +31,8 @@ func buildFolders(t *testing.T, parent string) []string {
 func TestBuildDirInUseIsLeftAlone(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "model")
-	files := []sourcedFile{{File: File{Path: "a/config.json", Size: 2, Digest: "sha256:00"}}}
-	other := []sourcedFile{{File: File{Path: "config.json", Size: 3, Digest: "sha256:11"}}}
+	files := []SourcedFile{{File: manifest.File{Path: "a/config.json", Size: 2, Digest: "sha256:00"}}}
+	other := []SourcedFile{{File: manifest.File{Path: "config.json", Size: 3, Digest: "sha256:11"}}}
 
 	first, err := openBuildDir(dir, files, true)
 	require.NoError(t, err)

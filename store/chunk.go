@@ -2,24 +2,18 @@ package store
 
 import (
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
-const (
-	// MaxChunkSize is the largest chunk: big tensors and big non-weights
-	// files are cut at this size. 8 MiB keeps a worker's buffers small, a
-	// blob under S3's single-PUT size, and an upload fine-grained enough to
-	// spread over parallel connections.
-	MaxChunkSize = 8 << 20
-	// smallTensor is the size under which neighbouring tensors share a
-	// chunk (layer norms, biases), so a checkpoint is not thousands of
-	// tiny blobs.
-	smallTensor = 1 << 20
-)
+// smallTensor is the size under which neighbouring tensors share a chunk
+// (layer norms, biases), so a checkpoint is not thousands of tiny blobs.
+// Chunks are at most object.MaxChunkSize.
+const smallTensor = 1 << 20
 
 // extent is a byte range of a file that becomes one chunk.
 type extent struct {
 	off, size int64
-	hint      EncodeHint
+	hint      object.EncodeHint
 	// tensors lists the tensors wholly inside a grouped extent; their
 	// digests are computed from the extent's bytes.
 	tensors []int
@@ -32,15 +26,15 @@ type extent struct {
 // MaxChunkSize. Any other file is one extent, or fixed MaxChunkSize extents.
 // The plan depends only on the header and the file size, so unchanged
 // tensors produce identical chunks in every checkpoint.
-func planChunks(size int64, st *layout.SafetensorsHeader, hint EncodeHint) []extent {
+func planChunks(size int64, st *layout.SafetensorsHeader, hint object.EncodeHint) []extent {
 	if st == nil {
 		var out []extent
-		for off := int64(0); off < size; off += MaxChunkSize {
-			out = append(out, extent{off: off, size: min(MaxChunkSize, size-off), hint: hint})
+		for off := int64(0); off < size; off += object.MaxChunkSize {
+			out = append(out, extent{off: off, size: min(object.MaxChunkSize, size-off), hint: hint})
 		}
 		return out
 	}
-	out := []extent{{off: 0, size: st.DataOffset, hint: EncodeHint{Text: true}}}
+	out := []extent{{off: 0, size: st.DataOffset, hint: object.EncodeHint{Text: true}}}
 	var group *extent
 	groupElem := -1
 	flush := func() {
@@ -62,12 +56,12 @@ func planChunks(size int64, st *layout.SafetensorsHeader, hint EncodeHint) []ext
 		elem := t.Dtype.ElemSize()
 		if n >= smallTensor {
 			flush()
-			for off := int64(0); off < n; off += MaxChunkSize {
-				out = append(out, extent{off: st.DataOffset + t.Begin + off, size: min(MaxChunkSize, n-off), hint: EncodeHint{ElemSize: elem}})
+			for off := int64(0); off < n; off += object.MaxChunkSize {
+				out = append(out, extent{off: st.DataOffset + t.Begin + off, size: min(object.MaxChunkSize, n-off), hint: object.EncodeHint{ElemSize: elem}})
 			}
 			continue
 		}
-		if group != nil && group.size+n > MaxChunkSize {
+		if group != nil && group.size+n > object.MaxChunkSize {
 			flush()
 		}
 		if group == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // BenchmarkChunkingNonSafetensors is the measurement behind cutting large
@@ -39,8 +40,8 @@ func BenchmarkChunkingNonSafetensors(b *testing.B) {
 
 	fixed := func(data []byte) map[[32]byte]int64 {
 		out := map[[32]byte]int64{}
-		for off := 0; off < len(data); off += MaxChunkSize {
-			end := min(off+MaxChunkSize, len(data))
+		for off := 0; off < len(data); off += object.MaxChunkSize {
+			end := min(off+object.MaxChunkSize, len(data))
 			out[sha256.Sum256(data[off:end])] = int64(end - off)
 		}
 		return out

@@ -20,7 +20,9 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // BenchmarkConfirmCost measures what push's existence check before
@@ -35,9 +37,9 @@ func BenchmarkConfirmCost(b *testing.B) {
 	const rounds = 7
 	for _, bk := range []struct {
 		name string
-		nb   func(testing.TB) store.Backend
+		nb   func(testing.TB) backend.Backend
 	}{
-		{"local", func(tb testing.TB) store.Backend { return newLocalTB(tb) }},
+		{"local", func(tb testing.TB) backend.Backend { return newLocalTB(tb) }},
 		{"minio", newMinioTB},
 	} {
 		b.Run(bk.name+"/1GiB", func(b *testing.B) {
@@ -61,9 +63,9 @@ func BenchmarkConfirmCost(b *testing.B) {
 			require.NoError(b, err)
 			m, err := r.Manifest(ctx, first.Record.Manifest)
 			require.NoError(b, err)
-			keys := []string{store.ManifestKey(first.Record.Manifest)}
+			keys := []string{object.ManifestKey(first.Record.Manifest)}
 			for _, id := range m.BlobIDs() {
-				keys = append(keys, store.BlobKey(id))
+				keys = append(keys, object.BlobKey(id))
 			}
 			var again, next, head, head8, list, def []time.Duration
 			for i := range rounds {
@@ -116,12 +118,12 @@ func median(ds []time.Duration) float64 {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // timeCheck times one existence check of keys (all present).
-func timeCheck(b *testing.B, ctx context.Context, be store.Backend, keys []string, listAt int) time.Duration {
+func timeCheck(b *testing.B, ctx context.Context, be backend.Backend, keys []string, listAt int) time.Duration {
 	return timeCheckFanout(b, ctx, be, keys, listAt, 0)
 }
 
 // timeCheckFanout is timeCheck with fanout times 8 workers.
-func timeCheckFanout(b *testing.B, ctx context.Context, be store.Backend, keys []string, listAt, fanout int) time.Duration {
+func timeCheckFanout(b *testing.B, ctx context.Context, be backend.Backend, keys []string, listAt, fanout int) time.Duration {
 	r, err := store.Open(ctx, be, store.Options{Workers: 8})
 	require.NoError(b, err)
 	start := time.Now()
@@ -133,7 +135,7 @@ func timeCheckFanout(b *testing.B, ctx context.Context, be store.Backend, keys [
 }
 
 // fakeBlobs stores n small objects under blob keys and returns the keys.
-func fakeBlobs(b *testing.B, be store.Backend, n int) []string {
+func fakeBlobs(b *testing.B, be backend.Backend, n int) []string {
 	ctx := context.Background()
 	_, _, err := store.Init(ctx, be, store.Options{})
 	require.NoError(b, err)
@@ -141,16 +143,16 @@ func fakeBlobs(b *testing.B, be store.Backend, n int) []string {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for i := range keys {
-		var id store.ID
+		var id object.ID
 		_, _ = rand.Read(id[:])
-		keys[i] = store.BlobKey(id)
+		keys[i] = object.BlobKey(id)
 		g.Go(func() error { return be.Put(gctx, keys[i], bytesReader("x"), 1) })
 	}
 	require.NoError(b, g.Wait())
 	return keys
 }
 
-func newLocalTB(tb testing.TB) store.Backend {
+func newLocalTB(tb testing.TB) backend.Backend {
 	b, err := local.New(filepath.Join(tb.TempDir(), "registry"))
 	require.NoError(tb, err)
 	return b

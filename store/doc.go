@@ -1,7 +1,19 @@
-// Package store owns the bytes of a ckpt registry: chunking, hashing, the
-// object envelope and its codecs, manifests, refs, the Backend interface that
-// local folders and S3 buckets implement, push and pull, verification, and
-// the per-machine bbolt index.
+// Package store is the engine of a ckpt registry: a Registry on a backend,
+// push (chunking, hashing, uploading, publishing under a lock), pull,
+// garbage collection, verification, the base-chain resolver, and the
+// per-machine bbolt index and caches. What it works on lives in packages of
+// its own, each importable without the engine:
+//
+//	store/backend    the Backend contract (standard library only); backends in
+//	                 store/backend/local, s3 and mem, the conformance suite in
+//	                 store/backend/backendtest
+//	store/object     IDs, blob and manifest keys, the envelope, codecs, limits
+//	store/manifest   the manifest of a folder: files, chunks, tensors, digests
+//	store/refs       records, tags, policies, ref checksums, the catalog and
+//	                 its pure resolution of NAME@REF
+//	store/planes     the byte-plane weights codec
+//
+// Imports point downward only (store/layering_test.go checks it).
 //
 // The registry format is specified in docs/format.md. In short:
 //
@@ -15,7 +27,7 @@
 // Every ref carries "checksum": "sha256:<hex>", the SHA-256 of its canonical
 // form (its members but the checksum, sorted by name, values as written
 // without white space outside strings; docs/format.md, section 5). Every
-// reader verifies it before acting on the ref and fails with ErrCorruptRef,
+// reader verifies it before acting on the ref and fails with refs.ErrCorrupt,
 // naming the key; refs written before checksums existed have none and are
 // read as written.
 //

@@ -19,13 +19,18 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/backend/mem"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // newBackendFunc makes a fresh, empty backend for one test.
-type newBackendFunc func(t *testing.T) store.Backend
+type newBackendFunc func(t *testing.T) backend.Backend
 
-func newLocal(t *testing.T) store.Backend {
+func newLocal(t *testing.T) backend.Backend {
 	b, err := local.New(filepath.Join(t.TempDir(), "registry"))
 	require.NoError(t, err)
 	return b
@@ -35,7 +40,7 @@ func newLocal(t *testing.T) store.Backend {
 type env struct {
 	t   *testing.T
 	ctx context.Context
-	b   store.Backend
+	b   backend.Backend
 	r   *store.Registry
 	ix  *store.Index
 }
@@ -92,9 +97,12 @@ func tinyRun(t *testing.T, seed uint64, mutate func(*synth.RunSpec)) (base strin
 	return testutil.TinyRun(t, spec)
 }
 
-// backends lists the backends the end-to-end tests run on; the S3 test
-// file adds MinIO.
-var backends = map[string]newBackendFunc{"local": newLocal}
+// newMem is a fresh in-memory registry.
+func newMem(t *testing.T) backend.Backend { return mem.New() }
+
+// backends lists the backends the end-to-end tests run on: a local
+// folder, memory, and (TestMain adds it when it can start one) MinIO.
+var backends = map[string]newBackendFunc{"local": newLocal, "mem": newMem}
 
 func TestEndToEnd(t *testing.T) {
 	for name, nb := range backends {
@@ -142,7 +150,7 @@ func testFineTunesShare(t *testing.T, nb newBackendFunc) {
 	// A small file is one blob named by the sha256 of the file: the id the Hub gives LFS files.
 	data, err := os.ReadFile(filepath.Join(runA[0], "tokenizer.json"))
 	require.NoError(t, err)
-	assert.Equal(t, "sha256:"+store.Hash(data).String(), tokA.Digest)
+	assert.Equal(t, "sha256:"+object.Hash(data).String(), tokA.Digest)
 
 	u, err := e.r.Usage(e.ctx)
 	require.NoError(t, err)
@@ -234,11 +242,11 @@ func testBestLatest(t *testing.T, nb newBackendFunc) {
 	for _, ck := range ckpts {
 		e.push(ck, "bl", store.PushOptions{})
 	}
-	best, err := e.r.Resolve(e.ctx, "bl", store.RefBest)
+	best, err := e.r.Resolve(e.ctx, "bl", refs.Best)
 	require.NoError(t, err)
 	assert.Equal(t, "300", best.Version)
 	assert.InDelta(t, 1.2, best.Metrics["eval_loss"], 1e-9)
-	latest, err := e.r.Resolve(e.ctx, "bl", store.RefLatest)
+	latest, err := e.r.Resolve(e.ctx, "bl", refs.Latest)
 	require.NoError(t, err)
 	assert.Equal(t, "400", latest.Version)
 
@@ -340,7 +348,7 @@ func testRepush(t *testing.T, nb newBackendFunc) {
 }
 
 // corruptObject flips one byte of a stored object through the Backend.
-func corruptObject(t *testing.T, b store.Backend, key string) {
+func corruptObject(t *testing.T, b backend.Backend, key string) {
 	t.Helper()
 	ctx := context.Background()
 	rc, err := b.Get(ctx, key, 0, -1)
@@ -362,42 +370,42 @@ func testCorruption(t *testing.T, nb newBackendFunc) {
 	f := m.File("tokenizer.json")
 	require.NotNil(t, f)
 	victim := f.Chunks[0].ID
-	corruptObject(t, e.b, store.BlobKey(victim))
+	corruptObject(t, e.b, object.BlobKey(victim))
 
 	// Existence checks still pass; reading the data does not.
-	_, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
+	_, err = e.r.Verify(e.ctx, []refs.Record{res.Record}, false)
 	require.NoError(t, err)
-	rep, err := e.r.Verify(e.ctx, []store.Record{res.Record}, true)
+	rep, err := e.r.Verify(e.ctx, []refs.Record{res.Record}, true)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
 	require.Len(t, rep.Problems, 1)
-	assert.Equal(t, store.BlobKey(victim), rep.Problems[0].Object)
+	assert.Equal(t, object.BlobKey(victim), rep.Problems[0].Object)
 	assert.Contains(t, rep.Problems[0].String(), "bad@100:tokenizer.json")
-	assert.ErrorIs(t, rep.Problems[0].Err, store.ErrCorrupt)
+	assert.ErrorIs(t, rep.Problems[0].Err, object.ErrCorrupt)
 
 	out := filepath.Join(t.TempDir(), "out")
 	_, err = e.r.Pull(e.ctx, "bad", "100", out, store.PullOptions{})
-	require.ErrorIs(t, err, store.ErrCorrupt)
+	require.ErrorIs(t, err, object.ErrCorrupt)
 	assert.Contains(t, err.Error(), victim.String())
 	assert.Contains(t, err.Error(), "tokenizer.json")
 	assert.NoDirExists(t, out)
 	assertNoPullLeftovers(t, filepath.Dir(out))
 
 	// A missing blob is named too.
-	require.NoError(t, e.b.Delete(e.ctx, store.BlobKey(victim)))
-	rep, err = e.r.Verify(e.ctx, []store.Record{res.Record}, false)
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(victim)))
+	rep, err = e.r.Verify(e.ctx, []refs.Record{res.Record}, false)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
-	assert.ErrorIs(t, rep.Problems[0].Err, store.ErrNotFound)
+	assert.ErrorIs(t, rep.Problems[0].Err, backend.ErrNotFound)
 }
 
 // plantManifest stores a hand-made manifest and a record pointing at it.
-func plantManifest(t *testing.T, e *env, name string, m *store.Manifest) {
+func plantManifest(t *testing.T, e *env, name string, m *manifest.Manifest) {
 	t.Helper()
 	data, err := jsonMarshal(m)
 	require.NoError(t, err)
-	id := store.Hash(data)
-	obj := store.EncodeObject(nil, data, store.EncodeHint{Text: true})
-	require.NoError(t, e.b.Put(e.ctx, store.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
-	rec := store.Record{Name: name, Version: "1", Manifest: id, Pushed: time.Now()}
+	id := object.Hash(data)
+	obj := object.Encode(nil, data, object.EncodeHint{Text: true})
+	require.NoError(t, e.b.Put(e.ctx, object.ManifestKey(id), bytes.NewReader(obj), int64(len(obj))))
+	rec := refs.Record{Name: name, Version: "1", Manifest: id, Pushed: time.Now()}
 	recData, err := jsonMarshal(rec)
 	require.NoError(t, err)
 	require.NoError(t, e.b.Put(e.ctx, "refs/"+name+"/v/1", bytes.NewReader(recData), int64(len(recData))))
@@ -406,14 +414,14 @@ func plantManifest(t *testing.T, e *env, name string, m *store.Manifest) {
 func testBadManifestPaths(t *testing.T, nb newBackendFunc) {
 	e := newEnv(t, nb)
 	content := []byte(`{"model_type": "gpt2"}`)
-	id := store.Hash(content)
-	obj := store.EncodeObject(nil, content, store.EncodeHint{})
-	require.NoError(t, e.b.Put(e.ctx, store.BlobKey(id), bytes.NewReader(obj), int64(len(obj))))
+	id := object.Hash(content)
+	obj := object.Encode(nil, content, object.EncodeHint{})
+	require.NoError(t, e.b.Put(e.ctx, object.BlobKey(id), bytes.NewReader(obj), int64(len(obj))))
 	for i, bad := range []string{"/etc/passwd", "../escape.json", "a/../../escape.json", "./config.json", "a\\..\\x"} {
 		name := "evil" + string(rune('a'+i))
-		plantManifest(t, e, name, &store.Manifest{Version: store.ManifestVersion, Files: []store.File{{
+		plantManifest(t, e, name, &manifest.Manifest{Version: manifest.Version, Files: []manifest.File{{
 			Path: bad, Size: int64(len(content)), Mode: 0o644, Role: "config", Digest: "sha256:" + id.String(),
-			Chunks: []store.Chunk{{ID: id, Offset: 0, Size: int64(len(content))}},
+			Chunks: []manifest.Chunk{{ID: id, Offset: 0, Size: int64(len(content))}},
 		}}})
 		parent := t.TempDir()
 		out := filepath.Join(parent, "out")
@@ -524,11 +532,11 @@ func TestPushBadInput(t *testing.T) {
 
 	for _, name := range []string{"", "a//b", "../x", "/abs", "a/./b", "sp ace", ".hidden", "x@y"} {
 		_, err := e.r.Push(e.ctx, good, store.PushOptions{Name: name})
-		assert.ErrorIs(t, err, store.ErrInvalidName, "NAME %q", name)
+		assert.ErrorIs(t, err, refs.ErrInvalidName, "NAME %q", name)
 	}
 	for _, v := range []string{"latest", "best", "a/b", "..", "v 1"} {
 		_, err := e.r.Push(e.ctx, good, store.PushOptions{Name: "ok", Version: v})
-		assert.ErrorIs(t, err, store.ErrInvalidName, "VERSION %q", v)
+		assert.ErrorIs(t, err, refs.ErrInvalidName, "VERSION %q", v)
 	}
 	noVersion := filepath.Join(t.TempDir(), "my-model")
 	require.NoError(t, os.CopyFS(noVersion, os.DirFS(good)))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io/fs"
 	"path/filepath"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // HashEntries hashes every entry of the file cache the way pull --link
@@ -50,4 +52,4 @@ func (r *Registry) MissingKeysForTest(ctx context.Context, keys []string, listAt
 
 // NoCheapStatForTest hides the backend's CheapStatter, so that the
 // existence check lists folders on it too.
-type NoCheapStatForTest struct{ Backend }
+type NoCheapStatForTest struct{ backend.Backend }

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // allocs returns the bytes the Go heap allocated while f ran (every
@@ -23,121 +26,17 @@ func allocs(f func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
-// decoderScratch is what a decoder may allocate beyond its input and its
-// declared output: the zstd and planes decoders' block scratch on first use.
-const decoderScratch = 4 << 20
-
-// FuzzDecodeObject: any bytes under any ID either decode to content that
-// hashes to the ID, or fail; never a panic, and never more allocated than
-// the declared size and the input (plus decoder scratch), whatever the
-// payload expands to. The same holds for readers that know the size
-// (readObject, as pull reads a chunk) and refuse any other.
-func FuzzDecodeObject(f *testing.F) {
-	for _, content := range [][]byte{nil, []byte("hello"), []byte(strings.Repeat("tokenizer ", 100)), bytes.Repeat([]byte{0, 1, 2, 3}, 4096)} {
-		id := Hash(content)
-		f.Add(EncodeObject(nil, content, EncodeHint{}), id[:], uint16(len(content)))
-		f.Add(EncodeObject(nil, content, EncodeHint{Text: true}), id[:], uint16(len(content)))
-		f.Add(EncodeObject(nil, content, EncodeHint{ElemSize: 2}), id[:], uint16(len(content)))
-	}
-	f.Add([]byte("CKPT\x01\x01\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"), make([]byte, 32), uint16(0))
-	// A zstd frame with no content size of 1 MiB of zeros in RLE blocks,
-	// under a header declaring 4 KiB.
-	bomb := []byte("CKPT\x01\x01\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x28\xb5\x2f\xfd\x00\x38")
-	for i := range 8 {
-		last := byte(0)
-		if i == 7 {
-			last = 1
-		}
-		bomb = append(bomb, 0x02|last, 0x00, 0x20, 0) // RLE block of 128 KiB
-	}
-	f.Add(bomb, make([]byte, 32), uint16(4096))
-	f.Fuzz(func(t *testing.T, obj, idBytes []byte, size uint16) {
-		var id ID
-		copy(id[:], idBytes)
-		declared := uint64(0)
-		if h, err := ParseObjectHeader(obj); err == nil {
-			declared = uint64(h.ContentLen)
-		}
-		var out []byte
-		var err error
-		n := allocs(func() { out, err = DecodeObject(nil, obj, id) })
-		if err == nil {
-			require.Equal(t, id, Hash(out))
-			require.Equal(t, declared, uint64(len(out)))
-		}
-		require.LessOrEqual(t, n, declared+uint64(len(obj))+zstdSlack+decoderScratch, "allocated %d bytes", n)
-
-		n = allocs(func() { out, err = readObject(bytes.NewReader(obj), nil, id, exactSize(int64(size))) })
-		if err == nil {
-			require.Equal(t, id, Hash(out))
-			require.Len(t, out, int(size))
-		}
-		require.LessOrEqual(t, n, 2*(uint64(size)+zstdSlack)+uint64(len(obj))+decoderScratch, "readObject allocated %d bytes", n)
-	})
-}
-
-// FuzzDecodeManifest: an accepted manifest has only safe paths and chunks
-// that cover each file exactly, and decoding allocates at most a bounded
-// multiple of the input (JSON numbers in arrays, such as shapes, expand up
-// to 8 times, and slices grow by doubling).
-func FuzzDecodeManifest(f *testing.F) {
-	f.Add([]byte(`{"version":1,"files":[{"path":"config.json","size":3,"mode":420,"role":"config","digest":"x","chunks":[{"id":"` + strings.Repeat("ab", 32) + `","offset":0,"size":3}]}]}`))
-	f.Add([]byte(`{"version":1,"files":[{"path":"../x","size":0,"mode":420,"role":"config","digest":"x","chunks":[]}]}`))
-	f.Add([]byte(`{"version":1,"files":[]}`))
-	f.Add([]byte(`{"version":1,"files":[{"path":"a","size":0,"mode":420,"role":"weights","digest":"x","chunks":[],"safetensors":{"data_offset":8,"tensors":[{"name":"t","dtype":"F32","shape":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"begin":0,"end":0,"digest":"x"}]}}]}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var m *Manifest
-		var err error
-		n := allocs(func() { m, err = DecodeManifest(data) })
-		require.LessOrEqual(t, n, 32*uint64(len(data))+64<<10, "allocated %d bytes for %d of JSON", n, len(data))
-		if err != nil {
-			return
-		}
-		for _, file := range m.Files {
-			require.NoError(t, CheckRelPath(file.Path))
-			var off int64
-			for _, c := range file.Chunks {
-				require.Equal(t, off, c.Offset)
-				require.LessOrEqual(t, c.Size, int64(MaxBlobContent))
-				off += c.Size
-			}
-			require.Equal(t, file.Size, off)
-		}
-	})
-}
-
-// FuzzParseRef: accepted names and refs always make valid object keys that
-// parse back to themselves.
-func FuzzParseRef(f *testing.F) {
-	for _, s := range []string{"run@100", "org/run@best", "a//b@1", "../x@1", "x@", "x@tag.v1", "a/v/b@v"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		name, ref, err := ParseRef(s, true)
-		if err != nil || ref == "" || ref == RefLatest || ref == RefBest {
-			return
-		}
-		key := versionKey(name, ref)
-		require.NoError(t, CheckKey(key))
-		n, kind, last, ok := parseRefKey(key)
-		require.True(t, ok)
-		require.Equal(t, name, n)
-		require.Equal(t, refKindVersion, kind)
-		require.Equal(t, ref, last)
-	})
-}
-
 // mapBackend is a read-only Backend over a map, for fuzzing readers.
 type mapBackend map[string][]byte
 
 func (m mapBackend) Put(context.Context, string, io.Reader, int64) error {
-	return fmt.Errorf("read-only: %w", ErrExists)
+	return fmt.Errorf("read-only: %w", backend.ErrExists)
 }
 
 func (m mapBackend) Get(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	data, ok := m[key]
 	if !ok {
-		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
 	data = data[min(off, int64(len(data))):]
 	if n >= 0 {
@@ -146,18 +45,18 @@ func (m mapBackend) Get(_ context.Context, key string, off, n int64) (io.ReadClo
 	return io.NopCloser(bytes.NewReader(data)), nil
 }
 
-func (m mapBackend) Stat(_ context.Context, key string) (ObjectInfo, error) {
+func (m mapBackend) Stat(_ context.Context, key string) (backend.ObjectInfo, error) {
 	data, ok := m[key]
 	if !ok {
-		return ObjectInfo{}, fmt.Errorf("%s: %w", key, ErrNotFound)
+		return backend.ObjectInfo{}, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
-	return ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}, nil
+	return backend.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}, nil
 }
 
-func (m mapBackend) List(_ context.Context, prefix string, fn func(ObjectInfo) error) error {
+func (m mapBackend) List(_ context.Context, prefix string, fn func(backend.ObjectInfo) error) error {
 	for key, data := range m {
 		if strings.HasPrefix(key, prefix) {
-			if err := fn(ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
+			if err := fn(backend.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
 				return err
 			}
 		}
@@ -186,13 +85,13 @@ func FuzzReadRefs(f *testing.F) {
 		require.LessOrEqual(t, n, bound, "Open allocated %d bytes", n)
 
 		r, err := Open(ctx, mapBackend{
-			FormatKey:                    format,
-			versionKey("n", "1"):         data,
-			tagKey("n", "prod"):          data,
-			policyKey("n", policyRefKey): data,
+			FormatKey:                                 format,
+			refs.VersionKey("n", "1"):                 data,
+			refs.TagKey("n", "prod"):                  data,
+			refs.PolicyKey("n", refs.PolicyRetention): data,
 		}, Options{Workers: 1})
 		require.NoError(t, err)
-		for _, ref := range []string{"1", "prod", RefLatest, RefBest} {
+		for _, ref := range []string{"1", "prod", refs.Latest, refs.Best} {
 			n = allocs(func() { _, _ = r.Resolve(ctx, "n", ref) })
 			require.LessOrEqual(t, n, 2*bound, "Resolve %s allocated %d bytes", ref, n)
 		}

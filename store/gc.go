@@ -10,6 +10,11 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // DefaultGrace is how old (by the storage's clock) an unreferenced object
@@ -74,9 +79,9 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		return nil, err
 	}
 	for _, prefix := range []string{"manifests/", "blobs/"} {
-		var doomed []ObjectInfo
-		err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
-			id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
+		var doomed []backend.ObjectInfo
+		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
+			id, err := object.ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
 			if err != nil || oi.Key != keyFor(prefix, id) {
 				return nil // not ours to judge
 			}
@@ -114,11 +119,11 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
-func keyFor(prefix string, id ID) string {
+func keyFor(prefix string, id object.ID) string {
 	if prefix == "blobs/" {
-		return BlobKey(id)
+		return object.BlobKey(id)
 	}
-	return ManifestKey(id)
+	return object.ManifestKey(id)
 }
 
 // ErrUnproven is returned by gc when it cannot prove what the refs reach:
@@ -132,7 +137,7 @@ var ErrUnproven = errors.New("cannot prove what the refs reach; nothing was dele
 // every object and ref at fault, unless each ref verifies and each manifest
 // they name exists in the registry and decodes: "could not read" never
 // counts as "unreferenced".
-func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error) {
+func (r *Registry) mark(ctx context.Context, res *GCResult) (map[object.ID]bool, error) {
 	c, err := r.ReadCatalog(ctx, "", CatalogOptions{FromRegistry: true, KeepGoing: true, VersionsOnly: true})
 	if err != nil {
 		return nil, err
@@ -141,18 +146,18 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	for _, p := range c.Problems {
 		faults = append(faults, p.Err.Error())
 	}
-	users := map[ID][]string{} // manifest -> the refs that need it
+	users := map[object.ID][]string{} // manifest -> the refs that need it
 	for _, recs := range c.Records {
 		for _, rec := range recs {
 			res.Checkpoints++
-			key := versionKey(rec.Name, rec.Version)
+			key := refs.VersionKey(rec.Name, rec.Version)
 			users[rec.Manifest] = append(users[rec.Manifest], key)
 			if rec.Base != nil {
 				users[rec.Base.Manifest] = append(users[rec.Base.Manifest], key+" (base "+rec.Base.String()+")")
 			}
 		}
 	}
-	reachable := make(map[ID]bool, len(users))
+	reachable := make(map[object.ID]bool, len(users))
 	for mid := range users {
 		reachable[mid] = true
 	}
@@ -160,9 +165,9 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	// proves it for all (only gc deletes manifests, and this one holds the
 	// lock); what a manifest references may come from the cached copy,
 	// which is checked against its ID.
-	listed := map[ID]int64{}
-	err = r.backend.List(ctx, "manifests/", func(oi ObjectInfo) error {
-		if id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == ManifestKey(id) {
+	listed := map[object.ID]int64{}
+	err = r.backend.List(ctx, "manifests/", func(oi backend.ObjectInfo) error {
+		if id, err := object.ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:]); err == nil && oi.Key == object.ManifestKey(id) {
 			listed[id] = oi.Size
 		}
 		return nil
@@ -175,11 +180,11 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 	g.SetLimit(r.workers)
 	for mid, refs := range users {
 		g.Go(func() error {
-			var m *Manifest
+			var m *manifest.Manifest
 			var err error
 			size, ok := listed[mid]
 			if !ok {
-				err = fmt.Errorf("%w in the registry", ErrNotFound)
+				err = fmt.Errorf("%w in the registry", backend.ErrNotFound)
 			} else {
 				m, err = r.listedManifest(gctx, mid, size)
 			}
@@ -191,10 +196,10 @@ func (r *Registry) mark(ctx context.Context, res *GCResult) (map[ID]bool, error)
 				}
 				sort.Strings(refs)
 				msg := err.Error()
-				if i := strings.LastIndex(msg, ManifestKey(mid)+": "); i >= 0 {
-					msg = msg[i+len(ManifestKey(mid))+2:] // the error names the object already
+				if i := strings.LastIndex(msg, object.ManifestKey(mid)+": "); i >= 0 {
+					msg = msg[i+len(object.ManifestKey(mid))+2:] // the error names the object already
 				}
-				faults = append(faults, fmt.Sprintf("%s (needed by %s): %s", ManifestKey(mid), strings.Join(refs, ", "), msg))
+				faults = append(faults, fmt.Sprintf("%s (needed by %s): %s", object.ManifestKey(mid), strings.Join(refs, ", "), msg))
 				return nil
 			}
 			for _, id := range m.BlobIDs() {
@@ -235,7 +240,7 @@ func (e *UnprovenError) Error() string {
 func (e *UnprovenError) Is(target error) bool { return target == ErrUnproven }
 
 // sweep deletes objects with bounded parallelism, keeping the lock fresh.
-func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []ObjectInfo, dryRun bool) error {
+func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []backend.ObjectInfo, dryRun bool) error {
 	if dryRun || len(doomed) == 0 {
 		return nil
 	}
@@ -267,7 +272,7 @@ func (r *Registry) sweep(ctx context.Context, keeper *lockKeeper, doomed []Objec
 func (r *Registry) pruneGCRuns(ctx context.Context, now time.Time) error {
 	const horizon = 30 * 24 * time.Hour
 	var old []string
-	err := r.backend.List(ctx, gcRunsPrefix, func(oi ObjectInfo) error {
+	err := r.backend.List(ctx, gcRunsPrefix, func(oi backend.ObjectInfo) error {
 		if now.Sub(oi.ModTime) > horizon {
 			old = append(old, oi.Key)
 		}

@@ -21,6 +21,8 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func TestGarbageCollection(t *testing.T) {
@@ -35,11 +37,11 @@ func TestGarbageCollection(t *testing.T) {
 	}
 }
 
-func allRecords(t *testing.T, r *store.Registry) []store.Record {
+func allRecords(t *testing.T, r *store.Registry) []refs.Record {
 	t.Helper()
 	c, err := r.Catalog(context.Background(), "")
 	require.NoError(t, err)
-	var recs []store.Record
+	var recs []refs.Record
 	for _, n := range c.Names() {
 		recs = append(recs, c.Records[n]...)
 	}
@@ -109,7 +111,7 @@ func testGCFrees(t *testing.T, nb newBackendFunc) {
 
 // hookBackend runs a callback before selected operations.
 type hookBackend struct {
-	store.Backend
+	backend.Backend
 	beforePut func(key string)
 }
 
@@ -167,7 +169,7 @@ func testPushRacingGC(t *testing.T, nb newBackendFunc) {
 
 // blockingBackend parks the first Delete until released.
 type blockingBackend struct {
-	store.Backend
+	backend.Backend
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
@@ -216,7 +218,7 @@ func testSecondGC(t *testing.T, nb newBackendFunc) {
 // like a gc killed midway; plantLock then leaves the lock a killed process
 // would have left.
 type failingDeletes struct {
-	store.Backend
+	backend.Backend
 	left atomic.Int64
 }
 

@@ -15,6 +15,10 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // Index is the per-machine cache, a bbolt file under the user's cache
@@ -287,14 +291,14 @@ func catalogBucket(reg string) []byte { return []byte("catalog/" + reg) }
 // written by an older ckpt, without one) is a miss, never wrong chunks in a
 // manifest.
 type statEntry struct {
-	Size    int64  `json:"size"`
-	MtimeNs int64  `json:"mtime_ns"`
-	CtimeNs int64  `json:"ctime_ns"`
-	Ino     uint64 `json:"ino"`
-	Dev     uint64 `json:"dev"`
-	Plan    int    `json:"plan"` // chunkPlanVersion the entry was made with
-	File    File   `json:"file"`
-	Sum     string `json:"sum,omitempty"` // statSum of the entry without it, under its path
+	Size    int64         `json:"size"`
+	MtimeNs int64         `json:"mtime_ns"`
+	CtimeNs int64         `json:"ctime_ns"`
+	Ino     uint64        `json:"ino"`
+	Dev     uint64        `json:"dev"`
+	Plan    int           `json:"plan"` // chunkPlanVersion the entry was made with
+	File    manifest.File `json:"file"`
+	Sum     string        `json:"sum,omitempty"` // statSum of the entry without it, under its path
 }
 
 // statSum is the hex SHA-256 of the path and the entry's JSON without Sum.
@@ -336,10 +340,10 @@ func openStat(abs string, v []byte) (statEntry, bool) {
 
 // chunksDescribe reports whether f's chunks cover [0, Size) contiguously,
 // each at most MaxChunkSize, and its digest is the one they give.
-func chunksDescribe(f *File) bool {
+func chunksDescribe(f *manifest.File) bool {
 	var off int64
 	for _, c := range f.Chunks {
-		if c.Offset != off || c.Size <= 0 || c.Size > MaxChunkSize {
+		if c.Offset != off || c.Size <= 0 || c.Size > object.MaxChunkSize {
 			return false
 		}
 		off += c.Size
@@ -349,11 +353,11 @@ func chunksDescribe(f *File) bool {
 	}
 	switch len(f.Chunks) {
 	case 0:
-		return f.Digest == sha256Digest(Hash(nil))
+		return f.Digest == manifest.SHA256Digest(object.Hash(nil))
 	case 1:
-		return f.Digest == sha256Digest(f.Chunks[0].ID)
+		return f.Digest == manifest.SHA256Digest(f.Chunks[0].ID)
 	}
-	return f.Digest == chunksDigest(f.Chunks)
+	return f.Digest == manifest.ChunksDigest(f.Chunks)
 }
 
 // chunkPlanVersion changes whenever planChunks would cut a file differently.
@@ -369,9 +373,9 @@ func statKey(fi os.FileInfo) statEntry {
 
 // lookupFile returns the cached manifest entry for the file at abs if its
 // stat is unchanged.
-func (ix *Index) lookupFile(abs string, fi os.FileInfo) (File, bool) {
+func (ix *Index) lookupFile(abs string, fi os.FileInfo) (manifest.File, bool) {
 	if ix == nil {
-		return File{}, false
+		return manifest.File{}, false
 	}
 	var e statEntry
 	found := false
@@ -480,7 +484,7 @@ func (ix *Index) forgetKnown(reg string, keys []string) {
 }
 
 // manifest returns cached manifest JSON.
-func (ix *Index) manifest(id ID) ([]byte, bool) {
+func (ix *Index) manifest(id object.ID) ([]byte, bool) {
 	if ix == nil {
 		return nil, false
 	}
@@ -496,7 +500,7 @@ func (ix *Index) manifest(id ID) ([]byte, bool) {
 	return data, data != nil
 }
 
-func (ix *Index) putManifest(id ID, data []byte) {
+func (ix *Index) putManifest(id object.ID, data []byte) {
 	if ix == nil {
 		return
 	}
@@ -516,12 +520,12 @@ func (ix *Index) putManifest(id ID, data []byte) {
 // deleted and re-created within one timestamp tick could keep its size and
 // mtime.
 type catalogEntry struct {
-	ETag string `json:"etag"`
-	Data []byte `json:"data"`
-	Sum  ID     `json:"sum"` // SHA-256 of Data
+	ETag string    `json:"etag"`
+	Data []byte    `json:"data"`
+	Sum  object.ID `json:"sum"` // SHA-256 of Data
 }
 
-func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
+func (ix *Index) catalogGet(reg string, oi backend.ObjectInfo) ([]byte, bool) {
 	if ix == nil || oi.ETag == "" {
 		return nil, false
 	}
@@ -530,7 +534,7 @@ func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
 	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(catalogBucket(reg)); b != nil {
 			if v := b.Get([]byte(oi.Key)); v != nil && json.Unmarshal(v, &e) == nil {
-				ok = e.ETag == oi.ETag && !e.Sum.IsZero() && Hash(e.Data) == e.Sum
+				ok = e.ETag == oi.ETag && !e.Sum.IsZero() && object.Hash(e.Data) == e.Sum
 			}
 		}
 		return nil
@@ -538,7 +542,7 @@ func (ix *Index) catalogGet(reg string, oi ObjectInfo) ([]byte, bool) {
 	return e.Data, ok
 }
 
-func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
+func (ix *Index) catalogPut(reg string, entries map[backend.ObjectInfo][]byte) {
 	if ix == nil || len(entries) == 0 {
 		return
 	}
@@ -551,7 +555,7 @@ func (ix *Index) catalogPut(reg string, entries map[ObjectInfo][]byte) {
 			if oi.ETag == "" {
 				continue
 			}
-			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data, Sum: Hash(data)})
+			v, err := json.Marshal(catalogEntry{ETag: oi.ETag, Data: data, Sum: object.Hash(data)})
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,9 @@ import (
 
 	"github.com/zeebo/xxh3"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // FileCache keeps whole decoded files on local disk, read-only, so that
@@ -54,7 +57,7 @@ func OpenFileCache(dir string, maxBytes int64) (*FileCache, error) {
 }
 
 // fileKey names a file's decoded content: its digest and size.
-func fileKey(f *File) ID {
+func fileKey(f *manifest.File) object.ID {
 	return sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", f.Digest, f.Size)))
 }
 
@@ -125,14 +128,14 @@ func entryName(key string, perm fs.FileMode, sum [16]byte) string {
 // for a name ckpt does not make). Entries of earlier versions are named by
 // the key alone: mode 0444, no record.
 func parseEntryName(name string) (key string, perm fs.FileMode, sum [16]byte, recorded, ok bool) {
-	if _, err := ParseID(name); err == nil {
+	if _, err := object.ParseID(name); err == nil {
 		return name, 0o444, sum, false, true
 	}
 	parts := strings.Split(name, "-")
 	if len(parts) != 3 || len(parts[1]) != 3 || !strings.HasPrefix(parts[2], "x1") {
 		return "", 0, sum, false, false
 	}
-	if _, err := ParseID(parts[0]); err != nil {
+	if _, err := object.ParseID(parts[0]); err != nil {
 		return "", 0, sum, false, false
 	}
 	m, err := strconv.ParseUint(parts[1], 8, 32)
@@ -164,6 +167,10 @@ func (fc *FileCache) candidates(key string, perm fs.FileMode) []string {
 	return out
 }
 
+// ErrNoFileCache is returned by a pull with PullOptions.Link on a registry
+// opened without a FileCache.
+var ErrNoFileCache = errors.New("linking needs the per-machine file cache")
+
 // errEntryDamaged marks a cache entry that no longer holds what its name
 // and record say.
 var errEntryDamaged = errors.New("cache entry changed since it was made")
@@ -172,7 +179,7 @@ var errEntryDamaged = errors.New("cache entry changed since it was made")
 // regular file of the user's, of that mode and size, whose bytes match its
 // record (or, without one, the file's chunk IDs; the record is then
 // written into its name). It returns the open entry and its path.
-func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFile, name string, perm fs.FileMode) (*os.File, string, error) {
+func openVerified(ctx context.Context, fc *FileCache, f *SourcedFile, name string, perm fs.FileMode) (*os.File, string, error) {
 	_, _, sum, recorded, _ := parseEntryName(name)
 	p := fc.c.path(name)
 	e, err := openFileNoFollow(p)
@@ -191,7 +198,7 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 		return fail(fmt.Errorf("%s: %w (type, owner, mode or size)", p, errEntryDamaged))
 	}
 	if !recorded {
-		if err := r.checkChunks(ctx, e, f); err != nil {
+		if err := checkChunks(ctx, e, f); err != nil {
 			return fail(err)
 		}
 	}
@@ -214,9 +221,9 @@ func (r *Registry) openVerified(ctx context.Context, fc *FileCache, f *sourcedFi
 
 // checkChunks checks every chunk of f in the open entry e against its ID.
 // Each read holds the chunk's memory from the transfer budget.
-func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) error {
+func checkChunks(ctx context.Context, e *os.File, f *SourcedFile) error {
 	for _, c := range f.Chunks {
-		if c.Size > MaxBlobContent || c.Offset < 0 || c.Offset+c.Size > f.Size {
+		if c.Size > object.MaxBlobContent || c.Offset < 0 || c.Offset+c.Size > f.Size {
 			return fmt.Errorf("%s: chunk %s at %d (%d bytes) outside the file", f.Path, c.ID, c.Offset, c.Size)
 		}
 		l, err := leaseChunk(ctx, c.Size)
@@ -225,7 +232,7 @@ func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) 
 		}
 		b := l.buf()[:c.Size]
 		_, err = e.ReadAt(b, c.Offset)
-		ok := err == nil && Hash(b) == c.ID
+		ok := err == nil && object.Hash(b) == c.ID
 		l.done()
 		if !ok {
 			return fmt.Errorf("%s: %w (chunk at %d)", e.Name(), errEntryDamaged, c.Offset)
@@ -237,10 +244,11 @@ func (r *Registry) checkChunks(ctx context.Context, e *os.File, f *sourcedFile) 
 // cachedEntry returns a verified entry for f in mode perm, open, and its
 // path: one already in the cache, else one built from the registry. Entries
 // that fail the check are dropped.
-func (r *Registry) cachedEntry(ctx context.Context, fc *FileCache, f *sourcedFile, perm fs.FileMode) (*os.File, string, error) {
+func (op *pullOp) cachedEntry(ctx context.Context, fc *FileCache, f *SourcedFile, perm fs.FileMode) (*os.File, string, error) {
+	r := op.r
 	key := fileKey(&f.File).String()
 	for _, name := range fc.candidates(key, perm) {
-		e, p, err := r.openVerified(ctx, fc, f, name, perm)
+		e, p, err := openVerified(ctx, fc, f, name, perm)
 		if err == nil {
 			fc.c.touch(p)
 			r.progressAdd(f.Size)
@@ -251,18 +259,18 @@ func (r *Registry) cachedEntry(ctx context.Context, fc *FileCache, f *sourcedFil
 		}
 		os.Remove(fc.c.path(name)) // damaged or unusable: fetch the file again
 	}
-	return r.buildEntry(ctx, fc, f, key, perm)
+	return op.buildEntry(ctx, fc, f, key, perm)
 }
 
 // buildEntry fetches and verifies every chunk of f into a new entry of
 // content key in mode perm, records its content hash in its name, and
 // returns it open, with its path.
-func (r *Registry) buildEntry(ctx context.Context, fc *FileCache, f *sourcedFile, key string, perm fs.FileMode) (*os.File, string, error) {
+func (op *pullOp) buildEntry(ctx context.Context, fc *FileCache, f *SourcedFile, key string, perm fs.FileMode) (*os.File, string, error) {
 	tmp, err := fc.c.createTemp(key)
 	if err != nil {
 		return nil, "", err
 	}
-	err = r.writeChunks(ctx, tmp, f)
+	err = op.writeChunks(ctx, tmp, f)
 	var sum [16]byte
 	if err == nil {
 		sum, err = contentHash(ctx, tmp, f.Size)
@@ -284,14 +292,15 @@ func (r *Registry) buildEntry(ctx context.Context, fc *FileCache, f *sourcedFile
 }
 
 // writeChunks writes every chunk of f into w at its offset, verified.
-func (r *Registry) writeChunks(ctx context.Context, w *os.File, f *sourcedFile) error {
+func (op *pullOp) writeChunks(ctx context.Context, w *os.File, f *SourcedFile) error {
+	r := op.r
 	if err := w.Truncate(f.Size); err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, r.workers/2))
 	for _, c := range f.Chunks {
-		g.Go(func() error { return r.writeChunk(gctx, w, f, c) })
+		g.Go(func() error { return op.writeChunk(gctx, w, f, c) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -358,9 +367,10 @@ func createFrom(dir *os.File, name string, perm fs.FileMode, fill func(out *os.F
 // linkFiles materializes files under root from the file cache, each
 // checked just before it is linked, and counts the methods used. Files get
 // their recorded mode less the umask (hard links: without write bits).
-func (r *Registry) linkFiles(ctx context.Context, root *os.File, fc *FileCache, files []sourcedFile, umask fs.FileMode) (map[LinkMethod]int, error) {
+func (op *pullOp) linkFiles(ctx context.Context, root *os.File, fc *FileCache, files []SourcedFile) (map[LinkMethod]int, error) {
+	r := op.r
 	if fc == nil {
-		return nil, errors.New("--link needs the per-machine file cache")
+		return nil, ErrNoFileCache
 	}
 	var total int64
 	for _, f := range files {
@@ -378,8 +388,8 @@ func (r *Registry) linkFiles(ctx context.Context, root *os.File, fc *FileCache, 
 	for i := range files {
 		f := &files[i]
 		g.Go(func() error {
-			perm := fs.FileMode(f.Mode).Perm() &^ umask
-			e, p, err := r.cachedEntry(gctx, fc, f, entryMode(perm))
+			perm := fs.FileMode(f.Mode).Perm() &^ op.umask
+			e, p, err := op.cachedEntry(gctx, fc, f, entryMode(perm))
 			if err != nil {
 				return err
 			}

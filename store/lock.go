@@ -7,8 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // Locks coordinate garbage collection with pushes (see docs/format.md,
@@ -64,14 +65,14 @@ func (r *Registry) writeLock(ctx context.Context, kind string) (*heldLock, error
 	// The time is read from a listing, like every time it is compared with:
 	// S3 gives listings millisecond precision but HEAD only seconds.
 	var mod time.Time
-	err := r.backend.List(ctx, key, func(oi ObjectInfo) error {
+	err := r.backend.List(ctx, key, func(oi backend.ObjectInfo) error {
 		if oi.Key == key {
 			mod = oi.ModTime
 		}
 		return nil
 	})
 	if err == nil && mod.IsZero() {
-		err = fmt.Errorf("%w: not listed right after it was written", ErrNotFound)
+		err = fmt.Errorf("%w: not listed right after it was written", backend.ErrNotFound)
 	}
 	if err != nil {
 		r.backend.Delete(context.WithoutCancel(ctx), key)
@@ -111,8 +112,8 @@ func (o otherLock) String() string {
 // otherLocks lists every lock but mine, judging staleness against mine.
 func (r *Registry) otherLocks(ctx context.Context, mine *heldLock) ([]otherLock, error) {
 	var out []otherLock
-	var infos []ObjectInfo
-	err := r.backend.List(ctx, "locks/", func(oi ObjectInfo) error {
+	var infos []backend.ObjectInfo
+	err := r.backend.List(ctx, "locks/", func(oi backend.ObjectInfo) error {
 		if oi.Key != mine.key {
 			infos = append(infos, oi)
 		}
@@ -125,7 +126,7 @@ func (r *Registry) otherLocks(ctx context.Context, mine *heldLock) ([]otherLock,
 	for _, oi := range infos {
 		var info LockInfo
 		if err := getJSON(ctx, r.backend, oi.Key, &info); err != nil {
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, backend.ErrNotFound) {
 				continue // released meanwhile
 			}
 			// An unreadable lock is judged by its age alone.
@@ -145,11 +146,6 @@ func lockKindFromKey(key string) string {
 	name := strings.TrimPrefix(key, "locks/")
 	kind, _, _ := strings.Cut(name, "-")
 	return kind
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // acquire takes a lock of kind by the protocol of docs/format.md §9: write
@@ -257,7 +253,7 @@ func (r *Registry) watchGC(ctx context.Context) (*gcView, error) {
 		return nil, err
 	}
 	v := &gcView{runs: runs}
-	err = r.backend.List(ctx, "locks/"+lockKindGC+"-", func(ObjectInfo) error {
+	err = r.backend.List(ctx, "locks/"+lockKindGC+"-", func(backend.ObjectInfo) error {
 		v.running = true
 		return nil
 	})
@@ -291,7 +287,7 @@ func (v *gcView) settle(runs map[string]bool) {
 // gcRuns lists the markers garbage collections leave before deleting.
 func (r *Registry) gcRuns(ctx context.Context) (map[string]bool, error) {
 	runs := map[string]bool{}
-	err := r.backend.List(ctx, gcRunsPrefix, func(oi ObjectInfo) error {
+	err := r.backend.List(ctx, gcRunsPrefix, func(oi backend.ObjectInfo) error {
 		runs[strings.TrimPrefix(oi.Key, gcRunsPrefix)] = true
 		return nil
 	})

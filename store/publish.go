@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Publishing is the last step of a push: under a publish lock, make sure no
@@ -20,13 +24,13 @@ import (
 // publish writes the ref under a publish lock, after making sure that no
 // garbage collection deleted data the checkpoint needs since the push
 // started (docs/format.md, "Garbage collection").
-func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
+func (op *pushOp) publish(ctx context.Context) error {
 	for {
-		lock, err := r.acquirePublish(ctx)
+		lock, err := op.r.acquirePublish(ctx)
 		if err != nil {
 			return err
 		}
-		err = r.publishLocked(ctx, lock, rec, m, files, gcSeen, force, res)
+		err = op.publishLocked(ctx, lock)
 		lock.release(ctx)
 		if !errors.Is(err, errLockExpired) {
 			return err
@@ -38,7 +42,7 @@ func (r *Registry) publish(ctx context.Context, rec *Record, m *Manifest, files 
 // what killed writers left there (TempCleaner). Failures only leave the
 // files for the next push or gc; a dry run removes nothing.
 func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
-	if c, ok := r.backend.(TempCleaner); ok && !dryRun && !r.dry {
+	if c, ok := r.backend.(backend.TempCleaner); ok && !dryRun {
 		_ = c.CleanTemp(ctx)
 	}
 }
@@ -47,17 +51,18 @@ func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
 // abandoned; the publish starts over with a fresh lock.
 var errLockExpired = errors.New("publish lock held too long")
 
-func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Record, m *Manifest, files []*pushFile, gcSeen *gcView, force bool, res *PushResult) error {
+func (op *pushOp) publishLocked(ctx context.Context, lock *heldLock) error {
+	r := op.r
 	runs, err := r.gcRuns(ctx)
 	if err != nil {
 		return err
 	}
-	if gcSeen.overlapped(runs) {
-		r.knownGen = r.index.syncGCRuns(r.format.ID, runs)
-		if err := r.restoreMissing(ctx, rec, m, files, res); err != nil {
+	if op.gc.overlapped(runs) {
+		op.gen = r.index.syncGCRuns(r.format.ID, runs)
+		if err := op.restoreMissing(ctx); err != nil {
 			return err
 		}
-		gcSeen.settle(runs)
+		op.gc.settle(runs)
 	}
 	// The ref must be written while the lock is surely still valid: the
 	// write gets only the lock's remaining half-life.
@@ -67,7 +72,7 @@ func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Recor
 	}
 	wctx, cancel := context.WithDeadline(ctx, valid)
 	defer cancel()
-	err = r.writeRecord(wctx, rec, force, res)
+	err = op.writeRecord(wctx)
 	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
 		return fmt.Errorf("writing the ref took longer than the publish lock allows (%s); push again: %w", r.staleAfter()/2, err)
 	}
@@ -78,7 +83,8 @@ func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, rec *Recor
 // manifest, the base's manifest and every blob they reference exist,
 // uploading again what this push can (its own files) and failing clearly
 // on what it cannot (a base that was deleted).
-func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest, files []*pushFile, res *PushResult) error {
+func (op *pushOp) restoreMissing(ctx context.Context) error {
+	r, rec := op.r, &op.rec
 	if rec.Base != nil {
 		bm, err := r.Manifest(ctx, rec.Base.Manifest)
 		if err != nil {
@@ -86,7 +92,7 @@ func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest,
 		}
 		keys := make([]string, 0, len(bm.BlobIDs()))
 		for _, id := range bm.BlobIDs() {
-			keys = append(keys, BlobKey(id))
+			keys = append(keys, object.BlobKey(id))
 		}
 		if missing, err := r.missingKeys(ctx, keys); err != nil {
 			return err
@@ -94,42 +100,36 @@ func (r *Registry) restoreMissing(ctx context.Context, rec *Record, m *Manifest,
 			return fmt.Errorf("base %s lost %d blob(s) to garbage collection while pushing (first %s); push the base again", rec.Base, len(missing), missing[0])
 		}
 	}
-	return r.confirm(ctx, m, files, res, true)
+	return op.confirm(ctx, true)
 }
 
-// confirm makes sure the registry holds the manifest m and every blob it
-// references before a ref points at it. The keys this push saw in the
-// registry itself (r.seen) are facts; the others were vouched for by a
+// confirm makes sure the registry holds the push's manifest and every blob
+// it references before a ref points at it. The keys this push saw in the
+// registry itself (op.seen) are facts; the others were vouched for by a
 // per-machine cache (the known-blob set, or the stat cache's chunks) and
 // are checked now, batched (missingKeys); what is missing is uploaded
 // again, blobs from the folder's files (their IDs checked), then the
 // manifest. With all, every key is checked (a gc ran meanwhile).
-func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, res *PushResult, all bool) error {
-	if r.dry {
-		return nil
-	}
-	data, mid, err := m.Encode()
-	if err != nil {
-		return err
-	}
+func (op *pushOp) confirm(ctx context.Context, all bool) error {
+	m, mid, files := op.scan.manifest, op.manifestID, op.scan.files
 	var keys []string
-	for _, k := range append([]string{ManifestKey(mid)}, blobKeys(m.BlobIDs())...) {
-		if all || !r.seen.has(k) {
+	for _, k := range append([]string{object.ManifestKey(mid)}, blobKeys(m.BlobIDs())...) {
+		if all || !op.seen.has(k) {
 			keys = append(keys, k)
 		}
 	}
-	missing, err := r.missingKeys(ctx, keys)
+	missing, err := op.r.missingKeys(ctx, keys)
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	blobs := map[ID]bool{}
+	blobs := map[object.ID]bool{}
 	manifestMissing := false
 	for _, k := range missing {
-		if k == ManifestKey(mid) {
+		if k == object.ManifestKey(mid) {
 			manifestMissing = true
 			continue
 		}
-		id, err := ParseID(k[strings.LastIndexByte(k, '/')+1:])
+		id, err := object.ParseID(k[strings.LastIndexByte(k, '/')+1:])
 		if err != nil {
 			return err
 		}
@@ -144,23 +144,23 @@ func (r *Registry) confirm(ctx context.Context, m *Manifest, files []*pushFile, 
 	for id := range blobs {
 		return fmt.Errorf("blob %s is missing from the registry and from the folder", id)
 	}
-	if err := r.storeFromFiles(ctx, files, need, res); err != nil {
+	if err := op.build.storeFromFiles(ctx, files, need, op.res); err != nil {
 		return err
 	}
 	if manifestMissing {
-		stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true})
+		stored, err := op.putObject(ctx, object.ManifestKey(mid), op.manifestJSON, object.EncodeHint{Text: true})
 		if err != nil {
 			return err
 		}
-		res.NewStored += stored
+		op.res.NewStored += stored
 	}
 	return nil
 }
 
-func blobKeys(ids []ID) []string {
+func blobKeys(ids []object.ID) []string {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = BlobKey(id)
+		keys[i] = object.BlobKey(id)
 	}
 	return keys
 }
@@ -185,7 +185,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 		byDir[dir] = append(byDir[dir], k)
 	}
 	cheap := false
-	if c, ok := r.backend.(CheapStatter); ok {
+	if c, ok := r.backend.(backend.CheapStatter); ok {
 		cheap = c.CheapStat()
 	}
 	var mu sync.Mutex
@@ -201,7 +201,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 		if !cheap && len(ks) >= listAtLeast {
 			g.Go(func() error {
 				have := make(map[string]bool, len(ks))
-				err := r.backend.List(gctx, dir, func(oi ObjectInfo) error {
+				err := r.backend.List(gctx, dir, func(oi backend.ObjectInfo) error {
 					have[oi.Key] = true
 					return nil
 				})
@@ -220,7 +220,7 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 		for _, k := range ks {
 			g.Go(func() error {
 				_, err := r.backend.Stat(gctx, k)
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, backend.ErrNotFound) {
 					gone(k)
 					return nil
 				}
@@ -239,27 +239,28 @@ func (r *Registry) missingKeys(ctx context.Context, keys []string) ([]string, er
 // writeRecord publishes the ref, last, with its checksum. An identical
 // existing record is a no-op; a different one needs force, and so does one
 // that does not verify (it cannot be trusted to record the same content).
-func (r *Registry) writeRecord(ctx context.Context, rec *Record, force bool, res *PushResult) error {
-	key := versionKey(rec.Name, rec.Version)
+func (op *pushOp) writeRecord(ctx context.Context) error {
+	r, rec, force := op.r, &op.rec, op.opts.Force
+	key := refs.VersionKey(rec.Name, rec.Version)
 	err := putRef(ctx, r.backend, key, rec)
-	if err == nil || !errors.Is(err, ErrExists) {
+	if err == nil || !errors.Is(err, backend.ErrExists) {
 		return err
 	}
 	old, err := r.readRecord(ctx, rec.Name, rec.Version)
 	switch {
-	case errors.Is(err, ErrCorruptRef):
+	case errors.Is(err, refs.ErrCorrupt):
 		if !force {
-			return fmt.Errorf("%s@%s: %w; force the push to replace it", rec.Name, rec.Version, err)
+			return mark(fmt.Errorf("%s@%s: %w", rec.Name, rec.Version, err), ErrNeedsForce)
 		}
 	case err != nil:
 		return err
 	case old.Manifest == rec.Manifest:
-		res.Unchanged = true
+		op.res.Unchanged = true
 		*rec = old
 		return nil
 	case !force:
-		return fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s); use --force to replace it",
-			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12])
+		return mark(fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s)",
+			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12]), ErrNeedsForce)
 	}
 	if err := r.backend.Delete(ctx, key); err != nil {
 		return err

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,10 +16,20 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
-// ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder.
+// ErrTargetNotEmpty is returned when pull would overwrite a non-empty folder
+// (PullOptions.Force replaces it).
 var ErrTargetNotEmpty = errors.New("target folder is not empty")
+
+// ErrNotRunnable is matched by the error of a pull whose folder would not
+// be a model transformers can load (a *layout.MissingError naming what is
+// missing): a weights-only checkpoint without a base, say.
+// PullOptions.AllowIncomplete writes it anyway.
+var ErrNotRunnable = errors.New("not runnable")
 
 // PullOptions choose what a pull materializes.
 type PullOptions struct {
@@ -42,22 +51,17 @@ type PulledFile struct {
 
 // PullResult tells what a pull wrote.
 type PullResult struct {
-	Record Record
+	Record refs.Record
 	Files  []PulledFile
 	Bytes  int64
 	// Linked counts the files materialized by each method (pull --link).
 	Linked map[LinkMethod]int `json:",omitempty"`
 }
 
-// sourcedFile is a manifest file with the checkpoint it comes from.
-type sourcedFile struct {
-	File
-	from string
-}
-
 // Pull materializes NAME@REF into dir: the runnable set (weights, index,
 // config, generation config, tokenizer), inheriting missing config and
-// tokenizer files from the --base chain; with Full, everything recorded.
+// tokenizer files from the base chain (ResolveChain); with Full,
+// everything recorded.
 // The folder is built beside dir under a temporary name, every byte checked
 // against its digest, and renamed into place at the end.
 func (r *Registry) Pull(ctx context.Context, name, ref, dir string, opts PullOptions) (*PullResult, error) {
@@ -66,6 +70,16 @@ func (r *Registry) Pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, fmt.Errorf("pull %s@%s: %w", name, ref, err)
 	}
 	return res, nil
+}
+
+// pullOp is one pull: the registry, where the chunks come from (the files
+// of earlier pulls on this machine, then the registry), what the pull was
+// asked, and the process umask the files' modes are given under.
+type pullOp struct {
+	r     *Registry
+	src   blobSource
+	opts  PullOptions
+	umask fs.FileMode
 }
 
 func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOptions) (*PullResult, error) {
@@ -78,7 +92,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 	if existing == folderNonEmpty && !opts.Force {
-		return nil, fmt.Errorf("%s: %w (use --force to replace it)", dir, ErrTargetNotEmpty)
+		return nil, fmt.Errorf("%s: %w", dir, ErrTargetNotEmpty)
 	}
 	rec, err := r.Resolve(ctx, name, ref)
 	if err != nil {
@@ -95,7 +109,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	// prefix and checks it before use; chunks already written are checked
 	// and kept. Pulls with --link do not resume a folder: their cache
 	// entries are what they resume from.
-	umask := processUmask()
+	op := &pullOp{r: r, src: r.chunkSource(), opts: opts, umask: processUmask()}
 	build, err := openBuildDir(dir, files, !opts.Link)
 	if err != nil {
 		return nil, err
@@ -109,9 +123,9 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	}()
 	var linked map[LinkMethod]int
 	if opts.Link {
-		linked, err = r.linkFiles(ctx, build.dir, r.files, files, umask)
+		linked, err = op.linkFiles(ctx, build.dir, r.files, files)
 	} else {
-		err = r.writeFiles(ctx, build.dir, files, build.resumed, umask)
+		err = op.writeFiles(ctx, build.dir, files, build.resumed)
 	}
 	if err != nil {
 		return nil, err
@@ -121,95 +135,50 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 			var me *layout.MissingError
 			if errors.As(err, &me) {
 				me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
-				return nil, fmt.Errorf("%w; push it with --base NAME@REF, or pull with --allow-incomplete", me)
+				return nil, mark(me, ErrNotRunnable)
 			}
 			return nil, err
 		}
 	}
-	if err := replaceDir(build, dir, existing, umask); err != nil {
+	if err := replaceDir(build, dir, existing, op.umask); err != nil {
 		return nil, err
 	}
 	done = true
 	if !opts.Link {
-		r.pulled.remember(r.index, dir, files)
+		r.pulled.remember(dir, files)
 	}
 
 	res := &PullResult{Record: rec, Linked: linked}
 	for _, f := range files {
-		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.from})
+		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From})
 		res.Bytes += f.Size
 	}
 	return res, nil
 }
 
-// selectFiles picks the checkpoint's files for the pull and fills in config,
-// generation config and tokenizer files from the base chain when the
-// checkpoint has none of its own.
-func (r *Registry) selectFiles(ctx context.Context, rec Record, full bool) ([]sourcedFile, error) {
-	m, err := r.Manifest(ctx, rec.Manifest)
+// selectFiles picks the files a pull of rec writes: of its resolved base
+// chain (ResolveChain), the runnable ones, or all with full.
+func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]SourcedFile, error) {
+	c, err := r.ResolveChain(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
-	var out []sourcedFile
-	have := map[layout.Role]bool{}
-	paths := map[string]bool{}
-	from := rec.Name + "@" + rec.Version
-	for _, f := range m.Files {
-		role := layout.Role(f.Role)
-		if full || role.Runnable() {
-			out = append(out, sourcedFile{f, from})
-			have[role] = true
-			paths[f.Path] = true
+	var out []SourcedFile
+	for _, f := range c.Files {
+		if full || layout.Role(f.Role).Runnable() {
+			out = append(out, f)
 		}
 	}
-	// Only whole groups are inherited: a checkpoint with any tokenizer file
-	// keeps its own tokenizer, never a mix.
-	inheritable := []layout.Role{layout.RoleConfig, layout.RoleGenerationConfig, layout.RoleTokenizer}
-	visited := map[ID]bool{rec.Manifest: true}
-	for base := rec.Base; base != nil; {
-		if visited[base.Manifest] {
-			return nil, fmt.Errorf("base chain of %s@%s loops at %s", rec.Name, rec.Version, base)
-		}
-		visited[base.Manifest] = true
-		bm, err := r.Manifest(ctx, base.Manifest)
-		if err != nil {
-			return nil, fmt.Errorf("base %s: %w", base, err)
-		}
-		gained := map[layout.Role]bool{}
-		for _, role := range inheritable {
-			if have[role] {
-				continue
-			}
-			for _, f := range bm.Files {
-				if layout.Role(f.Role) == role && !paths[f.Path] {
-					out = append(out, sourcedFile{f, base.String()})
-					paths[f.Path] = true
-					gained[role] = true
-				}
-			}
-		}
-		for role := range gained {
-			have[role] = true
-		}
-		next, err := r.readRecord(ctx, base.Name, base.Version)
-		if err != nil {
-			if errors.Is(err, ErrNotFound) {
-				break // the base's own ref is gone; its manifest served what it could
-			}
-			return nil, fmt.Errorf("base %s: %w", base, err)
-		}
-		base = next.Base
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
 }
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.
 // It holds the chunk's memory from the transfer budget while it does.
-func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile, c Chunk) error {
-	data, l, err := r.fetchChunk(ctx, c)
+func (op *pullOp) writeChunk(ctx context.Context, w io.WriterAt, f *SourcedFile, c manifest.Chunk) error {
+	r := op.r
+	data, l, err := fetchChunk(ctx, op.src, c)
 	if err != nil {
-		return fmt.Errorf("%s (from %s): %w", f.Path, f.from, err)
+		return fmt.Errorf("%s (from %s): %w", f.Path, f.From, err)
 	}
 	defer l.done()
 	if _, err := w.WriteAt(data, c.Offset); err != nil {
@@ -223,8 +192,9 @@ func (r *Registry) writeChunk(ctx context.Context, w io.WriterAt, f *sourcedFile
 // keepWrittenChunk reports whether a resumed pull already wrote chunk c
 // into h: its bytes there hash to the chunk's ID. The read holds the
 // chunk's memory from the transfer budget.
-func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk) (bool, error) {
-	if c.Size <= 0 || c.Size > MaxBlobContent {
+func (op *pullOp) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c manifest.Chunk) (bool, error) {
+	r := op.r
+	if c.Size <= 0 || c.Size > object.MaxBlobContent {
 		return false, nil
 	}
 	l, err := leaseChunk(ctx, c.Size)
@@ -233,33 +203,11 @@ func (r *Registry) keepWrittenChunk(ctx context.Context, h io.ReaderAt, c Chunk)
 	}
 	defer l.done()
 	have := l.buf()[:c.Size]
-	if _, err := h.ReadAt(have, c.Offset); err != nil || Hash(have) != c.ID {
+	if _, err := h.ReadAt(have, c.Offset); err != nil || object.Hash(have) != c.ID {
 		return false, nil
 	}
 	r.progressAdd(c.Size)
 	return true, nil
-}
-
-// fetchChunk waits for the memory to hold chunk c (leaseChunk), then
-// fetches and verifies its blob. The data is valid until the lease is done;
-// on error nothing is held.
-func (r *Registry) fetchChunk(ctx context.Context, c Chunk) ([]byte, *chunkLease, error) {
-	if c.Size < 0 || c.Size > MaxBlobContent {
-		return nil, nil, fmt.Errorf("blob %s: %w: the manifest gives it %d bytes, over the limit %d", c.ID, ErrCorrupt, c.Size, MaxBlobContent)
-	}
-	l, err := leaseChunk(ctx, c.Size)
-	if err != nil {
-		return nil, nil, err
-	}
-	data, err := r.fetchBlob(ctx, c.ID, c.Size, l.buf())
-	if err == nil && int64(len(data)) != c.Size {
-		err = fmt.Errorf("blob %s has %d bytes, manifest says %d", c.ID, len(data), c.Size)
-	}
-	if err != nil {
-		l.done()
-		return nil, nil, err
-	}
-	return data, l, nil
 }
 
 // buildDir is the folder a pull builds in, beside its target, with the
@@ -286,7 +234,7 @@ func (b *buildDir) remove() { os.RemoveAll(b.path()) }
 // into dir: the target's name, then a hash of the selection, so that an
 // identical pull finds an interrupted one. A random part follows, so that
 // nobody can plant a folder or a link under the name in advance.
-func pullTempPrefix(dir string, files []sourcedFile) string {
+func pullTempPrefix(dir string, files []SourcedFile) string {
 	h := sha256.New()
 	for _, f := range files {
 		fmt.Fprintf(h, "%s\x00%s\x00%d\n", f.Path, f.Digest, f.Size)
@@ -313,7 +261,7 @@ func isTempName(name, prefix string) bool {
 // selection's files. Build folders of other pulls into dir that pass the
 // same checks are removed; anything else named like them (a planted link, a
 // folder of another user) is ignored, never followed or touched.
-func openBuildDir(dir string, files []sourcedFile, resumable bool) (b *buildDir, err error) {
+func openBuildDir(dir string, files []SourcedFile, resumable bool) (b *buildDir, err error) {
 	parentPath := filepath.Dir(dir)
 	if err := os.MkdirAll(parentPath, 0o777); err != nil {
 		return nil, err
@@ -389,7 +337,7 @@ func readNames(d *os.File) ([]string, error) {
 
 // checkResumable checks that the build folder d holds nothing but what a
 // pull of files writes.
-func checkResumable(d *os.File, files []sourcedFile) error {
+func checkResumable(d *os.File, files []SourcedFile) error {
 	want := make(map[string]bool, len(files))
 	for _, f := range files {
 		want[f.Path] = true
@@ -405,7 +353,8 @@ func checkResumable(d *os.File, files []sourcedFile) error {
 // writeFiles writes files under root, fetching and verifying chunks in
 // parallel. When resuming, chunks already on disk with the right digest are
 // kept. Each file gets its recorded mode less the umask.
-func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []sourcedFile, resuming bool, umask fs.FileMode) error {
+func (op *pullOp) writeFiles(ctx context.Context, root *os.File, files []SourcedFile, resuming bool) error {
+	r := op.r
 	handles := make([]*os.File, len(files))
 	defer func() {
 		for _, h := range handles {
@@ -445,12 +394,12 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 		for _, c := range f.Chunks {
 			g.Go(func() error {
 				if resuming {
-					kept, err := r.keepWrittenChunk(gctx, handles[i], c)
+					kept, err := op.keepWrittenChunk(gctx, handles[i], c)
 					if err != nil || kept {
 						return err
 					}
 				}
-				return r.writeChunk(gctx, handles[i], &f, c)
+				return op.writeChunk(gctx, handles[i], &f, c)
 			})
 		}
 	}
@@ -458,7 +407,7 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 		return err
 	}
 	for i, f := range files {
-		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm() &^ umask); err != nil {
+		if err := handles[i].Chmod(fs.FileMode(f.Mode).Perm() &^ op.umask); err != nil {
 			return err
 		}
 		if err := handles[i].Sync(); err != nil {
@@ -468,44 +417,10 @@ func (r *Registry) writeFiles(ctx context.Context, root *os.File, files []source
 	return nil
 }
 
-// fetchBlob reads blob id, whose content the manifest says is size bytes,
-// decodes it into dst and checks its digest. It reads from files of earlier
-// pulls on this machine when they still hold the chunk (PullCache), else
-// from the registry.
-func (r *Registry) fetchBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
-	if out, ok := r.pulled.read(r.index, id, dst); ok {
-		return out, nil
-	}
-	return r.downloadBlob(ctx, id, size, dst)
-}
-
-// downloadBlob reads blob id, whose content the manifest says is size
-// bytes, from the backend and appends its verified content to dst. The
-// caller holds objectCost(size) of the transfer budget; dst should have
-// room for contentCap(size) bytes. A header that declares another size is
-// refused before anything else is read, and no more of the object is read
-// than its codec may need for size bytes.
-func (r *Registry) downloadBlob(ctx context.Context, id ID, size int64, dst []byte) ([]byte, error) {
-	rc, err := r.backend.Get(ctx, BlobKey(id), 0, -1)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
-			return nil, fmt.Errorf("blob %s is missing from the registry: %w", id, err)
-		}
-		return nil, fmt.Errorf("blob %s: %w", id, err)
-	}
-	defer rc.Close()
-	out, err := readObject(rc, dst, id, exactSize(size))
-	if err != nil {
-		return nil, fmt.Errorf("blob %s (%s): %w", id, BlobKey(id), err)
-	}
-	return out, nil
-}
-
 // targetPath is where a manifest path lands under root; it refuses paths
 // that could land anywhere else.
 func targetPath(root, rel string) (string, error) {
-	if err := CheckRelPath(rel); err != nil {
+	if err := manifest.CheckRelPath(rel); err != nil {
 		return "", fmt.Errorf("refusing to write %q: %w", rel, err)
 	}
 	p := filepath.Join(root, filepath.FromSlash(rel))
@@ -564,26 +479,21 @@ func replaceDir(b *buildDir, dir string, existing dirState, umask fs.FileMode) e
 	return renameAt(b.parent, b.name, base)
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // ReadRange returns n bytes of a manifest file from offset off, fetching and
 // verifying only the chunks that cover them, one at a time, each under the
 // transfer budget.
-func (r *Registry) ReadRange(ctx context.Context, f *File, off, n int64) ([]byte, error) {
+func (r *Registry) ReadRange(ctx context.Context, f *manifest.File, off, n int64) ([]byte, error) {
 	if off < 0 || n < 0 || off+n > f.Size {
 		return nil, fmt.Errorf("%s: range [%d, %d) outside the file (%d bytes)", f.Path, off, off+n, f.Size)
 	}
 	out := make([]byte, n)
+	src := r.chunkSource()
 	for _, c := range f.Chunks {
 		lo, hi := max(off, c.Offset), min(off+n, c.Offset+c.Size)
 		if lo >= hi {
 			continue
 		}
-		data, l, err := r.fetchChunk(ctx, c)
+		data, l, err := fetchChunk(ctx, src, c)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Path, err)
 		}

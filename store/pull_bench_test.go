@@ -11,7 +11,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend/local"
 )
 
 // BenchmarkPull pulls a 256 MiB bf16 model (32 chunks of 8 MiB, planes

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // PullCache lets a pull read chunks from the files of earlier pulls on this
@@ -31,7 +35,13 @@ import (
 // every downloaded object to disk again made pulls 1.1x (1 GiB) to 1.8x
 // (4 GiB) slower than rclone, all of it extra disk writes; links cost
 // nothing.
-type PullCache struct{ c *diskCache }
+//
+// A PullCache is a blobSource; a Registry binds it to its Index (Open), where
+// it records the chunks' locations.
+type PullCache struct {
+	c  *diskCache
+	ix *Index
+}
 
 // OpenPullCache uses dir (created if needed) with a cap of maxBytes on the
 // data only the cache holds.
@@ -40,20 +50,28 @@ func OpenPullCache(dir string, maxBytes int64) (*PullCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PullCache{c}, nil
+	return &PullCache{c: c}, nil
+}
+
+// withIndex returns p bound to the index ix (nil p stays nil).
+func (p *PullCache) withIndex(ix *Index) *PullCache {
+	if p == nil {
+		return nil
+	}
+	return &PullCache{c: p.c, ix: ix}
 }
 
 var bucketChunks = []byte("pulled-chunks")
 
 // chunkLocation is the index value: the cache entry's key (32 bytes), the
 // chunk's offset and size in it.
-func encodeLocation(key ID, off, size int64) []byte {
+func encodeLocation(key object.ID, off, size int64) []byte {
 	v := append([]byte(nil), key[:]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(off))
 	return binary.BigEndian.AppendUint64(v, uint64(size))
 }
 
-func decodeLocation(v []byte) (key ID, off, size int64, ok bool) {
+func decodeLocation(v []byte) (key object.ID, off, size int64, ok bool) {
 	if len(v) != 48 {
 		return key, 0, 0, false
 	}
@@ -61,12 +79,24 @@ func decodeLocation(v []byte) (key ID, off, size int64, ok bool) {
 	return key, int64(binary.BigEndian.Uint64(v[32:40])), int64(binary.BigEndian.Uint64(v[40:48])), true
 }
 
-// read appends chunk id to dst from an earlier pull's file, if one still
-// holds it intact.
-func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
-	if p == nil || ix == nil {
+// readBlob appends chunk id, of size bytes, to dst from an earlier pull's
+// file, if one still holds it intact; else it fails with errNotHeld
+// (blobSource).
+func (p *PullCache) readBlob(_ context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+	out, ok := p.read(id, size, dst)
+	if !ok {
+		return nil, fmt.Errorf("blob %s in the pull cache: %w", id, errNotHeld)
+	}
+	return out, nil
+}
+
+// read appends chunk id, of size bytes, to dst from an earlier pull's file,
+// if one still holds it intact.
+func (p *PullCache) read(id object.ID, size int64, dst []byte) ([]byte, bool) {
+	if p == nil || p.ix == nil {
 		return dst, false
 	}
+	ix := p.ix
 	var loc []byte
 	_ = ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketChunks); b != nil {
@@ -74,9 +104,9 @@ func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
 		}
 		return nil
 	})
-	key, off, size, ok := decodeLocation(loc)
-	if !ok {
-		return dst, false
+	key, off, n, ok := decodeLocation(loc)
+	if !ok || n != size {
+		return dst, false // a location of another size is damaged: download instead
 	}
 	f, err := openFileNoFollow(p.c.path(key.String()))
 	if err != nil {
@@ -84,7 +114,7 @@ func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
 	}
 	defer f.Close()
 	out := append(dst, make([]byte, size)...)
-	if _, err := f.ReadAt(out[len(dst):], off); err != nil || Hash(out[len(dst):]) != id {
+	if _, err := f.ReadAt(out[len(dst):], off); err != nil || object.Hash(out[len(dst):]) != id {
 		return dst, false // edited or truncated since: download instead
 	}
 	return out, true
@@ -92,11 +122,12 @@ func (p *PullCache) read(ix *Index, id ID, dst []byte) ([]byte, bool) {
 
 // remember links the files just pulled into root into the cache and
 // records where their chunks are. Failures only make the cache smaller.
-func (p *PullCache) remember(ix *Index, root string, files []sourcedFile) {
-	if p == nil || ix == nil {
+func (p *PullCache) remember(root string, files []SourcedFile) {
+	if p == nil || p.ix == nil {
 		return
 	}
-	locs := map[ID][]byte{}
+	ix := p.ix
+	locs := map[object.ID][]byte{}
 	for i := range files {
 		f := &files[i]
 		if len(f.Chunks) == 0 {
@@ -138,7 +169,7 @@ func (p *PullCache) adopt(src, entry string, size int64) error {
 	if err == nil || errors.Is(err, fs.ErrExist) {
 		return nil
 	}
-	if size > MaxChunkSize {
+	if size > object.MaxChunkSize {
 		return err
 	}
 	data, err := os.ReadFile(src)

@@ -20,11 +20,14 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // countingBackend counts blob downloads and can fail them after a budget.
 type countingBackend struct {
-	store.Backend
+	backend.Backend
 	blobGets atomic.Int64
 	failFrom int64 // 0: never
 }
@@ -39,8 +42,8 @@ func (c *countingBackend) Get(ctx context.Context, key string, off, n int64) (io
 }
 
 // runnableChunks returns the distinct chunk IDs a default pull of m fetches.
-func runnableChunks(m *store.Manifest) map[store.ID]bool {
-	ids := map[store.ID]bool{}
+func runnableChunks(m *manifest.Manifest) map[object.ID]bool {
+	ids := map[object.ID]bool{}
 	for _, f := range m.Files {
 		if layout.Role(f.Role).Runnable() {
 			for _, c := range f.Chunks {
@@ -147,7 +150,7 @@ func TestInterruptedPullResumes(t *testing.T) {
 
 // cancelAfter cancels its context once n blobs were downloaded.
 type cancelAfter struct {
-	store.Backend
+	backend.Backend
 	n, after int64
 	cancel   context.CancelFunc
 }

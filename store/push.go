@@ -9,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,11 +18,25 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // ErrVersionExists is returned when NAME@VERSION already records different
 // content and the push was not forced.
 var ErrVersionExists = errors.New("version already exists with different content")
+
+// ErrNeedsForce is matched by the error of a push refused because
+// NAME@VERSION holds a record only a forced push (PushOptions.Force)
+// replaces: one of other content (ErrVersionExists) or one that does not
+// verify (refs.ErrCorrupt).
+var ErrNeedsForce = errors.New("a forced push replaces it")
+
+// ErrBadBase is matched by the error of a push whose base (PushOptions.Base)
+// is not a NAME@REF of the registry.
+var ErrBadBase = errors.New("bad base")
 
 // PushOptions say what to record a folder as.
 type PushOptions struct {
@@ -37,7 +50,7 @@ type PushOptions struct {
 
 // PushResult tells what a push read and stored.
 type PushResult struct {
-	Record    Record
+	Record    refs.Record
 	Unchanged bool // NAME@VERSION already recorded exactly this content
 	Files     int
 	Logical   int64 // bytes in the folder
@@ -64,7 +77,7 @@ type pushFile struct {
 	abs    string
 	info   os.FileInfo
 	cached bool
-	file   File
+	file   manifest.File
 	header *layout.SafetensorsHeader
 	plan   []extent
 	os     *os.File
@@ -81,48 +94,60 @@ func (r *Registry) Push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	return res, nil
 }
 
+// pushOp is one push: the registry, what the push was asked, what it saw
+// of garbage collection when it started, the keys the registry itself
+// showed present, and what it has done so far. It is the blob sink of the
+// manifest builder while the push reads the folder.
+type pushOp struct {
+	r    *Registry
+	opts PushOptions
+	// gc is what the push saw of garbage collection when it started; gen is
+	// the gc generation the known-blob cache was at then (entries this push
+	// adds are recorded under it, see Index.syncGCRuns).
+	gc  *gcView
+	gen uint64
+	// seen collects the keys the registry itself showed present during this
+	// push; confirm checks the others (vouched for by a cache) before the
+	// push publishes.
+	seen *keySet
+	// build reads the folder into the manifest, storing through the op.
+	build *manifestBuilder
+	// scan is the folder as read, manifest is its ID and JSON.
+	scan         *folderScan
+	manifestID   object.ID
+	manifestJSON []byte
+	rec          refs.Record
+	res          *PushResult
+}
+
 func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*PushResult, error) {
-	if err := CheckName(opts.Name); err != nil {
+	if err := refs.CheckName(opts.Name); err != nil {
 		return nil, err
 	}
 	for _, t := range opts.Tags {
-		if err := CheckTag(t); err != nil {
+		if err := refs.CheckTag(t); err != nil {
 			return nil, err
 		}
 	}
-	absDir, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := layout.ScanDir(absDir)
+	f, err := readFolder(dir)
 	if err != nil {
 		return nil, err
 	}
 	var state *layout.TrainerState
-	byPath := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		byPath[e.Path] = true
+	for _, e := range f.entries {
 		if e.Path == "trainer_state.json" {
-			if state, err = layout.ReadTrainerState(filepath.Join(absDir, e.Path)); err != nil {
+			if state, err = layout.ReadTrainerState(filepath.Join(f.abs, e.Path)); err != nil {
 				return nil, err
 			}
 		}
 	}
-	version, step, err := pushVersion(opts.Version, state, absDir)
+	version, step, err := pushVersion(opts.Version, state, f.abs)
 	if err != nil {
 		return nil, err
 	}
-	var base *BaseRef
-	if opts.Base != "" {
-		bname, bref, err := ParseRef(opts.Base, false)
-		if err != nil {
-			return nil, fmt.Errorf("--base: %w", err)
-		}
-		rec, err := r.Resolve(ctx, bname, bref)
-		if err != nil {
-			return nil, fmt.Errorf("--base: %w", err)
-		}
-		base = &BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}
+	base, err := r.resolveBase(ctx, opts.Base)
+	if err != nil {
+		return nil, err
 	}
 
 	// The gc runs seen now: if another one appears before the ref is written,
@@ -132,40 +157,38 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	gen := r.index.syncGCRuns(r.format.ID, gcSeen.runs)
-	r = r.withGeneration(gen)
-	r.seen = newKeySet()
+	op := &pushOp{r: r, opts: opts, gc: gcSeen, gen: r.index.syncGCRuns(r.format.ID, gcSeen.runs), seen: newKeySet()}
+	op.build = &manifestBuilder{sink: op, index: r.index, workers: r.workers, prog: r.prog}
 
-	m, files, statEntries, res, err := r.buildManifest(ctx, absDir, entries, byPath)
-	if err != nil {
+	if op.scan, err = op.build.build(ctx, f); err != nil {
 		return nil, err
 	}
-	data, mid, err := m.Encode()
-	if err != nil {
+	op.res = op.scan.res
+	if op.manifestJSON, op.manifestID, err = op.scan.manifest.Encode(); err != nil {
 		return nil, err
 	}
-	if stored, err := r.putObject(ctx, ManifestKey(mid), data, EncodeHint{Text: true}); err != nil {
+	if stored, err := op.putObject(ctx, object.ManifestKey(op.manifestID), op.manifestJSON, object.EncodeHint{Text: true}); err != nil {
 		return nil, err
 	} else {
-		res.NewStored += stored
+		op.res.NewStored += stored
 	}
 	// The caches may have saved uploads of objects the registry no longer
 	// has: check those before the ref can point at them.
-	if err := r.confirm(ctx, m, files, res, false); err != nil {
+	if err := op.confirm(ctx, false); err != nil {
 		return nil, err
 	}
 	r.removeStaleTemp(ctx, false)
 
-	metrics := map[string]float64{}
-	rec := Record{
-		Name: opts.Name, Version: version, Manifest: mid, Pushed: time.Now().UTC(), Step: step,
-		Base: base, Files: len(files), Logical: res.Logical, Stored: res.NewStored,
+	op.rec = refs.Record{
+		Name: opts.Name, Version: version, Manifest: op.manifestID, Pushed: time.Now().UTC(), Step: step,
+		Base: base, Files: len(op.scan.files), Logical: op.res.Logical, Stored: op.res.NewStored,
 	}
 	if host, err := os.Hostname(); err == nil {
-		rec.Source = host + ":" + absDir
+		op.rec.Source = host + ":" + f.abs
 	}
+	metrics := map[string]float64{}
 	if state != nil {
-		rec.Epoch = state.Epoch
+		op.rec.Epoch = state.Epoch
 		for k, v := range state.EvalMetrics(step) {
 			metrics[k] = v
 		}
@@ -174,41 +197,117 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		metrics[k] = v
 	}
 	if len(metrics) > 0 {
-		rec.Metrics = metrics
+		op.rec.Metrics = metrics
 	}
-	res.Record = rec
+	op.res.Record = op.rec
 
-	if err := r.publish(ctx, &rec, m, files, gcSeen, opts.Force, res); err != nil {
+	if err := op.publish(ctx); err != nil {
 		return nil, err
 	}
-	res.Record = rec
+	op.res.Record = op.rec
 	for _, t := range opts.Tags {
-		if err := r.Tag(ctx, opts.Name, rec.Version, t); err != nil {
+		if err := r.Tag(ctx, opts.Name, op.rec.Version, t); err != nil {
 			return nil, err
 		}
 	}
-	r.index.storeFiles(statEntries)
-	return res, nil
+	r.index.storeFiles(op.scan.stat)
+	return op.res, nil
 }
 
-// buildManifest reads (or takes from the stat cache), hashes and stores the
-// folder's files, and returns their manifest. On a dry registry nothing is
-// stored.
-func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []layout.Entry, byPath map[string]bool) (*Manifest, []*pushFile, map[string]statEntry, *PushResult, error) {
+// resolveBase resolves the NAME@REF a push records as its base; "" is none.
+func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef, error) {
+	if base == "" {
+		return nil, nil
+	}
+	bname, bref, err := refs.Parse(base, false)
+	if err != nil {
+		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
+	}
+	rec, err := r.Resolve(ctx, bname, bref)
+	if err != nil {
+		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
+	}
+	return &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}, nil
+}
+
+// folder is a local folder as layout sees it.
+type folder struct {
+	abs     string
+	entries []layout.Entry
+	byPath  map[string]bool
+}
+
+// readFolder lists the files of dir and their roles.
+func readFolder(dir string) (*folder, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := layout.ScanDir(abs)
+	if err != nil {
+		return nil, err
+	}
+	byPath := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		byPath[e.Path] = true
+	}
+	return &folder{abs: abs, entries: entries, byPath: byPath}, nil
+}
+
+// blobSink is where the manifest builder puts the content it cuts from a
+// folder: the registry during a push (pushOp), nowhere for a scan
+// (discardSink).
+type blobSink interface {
+	// ensure makes sure the sink holds key; only when it does not does it
+	// call load for the content and store it (encoded by hint). It returns
+	// the stored size of what it wrote, 0 when it wrote nothing.
+	ensure(ctx context.Context, key string, hint object.EncodeHint, load func() ([]byte, error)) (int64, error)
+}
+
+// discardSink stores nothing: the manifest of a folder without a registry.
+type discardSink struct{}
+
+func (discardSink) ensure(context.Context, string, object.EncodeHint, func() ([]byte, error)) (int64, error) {
+	return 0, nil
+}
+
+// manifestBuilder reads a folder's files (or takes them from the stat
+// cache), cuts and hashes them, hands every chunk to its sink, and returns
+// the folder's manifest.
+type manifestBuilder struct {
+	sink    blobSink
+	index   *Index // the stat cache; nil for none
+	workers int
+	prog    Progress // nil for none
+}
+
+// folderScan is a folder read by the manifest builder.
+type folderScan struct {
+	manifest *manifest.Manifest
+	files    []*pushFile
+	// stat holds the stat-cache entries of the files read: a push records
+	// them once it succeeded.
+	stat map[string]statEntry
+	res  *PushResult
+}
+
+// build reads (or takes from the stat cache), hashes and stores the
+// folder's files, and returns their manifest.
+func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, error) {
 	var err error
-	files := make([]*pushFile, len(entries))
-	for i, e := range entries {
-		pf := &pushFile{entry: e, abs: filepath.Join(absDir, filepath.FromSlash(e.Path))}
+	files := make([]*pushFile, len(f.entries))
+	for i, e := range f.entries {
+		pf := &pushFile{entry: e, abs: filepath.Join(f.abs, filepath.FromSlash(e.Path))}
 		if pf.info, err = os.Stat(pf.abs); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, err
 		}
-		if cached, ok := r.index.lookupFile(pf.abs, pf.info); ok {
+		if cached, ok := b.index.lookupFile(pf.abs, pf.info); ok {
 			pf.cached, pf.file = true, cached
 		}
 		files[i] = pf
 	}
-	if err := checkShards(absDir, entries, byPath); err != nil {
-		return nil, nil, nil, nil, err
+	if err := checkShards(f.abs, f.entries, f.byPath); err != nil {
+		return nil, err
 	}
 	for _, pf := range files {
 		if pf.cached {
@@ -216,7 +315,7 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 		}
 		if pf.entry.Role == layout.RoleWeights && path.Ext(pf.entry.Path) == ".safetensors" {
 			if pf.header, err = layout.ReadSafetensorsHeader(pf.abs); err != nil {
-				return nil, nil, nil, nil, err
+				return nil, err
 			}
 		}
 		pf.plan = planChunks(pf.info.Size(), pf.header, fileHint(pf.entry))
@@ -227,14 +326,14 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 		res.Logical += pf.info.Size()
 	}
 	readStart := time.Now()
-	if err := r.storeChunks(ctx, files, res); err != nil {
-		return nil, nil, nil, nil, err
+	if err := b.storeChunks(ctx, files, res); err != nil {
+		return nil, err
 	}
-	if err := r.ensureCachedChunks(ctx, files, res); err != nil {
-		return nil, nil, nil, nil, err
+	if err := b.ensureCachedChunks(ctx, files, res); err != nil {
+		return nil, err
 	}
 
-	m := &Manifest{Version: ManifestVersion}
+	m := &manifest.Manifest{Version: manifest.Version}
 	statEntries := make(map[string]statEntry)
 	for _, pf := range files {
 		pf.file.Path = pf.entry.Path
@@ -249,47 +348,57 @@ func (r *Registry) buildManifest(ctx context.Context, absDir string, entries []l
 			statEntries[pf.abs] = e
 		}
 	}
-	return m, files, statEntries, res, nil
+	return &folderScan{manifest: m, files: files, stat: statEntries, res: res}, nil
+}
+
+func (b *manifestBuilder) progressStart(label string, total int64) {
+	if b.prog != nil {
+		b.prog.Start(label, total)
+	}
+}
+
+func (b *manifestBuilder) progressAdd(n int64) {
+	if b.prog != nil {
+		b.prog.Add(n)
+	}
+}
+
+func (b *manifestBuilder) progressFinish() {
+	if b.prog != nil {
+		b.prog.Finish()
+	}
 }
 
 // ScanFolder returns the manifest push would record for dir, reading and
 // hashing every file but storing nothing (diff of a local folder).
-func ScanFolder(ctx context.Context, dir string) (*Manifest, error) {
-	absDir, err := filepath.Abs(dir)
+func ScanFolder(ctx context.Context, dir string) (*manifest.Manifest, error) {
+	f, err := readFolder(dir)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := layout.ScanDir(absDir)
-	if err != nil {
-		return nil, err
-	}
-	byPath := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		byPath[e.Path] = true
-	}
-	dry := &Registry{workers: max(4, 2*runtime.NumCPU()), dry: true}
-	m, _, _, _, err := dry.buildManifest(ctx, absDir, entries, byPath)
+	b := &manifestBuilder{sink: discardSink{}, workers: defaultWorkers()}
+	scan, err := b.build(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", dir, err)
 	}
-	return m, nil
+	return scan.manifest, nil
 }
 
 // fileHint picks the codec hint for a file that is not cut at tensor
 // boundaries. Torch pickles (optimizer.pt and friends) are mostly fp32
 // tensors stored 64-byte aligned, so the weights codec with 4-byte elements
 // pays on them; small structured files get the stronger zstd level.
-func fileHint(e layout.Entry) EncodeHint {
+func fileHint(e layout.Entry) object.EncodeHint {
 	switch e.Role {
 	case layout.RoleResumeState:
 		if strings.HasSuffix(e.Path, ".pt") || strings.HasSuffix(e.Path, ".bin") {
-			return EncodeHint{ElemSize: 4}
+			return object.EncodeHint{ElemSize: 4}
 		}
-		return EncodeHint{}
+		return object.EncodeHint{}
 	case layout.RoleWeights:
-		return EncodeHint{}
+		return object.EncodeHint{}
 	}
-	return EncodeHint{Text: true}
+	return object.EncodeHint{Text: true}
 }
 
 // racy reports whether a file modified at mtime, and read from readStart
@@ -327,11 +436,11 @@ func pushVersion(given string, state *layout.TrainerState, dir string) (string, 
 			step = n
 		}
 	case !known:
-		return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", ErrInvalidName)
+		return "", 0, fmt.Errorf("%w: cannot tell the version (no trainer_state.json global_step, folder is not checkpoint-N): give NAME@VERSION", refs.ErrInvalidName)
 	default:
 		v = strconv.FormatInt(step, 10)
 	}
-	if err := CheckVersion("VERSION", v); err != nil {
+	if err := refs.CheckVersion("VERSION", v); err != nil {
 		return "", 0, err
 	}
 	return v, step, nil
@@ -363,7 +472,7 @@ func checkShards(dir string, entries []layout.Entry, present map[string]bool) er
 
 // storeChunks reads, hashes and stores every planned extent with bounded
 // parallelism, filling in each file's chunks, digest and tensors.
-func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
+func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
 	type task struct {
 		f *pushFile
 		i int
@@ -375,17 +484,17 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 			continue
 		}
 		pf.file.Size = pf.info.Size()
-		pf.file.Chunks = make([]Chunk, 0, len(pf.plan))
+		pf.file.Chunks = make([]manifest.Chunk, 0, len(pf.plan))
 		for i, ex := range pf.plan {
 			tasks = append(tasks, task{pf, i})
 			total += ex.size
 		}
 	}
-	chunks := make(map[*pushFile][]Chunk, len(files))
+	chunks := make(map[*pushFile][]manifest.Chunk, len(files))
 	digests := make(map[*pushFile]map[int]string)
 	for _, pf := range files {
 		if !pf.cached {
-			chunks[pf] = make([]Chunk, len(pf.plan))
+			chunks[pf] = make([]manifest.Chunk, len(pf.plan))
 			digests[pf] = make(map[int]string)
 			f, err := os.Open(pf.abs)
 			if err != nil {
@@ -402,12 +511,12 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 		}
 	}()
 
-	r.progressStart("push", total)
-	defer r.progressFinish()
+	b.progressStart("push", total)
+	defer b.progressFinish()
 	var mu sync.Mutex
 	var read, newRaw, newStored, newBlobs atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.workers)
+	g.SetLimit(b.workers)
 	for _, t := range tasks {
 		g.Go(func() error {
 			ex := t.f.plan[t.i]
@@ -429,13 +538,13 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 				for _, ti := range ex.tensors {
 					tn := t.f.header.Tensors[ti]
 					lo := t.f.header.DataOffset + tn.Begin - ex.off
-					tensorDigests[ti] = sha256Digest(Hash(buf[lo : lo+tn.End-tn.Begin]))
+					tensorDigests[ti] = manifest.SHA256Digest(object.Hash(buf[lo : lo+tn.End-tn.Begin]))
 				}
 			}
-			var id ID
+			var id object.ID
 			if ex.size > 0 {
-				id = Hash(buf)
-				stored, err := r.putBlob(gctx, id, buf, ex.hint)
+				id = object.Hash(buf)
+				stored, err := b.sink.ensure(gctx, object.BlobKey(id), ex.hint, func() ([]byte, error) { return buf, nil })
 				if err != nil {
 					return fmt.Errorf("store %s bytes [%d, %d): %w", t.f.entry.Path, ex.off, ex.off+ex.size, err)
 				}
@@ -446,12 +555,12 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 				}
 			}
 			mu.Lock()
-			chunks[t.f][t.i] = Chunk{ID: id, Offset: ex.off, Size: ex.size}
+			chunks[t.f][t.i] = manifest.Chunk{ID: id, Offset: ex.off, Size: ex.size}
 			for k, v := range tensorDigests {
 				digests[t.f][k] = v
 			}
 			mu.Unlock()
-			r.progressAdd(ex.size)
+			b.progressAdd(ex.size)
 			return nil
 		})
 	}
@@ -479,11 +588,11 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 			}
 		}
 		if len(pf.file.Chunks) == 1 {
-			pf.file.Digest = sha256Digest(pf.file.Chunks[0].ID)
+			pf.file.Digest = manifest.SHA256Digest(pf.file.Chunks[0].ID)
 		} else if len(pf.file.Chunks) == 0 {
-			pf.file.Digest = sha256Digest(Hash(nil))
+			pf.file.Digest = manifest.SHA256Digest(object.Hash(nil))
 		} else {
-			pf.file.Digest = chunksDigest(pf.file.Chunks)
+			pf.file.Digest = manifest.ChunksDigest(pf.file.Chunks)
 		}
 		if pf.header != nil {
 			pf.file.Safetensors = safetensorsInfo(pf.header, chunks[pf], digests[pf])
@@ -495,15 +604,15 @@ func (r *Registry) storeChunks(ctx context.Context, files []*pushFile, res *Push
 // safetensorsInfo builds the manifest's tensor table. Tensors grouped into a
 // shared chunk already have digests; the others take theirs from the chunks
 // that cover exactly them.
-func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[int]string) *SafetensorsInfo {
-	info := &SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
+func safetensorsInfo(h *layout.SafetensorsHeader, chunks []manifest.Chunk, grouped map[int]string) *manifest.SafetensorsInfo {
+	info := &manifest.SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
 	for i, t := range h.Tensors {
-		tn := Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
+		tn := manifest.Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
 		if d, ok := grouped[i]; ok {
 			tn.Digest = d
 		} else {
 			begin, end := h.DataOffset+t.Begin, h.DataOffset+t.End
-			var own []Chunk
+			var own []manifest.Chunk
 			for _, c := range chunks {
 				if c.Offset >= begin && c.Offset+c.Size <= end && c.Size > 0 {
 					own = append(own, c)
@@ -511,11 +620,11 @@ func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[in
 			}
 			switch len(own) {
 			case 0:
-				tn.Digest = sha256Digest(Hash(nil))
+				tn.Digest = manifest.SHA256Digest(object.Hash(nil))
 			case 1:
-				tn.Digest = sha256Digest(own[0].ID)
+				tn.Digest = manifest.SHA256Digest(own[0].ID)
 			default:
-				tn.Digest = chunksDigest(own)
+				tn.Digest = manifest.ChunksDigest(own)
 			}
 		}
 		info.Tensors = append(info.Tensors, tn)
@@ -523,53 +632,45 @@ func safetensorsInfo(h *layout.SafetensorsHeader, chunks []Chunk, grouped map[in
 	return info
 }
 
-// putBlob stores content as blob id unless the registry has it. It returns
-// the stored size when it wrote the blob, 0 when the blob was there.
-func (r *Registry) putBlob(ctx context.Context, id ID, content []byte, hint EncodeHint) (int64, error) {
-	return r.putObject(ctx, BlobKey(id), content, hint)
-}
-
 // putObject stores an encoded object create-only, skipping objects the
 // index or the backend already has.
-func (r *Registry) putObject(ctx context.Context, key string, content []byte, hint EncodeHint) (int64, error) {
-	return r.ensureObject(ctx, key, hint, func() ([]byte, error) { return content, nil })
+func (op *pushOp) putObject(ctx context.Context, key string, content []byte, hint object.EncodeHint) (int64, error) {
+	return op.ensure(ctx, key, hint, func() ([]byte, error) { return content, nil })
 }
 
-// ensureObject makes sure key exists: it asks the index, then the backend,
-// and only when both say no loads the content and stores it. What the
-// index alone vouched for is not recorded as seen: confirm checks it before
-// the push publishes.
-func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint, load func() ([]byte, error)) (int64, error) {
-	if r.dry {
-		return 0, nil
-	}
+// ensure makes sure key exists in the registry: it asks the index, then
+// the backend, and only when both say no loads the content and stores it.
+// What the index alone vouched for is not recorded as seen: confirm checks
+// it before the push publishes. It is the op's blobSink.
+func (op *pushOp) ensure(ctx context.Context, key string, hint object.EncodeHint, load func() ([]byte, error)) (int64, error) {
+	r := op.r
 	if r.index.known(r.format.ID, key) {
 		return 0, nil
 	}
 	if _, err := r.backend.Stat(ctx, key); err == nil {
-		r.index.addKnown(r.format.ID, r.knownGen, []string{key})
-		r.seen.add(key)
+		r.index.addKnown(r.format.ID, op.gen, []string{key})
+		op.seen.add(key)
 		return 0, nil
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, backend.ErrNotFound) {
 		return 0, err
 	}
 	content, err := load()
 	if err != nil {
 		return 0, err
 	}
-	bp := takeBuf(storedCap(int64(len(content)))) // callers hold it from the transfer budget
+	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
 	defer dropBuf(bp)
-	obj := EncodeObject((*bp)[:0], content, hint)
+	obj := object.Encode((*bp)[:0], content, hint)
 	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
-	if errors.Is(err, ErrExists) {
+	if errors.Is(err, backend.ErrExists) {
 		err = nil
 		obj = obj[:0]
 	}
 	if err != nil {
 		return 0, err
 	}
-	r.index.addKnown(r.format.ID, r.knownGen, []string{key})
-	r.seen.add(key)
+	r.index.addKnown(r.format.ID, op.gen, []string{key})
+	op.seen.add(key)
 	return int64(len(obj)), nil
 }
 
@@ -577,24 +678,24 @@ func (r *Registry) ensureObject(ctx context.Context, key string, hint EncodeHint
 // cache are in the registry, reading and storing any that are not (a gc
 // may have deleted them since the file was last pushed). Chunks the
 // known-blob cache vouches for are left to confirm.
-func (r *Registry) ensureCachedChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
+func (b *manifestBuilder) ensureCachedChunks(ctx context.Context, files []*pushFile, res *PushResult) error {
 	var cached []*pushFile
 	for _, pf := range files {
 		if pf.cached {
 			cached = append(cached, pf)
 		}
 	}
-	return r.storeFromFiles(ctx, cached, nil, res)
+	return b.storeFromFiles(ctx, cached, nil, res)
 }
 
 // storeFromFiles makes sure the chunks of files are stored (only those in
 // only, when it is not nil), reading what must be uploaded from the files
 // and checking it against the chunk's ID, with bounded parallelism.
-func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only map[ID]bool, res *PushResult) error {
+func (b *manifestBuilder) storeFromFiles(ctx context.Context, files []*pushFile, only map[object.ID]bool, res *PushResult) error {
 	var read, newRaw, newStored, newBlobs atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.workers)
-	done := map[ID]bool{}
+	g.SetLimit(b.workers)
+	done := map[object.ID]bool{}
 	for _, pf := range files {
 		for _, c := range pf.file.Chunks {
 			if only != nil && !only[c.ID] || done[c.ID] {
@@ -605,9 +706,9 @@ func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only m
 				var bp *[]byte
 				release := func() {}
 				defer func() { dropBuf(bp); release() }()
-				stored, err := r.ensureObject(gctx, BlobKey(c.ID), EncodeHint{}, func() ([]byte, error) {
-					if c.Size < 0 || c.Size > MaxBlobContent {
-						return nil, fmt.Errorf("cached chunk size %d of %s is over the limit %d", c.Size, pf.entry.Path, MaxBlobContent)
+				stored, err := b.sink.ensure(gctx, object.BlobKey(c.ID), object.EncodeHint{}, func() ([]byte, error) {
+					if c.Size < 0 || c.Size > object.MaxBlobContent {
+						return nil, fmt.Errorf("cached chunk size %d of %s is over the limit %d", c.Size, pf.entry.Path, object.MaxBlobContent)
 					}
 					rel, err := transfers.acquire(gctx, objectCost(c.Size))
 					if err != nil {
@@ -619,7 +720,7 @@ func (r *Registry) storeFromFiles(ctx context.Context, files []*pushFile, only m
 						return nil, err
 					}
 					read.Add(c.Size)
-					if Hash(buf) != c.ID {
+					if object.Hash(buf) != c.ID {
 						return nil, fmt.Errorf("%s changed while it was being pushed; push again once it is written", pf.entry.Path)
 					}
 					return buf, nil

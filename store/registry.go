@@ -11,6 +11,8 @@ import (
 	"io"
 	"runtime"
 	"time"
+
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // FormatKey is the object at the root of every registry.
@@ -57,35 +59,23 @@ type Progress interface {
 
 // Registry is an open registry on a Backend.
 type Registry struct {
-	backend Backend
+	backend backend.Backend
 	format  Format
 	index   *Index
 	workers int
 	prog    Progress
 	// lockStale overrides DefaultStaleAfter (tests).
 	lockStale time.Duration
-	// knownGen is the gc generation this handle's operation started at; blobs
-	// it finds present are cached under it (Index.syncGCRuns).
-	knownGen uint64
-	// seen collects, for one push, the keys the registry itself showed
-	// present; the push checks the others before it publishes (confirm).
-	seen *keySet
-	// dry registries hash but store nothing (ScanFolder).
-	dry    bool
-	pulled *PullCache
-	files  *FileCache
+	pulled    *PullCache
+	files     *FileCache
 }
 
-// withGeneration returns a copy of r for one operation at gc generation gen.
-func (r *Registry) withGeneration(gen uint64) *Registry {
-	c := *r
-	c.knownGen = gen
-	return &c
-}
+// defaultWorkers is the default of Options.Workers.
+func defaultWorkers() int { return max(4, 2*runtime.NumCPU()) }
 
 // Init creates a registry on b if there is none; it is idempotent. created
 // reports whether this call made it.
-func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bool, err error) {
+func Init(ctx context.Context, b backend.Backend, opts Options) (r *Registry, created bool, err error) {
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, false, err
@@ -97,7 +87,7 @@ func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bo
 	switch {
 	case err == nil:
 		created = true
-	case errors.Is(err, ErrExists):
+	case errors.Is(err, backend.ErrExists):
 	default:
 		return nil, false, fmt.Errorf("init registry at %s: %w", b.Location(), err)
 	}
@@ -106,11 +96,11 @@ func Init(ctx context.Context, b Backend, opts Options) (r *Registry, created bo
 }
 
 // Open opens the registry on b, checking its format version.
-func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
+func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, error) {
 	data, err := readAll(ctx, b, FormatKey, 1<<16)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("%s: %w (run `ckpt init`)", b.Location(), ErrNoRegistry)
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("%s: %w", b.Location(), ErrNoRegistry)
 		}
 		return nil, fmt.Errorf("open registry at %s: %w", b.Location(), err)
 	}
@@ -123,13 +113,13 @@ func Open(ctx context.Context, b Backend, opts Options) (*Registry, error) {
 	}
 	w := opts.Workers
 	if w <= 0 {
-		w = max(4, 2*runtime.NumCPU())
+		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache, files: opts.FileCache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache}, nil
 }
 
 // Backend returns the registry's backend.
-func (r *Registry) Backend() Backend { return r.backend }
+func (r *Registry) Backend() backend.Backend { return r.backend }
 
 // ID returns the registry's random identity.
 func (r *Registry) ID() string { return r.format.ID }
@@ -138,7 +128,7 @@ func (r *Registry) ID() string { return r.format.ID }
 func (r *Registry) Location() string { return r.backend.Location() }
 
 // readAll reads a whole small object, refusing ones larger than limit.
-func readAll(ctx context.Context, b Backend, key string, limit int64) ([]byte, error) {
+func readAll(ctx context.Context, b backend.Backend, key string, limit int64) ([]byte, error) {
 	rc, err := b.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
@@ -155,7 +145,7 @@ func readAll(ctx context.Context, b Backend, key string, limit int64) ([]byte, e
 }
 
 // putJSON stores v as indented JSON under key, create-only.
-func putJSON(ctx context.Context, b Backend, key string, v any) error {
+func putJSON(ctx context.Context, b backend.Backend, key string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
@@ -165,7 +155,7 @@ func putJSON(ctx context.Context, b Backend, key string, v any) error {
 }
 
 // getJSON reads a small JSON object.
-func getJSON(ctx context.Context, b Backend, key string, v any) error {
+func getJSON(ctx context.Context, b backend.Backend, key string, v any) error {
 	data, err := readAll(ctx, b, key, 1<<20)
 	if err != nil {
 		return err
@@ -192,4 +182,12 @@ func (r *Registry) progressFinish() {
 	if r.prog != nil {
 		r.prog.Finish()
 	}
+}
+
+// randomHex is n random bytes in hex: the random part of lock, gc marker
+// and build folder names.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

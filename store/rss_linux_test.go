@@ -16,8 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // peakRSSLimit is the README's promise for any command.
@@ -42,15 +43,15 @@ func TestHostileRegistryPeakRSS(t *testing.T) {
 	// workers, so every worker has one to fetch).
 	const blobs, files = 4, 10
 	objects := map[string][]byte{}
-	ids := make([]store.ID, blobs)
+	ids := make([]object.ID, blobs)
 	content := make([]byte, maxBlob)
 	for i := range ids {
 		content[0] = byte(i + 1)
-		ids[i] = store.Hash(content)
-		objects[store.BlobKey(ids[i])] = storedObject(store.CodecZstd, maxBlob, zstdZeros(maxBlob, maxBlob, byte(i+1)))
+		ids[i] = object.Hash(content)
+		objects[object.BlobKey(ids[i])] = storedObject(object.CodecZstd, maxBlob, zstdZeros(maxBlob, maxBlob, byte(i+1)))
 	}
 	content = nil
-	var list []store.File
+	var list []manifest.File
 	for i := range files {
 		list = append(list, oneChunkFile("shard-"+itoa(int64(100+i))+".bin", ids[i%blobs], maxBlob))
 	}

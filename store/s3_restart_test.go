@@ -14,7 +14,8 @@ import (
 	"github.com/ckptdev/ckpt/internal/miniotest"
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // TestPushSurvivesMinIORestart: MinIO stops in the middle of a push. The
@@ -23,7 +24,7 @@ import (
 func TestPushSurvivesMinIORestart(t *testing.T) {
 	srv := miniotest.Start(t) // its own server: this test stops it
 	bucket := srv.NewBucket(t)
-	open := func(t *testing.T) store.Backend {
+	open := func(t *testing.T) backend.Backend {
 		b, err := s3.New(context.Background(), s3.Config{
 			Bucket: bucket, Prefix: "registry", Endpoint: srv.Endpoint, Region: miniotest.Region, Creds: srv.Creds(),
 			Retry: s3.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},

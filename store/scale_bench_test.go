@@ -6,13 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +19,12 @@ import (
 
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/backend/mem"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // objectWriter puts an object without the backend's safety steps (no
@@ -37,92 +40,16 @@ func localWriter(tb testing.TB, root string) objectWriter {
 	}
 }
 
-// memBackend keeps objects in a map: it isolates the cost of gc's own work
-// from the file system's in the scale benchmark.
-type memBackend struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-	mtime   time.Time
-}
-
-func (m *memBackend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.objects[key]; ok {
-		return fmt.Errorf("%s: %w", key, store.ErrExists)
-	}
-	m.objects[key] = data
-	return nil
-}
-
-func (m *memBackend) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	m.mu.Lock()
-	data, ok := m.objects[key]
-	m.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
-	}
-	data = data[off:]
-	if n >= 0 {
-		data = data[:n]
-	}
-	return io.NopCloser(bytes.NewReader(data)), nil
-}
-
-func (m *memBackend) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	data, ok := m.objects[key]
-	if !ok {
-		return store.ObjectInfo{}, fmt.Errorf("%s: %w", key, store.ErrNotFound)
-	}
-	return store.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: m.mtime}, nil
-}
-
-func (m *memBackend) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
-	m.mu.Lock()
-	var infos []store.ObjectInfo
-	for k, v := range m.objects {
-		if strings.HasPrefix(k, prefix) {
-			mt := m.mtime
-			if strings.HasPrefix(k, "locks/") {
-				mt = time.Now()
-			}
-			infos = append(infos, store.ObjectInfo{Key: k, Size: int64(len(v)), ModTime: mt})
-		}
-	}
-	m.mu.Unlock()
-	for _, oi := range infos {
-		if err := fn(oi); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (m *memBackend) Delete(ctx context.Context, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objects, key)
-	return nil
-}
-
-func (m *memBackend) Location() string { return "memory" }
-
 // buildScaleRegistry makes a local registry of names×versions checkpoints,
 // each referencing blobsPer tiny blobs of its own plus one shared blob, with
 // generated metadata (no real files).
-func buildScaleRegistry(tb testing.TB, backend string, names, versions, blobsPer int) *store.Registry {
+func buildScaleRegistry(tb testing.TB, kind string, names, versions, blobsPer int) *store.Registry {
 	tb.Helper()
-	var b store.Backend
+	var b backend.Backend
 	var writeObjectFile func(tb testing.TB, root, key string, data []byte)
 	root := filepath.Join(tb.TempDir(), "registry")
 	var pending []func() error
-	switch backend {
+	switch kind {
 	case "minio":
 		b = newMinioTB(tb)
 		writeObjectFile = func(_ testing.TB, _, key string, data []byte) {
@@ -131,9 +58,16 @@ func buildScaleRegistry(tb testing.TB, backend string, names, versions, blobsPer
 			})
 		}
 	case "memory":
-		mem := &memBackend{objects: map[string][]byte{}, mtime: time.Now().Add(-24 * time.Hour)}
-		b = mem
-		writeObjectFile = func(_ testing.TB, _, key string, data []byte) { mem.objects[key] = data }
+		// Objects are stamped a day old as they are written; the clock is
+		// real again once the registry is built (locks must be fresh).
+		mb := mem.New()
+		old := time.Now().Add(-24 * time.Hour)
+		mb.SetClock(func() time.Time { return old })
+		defer mb.SetClock(nil)
+		b = mb
+		writeObjectFile = func(tb testing.TB, _, key string, data []byte) {
+			require.NoError(tb, mb.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))))
+		}
 	default:
 		lb, err := local.New(root)
 		require.NoError(tb, err)
@@ -144,32 +78,32 @@ func buildScaleRegistry(tb testing.TB, backend string, names, versions, blobsPer
 	r, _, err := store.Init(context.Background(), b, store.Options{})
 	require.NoError(tb, err)
 	shared := []byte("shared tokenizer")
-	sharedID := store.Hash(shared)
-	writeObjectFile(tb, root, store.BlobKey(sharedID), store.EncodeObject(nil, shared, store.EncodeHint{}))
+	sharedID := object.Hash(shared)
+	writeObjectFile(tb, root, object.BlobKey(sharedID), object.Encode(nil, shared, object.EncodeHint{}))
 	pushed := time.Now().Add(-48 * time.Hour)
 	var content [16]byte
 	for n := range names {
 		name := fmt.Sprintf("team/run-%04d", n)
 		for v := range versions {
-			m := store.Manifest{Version: store.ManifestVersion}
-			var chunks []store.Chunk
+			m := manifest.Manifest{Version: manifest.Version}
+			var chunks []manifest.Chunk
 			for k := range blobsPer {
 				binary.LittleEndian.PutUint64(content[:8], uint64(n*versions+v))
 				binary.LittleEndian.PutUint64(content[8:], uint64(k))
-				id := store.Hash(content[:])
-				writeObjectFile(tb, root, store.BlobKey(id), store.EncodeObject(nil, content[:], store.EncodeHint{}))
-				chunks = append(chunks, store.Chunk{ID: id, Offset: int64(k * len(content)), Size: int64(len(content))})
+				id := object.Hash(content[:])
+				writeObjectFile(tb, root, object.BlobKey(id), object.Encode(nil, content[:], object.EncodeHint{}))
+				chunks = append(chunks, manifest.Chunk{ID: id, Offset: int64(k * len(content)), Size: int64(len(content))})
 			}
-			m.Files = []store.File{
+			m.Files = []manifest.File{
 				{Path: "model.safetensors", Size: int64(blobsPer * len(content)), Mode: 0o644, Role: "weights", Digest: "x", Chunks: chunks},
 				{Path: "tokenizer.json", Size: int64(len(shared)), Mode: 0o644, Role: "tokenizer", Digest: "sha256:" + sharedID.String(),
-					Chunks: []store.Chunk{{ID: sharedID, Size: int64(len(shared))}}},
+					Chunks: []manifest.Chunk{{ID: sharedID, Size: int64(len(shared))}}},
 			}
 			data, mid, err := m.Encode()
 			require.NoError(tb, err)
-			writeObjectFile(tb, root, store.ManifestKey(mid), store.EncodeObject(nil, data, store.EncodeHint{Text: true}))
+			writeObjectFile(tb, root, object.ManifestKey(mid), object.Encode(nil, data, object.EncodeHint{Text: true}))
 			step := int64((v + 1) * 100)
-			rec := store.Record{Name: name, Version: strconv.FormatInt(step, 10), Manifest: mid, Pushed: pushed, Step: step,
+			rec := refs.Record{Name: name, Version: strconv.FormatInt(step, 10), Manifest: mid, Pushed: pushed, Step: step,
 				Metrics: map[string]float64{"eval_loss": 2 + float64((v*7919)%versions)/float64(versions)}}
 			recData, err := json.Marshal(rec)
 			require.NoError(tb, err)
@@ -182,7 +116,7 @@ func buildScaleRegistry(tb testing.TB, backend string, names, versions, blobsPer
 		g.Go(put)
 	}
 	require.NoError(tb, g.Wait())
-	if backend == "local" {
+	if kind == "local" {
 		// Age every object past the grace period, as a registry in use would be.
 		old := time.Now().Add(-24 * time.Hour)
 		require.NoError(tb, filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
@@ -221,23 +155,23 @@ func BenchmarkRetentionAndGCScale(b *testing.B) {
 	if os.Getenv("CKPT_SCALE") == "full" {
 		names = 100
 	}
-	for _, backend := range []string{"local", "memory", "minio"} {
+	for _, kind := range []string{"local", "memory", "minio"} {
 		n := names
-		if backend == "minio" {
+		if kind == "minio" {
 			n = max(1, names/10) // a smaller one: every object is an HTTP request
 		}
 		for _, mult := range []int{1, 2} {
-			b.Run(fmt.Sprintf("%s/checkpoints=%d", backend, n*mult*100), func(b *testing.B) {
-				benchScale(b, backend, n*mult)
+			b.Run(fmt.Sprintf("%s/checkpoints=%d", kind, n*mult*100), func(b *testing.B) {
+				benchScale(b, kind, n*mult)
 			})
 		}
 	}
 }
 
-func benchScale(b *testing.B, backend string, names int) {
+func benchScale(b *testing.B, kind string, names int) {
 	for range b.N {
 		b.StopTimer()
-		r := buildScaleRegistry(b, backend, names, 100, 20)
+		r := buildScaleRegistry(b, kind, names, 100, 20)
 		ctx := context.Background()
 		runtime.GC()
 		b.StartTimer()
@@ -257,7 +191,7 @@ func benchScale(b *testing.B, backend string, names int) {
 		planTime := time.Since(start)
 		start = time.Now()
 		// MinIO's objects are fresh: no grace there.
-		res, err := r.GC(ctx, store.GCOptions{NoGrace: backend == "minio"})
+		res, err := r.GC(ctx, store.GCOptions{NoGrace: kind == "minio"})
 		require.NoError(b, err)
 		gcTime := time.Since(start)
 		b.ReportMetric(planTime.Seconds(), "plan+apply-s")

@@ -3,9 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
-	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // LocalManifest returns the manifest a push of dir would record, and its
@@ -20,28 +20,20 @@ import (
 // The ID is the one push would publish for the folder, so comparing it with
 // a record's manifest tells whether the folder holds exactly what the record
 // says, file for file and byte for byte (through the hashes).
-func (r *Registry) LocalManifest(ctx context.Context, dir string) (*Manifest, ID, error) {
-	absDir, err := filepath.Abs(dir)
+func (r *Registry) LocalManifest(ctx context.Context, dir string) (*manifest.Manifest, object.ID, error) {
+	f, err := readFolder(dir)
 	if err != nil {
-		return nil, ID{}, err
+		return nil, object.ID{}, err
 	}
-	entries, err := layout.ScanDir(absDir)
+	b := &manifestBuilder{sink: discardSink{}, index: r.index, workers: r.workers}
+	scan, err := b.build(ctx, f)
 	if err != nil {
-		return nil, ID{}, err
+		return nil, object.ID{}, fmt.Errorf("scan %s: %w", dir, err)
 	}
-	byPath := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		byPath[e.Path] = true
-	}
-	dry := &Registry{workers: r.workers, dry: true, index: r.index}
-	m, _, statEntries, _, err := dry.buildManifest(ctx, absDir, entries, byPath)
+	_, id, err := scan.manifest.Encode()
 	if err != nil {
-		return nil, ID{}, fmt.Errorf("scan %s: %w", dir, err)
+		return nil, object.ID{}, err
 	}
-	_, id, err := m.Encode()
-	if err != nil {
-		return nil, ID{}, err
-	}
-	r.index.storeFiles(statEntries)
-	return m, id, nil
+	r.index.storeFiles(scan.stat)
+	return scan.manifest, id, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // LocalManifest gives the ID push records for a folder, without storing
@@ -25,7 +26,7 @@ func TestLocalManifest(t *testing.T) {
 			_, id, err := e.r.LocalManifest(e.ctx, dir)
 			require.NoError(t, err)
 			var blobs int
-			require.NoError(t, e.b.List(e.ctx, "blobs/", func(store.ObjectInfo) error { blobs++; return nil }))
+			require.NoError(t, e.b.List(e.ctx, "blobs/", func(backend.ObjectInfo) error { blobs++; return nil }))
 			assert.Zero(t, blobs, "nothing stored")
 
 			res := e.push(dir, "run", store.PushOptions{})

@@ -10,16 +10,17 @@ import (
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
 )
 
 // listedBytes is the size and count of every object under blobs/ and
 // manifests/, straight from the backend.
-func listedBytes(t *testing.T, b store.Backend) (int64, int) {
+func listedBytes(t *testing.T, b backend.Backend) (int64, int) {
 	t.Helper()
 	var size int64
 	var n int
 	for _, prefix := range []string{"blobs/", "manifests/"} {
-		require.NoError(t, b.List(context.Background(), prefix, func(oi store.ObjectInfo) error {
+		require.NoError(t, b.List(context.Background(), prefix, func(oi backend.ObjectInfo) error {
 			size += oi.Size
 			n++
 			return nil

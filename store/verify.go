@@ -10,6 +10,11 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Problem is one defect verify found.
@@ -48,14 +53,16 @@ type VerifyReport struct {
 // ErrVerifyFailed is returned when verify found problems.
 var ErrVerifyFailed = errors.New("verify found problems")
 
-// Verify checks that the records' manifests and every blob they reference
-// exist in the registry; with readData it downloads every manifest and blob
-// from the registry, decodes it and checks its digest. The per-machine
-// caches never vouch for anything: a manifest known on this machine is
-// still looked up in the registry.
-func (r *Registry) Verify(ctx context.Context, recs []Record, readData bool) (*VerifyReport, error) {
+// Verify checks that the manifests of the records and of their base chains
+// (what a pull of them reads, ResolveChain), and every blob they
+// reference, exist in the registry; with readData it downloads every
+// manifest and blob from the registry, decodes it and checks its digest.
+// The per-machine caches never vouch for anything: a manifest known on this
+// machine is still looked up in the registry, and the bases' version refs
+// are read from it.
+func (r *Registry) Verify(ctx context.Context, recs []refs.Record, readData bool) (*VerifyReport, error) {
 	rep := &VerifyReport{Checkpoints: len(recs)}
-	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
+	if err := r.verifyRecords(ctx, rep, recs, r.readRecord, readData); err != nil {
 		return rep, err
 	}
 	return rep, rep.verdict()
@@ -72,8 +79,11 @@ func (r *Registry) VerifyAll(ctx context.Context, readData bool) (*VerifyReport,
 	if err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Problems: append([]Problem(nil), c.Problems...)}
-	var recs []Record
+	rep := &VerifyReport{}
+	for _, p := range c.Problems {
+		rep.Problems = append(rep.Problems, Problem{Object: p.Key, Err: p.Err})
+	}
+	var recs []refs.Record
 	for _, n := range c.Names() {
 		recs = append(recs, c.Records[n]...)
 	}
@@ -82,19 +92,35 @@ func (r *Registry) VerifyAll(ctx context.Context, readData bool) (*VerifyReport,
 	for n, tags := range c.Tags {
 		rep.Refs += len(tags)
 		for t, v := range tags {
-			if c.problem(versionKey(n, v)) != nil {
+			if c.ProblemAt(refs.VersionKey(n, v)) != nil {
 				continue // the version's own problem is reported
 			}
-			if !slices.ContainsFunc(c.Records[n], func(rec Record) bool { return rec.Version == v }) {
-				rep.Problems = append(rep.Problems, Problem{Object: tagKey(n, t),
-					Err: fmt.Errorf("%w: tag %s@%s points at version %s, which does not exist", ErrNoCheckpoint, n, t, v)})
+			if !slices.ContainsFunc(c.Records[n], func(rec refs.Record) bool { return rec.Version == v }) {
+				rep.Problems = append(rep.Problems, Problem{Object: refs.TagKey(n, t),
+					Err: fmt.Errorf("%w: tag %s@%s points at version %s, which does not exist", refs.ErrNoCheckpoint, n, t, v)})
 			}
 		}
 	}
-	if err := r.verifyRecords(ctx, rep, recs, readData); err != nil {
+	if err := r.verifyRecords(ctx, rep, recs, catalogLookup(c), readData); err != nil {
 		return rep, err
 	}
 	return rep, rep.verdict()
+}
+
+// catalogLookup finds version records in c, which was read from the
+// registry: a ref c could not verify gives its problem, one c does not have
+// is gone.
+func catalogLookup(c *refs.Catalog) recordLookup {
+	return func(_ context.Context, name, version string) (refs.Record, error) {
+		key := refs.VersionKey(name, version)
+		if p := c.ProblemAt(key); p != nil {
+			return refs.Record{}, p.Err
+		}
+		if rec, ok := c.Record(name, version); ok {
+			return rec, nil
+		}
+		return refs.Record{}, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
+	}
 }
 
 // verdict sorts the problems and is ErrVerifyFailed if there are any.
@@ -106,28 +132,39 @@ func (rep *VerifyReport) verdict() error {
 	return nil
 }
 
-// verifyRecords checks the manifests of recs and their blobs, adding what
-// it finds to rep. It returns an error only when it could not go on.
-func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []Record, readData bool) error {
-	users := map[ID][]string{} // manifest -> the checkpoints that need it
-	var mids []ID
+// verifyRecords checks the manifests of recs and of their base chains
+// (walked through lookup), and their blobs, adding what it finds to rep. It
+// returns an error only when it could not go on.
+func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []refs.Record, lookup recordLookup, readData bool) error {
+	users := map[object.ID][]string{} // manifest -> the checkpoints that need it
+	var mids []object.ID
 	for _, rec := range recs {
-		use := func(mid ID, as string) {
+		use := func(mid object.ID, as string) {
 			if _, ok := users[mid]; !ok {
 				mids = append(mids, mid)
 			}
 			users[mid] = append(users[mid], as)
 		}
 		use(rec.Manifest, rec.Name+"@"+rec.Version)
-		if rec.Base != nil {
-			use(rec.Base.Manifest, rec.Name+"@"+rec.Version+" (base "+rec.Base.String()+")")
+		bases, err := walkBases(ctx, rec, lookup)
+		for _, base := range bases {
+			use(base.Manifest, rec.Name+"@"+rec.Version+" (base "+base.String()+")")
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ce *chainError
+			if errors.As(err, &ce) && !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Object == ce.key }) {
+				rep.Problems = append(rep.Problems, Problem{Object: ce.key, Err: err})
+			}
 		}
 	}
 	proof := manifestExists
 	if readData {
 		proof = manifestDownloaded
 	}
-	manifests := make([]*Manifest, len(mids))
+	manifests := make([]*manifest.Manifest, len(mids))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers)
@@ -140,7 +177,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				rep.Problems = append(rep.Problems, Problem{Object: ManifestKey(mid), Files: users[mid], Err: err})
+				rep.Problems = append(rep.Problems, Problem{Object: object.ManifestKey(mid), Files: users[mid], Err: err})
 				return nil
 			}
 			manifests[i] = m
@@ -150,9 +187,9 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	blobUsers := map[ID][]string{}
-	sizes := map[ID]int64{}
-	var order []ID
+	blobUsers := map[object.ID][]string{}
+	sizes := map[object.ID]int64{}
+	var order []object.ID
 	for i, m := range manifests {
 		if m == nil {
 			continue
@@ -179,10 +216,10 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			if readData {
 				n, err = r.readBlobData(gctx, id, sizes[id])
 			} else {
-				var oi ObjectInfo
-				oi, err = r.backend.Stat(gctx, BlobKey(id))
-				if err == nil && oi.Size < objectHeaderSize {
-					err = fmt.Errorf("%w: %d bytes, shorter than an object header", ErrCorrupt, oi.Size)
+				var oi backend.ObjectInfo
+				oi, err = r.backend.Stat(gctx, object.BlobKey(id))
+				if err == nil && oi.Size < object.HeaderSize {
+					err = fmt.Errorf("%w: %d bytes, shorter than an object header", object.ErrCorrupt, oi.Size)
 				}
 			}
 			if gctx.Err() != nil {
@@ -192,10 +229,10 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			defer mu.Unlock()
 			rep.BytesRead += n
 			if err != nil {
-				if errors.Is(err, ErrNotFound) {
-					r.index.forgetKnown(r.format.ID, []string{BlobKey(id)})
+				if errors.Is(err, backend.ErrNotFound) {
+					r.index.forgetKnown(r.format.ID, []string{object.BlobKey(id)})
 				}
-				rep.Problems = append(rep.Problems, Problem{Object: BlobKey(id), Files: blobUsers[id], Err: err})
+				rep.Problems = append(rep.Problems, Problem{Object: object.BlobKey(id), Files: blobUsers[id], Err: err})
 			}
 			return nil
 		})
@@ -206,16 +243,16 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 // readBlobData downloads blob id, whose content the manifest says is size
 // bytes, from the registry, decodes it and checks its digest, holding the
 // memory it needs from the transfer budget. It returns the content length.
-func (r *Registry) readBlobData(ctx context.Context, id ID, size int64) (int64, error) {
-	if size < 0 || size > MaxBlobContent {
-		return 0, fmt.Errorf("%w: the manifest gives it %d bytes, over the limit %d", ErrCorrupt, size, MaxBlobContent)
+func (r *Registry) readBlobData(ctx context.Context, id object.ID, size int64) (int64, error) {
+	if size < 0 || size > object.MaxBlobContent {
+		return 0, fmt.Errorf("%w: the manifest gives it %d bytes, over the limit %d", object.ErrCorrupt, size, object.MaxBlobContent)
 	}
 	l, err := leaseChunk(ctx, size)
 	if err != nil {
 		return 0, err
 	}
 	defer l.done()
-	data, err := r.downloadBlob(ctx, id, size, l.buf())
+	data, err := r.readBlob(ctx, id, size, l.buf())
 	return int64(len(data)), err
 }
 
@@ -259,9 +296,9 @@ func (r *Registry) Usage(ctx context.Context) (*Usage, error) {
 		return nil, err
 	}
 	u := &Usage{Names: len(c.Records)}
-	manifests := map[ID]bool{} // the manifests the refs reach
-	blobs := map[ID]bool{}     // and the blobs
-	reach := func(mid ID) (*Manifest, error) {
+	manifests := map[object.ID]bool{} // the manifests the refs reach
+	blobs := map[object.ID]bool{}     // and the blobs
+	reach := func(mid object.ID) (*manifest.Manifest, error) {
 		m, err := r.Manifest(ctx, mid)
 		if err != nil {
 			return nil, err
@@ -310,14 +347,14 @@ func (r *Registry) Usage(ctx context.Context) (*Usage, error) {
 // of blobs/ and manifests/: an object the refs reach (manifests, blobs) is
 // stored data, any other is unreferenced, awaiting gc. A key that is not an
 // object's (gc leaves it alone too) counts as neither.
-func (r *Registry) storedUsage(ctx context.Context, u *Usage, manifests, blobs map[ID]bool) error {
+func (r *Registry) storedUsage(ctx context.Context, u *Usage, manifests, blobs map[object.ID]bool) error {
 	for _, prefix := range []string{"blobs/", "manifests/"} {
 		reached, count := blobs, &u.Blobs
 		if prefix == "manifests/" {
 			reached, count = manifests, &u.Manifests
 		}
-		err := r.backend.List(ctx, prefix, func(oi ObjectInfo) error {
-			id, err := ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
+		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
+			id, err := object.ParseID(oi.Key[strings.LastIndexByte(oi.Key, '/')+1:])
 			if err != nil || oi.Key != keyFor(prefix, id) {
 				return nil
 			}

@@ -14,13 +14,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // registryBackend opens the CLI's local registry directly, as someone
 // editing the bucket or the folder by hand would.
-func (c *cli) registryBackend() store.Backend {
+func (c *cli) registryBackend() backend.Backend {
 	b, err := local.New(c.repo)
 	require.NoError(c.t, err)
 	return b
@@ -46,7 +47,7 @@ func (c *cli) objectKeys() []string {
 	c.t.Helper()
 	var keys []string
 	for _, prefix := range []string{"blobs/", "manifests/"} {
-		require.NoError(c.t, c.registryBackend().List(context.Background(), prefix, func(oi store.ObjectInfo) error {
+		require.NoError(c.t, c.registryBackend().List(context.Background(), prefix, func(oi backend.ObjectInfo) error {
 			keys = append(keys, oi.Key)
 			return nil
 		}))
@@ -120,14 +121,14 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 		} `json:"record"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(c.ok("show", "run@20", "--json")), &shown))
-	mid, err := store.ParseID(shown.Record.Manifest)
+	mid, err := object.ParseID(shown.Record.Manifest)
 	require.NoError(t, err)
-	require.NoError(t, c.registryBackend().Delete(context.Background(), store.ManifestKey(mid)))
+	require.NoError(t, c.registryBackend().Delete(context.Background(), object.ManifestKey(mid)))
 
 	for _, args := range [][]string{{"verify", "--all", "--read-data"}, {"verify", "--all"}, {"verify", "run@prod", "--read-data"}} {
 		code, out, errs := c.run(args...)
 		assert.Equal(t, 1, code, "%v", args)
-		assert.Contains(t, out, "PROBLEM "+store.ManifestKey(mid), "%v", args)
+		assert.Contains(t, out, "PROBLEM "+object.ManifestKey(mid), "%v", args)
 		assert.Contains(t, out, "run@20", "%v", args)
 		assert.Contains(t, errs, "verify found problems")
 	}
@@ -141,7 +142,7 @@ func TestVerifyReadsRegistryNotCaches(t *testing.T) {
 	assert.Equal(t, 1, code)
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Problems, 1)
-	assert.Equal(t, store.ManifestKey(mid), rep.Problems[0].Object)
+	assert.Equal(t, object.ManifestKey(mid), rep.Problems[0].Object)
 	assert.Equal(t, []string{"run@20"}, rep.Problems[0].UsedBy)
 }
 

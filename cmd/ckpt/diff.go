@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/diff"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) diffCommand() *cobra.Command {
@@ -66,7 +66,7 @@ func (a *app) diffSide(ctx context.Context, arg string) (*diff.Side, error) {
 	if info, err := os.Stat(arg); err == nil && info.IsDir() {
 		return diff.FromFolder(ctx, arg)
 	}
-	name, ref, err := store.ParseRef(arg, false)
+	name, ref, err := refs.Parse(arg, false)
 	if err != nil {
 		return nil, usagef("%s is neither a folder nor NAME@REF: %w", argText(arg), refError(arg, err))
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,9 +41,6 @@ with status 1.`,
 				return err
 			}
 			res, err := r.GC(cmd.Context(), opts)
-			if errors.Is(err, store.ErrUnproven) {
-				return fmt.Errorf("%w\n`ckpt verify --all` reports every problem; re-push or `ckpt rm` the refs named, then run gc again", err)
-			}
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/internal/testutil"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/json")
@@ -186,9 +186,9 @@ func TestJSONGolden(t *testing.T) {
 		}
 	}
 	require.NotNil(t, weights)
-	id, err := store.ParseID(weights.Chunks[0].ID)
+	id, err := object.ParseID(weights.Chunks[0].ID)
 	require.NoError(t, err)
-	require.NoError(t, c.registryBackend().Delete(context.Background(), store.BlobKey(id)))
+	require.NoError(t, c.registryBackend().Delete(context.Background(), object.BlobKey(id)))
 	g.check("verify-problem", 1, "verify", "run@30", "--json")
 
 	// Every schema has a golden file, and no file is left over.

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) lsCommand() *cobra.Command {
@@ -23,7 +23,7 @@ logical size and the bytes its push newly stored.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
-				if err := store.CheckStoredName(args[0]); err != nil {
+				if err := refs.CheckStoredName(args[0]); err != nil {
 					return usageError{err}
 				}
 				name = args[0]
@@ -37,7 +37,7 @@ logical size and the bytes its push newly stored.`,
 				return err
 			}
 			if name != "" && len(c.Records[name]) == 0 {
-				_, err := r.Resolve(cmd.Context(), name, store.RefLatest)
+				_, err := r.Resolve(cmd.Context(), name, refs.Latest)
 				return err
 			}
 			out := newLsOutput(c)
@@ -62,7 +62,7 @@ logical size and the bytes its push newly stored.`,
 }
 
 // printVersions prints the records of name, vs their markers (newLsOutput).
-func (a *app) printVersions(name string, recs []store.Record, vs []lsVersionOutput) {
+func (a *app) printVersions(name string, recs []refs.Record, vs []lsVersionOutput) {
 	if a.quiet {
 		return
 	}

@@ -14,11 +14,12 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/ckptdev/ckpt/internal/redact"
 	"github.com/ckptdev/ckpt/internal/textsafe"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT says
@@ -63,10 +64,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.stdout, app.stderr = &filterWriter{w: stdout, filter: filter}, &filterWriter{w: stderr, filter: filter}
 	root := app.rootCommand()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	app.close()
 	if err == nil {
 		return 0
+	}
+	if cmd != nil {
+		err = withHint(strings.TrimPrefix(strings.TrimPrefix(cmd.CommandPath(), root.Name()), " "), err)
 	}
 	fmt.Fprintln(root.ErrOrStderr(), "ckpt: "+err.Error())
 	if isUsage(err) {
@@ -85,7 +89,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 
 func isUsage(err error) bool {
 	var u usageError
-	return errors.As(err, &u) || errors.Is(err, store.ErrInvalidName)
+	return errors.As(err, &u) || errors.Is(err, refs.ErrInvalidName)
 }
 
 // printable is the last line of defence applied to everything ckpt prints:

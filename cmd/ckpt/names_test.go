@@ -12,7 +12,8 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // copyDir copies a folder of regular files (one level of subfolders and
@@ -112,13 +113,13 @@ func TestControlCharacterNamesPrintEscaped(t *testing.T) {
 
 	// A problem names the files that use the object, escaped.
 	var shown struct {
-		store.Manifest // show --json lists the files the way a manifest does
+		manifest.Manifest // show --json lists the files the way a manifest does
 	}
 	require.NoError(t, json.Unmarshal([]byte(c.ok("show", "run@10", "--json")), &shown))
 	f := shown.Manifest.File("new\nline.json")
 	require.NotNil(t, f)
 	require.Len(t, f.Chunks, 1)
-	require.NoError(t, os.Remove(filepath.Join(c.repo, filepath.FromSlash(store.BlobKey(f.Chunks[0].ID)))))
+	require.NoError(t, os.Remove(filepath.Join(c.repo, filepath.FromSlash(object.BlobKey(f.Chunks[0].ID)))))
 	code, out, errs = c.run("verify", "run@10")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "PROBLEM")
@@ -138,7 +139,7 @@ func TestJSONOutputKeepsOddNames(t *testing.T) {
 	}
 	c.ok("push", dir, "run@10")
 	var shown struct {
-		store.Manifest // show --json lists the files the way a manifest does
+		manifest.Manifest // show --json lists the files the way a manifest does
 	}
 	require.NoError(t, json.Unmarshal([]byte(c.ok("show", "run@10", "--json")), &shown))
 	for _, n := range names {

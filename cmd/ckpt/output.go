@@ -31,6 +31,8 @@ import (
 	"github.com/ckptdev/ckpt/diff"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // schemaVersion is the version of every schema below.
@@ -138,7 +140,7 @@ type baseOutput struct {
 	Manifest string `json:"manifest"`
 }
 
-func newRecordOutput(rec store.Record) recordOutput {
+func newRecordOutput(rec refs.Record) recordOutput {
 	out := recordOutput{
 		Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest.String(), Pushed: jsonTime(rec.Pushed),
 		Step: rec.Step, Epoch: rec.Epoch, Metrics: rec.Metrics, Files: rec.Files,
@@ -292,11 +294,11 @@ type lsVersionOutput struct {
 	Best   bool     `json:"best"`
 }
 
-func newLsOutput(c *store.Catalog) lsOutput {
+func newLsOutput(c *refs.Catalog) lsOutput {
 	out := lsOutput{Schema: schemaName("ls"), Names: []lsNameOutput{}}
 	for _, n := range c.Names() {
 		recs := c.Records[n]
-		best, hasBest := store.BestRecord(recs, "")
+		best, hasBest := refs.BestRecord(recs, "")
 		vs := make([]lsVersionOutput, len(recs))
 		for i, rec := range recs {
 			vs[i] = lsVersionOutput{
@@ -352,7 +354,7 @@ type tensorOutput struct {
 	Digest string  `json:"digest"`
 }
 
-func newShowOutput(rec store.Record, tags []string, m *store.Manifest) showOutput {
+func newShowOutput(rec refs.Record, tags []string, m *manifest.Manifest) showOutput {
 	out := showOutput{Schema: schemaName("show"), Record: newRecordOutput(rec), Tags: orEmpty(tags),
 		Files: make([]manifestFileOutput, len(m.Files))}
 	for i, f := range m.Files {

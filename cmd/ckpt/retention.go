@@ -11,6 +11,7 @@ import (
 
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // policyFlags are the retention policy flags shared by plan, apply and set.
@@ -130,7 +131,7 @@ func (a *app) retentionPlanCommand() *cobra.Command {
 		Short: "Print what a policy keeps and deletes, with every reason (changes nothing)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := store.CheckName(args[0]); err != nil {
+			if err := refs.CheckName(args[0]); err != nil {
 				return err
 			}
 			r, err := a.open(cmd.Context(), false)
@@ -183,7 +184,7 @@ A plan that would delete every checkpoint of a NAME is refused unless
 				if names, err = r.Names(cmd.Context()); err != nil {
 					return err
 				}
-			} else if err := store.CheckName(args[0]); err != nil {
+			} else if err := refs.CheckName(args[0]); err != nil {
 				return err
 			}
 			start := time.Now()
@@ -241,7 +242,7 @@ func (a *app) retentionSetCommand() *cobra.Command {
 		Short: "Store NAME's default retention policy in the registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := store.CheckName(args[0]); err != nil {
+			if err := refs.CheckName(args[0]); err != nil {
 				return err
 			}
 			if !pf.given() {

@@ -17,7 +17,9 @@ import (
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // app holds the global flags and what they open.
@@ -102,7 +104,7 @@ func (a *app) repoURL() (string, error) {
 }
 
 // backend opens the Backend named by the repo URL.
-func (a *app) backend(ctx context.Context) (store.Backend, error) {
+func (a *app) backend(ctx context.Context) (backend.Backend, error) {
 	loc, err := a.repoURL()
 	if err != nil {
 		return nil, err
@@ -211,7 +213,7 @@ func rangeArgs(lo, hi int) cobra.PositionalArgs {
 
 // parseRef parses NAME@REF as a usage error when malformed.
 func parseRef(s string, allowEmpty bool) (string, string, error) {
-	name, ref, err := store.ParseRef(s, allowEmpty)
+	name, ref, err := refs.Parse(s, allowEmpty)
 	if err != nil {
 		return "", "", usageError{refError(s, err)}
 	}
@@ -232,7 +234,7 @@ func argText(arg string) string {
 // show the credentials before it.
 func refError(arg string, err error) error {
 	if strings.Contains(arg, "://") {
-		return fmt.Errorf("%q is a URL, not NAME@REF: %w", redact.URL(arg), store.ErrInvalidName)
+		return fmt.Errorf("%q is a URL, not NAME@REF: %w", redact.URL(arg), refs.ErrInvalidName)
 	}
 	return err
 }
@@ -286,7 +288,7 @@ func (a *app) cacheLimit() (int64, error) {
 // openCaches adds the per-machine disk caches: chunks of earlier pulls for
 // remote registries (a local registry is its own cache), whole files for
 // pull --link. One that cannot be opened is left out, with a warning.
-func (a *app) openCaches(opts *store.Options, b store.Backend, limit int64) {
+func (a *app) openCaches(opts *store.Options, b backend.Backend, limit int64) {
 	dir, err := store.DefaultCacheDir()
 	if err != nil {
 		a.cacheWarning(err)

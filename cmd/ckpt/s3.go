@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ckptdev/ckpt/internal/redact"
-	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/s3"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/s3"
 )
 
 // s3Flags are the S3 connection settings.
@@ -30,7 +30,7 @@ func (s *s3Flags) register(f *pflag.FlagSet) {
 // chain (AWS and MinIO environment variables, the AWS shared credentials
 // file and profile, the MinIO client config, IAM); they never appear in
 // output or errors.
-func (s *s3Flags) open(ctx context.Context, loc string, warn io.Writer) (store.Backend, error) {
+func (s *s3Flags) open(ctx context.Context, loc string, warn io.Writer) (backend.Backend, error) {
 	bucket, prefix, err := s3.ParseURL(loc)
 	if err != nil {
 		return nil, usageError{err}

@@ -57,14 +57,24 @@ func (a *app) showCommand() *cobra.Command {
 			if a.quiet {
 				return nil
 			}
+			// The files as pull writes them: its own, and those its base
+			// chain gives it, marked with the base.
+			chain, err := r.ResolveChain(cmd.Context(), rec)
+			if err != nil {
+				return err
+			}
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "  PATH\tROLE\tSIZE\tCHUNKS\tTENSORS\tDIGEST")
-			for _, f := range m.Files {
+			for _, f := range chain.Files {
 				tensors := "-"
 				if f.Safetensors != nil {
 					tensors = fmt.Sprint(len(f.Safetensors.Tensors))
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", textsafe.Name(f.Path), textsafe.Name(f.Role), humanBytes(f.Size), len(f.Chunks), tensors, textsafe.Name(shortDigest(f.Digest)))
+				path := textsafe.Name(f.Path)
+				if f.Inherited {
+					path += " (from " + textsafe.Name(f.From) + ")"
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", path, textsafe.Name(f.Role), humanBytes(f.Size), len(f.Chunks), tensors, textsafe.Name(shortDigest(f.Digest)))
 			}
 			return tw.Flush()
 		},

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) tagCommand() *cobra.Command {
@@ -18,7 +18,7 @@ func (a *app) tagCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := store.CheckTag(args[1]); err != nil {
+			if err := refs.CheckTag(args[1]); err != nil {
 				return err
 			}
 			r, err := a.open(cmd.Context(), false)
@@ -50,10 +50,10 @@ func (a *app) untagCommand() *cobra.Command {
 		Short: "Remove a tag",
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := store.CheckName(args[0]); err != nil {
+			if err := refs.CheckName(args[0]); err != nil {
 				return err
 			}
-			if err := store.CheckTag(args[1]); err != nil {
+			if err := refs.CheckTag(args[1]); err != nil {
 				return err
 			}
 			r, err := a.open(cmd.Context(), false)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -17,7 +18,8 @@ func (a *app) verifyCommand() *cobra.Command {
 		Use:   "verify [NAME@REF | --all]",
 		Short: "Check that checkpoints have all their data",
 		Long: `Check that the manifests and every blob of a checkpoint (or of all, with --all)
-exist in the registry. --read-data also downloads and decodes every manifest
+exist in the registry: its own manifest and those of its base chain, as pull
+reads them. --read-data also downloads and decodes every manifest
 and blob and checks its digest. Everything is read from the registry itself:
 the per-machine caches never vouch for anything.
 
@@ -49,7 +51,7 @@ that use it; the exit code is 1 if any.`,
 				if rerr != nil {
 					return rerr
 				}
-				rep, err = r.Verify(cmd.Context(), []store.Record{rec}, readData)
+				rep, err = r.Verify(cmd.Context(), []refs.Record{rec}, readData)
 			}
 			if errors.Is(err, store.ErrVerifyFailed) && rep != nil && len(rep.Problems) > 0 {
 				// The problems are printed below, their file names escaped;

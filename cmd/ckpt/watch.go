@@ -10,7 +10,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/internal/watch"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) watchCommand() *cobra.Command {
@@ -50,7 +50,7 @@ flight. A checkpoint that fails to push is reported and retried when it changes.
 			if strings.Contains(opts.Name, "@") {
 				return usagef("watch %s: NAME takes no @VERSION: each checkpoint is pushed as NAME@<step>", opts.Name)
 			}
-			if err := store.CheckName(opts.Name); err != nil {
+			if err := refs.CheckName(opts.Name); err != nil {
 				return err
 			}
 			if opts.Interval <= 0 || opts.Settle <= 0 {

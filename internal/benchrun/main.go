@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ckptdev/ckpt/internal/miniotest"
@@ -150,9 +149,7 @@ func (b *bench) cmdEnv(extra []string, name string, args ...string) (timing, err
 	err := c.Run()
 	t := timing{wall: time.Since(start)}
 	if c.ProcessState != nil {
-		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			t.rss = ru.Maxrss * 1024
-		}
+		t.rss = peakRSS(c.ProcessState)
 	}
 	if err != nil {
 		return t, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, outBuf.String())

@@ -91,6 +91,9 @@ func localRegistry(t *testing.T) *registry {
 }
 
 func minioRegistry(t *testing.T) *registry {
+	if minioServer == nil {
+		t.Skip(miniotest.SkipMessage)
+	}
 	srv := minioServer
 	bucket := srv.NewBucket(t)
 	const prefix = "registry"

@@ -12,6 +12,7 @@ import (
 var ckptBin string
 
 // minioServer is one real MinIO for the package; each test takes a bucket.
+// It is nil when there is no MinIO binary and MinIO is not required.
 var minioServer *miniotest.Server
 
 func TestMain(m *testing.M) {
@@ -30,7 +31,12 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	srv, err := miniotest.StartServer()
-	if err != nil {
+	switch {
+	case miniotest.Skippable(err):
+		// The MinIO halves skip (minioRegistry); the local ones run.
+		fmt.Fprintln(os.Stderr, "internal/chaos:", miniotest.SkipMessage)
+		return m.Run()
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "the chaos tests need MinIO:", err)
 		return 1
 	}

@@ -6,8 +6,12 @@
 // making a fresh bucket per test, stopping and restarting it for fault
 // tests, and killing its whole process group at the end.
 //
-// A missing binary or a server that does not come up is a test failure,
-// never a skip.
+// Without a MinIO binary (CKPT_MINIO_BIN unset and no bin/minio), the
+// MinIO tests skip with SkipMessage, one line saying how to get one; but
+// where MinIO is required (Required: the CI environment variable is set,
+// or CKPT_REQUIRE_MINIO=1, which make test sets) a missing binary fails
+// them. A binary that CKPT_MINIO_BIN names but is not there, or a server
+// that does not come up, always fails.
 package miniotest
 
 import (
@@ -17,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +38,24 @@ import (
 
 // InstallHint is what to do when the MinIO binary is missing.
 const InstallHint = `run "make test" (it installs MinIO into ./bin)`
+
+// SkipMessage is the line a MinIO test skips with when there is no binary.
+const SkipMessage = "MinIO tests skipped: no MinIO binary; set CKPT_MINIO_BIN to one, or run `make minio` to install it into ./bin"
+
+// ErrNoBinary is returned (wrapped) by Binary, StartServer and Start when
+// CKPT_MINIO_BIN is unset and the module has no bin/minio.
+var ErrNoBinary = errors.New("no MinIO binary")
+
+// Required reports whether a missing MinIO binary must fail the tests
+// instead of skipping them: in CI (the CI environment variable is set) and
+// under make test (CKPT_REQUIRE_MINIO=1).
+func Required() bool {
+	return os.Getenv("CI") != "" || os.Getenv("CKPT_REQUIRE_MINIO") == "1"
+}
+
+// Skippable reports whether err, from StartServer, lets the MinIO tests
+// skip: there is no binary, and MinIO is not Required.
+func Skippable(err error) bool { return errors.Is(err, ErrNoBinary) && !Required() }
 
 // Region is the region of the test server.
 const Region = "us-east-1"
@@ -74,6 +97,9 @@ func Binary() (string, error) {
 		return "", fmt.Errorf("MinIO binary: %w; %s", err, InstallHint)
 	}
 	p := filepath.Join(root, "bin", "minio")
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w (CKPT_MINIO_BIN is unset and %s does not exist); %s", ErrNoBinary, p, InstallHint)
+	}
 	if err := checkExecutable(p); err != nil {
 		return "", fmt.Errorf("MinIO binary: %w; %s", err, InstallHint)
 	}
@@ -111,10 +137,14 @@ func ModuleRoot() (string, error) {
 }
 
 // Start starts a server for tb and stops it (and removes its data) when tb
-// ends. It fails tb if the server cannot start.
+// ends. It skips tb (SkipMessage) when there is no binary and MinIO is not
+// Required, and fails tb if the server cannot start.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
 	s, err := StartServer()
+	if Skippable(err) {
+		tb.Skip(SkipMessage)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}

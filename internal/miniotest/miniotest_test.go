@@ -35,6 +35,46 @@ func TestMissingBinaryFails(t *testing.T) {
 	}
 }
 
+// Without a binary (CKPT_MINIO_BIN unset, no bin/minio in the module), a
+// MinIO test skips with the message saying how to get one, unless CI or
+// make test requires MinIO.
+func TestNoBinarySkipsUnlessRequired(t *testing.T) {
+	module := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(module, "go.mod"), []byte("module x\n"), 0o644))
+	t.Chdir(module)
+	t.Setenv("CKPT_MINIO_BIN", "")
+	tests := []struct {
+		name, ci, require string
+		skip              bool
+	}{
+		{"skips", "", "", true},
+		{"CI", "true", "", false},
+		{"make test", "", "1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("CI", tt.ci)
+			t.Setenv("CKPT_REQUIRE_MINIO", tt.require)
+			_, err := StartServer()
+			require.ErrorIs(t, err, ErrNoBinary)
+			assert.Contains(t, err.Error(), InstallHint)
+			assert.Equal(t, !tt.skip, Required())
+			assert.Equal(t, tt.skip, Skippable(err))
+			if !tt.skip {
+				return
+			}
+			var skipped bool
+			t.Run("Start", func(t *testing.T) {
+				defer func() { skipped = t.Skipped() }()
+				Start(t)
+			})
+			assert.True(t, skipped, "Start skips the test")
+		})
+	}
+	assert.NotContains(t, SkipMessage, "\n", "one line")
+	assert.Contains(t, SkipMessage, "CKPT_MINIO_BIN")
+}
+
 func TestModuleRoot(t *testing.T) {
 	root, err := ModuleRoot()
 	require.NoError(t, err)

@@ -16,12 +16,13 @@ import (
 	"github.com/ckptdev/ckpt/internal/miniotest"
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/local"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
 )
 
 // LocalRegistry makes an empty registry in a temporary folder, with its own
 // index (closed when the test ends).
-func LocalRegistry(tb testing.TB, workers int) (*store.Registry, store.Backend, *store.Index) {
+func LocalRegistry(tb testing.TB, workers int) (*store.Registry, backend.Backend, *store.Index) {
 	tb.Helper()
 	b, err := local.New(filepath.Join(tb.TempDir(), "registry"))
 	require.NoError(tb, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/units"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // Kind says what an Event reports.
@@ -47,11 +48,11 @@ func (e Event) IsError() bool {
 // into the same output folder, or the folder was edited after its push.
 // The folder is neither pushed under that version nor deleted.
 type ConflictError struct {
-	Dir      string   // the checkpoint folder
-	Name     string   // NAME
-	Version  string   // the version the folder would be pushed as
-	Recorded store.ID // the manifest NAME@VERSION records (or recorded when this watch pushed it)
-	Local    store.ID // the folder's manifest now; zero if not computed
+	Dir      string    // the checkpoint folder
+	Name     string    // NAME
+	Version  string    // the version the folder would be pushed as
+	Recorded object.ID // the manifest NAME@VERSION records (or recorded when this watch pushed it)
+	Local    object.ID // the folder's manifest now; zero if not computed
 	// Rewritten: this watch pushed the folder before and its content
 	// changed since (else the registry already had the version from
 	// elsewhere).

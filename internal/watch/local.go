@@ -12,7 +12,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/retention"
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // deleteLocal removes the local folders that are the checkpoints this watch
@@ -87,11 +87,11 @@ func (w *Watcher) deleteChecked(ctx context.Context, step int64, e Entry) {
 			keep("%s@%s now records manifest %s, not the %s this folder was pushed as", name, e.Version, rec.Manifest.String()[:12], e.Manifest.String()[:12])
 			return
 		}
-		if _, err := w.reg.Verify(ctx, []store.Record{rec}, false); err != nil {
+		if _, err := w.reg.Verify(ctx, []refs.Record{rec}, false); err != nil {
 			keep("verify %s@%s: %w", name, e.Version, err)
 			return
 		}
-	case err == nil || errors.Is(err, store.ErrNoCheckpoint):
+	case err == nil || errors.Is(err, refs.ErrNoCheckpoint):
 		// Removed from the registry since the push, by retention or rm:
 		// deleting the local copy is what the policy asks for.
 		if !e.Verified {
@@ -159,7 +159,7 @@ func (w *Watcher) bestVersion(ctx context.Context) (string, bool, error) {
 			greater = *p.GreaterIsBetter
 		}
 	}
-	best, ok := retention.Best(store.Checkpoints(c.Records[w.opts.Name], nil), metric, greater)
+	best, ok := retention.Best(refs.Checkpoints(c.Records[w.opts.Name], nil), metric, greater)
 	return best.Version, ok, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/textsafe"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 var checkpointName = regexp.MustCompile(`^checkpoint-(0|[1-9][0-9]*)$`)
@@ -303,7 +304,7 @@ func (w *Watcher) recheck(ctx context.Context, step int64, dir string, f *folder
 
 // verify checks that the registry holds every object of the pushed record.
 func (w *Watcher) verify(ctx context.Context, step int64, e Entry) bool {
-	if _, err := w.reg.Verify(ctx, []store.Record{e.record(w.opts.Name)}, false); err != nil {
+	if _, err := w.reg.Verify(ctx, []refs.Record{e.record(w.opts.Name)}, false); err != nil {
 		dir := w.stepDir(step)
 		w.emit(Event{Kind: EventError, Name: w.opts.Name, Step: step, Dir: dir,
 			Err: fmt.Errorf("%s: verify %s@%s: %w (the local folder is kept)", dir, w.opts.Name, e.Version, err)})

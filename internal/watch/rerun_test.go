@@ -12,6 +12,7 @@ import (
 
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
 )
 
 // rerunSpec is another training run into the same output folder: other
@@ -25,11 +26,11 @@ func rerunSpec() synth.RunSpec {
 }
 
 // manifests maps NAME's versions in the registry to their manifests.
-func (e *env) manifests() map[string]store.ID {
+func (e *env) manifests() map[string]object.ID {
 	e.t.Helper()
 	c, err := e.reg.Catalog(context.Background(), name)
 	require.NoError(e.t, err)
-	out := map[string]store.ID{}
+	out := map[string]object.ID{}
 	for _, r := range c.Records[name] {
 		out[r.Version] = r.Manifest
 	}

@@ -7,7 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // State is the per-machine key-value store the watcher keeps its progress in.
@@ -21,12 +22,12 @@ type State interface {
 // Entry is what the watcher records about one pushed checkpoint, under the
 // key StepKey(step) of its bucket (StateBucket).
 type Entry struct {
-	Version  string         `json:"version"`
-	Manifest store.ID       `json:"manifest"`
-	Base     *store.BaseRef `json:"base,omitempty"` // kept so a later Verify checks the same data
-	Pushed   time.Time      `json:"pushed"`
-	Verified bool           `json:"verified,omitempty"` // every blob of the record was found in the registry
-	Deleted  bool           `json:"deleted,omitempty"`  // the local folder was removed by --delete-local
+	Version  string        `json:"version"`
+	Manifest object.ID     `json:"manifest"`
+	Base     *refs.BaseRef `json:"base,omitempty"` // kept so a later Verify checks the same data
+	Pushed   time.Time     `json:"pushed"`
+	Verified bool          `json:"verified,omitempty"` // every blob of the record was found in the registry
+	Deleted  bool          `json:"deleted,omitempty"`  // the local folder was removed by --delete-local
 	// Listing is the digest of the folder's listing (every entry with its
 	// size, modification time, and for files change time and inode) when
 	// its content was last found to be Manifest: a folder whose listing
@@ -36,8 +37,8 @@ type Entry struct {
 }
 
 // record is the registry record the entry stands for, enough for Verify.
-func (e Entry) record(name string) store.Record {
-	return store.Record{Name: name, Version: e.Version, Manifest: e.Manifest, Base: e.Base}
+func (e Entry) record(name string) refs.Record {
+	return refs.Record{Name: name, Version: e.Version, Manifest: e.Manifest, Base: e.Base}
 }
 
 // StateBucket names the state bucket of one watch: one registry, one

@@ -120,6 +120,9 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/manifest"
+	"github.com/ckptdev/ckpt/store/object"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // Defaults of Options.
@@ -136,12 +139,12 @@ const (
 type Registry interface {
 	ID() string
 	Push(ctx context.Context, dir string, opts store.PushOptions) (*store.PushResult, error)
-	Catalog(ctx context.Context, name string) (*store.Catalog, error)
+	Catalog(ctx context.Context, name string) (*refs.Catalog, error)
 	RetentionPlan(ctx context.Context, name string, p retention.Policy) (retention.Plan, error)
 	ApplyPlan(ctx context.Context, name string, plan retention.Plan) ([]string, error)
-	Verify(ctx context.Context, recs []store.Record, readData bool) (*store.VerifyReport, error)
-	Resolve(ctx context.Context, name, ref string) (store.Record, error)
-	LocalManifest(ctx context.Context, dir string) (*store.Manifest, store.ID, error)
+	Verify(ctx context.Context, recs []refs.Record, readData bool) (*store.VerifyReport, error)
+	Resolve(ctx context.Context, name, ref string) (refs.Record, error)
+	LocalManifest(ctx context.Context, dir string) (*manifest.Manifest, object.ID, error)
 }
 
 // *store.Registry and *store.Index are what the CLI passes.
@@ -212,7 +215,7 @@ type folder struct {
 
 // New makes a watcher; nothing happens until Run or RunOnce.
 func New(reg Registry, opts Options) (*Watcher, error) {
-	if err := store.CheckName(opts.Name); err != nil {
+	if err := refs.CheckName(opts.Name); err != nil {
 		return nil, err
 	}
 	if opts.Dir == "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // poll is waitFor for goroutines other than the test's: it reports whether
@@ -86,7 +87,7 @@ func TestPushesTrainerRunOnceEachInStepOrder(t *testing.T) {
 	writeRun(t, e, w, func(step int64, stage string) {
 		// trainer_state.json is not written yet: nothing may be recorded.
 		_, err := e.reg.Resolve(ctx, name, strconv.FormatInt(step, 10))
-		assert.ErrorIs(t, err, store.ErrNoCheckpoint, "%s@%d recorded after stage %s", name, step, stage)
+		assert.ErrorIs(t, err, refs.ErrNoCheckpoint, "%s@%d recorded after stage %s", name, step, stage)
 		_, recorded := e.entry(step)
 		assert.False(t, recorded, "checkpoint-%d in the watch state after stage %s", step, stage)
 		halfSeen++
