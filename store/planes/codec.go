@@ -455,8 +455,11 @@ type decState struct {
 	block []byte // maxPlanes blocks of 1<<maxBlockLog bytes
 	// sparse holds a sparse block's decoded bitmap and values: at most
 	// 1<<maxBlockLog/8 + 1<<maxBlockLog bytes, allocated at the first
-	// sparse block.
+	// sparse block Decode meets.
 	sparse []byte
+	// bits holds the bitmaps of a block's sparse planes for
+	// DecodeDelta's sparse path: maxPlanes of 1<<maxBlockLog/8 bytes.
+	bits []byte
 }
 
 // decodeBlock decodes one block into dst, whose capacity is the block's
@@ -556,63 +559,82 @@ func splitSparse(p []byte, m int) (bkind byte, bitmap []byte, vkind byte, vals [
 // is the block's.
 func (st *decState) decodeSparse(dst, payload []byte) error {
 	m := len(dst)
-	bkind, bitmap, vkind, vals, err := splitSparse(payload, m)
-	if err != nil {
-		return err
-	}
 	nb := (m + 7) / 8
 	if need := (1<<maxBlockLog)/8 + 1<<maxBlockLog; cap(st.sparse) < need {
 		st.sparse = make([]byte, need)
 	}
-	switch bkind {
-	case blockHuff:
-		s, rest, err := huff0.ReadTable(bitmap, &st.huff)
-		if err != nil {
-			return fmt.Errorf("huff0 table of the bitmap: %v", err)
-		}
-		if bitmap, err = s.Decoder().Decompress4X(st.sparse[:0:nb], rest); err != nil {
-			return fmt.Errorf("huff0 bitmap: %v", err)
-		}
-	case blockZstd:
-		if bitmap, err = zstdDecoder().DecodeAll(bitmap, st.sparse[:0:nb]); err != nil {
-			return fmt.Errorf("zstd bitmap: %v", err)
-		}
+	bitmap, vals, rle, c, err := st.sparseParts(payload, m, st.sparse[:0:nb], st.sparse[nb:nb:nb+m])
+	if err != nil {
+		return err
 	}
-	if len(bitmap) != nb {
-		return fmt.Errorf("bitmap of %d bytes, want %d", len(bitmap), nb)
-	}
-	if m%8 != 0 && bitmap[nb-1]>>(m%8) != 0 {
-		return errors.New("bitmap marks bytes past the block")
-	}
-	count := 0
-	i := 0
-	for ; i+8 <= nb; i += 8 {
-		count += bits.OnesCount64(binary.LittleEndian.Uint64(bitmap[i:]))
-	}
-	for _, v := range bitmap[i:] {
-		count += bits.OnesCount8(v)
-	}
-	switch vkind {
-	case blockRLE:
-		// The values are count times vals[0].
-	case blockHuff:
-		s, rest, err := huff0.ReadTable(vals, &st.huff)
-		if err != nil {
-			return fmt.Errorf("huff0 table of the values: %v", err)
-		}
-		if vals, err = s.Decoder().Decompress4X(st.sparse[nb:nb:nb+count], rest); err != nil {
-			return fmt.Errorf("huff0 values: %v", err)
-		}
-	}
-	if vkind != blockRLE && len(vals) != count {
-		return fmt.Errorf("%d values for %d marked bytes", len(vals), count)
-	}
-	if vkind == blockRLE {
-		expandSparseConst(dst, bitmap, vals[0])
+	if rle {
+		expandSparseConst(dst, bitmap, c)
 	} else {
 		expandSparse(dst, bitmap, vals)
 	}
 	return nil
+}
+
+// sparseParts decodes the bitmap and the values of a sparse block of m
+// bytes and checks them: the bitmap into bits (capacity ceil(m/8)) unless
+// it is raw (then a view of the payload), the values into vals (capacity m)
+// unless they are raw (a view) or rle (then rle is set and every value is
+// c). The number of values is the number of set bits.
+func (st *decState) sparseParts(payload []byte, m int, bits, vals []byte) (bitmap, values []byte, rle bool, c byte, err error) {
+	bkind, bitmap, vkind, values, err := splitSparse(payload, m)
+	if err != nil {
+		return nil, nil, false, 0, err
+	}
+	nb := (m + 7) / 8
+	switch bkind {
+	case blockHuff:
+		s, rest, err := huff0.ReadTable(bitmap, &st.huff)
+		if err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 table of the bitmap: %v", err)
+		}
+		if bitmap, err = s.Decoder().Decompress4X(bits[:0:nb], rest); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 bitmap: %v", err)
+		}
+	case blockZstd:
+		if bitmap, err = zstdDecoder().DecodeAll(bitmap, bits[:0:nb]); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("zstd bitmap: %v", err)
+		}
+	}
+	if len(bitmap) != nb {
+		return nil, nil, false, 0, fmt.Errorf("bitmap of %d bytes, want %d", len(bitmap), nb)
+	}
+	if m%8 != 0 && bitmap[nb-1]>>(m%8) != 0 {
+		return nil, nil, false, 0, errors.New("bitmap marks bytes past the block")
+	}
+	count := popcount(bitmap)
+	switch vkind {
+	case blockRLE:
+		return bitmap, nil, true, values[0], nil
+	case blockHuff:
+		s, rest, err := huff0.ReadTable(values, &st.huff)
+		if err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 table of the values: %v", err)
+		}
+		if values, err = s.Decoder().Decompress4X(vals[:0:count], rest); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 values: %v", err)
+		}
+	}
+	if len(values) != count {
+		return nil, nil, false, 0, fmt.Errorf("%d values for %d marked bytes", len(values), count)
+	}
+	return bitmap, values, false, 0, nil
+}
+
+func popcount(b []byte) int {
+	n := 0
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		n += bits.OnesCount64(binary.LittleEndian.Uint64(b[i:]))
+	}
+	for _, v := range b[i:] {
+		n += bits.OnesCount8(v)
+	}
+	return n
 }
 
 // expandSparse writes vals, in order, to the bytes of dst whose bits are set
@@ -671,22 +693,15 @@ func fill(b []byte, c byte) {
 }
 
 // decodePlaneInto decodes the single plane of an elemSize 1 encoding
-// straight into body. A non-nil post is called on each decoded range of
-// body, in order, before the next is decoded.
-func decodePlaneInto(body []byte, h *header, post func(lo, hi int)) error {
+// straight into body.
+func decodePlaneInto(body []byte, h *header) error {
 	p := h.planes[0]
 	switch p.method {
 	case planeRaw:
 		copy(body, p.data)
-		if post != nil {
-			post(0, len(body))
-		}
 		return nil
 	case planeConst:
 		fill(body, p.data[0])
-		if post != nil {
-			post(0, len(body))
-		}
 		return nil
 	}
 	st := takeDec()
@@ -708,17 +723,13 @@ func decodePlaneInto(body []byte, h *header, post func(lo, hi int)) error {
 		if kind == blockRaw {
 			copy(body[off:off+m], out)
 		}
-		if post != nil {
-			post(off, off+m)
-		}
 	}
 	return nil
 }
 
 // decodePlanes decodes es >= 2 planes block by block and merges each group
-// of blocks into body. A non-nil post is called on each merged byte range
-// of body, in order, while it is still in cache.
-func decodePlanes(body []byte, h *header, post func(lo, hi int)) error {
+// of blocks into body.
+func decodePlanes(body []byte, h *header) error {
 	st := takeDec()
 	defer putDecState(st)
 	bl := h.blockLen()
@@ -758,9 +769,6 @@ func decodePlanes(body []byte, h *header, post func(lo, hi int)) error {
 			}
 		}
 		merge(body[off*h.es:(off+m)*h.es], &views, h.es, h.rot)
-		if post != nil {
-			post(off*h.es, (off+m)*h.es)
-		}
 	}
 	return nil
 }

@@ -26,6 +26,9 @@ const (
 	// as little-endian integers: small changes of a float's value are
 	// small integers there, where XOR flips every bit a carry crosses.
 	OpSub DeltaOp = 1
+	// OpAuto asks EncodeDeltaWith to pick the op by its estimate; it is
+	// never written.
+	OpAuto DeltaOp = 0xff
 )
 
 func (op DeltaOp) String() string {
@@ -34,6 +37,8 @@ func (op DeltaOp) String() string {
 		return "xor"
 	case OpSub:
 		return "sub"
+	case OpAuto:
+		return "auto"
 	}
 	return fmt.Sprintf("op(%d)", byte(op))
 }
@@ -152,6 +157,18 @@ func EncodeDeltaF32ToBF16(dst, content, ref []byte) ([]byte, error) {
 	return encodeDelta(dst, content, ref, 2, RefF32ToBF16, nil, defaultBlockLog)
 }
 
+// EncodeDeltaWith is EncodeDelta with the reference form and the op given
+// (OpAuto: the estimate's choice), for callers that measure them.
+func EncodeDeltaWith(dst, content, ref []byte, elemSize int, form RefForm, op DeltaOp) ([]byte, error) {
+	switch op {
+	case OpAuto:
+		return encodeDelta(dst, content, ref, elemSize, form, nil, defaultBlockLog)
+	case OpXOR, OpSub:
+		return encodeDelta(dst, content, ref, elemSize, form, &op, defaultBlockLog)
+	}
+	return dst, fmt.Errorf("planes: unknown delta op %d", op)
+}
+
 // encodeDelta is EncodeDelta with a choice of reference form, op (nil:
 // estimate) and block length (tests force them).
 func encodeDelta(dst, content, ref []byte, es int, form RefForm, force *DeltaOp, blockLog uint) ([]byte, error) {
@@ -159,6 +176,8 @@ func encodeDelta(dst, content, ref []byte, es int, form RefForm, force *DeltaOp,
 		return dst, fmt.Errorf("%w, got %d", ErrElemSize, es)
 	}
 	switch {
+	case form != RefSame && form != RefF32ToBF16:
+		return dst, fmt.Errorf("%w: unknown reference form %d", ErrReference, form)
 	case form == RefF32ToBF16 && (es != 2 || len(content)%2 != 0):
 		return dst, fmt.Errorf("%w: form %s needs whole bf16 elements, got element size %d and %d bytes", ErrReference, form, es, len(content))
 	case len(ref) != form.refLen(len(content)):
@@ -209,18 +228,8 @@ func DecodeDelta(dst, payload, ref []byte, n int) ([]byte, error) {
 	out := slices.Grow(dst, n)[:start+n]
 	content := out[start:]
 	nb := h.nElems * h.es
-	body := content[:nb]
-	ratio := form.refLen(1)
-	post := func(lo, hi int) {
-		inverse(body[lo:hi], ref[lo*ratio:hi*ratio], h.es, op, form)
-	}
 	if h.nElems > 0 {
-		if h.es == 1 {
-			err = decodePlaneInto(body, &h, post)
-		} else {
-			err = decodePlanes(body, &h, post)
-		}
-		if err != nil {
+		if err := decodeDeltaBody(content[:nb], &h, ref, op, form); err != nil {
 			return dst, err
 		}
 	}

@@ -590,3 +590,183 @@ func TestDecodeDeltaSteadyStateAllocs(t *testing.T) {
 	assert.Less(t, allocs, 4.0)
 	assert.Less(t, bytesPerRun, uint64(256<<10))
 }
+
+func TestEncodeDeltaWith(t *testing.T) {
+	content, ref := fineTunePair(1<<20, 4, 0.01, false)
+	bf, f32 := fineTunePair(1<<20, 2, 0.0002, true)
+	for _, c := range []struct {
+		name         string
+		content, ref []byte
+		es           int
+		form         RefForm
+		op, want     DeltaOp
+	}{
+		{"auto", content, ref, 4, RefSame, OpAuto, OpSub},
+		{"xor", content, ref, 4, RefSame, OpXOR, OpXOR},
+		{"sub", content, ref, 4, RefSame, OpSub, OpSub},
+		{"f32 to bf16, auto", bf, f32, 2, RefF32ToBF16, OpAuto, OpSub},
+		{"f32 to bf16, xor", bf, f32, 2, RefF32ToBF16, OpXOR, OpXOR},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			enc, err := EncodeDeltaWith(nil, c.content, c.ref, c.es, c.form, c.op)
+			require.NoError(t, err)
+			info, err := ParseDelta(enc)
+			require.NoError(t, err)
+			assert.Equal(t, c.want, info.Op)
+			assert.Equal(t, c.form, info.Form)
+			dec, err := DecodeDelta(nil, enc, c.ref, len(c.content))
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(c.content, dec))
+		})
+	}
+	_, err := EncodeDeltaWith(nil, content, ref, 4, RefSame, DeltaOp(7))
+	assert.Error(t, err)
+	_, err = EncodeDeltaWith(nil, content, ref, 4, RefForm(9), OpXOR)
+	assert.ErrorIs(t, err, ErrReference)
+}
+
+// sparseBlocks counts the block indexes at which every plane of the
+// stream is sparse or zero: DecodeDelta's sparse path.
+func sparseBlocks(t *testing.T, h *header) int {
+	t.Helper()
+	var data [maxPlanes][]byte
+	for k := 0; k < h.nPlanes; k++ {
+		data[k] = h.planes[k].data
+	}
+	n := 0
+	for b := 0; b < h.numBlocks(); b++ {
+		all := true
+		for k := 0; k < h.nPlanes; k++ {
+			p := h.planes[k]
+			switch p.method {
+			case planeRaw:
+				all = false
+			case planeConst:
+				all = all && p.data[0] == 0
+			default:
+				kind, payload, rest, err := h.nextBlock(data[k], h.blockSize(b), k, b)
+				require.NoError(t, err)
+				data[k] = rest
+				all = all && (kind == blockSparse || kind == blockRLE && payload[0] == 0)
+			}
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDeltaDecodePaths checks DecodeDelta, whose blocks take the sparse
+// path (reference copied, marked elements patched) or the merged path
+// (fused with the op for element sizes 2 and 4), against the plain
+// definition: decode the difference with Decode's machinery, then apply the
+// op element by element. It also checks that the cases reach the sparse
+// path with and without rot16, and the merged path.
+func TestDeltaDecodePaths(t *testing.T) {
+	type tc struct {
+		name         string
+		content, ref []byte
+		es           int
+		form         RefForm
+	}
+	var cases []tc
+	for _, es := range elemSizes {
+		for _, rate := range []int{3, 40, 5000} {
+			data := genF32(3*blockLen + 7)
+			cases = append(cases, tc{fmt.Sprintf("es%d one in %d", es, rate), perturb(data, rate, uint64(es*rate)), data, es, RefSame})
+		}
+	}
+	for _, rel := range []float64{0.00005, 0.0002, 0.01} {
+		c, r := fineTunePair(2*blockLen*2+6, 2, rel, false)
+		cases = append(cases, tc{fmt.Sprintf("bf16 rel %g", rel), c, r, 2, RefSame})
+		c, r = fineTunePair(2*blockLen*2+6, 2, rel, true)
+		cases = append(cases, tc{fmt.Sprintf("bf16 from f32 rel %g", rel), c, r, 2, RefF32ToBF16})
+		c, r = fineTunePair(2*blockLen*4+8, 4, rel, false)
+		cases = append(cases, tc{fmt.Sprintf("f32 rel %g", rel), c, r, 4, RefSame})
+	}
+	// Exponent changes across the byte boundary (XOR 0x0180): rot16
+	// gathers them into the top plane.
+	bf := genBF16(2*blockLen*2 + 2)
+	flipped := append([]byte(nil), bf...)
+	r := rand.New(rand.NewPCG(5, 5))
+	for i := 0; i+2 <= len(flipped); i += 2 {
+		if r.IntN(30) == 0 {
+			binary.LittleEndian.PutUint16(flipped[i:], binary.LittleEndian.Uint16(flipped[i:])^0x0180)
+		}
+	}
+	cases = append(cases, tc{"bf16 exponent flips", flipped, bf, 2, RefSame})
+	var sparseRot, sparsePlain, merged int
+	for _, c := range cases {
+		for _, op := range []DeltaOp{OpXOR, OpSub} {
+			t.Run(fmt.Sprintf("%s/%s", c.name, op), func(t *testing.T) {
+				for _, blockLog := range []uint{defaultBlockLog, minBlockLog} {
+					enc, err := encodeDelta(nil, c.content, c.ref, c.es, c.form, &op, blockLog)
+					require.NoError(t, err)
+					got, err := DecodeDelta(nil, enc, c.ref, len(c.content))
+					require.NoError(t, err)
+					require.True(t, bytes.Equal(c.content, got), "round trip differs")
+
+					var h header
+					require.NoError(t, parseHeader(enc[deltaPrefixLen:], &h, len(c.content), streamVersion2))
+					d := make([]byte, h.n)
+					body := d[:h.nElems*h.es]
+					if h.es == 1 {
+						require.NoError(t, decodePlaneInto(body, &h))
+					} else {
+						require.NoError(t, decodePlanes(body, &h))
+					}
+					copy(d[len(body):], h.tail)
+					want := make([]byte, len(d))
+					for i := 0; i+c.es <= len(body); i += c.es {
+						combineRef(want[i:i+c.es], d[i:i+c.es], c.ref, i, c.es, op, c.form)
+					}
+					for i := len(body); i < len(d); i++ {
+						want[i] = d[i] ^ c.ref[i]
+					}
+					require.True(t, bytes.Equal(want, got), "DecodeDelta differs from the definition")
+
+					s := sparseBlocks(t, &h)
+					switch {
+					case s > 0 && h.rot:
+						sparseRot++
+					case s > 0:
+						sparsePlain++
+					}
+					if s < h.numBlocks() {
+						merged++
+					}
+				}
+			})
+		}
+	}
+	assert.Positive(t, sparseRot, "sparse path with rot16")
+	assert.Positive(t, sparsePlain, "sparse path without rot16")
+	assert.Positive(t, merged, "merged path")
+}
+
+// combineRef is the definition of the ops on one element: dst gets d
+// combined with the reference element at byte offset i of the content.
+func combineRef(dst, d, ref []byte, i, es int, op DeltaOp, form RefForm) {
+	var x, r uint64
+	for k := es - 1; k >= 0; k-- {
+		x = x<<8 | uint64(d[k])
+	}
+	if form == RefF32ToBF16 {
+		r = uint64(bf16FromF32(binary.LittleEndian.Uint32(ref[2*i:])))
+	} else {
+		for k := es - 1; k >= 0; k-- {
+			r = r<<8 | uint64(ref[i+k])
+		}
+	}
+	var c uint64
+	if op == OpXOR {
+		c = x ^ r
+	} else {
+		s := x>>1 ^ -(x & 1) // unzigzag, then wrap to es bytes
+		c = r + s
+	}
+	for k := 0; k < es; k++ {
+		dst[k] = byte(c >> (8 * k))
+	}
+}

@@ -340,9 +340,9 @@ func Decode(dst, enc []byte, maxSize int) ([]byte, error) {
 	if h.nElems > 0 {
 		var err error
 		if h.es == 1 {
-			err = decodePlaneInto(body, &h, nil)
+			err = decodePlaneInto(body, &h)
 		} else {
-			err = decodePlanes(body, &h, nil)
+			err = decodePlanes(body, &h)
 		}
 		if err != nil {
 			return dst, err
