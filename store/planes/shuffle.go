@@ -308,13 +308,25 @@ func mergeCombine(dst []byte, planes *[maxPlanes][]byte, es int, rot bool, ref [
 	return true
 }
 
-// combine returns the content word for the difference word x and the
-// reference word r, lanes of es bytes.
-func combine(x, r uint64, es int, op DeltaOp) uint64 {
+// combine2 and combine4 return the content word for the difference word x
+// and the reference word r, lanes of 2 and 4 bytes (addLanes and
+// unzigzagLanes with constant masks).
+func combine2(x, r uint64, op DeltaOp) uint64 {
 	if op == OpXOR {
 		return x ^ r
 	}
-	return addLanes(r, unzigzagLanes(x, es), highBits[es])
+	const h, l = 0x8000_8000_8000_8000, 0x0001_0001_0001_0001
+	u := x>>1&^h ^ (x&l)*0xffff
+	return (r&^h + u&^h) ^ (r^u)&h
+}
+
+func combine4(x, r uint64, op DeltaOp) uint64 {
+	if op == OpXOR {
+		return x ^ r
+	}
+	const h, l = 0x8000_0000_8000_0000, 0x0000_0001_0000_0001
+	u := x>>1&^h ^ (x&l)*0xffff_ffff
+	return (r&^h + u&^h) ^ (r^u)&h
 }
 
 func mergeCombine2(dst, p0, p1 []byte, rot bool, ref []byte, op DeltaOp) {
@@ -329,13 +341,13 @@ func mergeCombine2(dst, p0, p1 []byte, rot bool, ref []byte, op DeltaOp) {
 		a := shuffle2(lo&0xffff_ffff | hi<<32)
 		b := shuffle2(lo>>32 | hi&0xffff_ffff_0000_0000)
 		d, r := dst[2*i:2*i+16], ref[2*i:2*i+16]
-		binary.LittleEndian.PutUint64(d, combine(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(r), 2, op))
-		binary.LittleEndian.PutUint64(d[8:], combine(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(r[8:]), 2, op))
+		binary.LittleEndian.PutUint64(d, combine2(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(r), op))
+		binary.LittleEndian.PutUint64(d[8:], combine2(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(r[8:]), op))
 	}
 	for ; i < m; i++ {
 		v := uint64(p0[i]) | uint64(p1[i])<<8
 		v = v&keep | v>>1&down | v<<15&up
-		binary.LittleEndian.PutUint16(dst[2*i:], uint16(combine(v, uint64(binary.LittleEndian.Uint16(ref[2*i:])), 2, op)))
+		binary.LittleEndian.PutUint16(dst[2*i:], uint16(combine2(v, uint64(binary.LittleEndian.Uint16(ref[2*i:])), op)))
 	}
 }
 
@@ -349,15 +361,15 @@ func mergeCombine4(dst []byte, planes *[maxPlanes][]byte, m int, rot bool, ref [
 		w3 := binary.LittleEndian.Uint64(p3)
 		a, b := transpose4(w0&0xffff_ffff|w1<<32, w2&0xffff_ffff|w3<<32)
 		c, d := transpose4(w0>>32|w1&0xffff_ffff_0000_0000, w2>>32|w3&0xffff_ffff_0000_0000)
-		binary.LittleEndian.PutUint64(dst, combine(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(ref), 4, op))
-		binary.LittleEndian.PutUint64(dst[8:], combine(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(ref[8:]), 4, op))
-		binary.LittleEndian.PutUint64(dst[16:], combine(c&keep|c>>1&down|c<<15&up, binary.LittleEndian.Uint64(ref[16:]), 4, op))
-		binary.LittleEndian.PutUint64(dst[24:32], combine(d&keep|d>>1&down|d<<15&up, binary.LittleEndian.Uint64(ref[24:32]), 4, op))
+		binary.LittleEndian.PutUint64(dst, combine4(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(ref), op))
+		binary.LittleEndian.PutUint64(dst[8:], combine4(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(ref[8:]), op))
+		binary.LittleEndian.PutUint64(dst[16:], combine4(c&keep|c>>1&down|c<<15&up, binary.LittleEndian.Uint64(ref[16:]), op))
+		binary.LittleEndian.PutUint64(dst[24:32], combine4(d&keep|d>>1&down|d<<15&up, binary.LittleEndian.Uint64(ref[24:32]), op))
 		dst, ref, p0, p1, p2, p3 = dst[32:], ref[32:], p0[8:], p1[8:], p2[8:], p3[8:]
 	}
 	for i := 0; i+4 <= len(dst); i += 4 {
 		v := uint64(p0[i/4]) | uint64(p1[i/4])<<8 | uint64(p2[i/4])<<16 | uint64(p3[i/4])<<24
 		v = v&keep | v>>1&down | v<<15&up
-		binary.LittleEndian.PutUint32(dst[i:], uint32(combine(v, uint64(binary.LittleEndian.Uint32(ref[i:])), 4, op)))
+		binary.LittleEndian.PutUint32(dst[i:], uint32(combine4(v, uint64(binary.LittleEndian.Uint32(ref[i:])), op)))
 	}
 }
