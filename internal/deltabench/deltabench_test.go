@@ -144,3 +144,30 @@ func TestCompareCountsDedupeAndDeltas(t *testing.T) {
 	assert.Less(t, float64(st.Delta), 0.2*float64(st.Raw))
 	assert.Positive(t, st.DecodedBytes)
 }
+
+// TestWholeBlobRule checks which references the proposed envelope can
+// name: up to two whole chunks of the reference file.
+func TestWholeBlobRule(t *testing.T) {
+	ref := &file{chunks: []chunk{{off: 0, size: 10}, {off: 10, size: 20}, {off: 30, size: 5}, {off: 35, size: 5}}}
+	for _, c := range []struct {
+		name   string
+		ranges [][2]int64
+		n      int
+		ok     bool
+	}{
+		{"one chunk", [][2]int64{{10, 30}}, 1, true},
+		{"two chunks", [][2]int64{{10, 35}}, 2, true},
+		{"two apart", [][2]int64{{0, 10}, {30, 35}}, 2, true},
+		{"three chunks", [][2]int64{{0, 35}}, 3, false},
+		{"part of a chunk", [][2]int64{{10, 20}}, 0, false},
+		{"not at a chunk start", [][2]int64{{12, 30}}, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n, ok := wholeBlobs(ref, c.ranges)
+			assert.Equal(t, c.ok, ok)
+			if c.ok {
+				assert.Equal(t, c.n, n)
+			}
+		})
+	}
+}

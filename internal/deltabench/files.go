@@ -253,7 +253,72 @@ func refTensor(cur, ref *file, t int) (int, bool) {
 // the same dtype (RefSame), or fp32 for bf16 content (RefF32ToBF16). A
 // chunk that is not tensor data alone (headers, groups with zip records)
 // codes against the chunk with the same extent in ref, when ref has one.
+// The reference must be whole chunks of ref, at most maxRefBlobs of them
+// (what the proposed envelope can name), unless looseRefs is set.
 func reference(cur, ref *file, c chunk) ([]byte, planes.RefForm, bool) {
+	b, form, ok := referenceBytes(cur, ref, c)
+	if !ok || looseRefs {
+		return b, form, ok
+	}
+	if _, whole := wholeBlobs(ref, refRanges(cur, ref, c)); !whole {
+		return nil, 0, false
+	}
+	return b, form, true
+}
+
+// looseRefs lets a reference be any bytes of the reference file, not only
+// whole chunks (-loose-refs): what an envelope naming byte ranges of blobs
+// could code.
+var looseRefs bool
+
+// maxRefBlobs is how many blobs the proposed envelope lets one delta
+// reference (store/planes doc.go).
+const maxRefBlobs = 2
+
+// refRanges returns the byte ranges of ref that reference(cur, ref, c)
+// reads, in order.
+func refRanges(cur, ref *file, c chunk) [][2]int64 {
+	if !c.tiled {
+		return [][2]int64{{c.off, c.off + c.size}}
+	}
+	var out [][2]int64
+	for _, s := range c.segs {
+		ri, _ := refTensor(cur, ref, s.t)
+		rt := ref.tensors[ri]
+		lo, hi := s.lo, s.hi
+		if rt.size == 2*cur.tensors[s.t].size {
+			lo, hi = 2*lo, 2*hi
+		}
+		a, b := rt.off+lo, rt.off+hi
+		if n := len(out); n > 0 && out[n-1][1] == a {
+			out[n-1][1] = b
+		} else {
+			out = append(out, [2]int64{a, b})
+		}
+	}
+	return out
+}
+
+// wholeBlobs reports whether ranges are exactly a sequence of whole chunks
+// of ref, at most maxRefBlobs of them, and returns how many.
+func wholeBlobs(ref *file, ranges [][2]int64) (int, bool) {
+	n := 0
+	for _, r := range ranges {
+		pos := r[0]
+		for pos < r[1] {
+			i := sort.Search(len(ref.chunks), func(i int) bool { return ref.chunks[i].off >= pos })
+			if i == len(ref.chunks) || ref.chunks[i].off != pos || pos+ref.chunks[i].size > r[1] {
+				return n, false
+			}
+			pos += ref.chunks[i].size
+			n++
+		}
+	}
+	return n, n <= maxRefBlobs
+}
+
+// referenceBytes is reference without the whole-blob rule.
+func referenceBytes(cur, ref *file, c chunk) ([]byte, planes.RefForm, bool) {
 	if !c.tiled {
 		for _, rc := range ref.chunks {
 			if rc.off == c.off && rc.size == c.size {

@@ -57,6 +57,7 @@ func main() {
 	flag.BoolVar(&cfg.ops, "ops", true, "also code with each op forced (XOR, subtraction)")
 	flag.IntVar(&cfg.timing, "timing", 3, "time each planes chunk's decode this many times both ways (best CPU time); 0: skip")
 	flag.BoolVar(&cfg.optimizer, "optimizer", true, "measure optimizer.pt")
+	flag.BoolVar(&looseRefs, "loose-refs", false, "let a delta reference any bytes of the reference file, not only up to 2 whole chunks")
 	flag.Parse()
 	cfg.runs = strings.Split(*runs, ",")
 	// One OS thread does all the work, so thread CPU time measures it.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store/planes"
 )
 
@@ -146,7 +148,64 @@ func measureMatrix(rep *Report, run string, ckpts []checkpoint, files []*file, s
 		}
 		add(fmt.Sprintf("keyframe every %d, others against it", k), 1, s)
 	}
+	// After retention keeps the best checkpoint and the last two (the
+	// ckpt default), with deltas against the previous checkpoint
+	// re-encoded against the previous one kept.
+	kept := keptAfterRetention(ckpts)
+	var keptRaw, keptStd, keptBase, keptPrev int64
+	for n, i := range kept {
+		keptRaw += raw[i]
+		keptStd += std(i)
+		if fineTune {
+			keptBase += best[i][0]
+		}
+		switch {
+		case n > 0:
+			keptPrev += best[i][kept[n-1]+1]
+		case fineTune:
+			keptPrev += best[i][0]
+		default:
+			keptPrev += std(i)
+		}
+	}
+	addKept := func(name string, depth int, stored int64) {
+		rep.Strategies = append(rep.Strategies, Strategy{Run: run, Name: name, MaxDepth: depth, Stored: stored, Raw: keptRaw})
+	}
+	addKept("after retention (best + last 2): standalone", 0, keptStd)
+	if fineTune {
+		addKept("after retention: base", 1, keptBase)
+	}
+	depth := len(kept) - 1
+	if fineTune {
+		depth++
+	}
+	addKept("after retention: prev, re-encoded against the previous kept", depth, keptPrev)
 	return timeChain(rep, run, files, stds, prevDeltas)
+}
+
+// keptAfterRetention returns the indexes of the checkpoints that a best +
+// last 2 retention keeps: the best by the last checkpoint's
+// trainer_state.json (if it names one) and the last two.
+func keptAfterRetention(ckpts []checkpoint) []int {
+	keep := map[int]bool{}
+	n := len(ckpts)
+	for i := max(0, n-2); i < n; i++ {
+		keep[i] = true
+	}
+	if st, err := layout.ReadTrainerState(filepath.Join(ckpts[n-1].dir, "trainer_state.json")); err == nil && st.BestGlobalStep != nil {
+		for i, c := range ckpts {
+			if int64(c.step) == *st.BestGlobalStep {
+				keep[i] = true
+			}
+		}
+	}
+	var out []int
+	for i := range ckpts {
+		if keep[i] {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // timeChain decodes the last file's chunks from the first file's
