@@ -202,7 +202,8 @@ func encodeDelta(dst, content, ref []byte, es int, form RefForm, force *DeltaOp,
 // the content length the caller expects: a payload declaring more is
 // refused with ErrTooLarge, any other mismatch with ErrCorrupt, before
 // anything is allocated; a reference of the wrong length with ErrReference.
-// Besides growing dst by n bytes it uses only the pooled scratch of Decode.
+// Besides growing dst by n bytes it uses only a pooled scratch of at most
+// 1.3 MiB (Decode's, and the bitmaps and values of sparse blocks).
 // On error dst is returned unchanged (its spare capacity may have been
 // written to).
 func DecodeDelta(dst, payload, ref []byte, n int) ([]byte, error) {
