@@ -194,7 +194,7 @@ func (r *Registry) chunkSource() blobSource {
 // refused before anything else is read, and no more of the object is read
 // than its codec may need for size bytes.
 func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	rc, err := r.backend.Get(ctx, object.BlobKey(id), 0, -1)
+	rc, key, err := r.openBlob(ctx, id)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
 			r.index.forgetKnown(r.format.ID, []string{object.BlobKey(id)})
@@ -203,9 +203,18 @@ func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst [
 		return nil, fmt.Errorf("blob %s: %w", id, err)
 	}
 	defer rc.Close()
-	out, err := readObject(rc, dst, id, object.Exactly(size))
+	h, err := object.ReadHeader(rc)
+	if err == nil {
+		err = object.Exactly(size).Check(h.ContentLen)
+	}
+	var out []byte
+	if err == nil && h.Codec == object.CodecDelta {
+		out, err = r.readDelta(ctx, rc, h, id, dst) // delta.go
+	} else if err == nil {
+		out, err = readObjectBody(rc, h, dst, id)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("blob %s (%s): %w", id, object.BlobKey(id), err)
+		return nil, fmt.Errorf("blob %s (%s): %w", id, key, err)
 	}
 	return out, nil
 }
