@@ -337,6 +337,13 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 			if err := r.backend.Put(ctx, deltaEdgeKey(refID, id), bytes.NewReader(nil), 0); err != nil && !errors.Is(err, backend.ErrExists) {
 				return 0, fmt.Errorf("write delta edge: %w", err)
 			}
+			// A reference gone since we read it (a gc that listed the
+			// edges before ours) makes the delta useless.
+			if _, err := r.backend.Stat(ctx, object.BlobKey(refID)); errors.Is(err, backend.ErrNotFound) {
+				obj, isDelta = object.Encode((*bp)[:0], content, hint), false
+			} else if err != nil {
+				return 0, err
+			}
 		}
 	}
 	err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
@@ -375,29 +382,52 @@ func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []by
 	if h, err := object.ParseHeader(obj); err != nil || h.Codec == object.CodecDelta {
 		return fmt.Errorf("replace %s: not a standalone object", object.BlobKey(id))
 	}
-	rk := rescueKey(id)
-	if err := r.backend.Put(ctx, rk, bytes.NewReader(obj), int64(len(obj))); err != nil && !errors.Is(err, backend.ErrExists) {
-		return fmt.Errorf("write %s: %w", rk, err)
-	} else if errors.Is(err, backend.ErrExists) {
-		// Another replacement is under way or was interrupted: its copy
-		// must decode to the blob before it is trusted.
-		if err := r.checkObject(ctx, rk, id); err != nil {
+	key, rk := object.BlobKey(id), rescueKey(id)
+	// 1. The rescue copy. One that exists already (a replacement under way
+	// or interrupted) must decode to the blob; if it vanished meanwhile
+	// (its replacement finished), put ours.
+	for attempt := 0; ; attempt++ {
+		err := r.backend.Put(ctx, rk, bytes.NewReader(obj), int64(len(obj)))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, backend.ErrExists) {
+			return fmt.Errorf("write %s: %w", rk, err)
+		}
+		err = r.checkObject(ctx, rk, id)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, backend.ErrNotFound) || attempt == 2 {
 			return fmt.Errorf("%s: %w", rk, err)
 		}
 	}
-	if err := r.backend.Delete(ctx, object.BlobKey(id)); err != nil && !errors.Is(err, backend.ErrNotFound) {
-		return fmt.Errorf("delete %s: %w", object.BlobKey(id), err)
+	// 2. The blob, deleted and created again. A create that finds the
+	// blob present (another writer was quicker) is fine if it is not a
+	// delta; one that finds it gone again (a gc deleted it) retries.
+	if err := r.backend.Delete(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return fmt.Errorf("delete %s: %w", key, err)
 	}
-	err := r.backend.Put(ctx, object.BlobKey(id), bytes.NewReader(obj), int64(len(obj)))
-	if errors.Is(err, backend.ErrExists) {
-		var h object.Header
-		if h, err = r.blobHeader(ctx, id); err == nil && h.Codec == object.CodecDelta {
-			err = errStillDelta
+	for attempt := 0; ; attempt++ {
+		err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, backend.ErrExists) {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		h, herr := r.blobHeader(ctx, id)
+		if herr == nil && h.Codec == object.CodecDelta {
+			return fmt.Errorf("write %s: %w", key, errStillDelta)
+		}
+		if herr == nil {
+			break
+		}
+		if !errors.Is(herr, backend.ErrNotFound) || attempt == 2 {
+			return fmt.Errorf("read %s: %w", key, herr)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", object.BlobKey(id), err)
-	}
+	// 3. The rescue copy goes.
 	if err := r.backend.Delete(ctx, rk); err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w", rk, err)
 	}

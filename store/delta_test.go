@@ -4,19 +4,26 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/object"
@@ -133,6 +140,8 @@ func TestDeltaBlobs(t *testing.T) {
 			t.Run("GCReencodesWhenReferenceDeleted", func(t *testing.T) { testDeltaGCReencodes(t, nb) })
 			t.Run("InterruptedReplaceFinished", func(t *testing.T) { testDeltaRescue(t, nb) })
 			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
+			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
+			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
 		})
 	}
 }
@@ -316,4 +325,140 @@ func testDeltaFormatRaise(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	assert.Equal(t, e.r.ID(), r.ID())
 	assert.Equal(t, store.DeltaFormatVersion, formatVersion(t, e.b))
+}
+
+// testDeltaReferenceDeletedDuringPut: a gc deletes the reference after the
+// push read it and before the delta blob is put (the gc had not seen the
+// edge). The push notices and replaces its blob by the standalone coding.
+func testDeltaReferenceDeletedDuringPut(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 9, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	hooked := &hookBackend{Backend: e.b}
+	var mu sync.Mutex
+	refOf := map[string]string{} // delta blob key -> its reference's key
+	var deleted []object.ID
+	hooked.beforePut = func(key string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if parts := strings.Split(key, "/"); parts[0] == "deltas" && len(parts) == 4 {
+			dep, err := object.ParseID(parts[3])
+			require.NoError(t, err)
+			refOf[object.BlobKey(dep)] = "blobs/" + parts[1] + "/" + parts[2]
+		} else if ref, ok := refOf[key]; ok {
+			delete(refOf, key)
+			require.NoError(t, e.b.Delete(e.ctx, ref))
+			id, err := object.ParseID(parts[2])
+			require.NoError(t, err)
+			deleted = append(deleted, id)
+		}
+	}
+	r, err := store.Open(e.ctx, hooked, store.Options{Workers: 4, Deltas: true})
+	require.NoError(t, err)
+	_, err = r.Push(e.ctx, dirs[1], store.PushOptions{Name: "run"})
+	require.NoError(t, err)
+	require.Len(t, deleted, 2)
+	for _, id := range deleted {
+		assert.NotEqual(t, object.CodecDelta, blobCodec(t, e.b, id), "blob %s still a delta against a deleted reference", id)
+	}
+	assert.Empty(t, listKeys(t, e.b, "rescue/"))
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, e.withoutIndex(), "run", "200"))
+}
+
+// testDeltaGCStress: pushers code deltas against their NAME's previous
+// version while retention keeps only the last version and gc runs without
+// grace, over and over: every surviving checkpoint verifies and pulls
+// byte-identical.
+func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
+	if testing.Short() {
+		t.Skip("stress test skipped in -short mode")
+	}
+	e := newDeltaEnv(t, nb)
+	pool := deltaRun(t, 10, 6)
+	for _, p := range pool {
+		age(t, p)
+	}
+	const pushers = 3
+	deadline := time.Now().Add(8 * time.Second)
+	var pushes, gcs, deltas, reencoded atomic.Int64
+	// gc runs once per push (it would otherwise hold its lock most of the
+	// time and starve the pushers' publishing on a fast backend).
+	pushed := make(chan struct{}, 1)
+	g, gctx := errgroup.WithContext(e.ctx)
+	for i := range pushers {
+		g.Go(func() error {
+			r, err := store.Open(gctx, e.b, store.Options{Workers: 2, Deltas: true})
+			if err != nil {
+				return err
+			}
+			for n := 0; time.Now().Before(deadline); n++ {
+				src := (n + i) % len(pool)
+				res, err := r.Push(gctx, pool[src], store.PushOptions{Name: fmt.Sprintf("stress-%d", i), Version: fmt.Sprint(n*10 + src)})
+				if err != nil {
+					return fmt.Errorf("pusher %d: %w", i, err)
+				}
+				pushes.Add(1)
+				deltas.Add(int64(res.DeltaBlobs))
+				select {
+				case pushed <- struct{}{}:
+				default:
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		r, err := store.Open(gctx, e.b, store.Options{Workers: 2})
+		if err != nil {
+			return err
+		}
+		timeout := time.NewTimer(time.Until(deadline))
+		defer timeout.Stop()
+		for {
+			select {
+			case <-pushed:
+			case <-timeout.C:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			names, err := r.Names(gctx)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				plan, err := r.RetentionPlan(gctx, n, retention.Policy{KeepLast: 1})
+				if err != nil {
+					return err
+				}
+				if _, err := r.ApplyPlan(gctx, n, plan); err != nil {
+					return err
+				}
+			}
+			res, err := r.GC(gctx, store.GCOptions{NoGrace: true})
+			if err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			gcs.Add(1)
+			reencoded.Add(int64(res.Reencoded))
+		}
+	})
+	require.NoError(t, g.Wait())
+	t.Logf("%d pushes (%d delta blobs), %d retention+gc rounds (%d re-encoded)", pushes.Load(), deltas.Load(), gcs.Load(), reencoded.Load())
+	require.Positive(t, gcs.Load())
+	require.Positive(t, deltas.Load())
+
+	verifyAll(t, e.withoutIndex())
+	for _, rec := range allRecords(t, e.r) {
+		var v int
+		_, err := fmt.Sscan(rec.Version, &v)
+		require.NoError(t, err)
+		assert.Equal(t, testutil.ReadTree(t, pool[v%10]), pullTree(t, e.withoutIndex(), rec.Name, rec.Version), "%s@%s", rec.Name, rec.Version)
+	}
+	// A last gc with nothing running leaves no delta against a missing
+	// reference and no rescue copy.
+	_, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	assert.Empty(t, listKeys(t, e.b, "rescue/"))
+	verifyAll(t, e.withoutIndex())
 }

@@ -162,6 +162,9 @@ func (r *Registry) finishRescues(ctx context.Context, now time.Time) error {
 				continue // a damaged copy restores nothing; verify reports the blob
 			}
 			data, err := readAll(ctx, r.backend, rs.key, object.StoredCap(object.MaxBlobContent))
+			if errors.Is(err, backend.ErrNotFound) {
+				continue // its replacement finished meanwhile
+			}
 			if err != nil {
 				return err
 			}
