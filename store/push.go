@@ -53,6 +53,7 @@ type PushResult struct {
 	Record    refs.Record
 	Unchanged bool // NAME@VERSION already recorded exactly this content
 	Files     int
+	Symlinked int   // files read through a symbolic link (layout.Entry.Linked)
 	Logical   int64 // bytes in the folder
 	BytesRead int64 // bytes read from files (0 when the stat cache knew them all)
 	Chunks    int
@@ -324,6 +325,9 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 	res := &PushResult{Files: len(files)}
 	for _, pf := range files {
 		res.Logical += pf.info.Size()
+		if pf.entry.Linked {
+			res.Symlinked++
+		}
 	}
 	readStart := time.Now()
 	if err := b.storeChunks(ctx, files, res); err != nil {

@@ -216,6 +216,7 @@ type pushOutput struct {
 	Record         recordOutput `json:"record"`
 	Unchanged      bool         `json:"unchanged"`
 	Files          int          `json:"files"`
+	SymlinkedFiles int          `json:"symlinked_files"`
 	LogicalBytes   int64        `json:"logical_bytes"`
 	ReadBytes      int64        `json:"read_bytes"`
 	Chunks         int          `json:"chunks"`
@@ -228,7 +229,7 @@ type pushOutput struct {
 func newPushOutput(res *store.PushResult) pushOutput {
 	return pushOutput{
 		Schema: schemaName("push"), Record: newRecordOutput(res.Record), Unchanged: res.Unchanged,
-		Files: res.Files, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
+		Files: res.Files, SymlinkedFiles: res.Symlinked, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
 	}
 }
