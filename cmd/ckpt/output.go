@@ -131,6 +131,14 @@ type recordOutput struct {
 	LogicalBytes int64              `json:"logical_bytes"`
 	StoredBytes  int64              `json:"stored_bytes"`
 	Source       string             `json:"source"`
+	HF           *hfOriginOutput    `json:"hf"`
+}
+
+// hfOriginOutput is the Hugging Face Hub repository and commit a
+// checkpoint was imported from (ckpt import-hf).
+type hfOriginOutput struct {
+	Repo     string `json:"repo"`
+	Revision string `json:"revision"`
 }
 
 // baseOutput is the base a record inherits from.
@@ -151,6 +159,9 @@ func newRecordOutput(rec refs.Record) recordOutput {
 	}
 	if rec.Base != nil {
 		out.Base = &baseOutput{Name: rec.Base.Name, Version: rec.Base.Version, Manifest: rec.Base.Manifest.String()}
+	}
+	if rec.HF != nil {
+		out.HF = &hfOriginOutput{Repo: rec.HF.Repo, Revision: rec.HF.Revision}
 	}
 	return out
 }
