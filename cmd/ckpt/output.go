@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/diff"
+	"github.com/ckptdev/ckpt/hfcache/hfbridge"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
@@ -46,6 +47,8 @@ func schemaName(command string) string { return "ckpt." + command + "/" + schema
 var outputTypes = map[string]any{
 	schemaName("init"):            initOutput{},
 	schemaName("push"):            pushOutput{},
+	schemaName("import-hf"):       importHFOutput{},
+	schemaName("pull-hf-cache"):   pullHFCacheOutput{},
 	schemaName("pull"):            pullOutput{},
 	schemaName("ls"):              lsOutput{},
 	schemaName("show"):            showOutput{},
@@ -243,6 +246,59 @@ func newPushOutput(res *store.PushResult) pushOutput {
 		Files: res.Files, SymlinkedFiles: res.Symlinked, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
 	}
+}
+
+// --- import-hf ---
+
+type importHFOutput struct {
+	Schema         string       `json:"schema"`
+	HFRepo         string       `json:"hf_repo"`
+	HFCommit       string       `json:"hf_commit"`
+	HFRef          string       `json:"hf_ref"`
+	SnapshotDir    string       `json:"snapshot_dir"`
+	Record         recordOutput `json:"record"`
+	Unchanged      bool         `json:"unchanged"`
+	Files          int          `json:"files"`
+	SymlinkedFiles int          `json:"symlinked_files"`
+	LogicalBytes   int64        `json:"logical_bytes"`
+	ReadBytes      int64        `json:"read_bytes"`
+	NewBlobs       int          `json:"new_blobs"`
+	NewStoredBytes int64        `json:"new_stored_bytes"`
+}
+
+func newImportHFOutput(res *hfbridge.ImportResult) importHFOutput {
+	p := res.Push
+	return importHFOutput{
+		Schema: schemaName("import-hf"), HFRepo: res.Snapshot.Repo.String(), HFCommit: res.Snapshot.Commit, HFRef: res.Snapshot.Ref,
+		SnapshotDir: res.Snapshot.Dir, Record: newRecordOutput(p.Record), Unchanged: p.Unchanged, Files: p.Files,
+		SymlinkedFiles: p.Symlinked, LogicalBytes: p.Logical, ReadBytes: p.BytesRead, NewBlobs: p.NewBlobs, NewStoredBytes: p.NewStored,
+	}
+}
+
+// --- pull --hf-cache ---
+
+type pullHFCacheOutput struct {
+	Schema       string             `json:"schema"`
+	Record       recordOutput       `json:"record"`
+	CacheDir     string             `json:"cache_dir"`
+	HFRepo       string             `json:"hf_repo"`
+	HFRevision   string             `json:"hf_revision"`
+	HFBranch     string             `json:"hf_branch"`
+	SnapshotDir  string             `json:"snapshot_dir"`
+	Files        []pulledFileOutput `json:"files"`
+	LogicalBytes int64              `json:"logical_bytes"`
+}
+
+func newPullHFCacheOutput(res *hfbridge.PullResult, cacheDir string) pullHFCacheOutput {
+	out := pullHFCacheOutput{
+		Schema: schemaName("pull-hf-cache"), Record: newRecordOutput(res.Record), CacheDir: absPath(cacheDir),
+		HFRepo: res.Repo, HFRevision: res.Revision, HFBranch: res.Branch, SnapshotDir: absPath(res.SnapshotDir),
+		Files: make([]pulledFileOutput, len(res.Files)), LogicalBytes: res.Bytes,
+	}
+	for i, f := range res.Files {
+		out.Files[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
+	}
+	return out
 }
 
 // --- pull ---

@@ -66,6 +66,14 @@ func DefaultVersion(commit string) string {
 // blobs/) and pushes its folder, recording the repository id and the
 // commit in the ref. It reads local files only.
 func Import(ctx context.Context, r *store.Registry, opts ImportOptions) (*ImportResult, error) {
+	if err := refs.CheckName(opts.Push.Name); err != nil {
+		return nil, err
+	}
+	if opts.Push.Version != "" {
+		if err := refs.CheckVersion("VERSION", opts.Push.Version); err != nil {
+			return nil, err
+		}
+	}
 	snap, err := hfcache.FindSnapshot(opts.CacheDir, opts.Repo, opts.Revision)
 	if err != nil {
 		return nil, err
