@@ -20,7 +20,8 @@ func (r *Registry) Selection(ctx context.Context, rec refs.Record, full bool) ([
 // WriteFileTo writes the content of the manifest file f to w, in order,
 // fetching and verifying one chunk at a time under the transfer budget (so
 // memory stays bounded by the largest chunk whatever the file's size), and
-// returns the number of bytes written. A chunk that does not hash to its
+// returns the number of bytes written. It reports no progress (the caller
+// knows the whole transfer, the registry only this file). A chunk that does not hash to its
 // ID, or a manifest whose chunks do not tile the file, is an error before
 // any of its bytes reach w.
 func (r *Registry) WriteFileTo(ctx context.Context, f *manifest.File, w io.Writer) (int64, error) {
@@ -40,7 +41,6 @@ func (r *Registry) WriteFileTo(ctx context.Context, f *manifest.File, w io.Write
 		if err != nil {
 			return n, err
 		}
-		r.progressAdd(int64(m))
 	}
 	if n != f.Size {
 		return n, fmt.Errorf("%s: chunks cover %d bytes, the manifest says %d", f.Path, n, f.Size)
