@@ -15,22 +15,6 @@ import (
 // memory from the transfer budget (budget.go); blobs come from a
 // blobSource, the registry or a per-machine cache.
 
-// readObject reads a stored object from r and appends its verified content
-// to dst: the header first, whose declared length must be within limit,
-// then the payload, read (for a codec other than raw) into a buffer of the
-// transfer pool. The caller holds that memory from the transfer budget
-// (objectCost).
-func readObject(r io.Reader, dst []byte, want object.ID, limit object.Limit) ([]byte, error) {
-	h, err := object.ReadHeader(r)
-	if err != nil {
-		return nil, err
-	}
-	if err := limit.Check(h.ContentLen); err != nil {
-		return nil, err
-	}
-	return readObjectBody(r, h, dst, want)
-}
-
 // readObjectBody reads the payload of an object whose header h was just
 // read from r (object.ReadBody), into a pooled buffer of StoredCap bytes
 // unless it is raw.
