@@ -26,7 +26,20 @@ import (
 // gc learns what a delta needs by listing, without reading every blob; and
 // before the first delta it raises the registry's format version to 2, so
 // that a ckpt that knows no deltas (and whose gc would not keep references
-// alive) refuses the registry. A reference is never itself a delta.
+// alive) refuses the registry. A reference is never itself a delta: a
+// candidate that is a delta is replaced by its own reference, so a NAME's
+// versions code against its first stored (keyframe) chunk.
+//
+// Measured on real training output (/work/data/family, 16M-parameter
+// GPT-2, six checkpoints 50 steps apart pushed in order, model.safetensors
+// new stored bytes over raw, without -> with deltas): pure bf16 fine-tune
+// 0.642 -> 0.160-0.166; fp32 master weights saved as bf16 0.642 ->
+// 0.306-0.380; fp32 fine-tune 0.821 -> 0.637-0.676. The ratio grows with
+// the distance from the keyframe (deltabench measured 0.175 and 0.587
+// against the previous checkpoint): periodic keyframes are left to do.
+// Local folder, loaded 2-core machine: a push of a bf16 checkpoint took
+// 0.9-1.5 s instead of 0.6-0.8 s (each reference is read back from the
+// registry), a pull of the newest 0.26 s instead of 0.12 s.
 
 // DeltaFormatVersion is the registry format version that may hold delta
 // blobs and their edges.
