@@ -207,6 +207,20 @@ func testDeltaCorruptReference(t *testing.T, nb newBackendFunc) {
 	assert.Contains(t, err.Error(), "reference blob "+refID.String())
 	_, err = e.withoutIndex().Verify(e.ctx, allRecords(t, e.r), true)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
+
+	// Without reading data, verify still finds a delta whose reference
+	// is gone, and names both.
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(refID)))
+	rep, err := e.withoutIndex().Verify(e.ctx, allRecords(t, e.r)[1:], false)
+	require.ErrorIs(t, err, store.ErrVerifyFailed)
+	require.NotEmpty(t, rep.Problems)
+	found := false
+	for _, p := range rep.Problems {
+		if strings.Contains(p.String(), "reference blob "+refID.String()) && strings.HasPrefix(p.Object, "blobs/") {
+			found = true
+		}
+	}
+	assert.True(t, found, "problems: %v", rep.Problems)
 }
 
 func testDeltaGCKeeps(t *testing.T, nb newBackendFunc) {

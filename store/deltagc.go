@@ -248,3 +248,32 @@ func (r *Registry) deltaHeld(ctx context.Context, reachable map[object.ID]bool) 
 	}
 	return held, nil
 }
+
+// checkDeltaReferences checks, for verify without reading data, that every
+// delta blob among the checked ones still has its reference: the edges
+// name the candidates, each candidate's header says whether it is a delta
+// and against what, and the reference must exist (or its rescue copy).
+func (r *Registry) checkDeltaReferences(ctx context.Context, checked map[object.ID][]string) ([]Problem, error) {
+	edges, err := r.listDeltaEdges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var problems []Problem
+	for _, e := range edges {
+		if _, ok := checked[e.dep]; !ok {
+			continue
+		}
+		h, ref, err := r.blobHeaderRef(ctx, e.dep)
+		if err != nil || h.Codec != object.CodecDelta || ref != e.ref {
+			continue // a missing or damaged blob is reported already; a stale edge needs nothing
+		}
+		if _, err := r.statBlob(ctx, e.ref); err != nil {
+			if ctx.Err() != nil {
+				return problems, ctx.Err()
+			}
+			problems = append(problems, Problem{Object: object.BlobKey(e.dep), Files: checked[e.dep],
+				Err: fmt.Errorf("%w: reference blob %s: %w", ErrBadReference, e.ref, err)})
+		}
+	}
+	return problems, nil
+}

@@ -237,7 +237,15 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if readData {
+		return nil // decoding each delta read its reference
+	}
+	problems, err := r.checkDeltaReferences(ctx, blobUsers)
+	rep.Problems = append(rep.Problems, problems...)
+	return err
 }
 
 // readBlobData downloads blob id, whose content the manifest says is size
