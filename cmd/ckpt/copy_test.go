@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,4 +111,37 @@ func TestCopyCommandUsage(t *testing.T) {
 		assert.Equal(t, 2, code, "%v: %s", tc.args, errs)
 		assert.Contains(t, errs, tc.want, tc.args)
 	}
+}
+
+// TestCopyProgressLines: with stderr redirected to a file (CI logs, cron),
+// a copy prints plain progress lines of the bytes it moves on stderr, and
+// stdout holds only the JSON document.
+func TestCopyProgressLines(t *testing.T) {
+	c := newCLI(t)
+	_, ckpts := writeRun(t, false)
+	c.ok("push", ckpts[0], "run@1")
+	clk := newFakeClock()
+	clk.step = 6 * time.Second // every look at the clock is 6 s later
+	saved := progressClock
+	progressClock = clk
+	t.Cleanup(func() { progressClock = saved })
+
+	redirected, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
+	require.NoError(t, err)
+	defer redirected.Close()
+	var stdout, stderr bytes.Buffer
+	a := newApp()
+	a.stdout, a.stderr, a.progressTo = &stdout, &stderr, redirected
+	root := a.rootCommand()
+	root.SetArgs([]string{"--repo", c.repo, "copy", "run@1", "--to", filepath.Join(t.TempDir(), "second"), "--json"})
+	err = root.ExecuteContext(context.Background())
+	a.close()
+	require.NoError(t, err, stderr.String())
+
+	var out copyOutput
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &out), "stdout is one JSON document: %q", stdout.String())
+	got := lines(stderr.String())
+	require.GreaterOrEqual(t, len(got), 2, "a progress line and the summary: %q", stderr.String())
+	assert.Regexp(t, `^ckpt: copy [0-9.]+ [KMG]?i?B / [0-9.]+ [KMG]?i?B \([0-9]+%\), [0-9.]+ [KMG]?i?B/s, ETA `, got[0])
+	assert.Regexp(t, `^ckpt: copy moved [0-9.]+ [KMG]?i?B of [0-9.]+ [KMG]?i?B \(100%\) in `, got[len(got)-1])
 }
