@@ -609,7 +609,7 @@ func (c *copyOp) readVerified(ctx context.Context, o copyObject) (stored []byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	var hdr [object.HeaderSize]byte
 	if n, err := io.ReadFull(rc, hdr[:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

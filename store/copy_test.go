@@ -104,7 +104,7 @@ func rawRef(t *testing.T, b backend.Backend, key string) []byte {
 	t.Helper()
 	rc, err := b.Get(context.Background(), key, 0, -1)
 	require.NoError(t, err, key)
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	data, err := io.ReadAll(rc)
 	require.NoError(t, err)
 	return data

@@ -45,7 +45,7 @@ func (r *Registry) publishUnderLock(ctx context.Context, gc *gcView, recheck fun
 			return err
 		}
 		err = r.publishLocked(ctx, lock, gc, recheck, write)
-		lock.release(ctx)
+		lock.releaseOrWarn(ctx)
 		if !errors.Is(err, errLockExpired) {
 			return err
 		}
