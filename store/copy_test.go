@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -388,4 +389,74 @@ func TestCopyBadSpec(t *testing.T) {
 	names, err := dst.r.Names(dst.ctx)
 	require.NoError(t, err)
 	assert.Empty(t, names, "a spec that does not resolve fails the copy before anything is written")
+}
+
+// hostileBackend serves body in place of the object at key.
+type hostileBackend struct {
+	backend.Backend
+	key  string
+	body func() io.Reader
+}
+
+func (h *hostileBackend) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if key == h.key {
+		return io.NopCloser(h.body()), nil
+	}
+	return h.Backend.Get(ctx, key, off, n)
+}
+
+// endless is an infinite stream of one byte.
+type endless byte
+
+func (e endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(e)
+	}
+	return len(p), nil
+}
+
+// TestCopyHostileSource: objects whose header declares another size than
+// their manifest gives, or more than any manifest may hold, are refused
+// before their payload is read; a payload that never ends is read no
+// further than its codec allows. The checkpoint fails naming the object.
+func TestCopyHostileSource(t *testing.T) {
+	src, _ := copyEnv(t, newMem)
+	rec, err := src.r.Resolve(src.ctx, "ft", "100")
+	require.NoError(t, err)
+	m, err := src.r.Manifest(src.ctx, rec.Manifest)
+	require.NoError(t, err)
+	blob := m.Files[0].Chunks[0]
+	stored := rawRef(t, src.b, object.BlobKey(blob.ID))
+	header := func(declared uint64) []byte {
+		h := append([]byte(nil), stored[:object.HeaderSize]...)
+		copy(h[8:], putLE64(declared))
+		return h
+	}
+	for _, tc := range []struct {
+		name string
+		key  string // the object served, named by the error (a manifest by its ID)
+		body func() io.Reader
+	}{
+		{"blob declares another size", object.BlobKey(blob.ID), func() io.Reader {
+			return io.MultiReader(bytes.NewReader(header(uint64(object.MaxBlobContent))), endless(0))
+		}},
+		{"blob payload never ends", object.BlobKey(blob.ID), func() io.Reader {
+			return io.MultiReader(bytes.NewReader(header(uint64(blob.Size))), endless(7))
+		}},
+		{"manifest over the limit", object.ManifestKey(rec.Manifest), func() io.Reader {
+			return io.MultiReader(bytes.NewReader(header(uint64(object.MaxManifestContent+1))), endless(0))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hr, err := store.Open(src.ctx, &hostileBackend{Backend: src.b, key: tc.key, body: tc.body}, store.Options{Workers: 2})
+			require.NoError(t, err)
+			dst := newEnv(t, newMem)
+			_, err = hr.CopyTo(src.ctx, dst.r, []store.CopySpec{{Name: "ft", Ref: "100"}}, store.CopyOptions{})
+			require.ErrorIs(t, err, object.ErrCorrupt)
+			assert.Contains(t, err.Error(), tc.key[strings.LastIndexByte(tc.key, '/')+1:])
+			assertNoRef(t, dst.b, refs.VersionKey("ft", "100"))
+			_, err = dst.b.Stat(dst.ctx, tc.key)
+			assert.ErrorIs(t, err, backend.ErrNotFound)
+		})
+	}
 }
