@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -459,4 +460,50 @@ func TestCopyHostileSource(t *testing.T) {
 			assert.ErrorIs(t, err, backend.ErrNotFound)
 		})
 	}
+}
+
+// refusingCopier is a destination that offers server-side copies and
+// refuses each with err (the source changed since it was read, or the
+// server will not copy).
+type refusingCopier struct {
+	backend.Backend
+	err   error
+	tried atomic.Int64
+}
+
+func (c *refusingCopier) CanCopyFrom(backend.Backend) bool { return true }
+
+func (c *refusingCopier) CopyFrom(context.Context, backend.Backend, string, string, backend.CopyCheck) error {
+	c.tried.Add(1)
+	return c.err
+}
+
+// TestCopyServerSideFallback: when the destination's server will not copy
+// an object, or copies other bytes than those verified, the verified bytes
+// are put instead, and server-side copying is not tried again.
+func TestCopyServerSideFallback(t *testing.T) {
+	for _, refusal := range []error{backend.ErrCopyMismatch, backend.ErrCopyUnsupported, backend.ErrNotFound} {
+		t.Run(refusal.Error(), func(t *testing.T) {
+			src, _ := copyEnv(t, newMem)
+			dst := newEnv(t, newMem)
+			cp := &refusingCopier{Backend: dst.b, err: fmt.Errorf("refused: %w", refusal)}
+			dr, err := store.Open(dst.ctx, cp, store.Options{Workers: 1})
+			require.NoError(t, err)
+			res, err := src.r.CopyTo(src.ctx, dr, []store.CopySpec{{Name: "ft", Ref: "400"}}, store.CopyOptions{ServerSide: true})
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), cp.tried.Load(), "one refusal ends server-side copying")
+			assert.Zero(t, res.ServerSide)
+			assert.Equal(t, res.Objects, res.Blobs+res.Manifests)
+			verifyAll(t, dst.withoutIndex())
+		})
+	}
+	// Another failure of the destination ends the copy, publishing nothing.
+	src, _ := copyEnv(t, newMem)
+	dst := newEnv(t, newMem)
+	cp := &refusingCopier{Backend: dst.b, err: errInjected}
+	dr, err := store.Open(dst.ctx, cp, store.Options{Workers: 1})
+	require.NoError(t, err)
+	_, err = src.r.CopyTo(src.ctx, dr, []store.CopySpec{{Name: "ft", Ref: "400"}}, store.CopyOptions{ServerSide: true})
+	require.ErrorIs(t, err, errInjected)
+	assertNoRef(t, dst.b, refs.VersionKey("ft", "400"))
 }
