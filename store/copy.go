@@ -20,7 +20,7 @@ import (
 	"github.com/ckptdev/ckpt/store/refs"
 )
 
-// Copying checkpoints between registries (docs/format.md, section 10).
+// Copying checkpoints between registries (docs/format.md, section 11).
 //
 // A copy is a push as far as the destination is concerned: it lists the
 // destination's gc markers and locks first, finds what the destination
