@@ -545,3 +545,22 @@ func (r *Registry) ensureDeltaFormat(ctx context.Context) error {
 	}
 	return fmt.Errorf("raise the registry format to version %d: %s keeps changing", DeltaFormatVersion, FormatKey)
 }
+
+// standaloneOf reads delta blob id of size bytes (header h) through its
+// reference and returns its standalone stored form: what a copy writes to
+// another registry, which need not hold the reference (nor format version
+// 2). release gives back its memory.
+func (r *Registry) standaloneOf(ctx context.Context, id object.ID, size int64, h object.Header) (stored []byte, release func(), err error) {
+	rel, err := transfers.acquire(ctx, objectCost(size))
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, sb := takeBuf(object.ContentCap(size)), takeBuf(object.StoredCap(size))
+	release = func() { dropBuf(cb); dropBuf(sb); rel() }
+	content, err := r.readBlob(ctx, id, size, (*cb)[:0])
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return object.Encode((*sb)[:0], content, object.EncodeHint{ElemSize: int(h.Param)}), release, nil
+}

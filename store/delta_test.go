@@ -142,6 +142,7 @@ func TestDeltaBlobs(t *testing.T) {
 			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
 			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
 			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
+			t.Run("CopyWritesStandalone", func(t *testing.T) { testDeltaCopy(t, nb) })
 		})
 	}
 }
@@ -475,4 +476,25 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	assert.Empty(t, listKeys(t, e.b, "rescue/"))
 	verifyAll(t, e.withoutIndex())
+}
+
+// testDeltaCopy: a copy to another registry writes delta blobs standalone
+// (the destination need not hold their references): the destination pulls
+// byte-identical and stays at format version 1.
+func testDeltaCopy(t *testing.T, nb newBackendFunc) {
+	src := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 11, 2)
+	src.push(dirs[0], "run", store.PushOptions{})
+	src.push(dirs[1], "run", store.PushOptions{})
+	dst := newEnv(t, newMem)
+	_, err := src.r.CopyTo(src.ctx, dst.r, []store.CopySpec{{Name: "run", Ref: "200"}}, store.CopyOptions{ServerSide: true})
+	require.NoError(t, err)
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, dst.withoutIndex(), "run", "200"))
+	assert.Equal(t, 1, formatVersion(t, dst.b))
+	for _, k := range listKeys(t, dst.b, "blobs/") {
+		id, err := object.ParseID(k[len(k)-64:])
+		require.NoError(t, err)
+		assert.NotEqual(t, object.CodecDelta, blobCodec(t, dst.b, id), k)
+	}
+	verifyAll(t, dst.withoutIndex())
 }
