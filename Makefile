@@ -24,13 +24,23 @@ $(MINIO):
 
 minio: $(MINIO)
 
+# staticcheck at a pinned version, installed from the Go module proxy.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
+
+$(STATICCHECK):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BIN)/.staticcheck/staticcheck $@ && rmdir $(BIN)/.staticcheck
+
 # The systems ckpt builds on: lint vets the module (tests included) for each.
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 
-lint:
+lint: $(STATICCHECK)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@for p in $(PLATFORMS); do \
 		echo "GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./..."; \
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./... || exit 1; \
@@ -39,8 +49,20 @@ lint:
 # The whole suite, MinIO included (the tests start and stop their own server;
 # CKPT_REQUIRE_MINIO=1 makes a missing MinIO fail them, where a plain
 # `go test ./...` skips them).
+#
+# Then the packages whose code runs goroutines of its own (the engine's
+# workers, locks and gc, the backends, watch, the cache writer) run again
+# under the race detector. The CPU-bound leaves (planes, layout, diff) and
+# the CLI and chaos tests, which mostly wait for child processes, are left
+# out: under -race they cost minutes and check nothing concurrent. Tests
+# that assert allocation bounds skip under -race (testutil.RaceEnabled);
+# the first pass asserts them.
+RACE_PKGS := ./store ./store/backend/... ./store/refs ./store/manifest ./store/object \
+	./internal/watch ./internal/redact ./hfcache/... ./retention
+
 test: $(MINIO) lint
 	CKPT_REQUIRE_MINIO=1 CKPT_MINIO_BIN=$(MINIO) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	CKPT_REQUIRE_MINIO=1 CKPT_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 # The kill -9 campaign at length (`make test` runs a short form of it):
 # CHAOS_ROUNDS rounds per backend, then a summary. CKPT_CHAOS_SEED=N replays
