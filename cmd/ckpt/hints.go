@@ -23,7 +23,7 @@ var hints = []struct {
 	{store.ErrNoRegistry, "", "run `ckpt init` to create one, or set --repo or CKPT_REPO"},
 	{store.ErrTargetNotEmpty, "pull", "use --force to replace it"},
 	{store.ErrNotRunnable, "pull", "push it with --base NAME@REF, or pull with --allow-incomplete"},
-	{store.ErrNoFileCache, "pull", "pull without --link"},
+	{store.ErrNoCache, "pull", "pull without --link"},
 	{store.ErrNeedsForce, "push", "use --force to replace it"},
 	{store.ErrBadBase, "push", "--base takes the NAME@REF of a recorded model"},
 	{refs.ErrNoMetric, "", "push with --metric eval_loss=... to record it"},
