@@ -30,6 +30,9 @@ import (
 //     cache; the --link pull links the plain pull's files (their seals were
 //     made when the plain pull fed the cache).
 //   - after-link: the model was pulled with --link before (a warm cache).
+//   - after-deleted-pull: the model was pulled plainly, and that folder
+//     deleted: unlinking changed the entries' ctime, so the --link pull
+//     hashes each entry once (what every link cost before seals).
 //
 // It also reports what hashing every entry once costs against cp -r
 // (check/cp): what each link cost when every entry was hashed before every
@@ -107,6 +110,27 @@ func BenchmarkPullLinkVsCopy(b *testing.B) {
 			r, _ := open(b, dir)
 			_, err := r.Pull(ctx, "bench", "1", filepath.Join(dir, "plain"), store.PullOptions{})
 			require.NoError(b, err)
+			b.StartTimer()
+			links = append(links, linkOnce(b, r, filepath.Join(dir, "linked")))
+			b.StopTimer()
+			copies = append(copies, cpOnce(b, i))
+			require.NoError(b, os.RemoveAll(dir))
+			b.StartTimer()
+		}
+		b.StopTimer()
+		report(b, links, copies)
+	})
+
+	b.Run("after-deleted-pull", func(b *testing.B) {
+		var links, copies []time.Duration
+		b.ResetTimer()
+		for i := range b.N {
+			b.StopTimer()
+			dir := filepath.Join(work, fmt.Sprint("after-deleted-", i))
+			r, _ := open(b, dir)
+			_, err := r.Pull(ctx, "bench", "1", filepath.Join(dir, "plain"), store.PullOptions{})
+			require.NoError(b, err)
+			require.NoError(b, os.RemoveAll(filepath.Join(dir, "plain")))
 			b.StartTimer()
 			links = append(links, linkOnce(b, r, filepath.Join(dir, "linked")))
 			b.StopTimer()

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -108,6 +109,18 @@ func (c *ContentCache) remember(ix *Index, files []SourcedFile) {
 			locs[ch.ID] = encodeLocation(key, ch.Offset, ch.Size)
 		}
 	}
+	// Most pulls repeat what the index knows: write (and sync) it only for
+	// what it does not.
+	_ = ix.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketChunks); b != nil {
+			for id, v := range locs {
+				if bytes.Equal(b.Get(id[:]), v) {
+					delete(locs, id)
+				}
+			}
+		}
+		return nil
+	})
 	if len(locs) == 0 {
 		return
 	}

@@ -39,8 +39,9 @@ func manyFilesModel(t *testing.T, n int) string {
 // TestKilledPullThenPullAgain kills a pull (plain or --link) while it fills
 // its temporary folder, then pulls the same checkpoint into the same DIR
 // again (plain or --link), unkilled: the second pull succeeds and writes
-// exactly the pushed files, the --link file cache stays read-only, and a
-// plain pull's DIR shares no inode with it.
+// exactly the pushed files, and every entry of the per-machine content
+// cache (fed by plain and --link pulls alike) holds the whole content of
+// one pulled file.
 //
 // The campaign found the three orders with --link failing on the code
 // before harden-pull was merged (it resumed a build folder named after DIR
