@@ -175,7 +175,7 @@ func readDirNames(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // read-only
 	return d.Readdirnames(-1)
 }
 
@@ -198,11 +198,11 @@ func (c *ContentCache) createTemp(key string) (*os.File, error) {
 func (c *ContentCache) commit(tmpName string, e entry) (string, error) {
 	p := c.path(e.String())
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		os.Remove(tmpName)
+		_ = os.Remove(tmpName) // best effort: tmp/ is cleared of what is an hour old
 		return "", err
 	}
 	if err := os.Rename(tmpName, p); err != nil {
-		os.Remove(tmpName)
+		_ = os.Remove(tmpName) // best effort: tmp/ is cleared of what is an hour old
 		return "", err
 	}
 	return p, nil

@@ -93,11 +93,11 @@ func (c *ContentCache) writeSeal(e entry, s seal) error {
 	}
 	_, werr := fmt.Fprintf(tmp, "%s %d %d %d %d %d %d\n", sealMagic, s.Dev, s.Ino, s.Size, s.MtimeNs, s.CtimeNs, s.verified.UnixNano())
 	if cerr := tmp.Close(); werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
 		return errors.Join(werr, cerr)
 	}
 	if err := os.Rename(tmp.Name(), c.sealPath(e)); err != nil {
-		os.Remove(tmp.Name())
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
 		return err
 	}
 	return nil
@@ -185,7 +185,7 @@ func (c *ContentCache) openChecked(ctx context.Context, e entry, f *SourcedFile,
 		return nil, e, seal{}, err
 	}
 	fail := func(err error) (*os.File, entry, seal, error) {
-		h.Close()
+		_ = h.Close() // read-only
 		return nil, e, seal{}, err
 	}
 	in, err := statFile(h)
@@ -306,8 +306,8 @@ func (op *pullOp) buildEntry(ctx context.Context, c *ContentCache, f *SourcedFil
 		return nil, entry{}, seal{}, err
 	}
 	fail := func(err error) (*os.File, entry, seal, error) {
-		tmp.Close()
-		os.Remove(tmp.Name())
+		_ = tmp.Close()           // giving up on it: err is the one to report
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
 		return nil, entry{}, seal{}, err
 	}
 	if err := op.writeChunks(ctx, tmp, f); err != nil {
@@ -322,7 +322,7 @@ func (op *pullOp) buildEntry(ctx context.Context, c *ContentCache, f *SourcedFil
 	}
 	e := entry{key: key, perm: class, sum: sum, recorded: true}
 	if _, err := c.commit(tmp.Name(), e); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // synced above; err is the one to report
 		return nil, e, seal{}, err
 	}
 	s := seal{verified: time.Now()}
@@ -358,7 +358,7 @@ func materialize(e *os.File, entry string, root *os.File, rel string, perm fs.Fi
 	if err != nil {
 		return "", err
 	}
-	defer dir.Close()
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
 	if err := createFrom(dir, name, perm, func(out *os.File) error { return cloneFile(out, e) }); err == nil {
 		return LinkReflink, nil
 	}
@@ -400,7 +400,7 @@ func createFrom(dir *os.File, name string, perm fs.FileMode, fill func(out *os.F
 		err = cerr
 	}
 	if err != nil {
-		removeAt(dir, name)
+		_ = removeAt(dir, name) // best effort: the build folder goes when the pull fails
 		return err
 	}
 	return nil
@@ -413,7 +413,7 @@ func unmaterialize(root *os.File, rel string) error {
 	if err != nil {
 		return err
 	}
-	defer dir.Close()
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
 	return removeAt(dir, name)
 }
 
@@ -481,7 +481,7 @@ func (op *pullOp) linkFile(ctx context.Context, c *ContentCache, root *os.File, 
 				}
 			}
 		}
-		h.Close()
+		_ = h.Close() // read-only
 		if err == nil {
 			return m, nil
 		}

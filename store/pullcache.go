@@ -82,7 +82,7 @@ func (s cacheSource) read(id object.ID, size int64, dst []byte) ([]byte, bool) {
 		}
 		out := append(dst, make([]byte, size)...)
 		_, err = f.ReadAt(out[len(dst):], off)
-		f.Close()
+		_ = f.Close() // read-only
 		if err == nil && object.Hash(out[len(dst):]) == id {
 			return out, true
 		}
@@ -160,7 +160,7 @@ func (op *pullOp) feedCache(ctx context.Context, b *buildDir, files []SourcedFil
 			continue
 		}
 		_ = c.feed(ctx, h, filepath.Join(b.path(), filepath.FromSlash(f.Path)), f)
-		h.Close()
+		_ = h.Close() // read-only
 	}
 }
 
@@ -171,13 +171,13 @@ func openBuilt(root *os.File, rel string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer dir.Close()
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
 	h, err := openAt(dir, name, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
 	if in, err := statFile(h); err != nil || in.kind != kindFile {
-		h.Close()
+		_ = h.Close() // read-only
 		return nil, fmt.Errorf("%s: %w (not a regular file)", rel, errUntrusted)
 	}
 	return h, nil
@@ -240,7 +240,7 @@ func (c *ContentCache) feedCopy(ctx context.Context, h *os.File, f *SourcedFile,
 	if err != nil {
 		return err
 	}
-	defer tmp.Close()
+	defer func() { _ = tmp.Close() }() // its bytes are hashed through it before it is committed
 	err = copyRange(tmp, h, f.Size)
 	var sum [16]byte
 	if err == nil {
@@ -250,7 +250,7 @@ func (c *ContentCache) feedCopy(ctx context.Context, h *os.File, f *SourcedFile,
 		err = tmp.Chmod(class)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
 		return err
 	}
 	e := entry{key: key, perm: class, sum: sum, recorded: true}

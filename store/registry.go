@@ -47,6 +47,11 @@ type Options struct {
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
+	// Warn is told of problems that do not fail an operation but that its
+	// user should hear of, such as a lock that could not be released (it
+	// then counts as abandoned once LockStaleAfter has passed); nil drops
+	// them.
+	Warn func(error)
 }
 
 // Progress is told how many bytes an operation will move and has moved.
@@ -66,6 +71,14 @@ type Registry struct {
 	// lockStale overrides DefaultStaleAfter (tests).
 	lockStale time.Duration
 	cache     *ContentCache
+	warn      func(error)
+}
+
+// warnf reports a problem that does not fail the operation.
+func (r *Registry) warnf(format string, args ...any) {
+	if r.warn != nil {
+		r.warn(fmt.Errorf(format, args...))
+	}
 }
 
 // defaultWorkers is the default of Options.Workers.
@@ -113,7 +126,7 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, warn: opts.Warn}, nil
 }
 
 // Backend returns the registry's backend.
@@ -131,7 +144,7 @@ func readAll(ctx context.Context, b backend.Backend, key string, limit int64) ([
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
