@@ -69,19 +69,35 @@ func (c *ContentCache) sealPath(e entry) string {
 // readSeal reads the seal of e; a missing or damaged one is an error (the
 // entry is then hashed).
 func (c *ContentCache) readSeal(e entry) (seal, error) {
-	var s seal
 	b, err := os.ReadFile(c.sealPath(e))
 	if err != nil {
-		return s, err
+		return seal{}, err
+	}
+	s, ok := parseSeal(b)
+	if !ok {
+		return s, fmt.Errorf("seal of %s: unreadable", e)
+	}
+	return s, nil
+}
+
+// parseSeal reads a seal's one line (ok false for anything else).
+func parseSeal(b []byte) (s seal, ok bool) {
+	if len(b) > 200 {
+		return s, false
 	}
 	var magic string
 	var verified int64
 	n, err := fmt.Sscanf(string(b), "%s %d %d %d %d %d %d\n", &magic, &s.Dev, &s.Ino, &s.Size, &s.MtimeNs, &s.CtimeNs, &verified)
 	if err != nil || n != 7 || magic != sealMagic {
-		return s, fmt.Errorf("seal of %s: unreadable", e)
+		return seal{}, false
 	}
 	s.verified = time.Unix(0, verified)
-	return s, nil
+	return s, true
+}
+
+// formatSeal is the line parseSeal reads.
+func formatSeal(s seal) string {
+	return fmt.Sprintf("%s %d %d %d %d %d %d\n", sealMagic, s.Dev, s.Ino, s.Size, s.MtimeNs, s.CtimeNs, s.verified.UnixNano())
 }
 
 // writeSeal records s as the seal of e (atomically: a seal half written
@@ -91,7 +107,7 @@ func (c *ContentCache) writeSeal(e entry, s seal) error {
 	if err != nil {
 		return err
 	}
-	_, werr := fmt.Fprintf(tmp, "%s %d %d %d %d %d %d\n", sealMagic, s.Dev, s.Ino, s.Size, s.MtimeNs, s.CtimeNs, s.verified.UnixNano())
+	_, werr := tmp.WriteString(formatSeal(s))
 	if cerr := tmp.Close(); werr != nil || cerr != nil {
 		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
 		return errors.Join(werr, cerr)
