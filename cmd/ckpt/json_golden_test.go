@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ckptdev/ckpt/hfcache/hfcachetest"
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store/object"
@@ -132,6 +133,7 @@ func TestJSONGolden(t *testing.T) {
 	runRoot := filepath.Dir(base)
 	settle(t, runRoot)
 	pulled := filepath.Join(t.TempDir(), "model")
+	copied := filepath.Join(t.TempDir(), "second")
 	// A folder with config and tokenizer keys changed, for diff.
 	edited := filepath.Join(t.TempDir(), "edited")
 	copyDir(t, ckpts[0], edited)
@@ -145,7 +147,7 @@ func TestJSONGolden(t *testing.T) {
 	host, err := os.Hostname()
 	require.NoError(t, err)
 	g := &golden{t: t, c: c, seen: map[string]bool{}}
-	g.paths = append(g.paths, [][2]string{{c.repo, "<repo>"}, {runRoot, "<run>"}, {pulled, "<pulled>"}, {edited, "<edited>"}, {host + ":", "<host>:"}}...)
+	g.paths = append(g.paths, [][2]string{{c.repo, "<repo>"}, {runRoot, "<run>"}, {pulled, "<pulled>"}, {edited, "<edited>"}, {copied, "<second>"}, {host + ":", "<host>:"}}...)
 	sort.Slice(g.paths, func(i, j int) bool { return len(g.paths[i][0]) > len(g.paths[j][0]) })
 
 	g.check("init", 0, "init", "--json")
@@ -158,6 +160,7 @@ func TestJSONGolden(t *testing.T) {
 	g.check("ls", 0, "ls", "--json")
 	g.check("show", 0, "show", "run@best", "--json")
 	g.check("pull", 0, "pull", "run@best", pulled, "--json")
+	g.check("copy", 0, "copy", "run@best", "--to", copied, "--tags", "--json")
 	g.check("tag", 0, "tag", "run@30", "prod", "--json")
 	g.check("untag", 0, "untag", "run", "prod", "--json")
 	g.check("diff", 0, "diff", "run@10", "run@20", "--stats", "--json")
@@ -188,6 +191,14 @@ func TestJSONGolden(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.registryBackend().Delete(context.Background(), object.BlobKey(id)))
 	g.check("verify-problem", 1, "verify", "run@30", "--json")
+
+	// The Hugging Face cache: import a snapshot, pull it into another cache.
+	hub, pulledHub := filepath.Join(t.TempDir(), "hub"), filepath.Join(t.TempDir(), "pulled-hub")
+	hfcachetest.Build(t, hub, "org/gpt2", hfcachetest.Commit("gpt2"), "main", base)
+	settle(t, hub)
+	g.paths = append([][2]string{{hub, "<hf-cache>"}, {pulledHub, "<hf-pulled>"}}, g.paths...)
+	g.check("import-hf", 0, "import-hf", "org/gpt2", "gpt2-hub", "--cache-dir", hub, "--json")
+	g.check("pull-hf-cache", 0, "pull", "gpt2-hub@latest", "--hf-cache", "--cache-dir", pulledHub, "--json")
 
 	// Every schema has a golden file, and no file is left over.
 	covered := map[string]bool{}

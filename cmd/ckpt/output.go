@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/diff"
+	"github.com/ckptdev/ckpt/hfcache/hfbridge"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
@@ -46,7 +47,10 @@ func schemaName(command string) string { return "ckpt." + command + "/" + schema
 var outputTypes = map[string]any{
 	schemaName("init"):            initOutput{},
 	schemaName("push"):            pushOutput{},
+	schemaName("import-hf"):       importHFOutput{},
+	schemaName("pull-hf-cache"):   pullHFCacheOutput{},
 	schemaName("pull"):            pullOutput{},
+	schemaName("copy"):            copyOutput{},
 	schemaName("ls"):              lsOutput{},
 	schemaName("show"):            showOutput{},
 	schemaName("tag"):             tagOutput{},
@@ -131,6 +135,14 @@ type recordOutput struct {
 	LogicalBytes int64              `json:"logical_bytes"`
 	StoredBytes  int64              `json:"stored_bytes"`
 	Source       string             `json:"source"`
+	HF           *hfOriginOutput    `json:"hf"`
+}
+
+// hfOriginOutput is the Hugging Face Hub repository and commit a
+// checkpoint was imported from (ckpt import-hf).
+type hfOriginOutput struct {
+	Repo     string `json:"repo"`
+	Revision string `json:"revision"`
 }
 
 // baseOutput is the base a record inherits from.
@@ -151,6 +163,9 @@ func newRecordOutput(rec refs.Record) recordOutput {
 	}
 	if rec.Base != nil {
 		out.Base = &baseOutput{Name: rec.Base.Name, Version: rec.Base.Version, Manifest: rec.Base.Manifest.String()}
+	}
+	if rec.HF != nil {
+		out.HF = &hfOriginOutput{Repo: rec.HF.Repo, Revision: rec.HF.Revision}
 	}
 	return out
 }
@@ -216,6 +231,7 @@ type pushOutput struct {
 	Record         recordOutput `json:"record"`
 	Unchanged      bool         `json:"unchanged"`
 	Files          int          `json:"files"`
+	SymlinkedFiles int          `json:"symlinked_files"`
 	LogicalBytes   int64        `json:"logical_bytes"`
 	ReadBytes      int64        `json:"read_bytes"`
 	Chunks         int          `json:"chunks"`
@@ -228,9 +244,62 @@ type pushOutput struct {
 func newPushOutput(res *store.PushResult) pushOutput {
 	return pushOutput{
 		Schema: schemaName("push"), Record: newRecordOutput(res.Record), Unchanged: res.Unchanged,
-		Files: res.Files, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
+		Files: res.Files, SymlinkedFiles: res.Symlinked, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
 	}
+}
+
+// --- import-hf ---
+
+type importHFOutput struct {
+	Schema         string       `json:"schema"`
+	HFRepo         string       `json:"hf_repo"`
+	HFCommit       string       `json:"hf_commit"`
+	HFRef          string       `json:"hf_ref"`
+	SnapshotDir    string       `json:"snapshot_dir"`
+	Record         recordOutput `json:"record"`
+	Unchanged      bool         `json:"unchanged"`
+	Files          int          `json:"files"`
+	SymlinkedFiles int          `json:"symlinked_files"`
+	LogicalBytes   int64        `json:"logical_bytes"`
+	ReadBytes      int64        `json:"read_bytes"`
+	NewBlobs       int          `json:"new_blobs"`
+	NewStoredBytes int64        `json:"new_stored_bytes"`
+}
+
+func newImportHFOutput(res *hfbridge.ImportResult) importHFOutput {
+	p := res.Push
+	return importHFOutput{
+		Schema: schemaName("import-hf"), HFRepo: res.Snapshot.Repo.String(), HFCommit: res.Snapshot.Commit, HFRef: res.Snapshot.Ref,
+		SnapshotDir: res.Snapshot.Dir, Record: newRecordOutput(p.Record), Unchanged: p.Unchanged, Files: p.Files,
+		SymlinkedFiles: p.Symlinked, LogicalBytes: p.Logical, ReadBytes: p.BytesRead, NewBlobs: p.NewBlobs, NewStoredBytes: p.NewStored,
+	}
+}
+
+// --- pull --hf-cache ---
+
+type pullHFCacheOutput struct {
+	Schema       string             `json:"schema"`
+	Record       recordOutput       `json:"record"`
+	CacheDir     string             `json:"cache_dir"`
+	HFRepo       string             `json:"hf_repo"`
+	HFRevision   string             `json:"hf_revision"`
+	HFBranch     string             `json:"hf_branch"`
+	SnapshotDir  string             `json:"snapshot_dir"`
+	Files        []pulledFileOutput `json:"files"`
+	LogicalBytes int64              `json:"logical_bytes"`
+}
+
+func newPullHFCacheOutput(res *hfbridge.PullResult, cacheDir string) pullHFCacheOutput {
+	out := pullHFCacheOutput{
+		Schema: schemaName("pull-hf-cache"), Record: newRecordOutput(res.Record), CacheDir: absPath(cacheDir),
+		HFRepo: res.Repo, HFRevision: res.Revision, HFBranch: res.Branch, SnapshotDir: absPath(res.SnapshotDir),
+		Files: make([]pulledFileOutput, len(res.Files)), LogicalBytes: res.Bytes,
+	}
+	for i, f := range res.Files {
+		out.Files[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
+	}
+	return out
 }
 
 // --- pull ---
@@ -242,6 +311,66 @@ type pullOutput struct {
 	Files        []pulledFileOutput `json:"files"`
 	LogicalBytes int64              `json:"logical_bytes"`
 	Linked       linkedOutput       `json:"linked"`
+}
+
+// copyOutput is what ckpt copy did: one entry per version ref and tag,
+// then the objects it transferred.
+type copyOutput struct {
+	Schema            string              `json:"schema"`
+	From              string              `json:"from"`
+	To                string              `json:"to"`
+	Versions          []copiedVersionJSON `json:"versions"`
+	Tags              []copiedTagJSON     `json:"tags"`
+	Objects           int                 `json:"objects"`
+	PresentObjects    int                 `json:"present_objects"`
+	CopiedBlobs       int                 `json:"copied_blobs"`
+	CopiedManifests   int                 `json:"copied_manifests"`
+	ContentBytes      int64               `json:"content_bytes"`
+	StoredBytes       int64               `json:"stored_bytes"`
+	ServerSideObjects int                 `json:"server_side_objects"`
+}
+
+type copiedVersionJSON struct {
+	Name     string  `json:"name"`
+	Version  string  `json:"version"`
+	Manifest string  `json:"manifest"`
+	Base     bool    `json:"base"`
+	Status   string  `json:"status"`
+	Error    *string `json:"error"`
+}
+
+type copiedTagJSON struct {
+	Name    string  `json:"name"`
+	Tag     string  `json:"tag"`
+	Version string  `json:"version"`
+	Status  string  `json:"status"`
+	Error   *string `json:"error"`
+}
+
+// errorText is err's message, or nil for none.
+func errorText(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}
+
+func newCopyOutput(res *store.CopyResult, from, to string) copyOutput {
+	out := copyOutput{
+		Schema: schemaName("copy"), From: from, To: to,
+		Versions: make([]copiedVersionJSON, len(res.Versions)), Tags: make([]copiedTagJSON, len(res.Tags)),
+		Objects: res.Objects, PresentObjects: res.Present, CopiedBlobs: res.Blobs, CopiedManifests: res.Manifests,
+		ContentBytes: res.ContentBytes, StoredBytes: res.StoredBytes, ServerSideObjects: res.ServerSide,
+	}
+	for i, v := range res.Versions {
+		out.Versions[i] = copiedVersionJSON{Name: v.Name, Version: v.Version, Manifest: v.Manifest.String(),
+			Base: v.Base, Status: string(v.Status), Error: errorText(v.Err)}
+	}
+	for i, t := range res.Tags {
+		out.Tags[i] = copiedTagJSON{Name: t.Name, Tag: t.Tag, Version: t.Version, Status: string(t.Status), Error: errorText(t.Err)}
+	}
+	return out
 }
 
 type pulledFileOutput struct {
