@@ -36,8 +36,8 @@ type PullOptions struct {
 	Full            bool // add resume state and trainer_state.json (everything recorded)
 	Force           bool // replace a non-empty target folder
 	AllowIncomplete bool // write the folder even if it is not runnable
-	// Link materializes files from the per-machine file cache by reflink,
-	// else read-only hard link, else copy, instead of writing them.
+	// Link materializes files from the per-machine content cache by
+	// reflink, else hard link, else copy, instead of writing them.
 	Link bool
 }
 
@@ -123,9 +123,9 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	}()
 	var linked map[LinkMethod]int
 	if opts.Link {
-		linked, err = op.linkFiles(ctx, build.dir, r.files, files)
-	} else {
-		err = op.writeFiles(ctx, build.dir, files, build.resumed)
+		linked, err = op.linkFiles(ctx, build.dir, files)
+	} else if err = op.writeFiles(ctx, build.dir, files, build.resumed); err == nil {
+		op.feedCache(ctx, build, files)
 	}
 	if err != nil {
 		return nil, err
@@ -144,9 +144,8 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 	done = true
-	if !opts.Link {
-		r.pulled.remember(dir, files)
-	}
+	r.cache.remember(r.index, files)
+	r.cache.evict()
 
 	res := &PullResult{Record: rec, Linked: linked}
 	for _, f := range files {

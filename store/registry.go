@@ -40,11 +40,10 @@ type Options struct {
 	Workers int
 	// Progress receives byte counts of pushes and pulls; nil for none.
 	Progress Progress
-	// PullCache lets pulls read chunks from files of earlier pulls on this
-	// machine (for remote backends); nil for none. It needs Index.
-	PullCache *PullCache
-	// FileCache keeps whole decoded files for pull --link; nil for none.
-	FileCache *FileCache
+	// Cache is the per-machine content cache every pull feeds and reuses
+	// (chunks of earlier pulls through Index; whole files for pull --link);
+	// nil for none.
+	Cache *ContentCache
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
@@ -71,8 +70,7 @@ type Registry struct {
 	prog    Progress
 	// lockStale overrides DefaultStaleAfter (tests).
 	lockStale time.Duration
-	pulled    *PullCache
-	files     *FileCache
+	cache     *ContentCache
 	warn      func(error)
 }
 
@@ -128,7 +126,7 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache, warn: opts.Warn}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, warn: opts.Warn}, nil
 }
 
 // Backend returns the registry's backend.

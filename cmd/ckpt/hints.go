@@ -25,7 +25,7 @@ var hints = []struct {
 	{store.ErrNoRegistry, "", "run `ckpt init` to create one, or set --repo or CKPT_REPO"},
 	{store.ErrTargetNotEmpty, "pull", "use --force to replace it"},
 	{store.ErrNotRunnable, "pull", "push it with --base NAME@REF, or pull with --allow-incomplete"},
-	{store.ErrNoFileCache, "pull", "pull without --link"},
+	{store.ErrNoCache, "pull", "pull without --link"},
 	{hfbridge.ErrNoRepoID, "pull", "give the repo id with --hf-repo ORG/NAME"},
 	{hfcache.ErrNotCached, "import-hf", "download it first (hf download ORG/NAME), or point --cache-dir at the cache that has it"},
 	{store.ErrNeedsForce, "push", "use --force to replace it"},

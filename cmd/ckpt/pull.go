@@ -19,13 +19,19 @@ func (a *app) pullCommand() *cobra.Command {
 		Long: `Write NAME@REF into DIR. REF is a version, a tag, latest (the highest version)
 or best (lowest eval_loss).
 
---link fills the per-machine file cache ($XDG_CACHE_HOME/ckpt/files) and
-materializes the folder from it by reflink where the file system supports it,
-else by read-only hard link, else by copy, and says which it used: a second
-pull of the same files costs a read of them, not a copy. Every cache entry is
-checked in full before every link (a hard link can be made writable and edited,
-a disk can flip a bit); one that changed is fetched again. Hard links are
-read-only and keep the file's mode class (a 0600 file is never linked from a
+Every pull feeds the per-machine content cache ($XDG_CACHE_HOME/ckpt/content):
+a plain pull hard-links the files it wrote into it (no extra disk space while DIR
+exists; --cache-size caps what only the cache holds), and later pulls read
+shared chunks from it instead of downloading them. --link materializes the
+folder from the cache by reflink where the file system supports it, else by
+hard link, else by copy, and says which it used: pulling a model again, after a
+plain or a --link pull of it, costs neither a copy nor a read of its bytes. A
+hard link shares its bytes with the cache and every folder linked to the same
+entry (after a plain pull, the plain pull's files): edit neither in place.
+Every entry is checked before every link against its seal (inode, size, mtime,
+ctime when its bytes last matched its hash) and hashed in full when it changed
+(or a day after its last hash); one whose hash differs is fetched again.
+Links keep the file's mode class (a 0600 file is never linked from a
 world-readable entry).
 
 By default the runnable set is written: weights, shard index, config, generation
@@ -65,7 +71,7 @@ next identical one. A non-empty DIR is refused unless --force.
 			rec := res.Record
 			a.printf("pulled %s@%s into %s: %d files, %s\n", rec.Name, rec.Version, textsafe.Name(args[1]), len(res.Files), humanBytes(res.Bytes))
 			if len(res.Linked) > 0 {
-				a.printf("  materialized from the file cache:%s\n", formatLinked(res.Linked))
+				a.printf("  materialized from the content cache:%s\n", formatLinked(res.Linked))
 			}
 			for _, f := range res.Files {
 				from := ""
@@ -80,7 +86,7 @@ next identical one. A non-empty DIR is refused unless --force.
 	f := cmd.Flags()
 	f.BoolVar(&opts.Full, "full", false, "also write resume state and trainer_state.json")
 	f.BoolVar(&opts.Force, "force", false, "replace a non-empty DIR")
-	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine file cache by reflink, else read-only hard link, else copy")
+	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine content cache by reflink, else hard link, else copy")
 	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
 	hf.register(f)
