@@ -192,6 +192,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		for k, v := range state.EvalMetrics(step) {
 			metrics[k] = v
 		}
+		op.rec.TrainerBest = trainerBest(state)
 	}
 	for k, v := range opts.Metrics {
 		metrics[k] = v
@@ -228,6 +229,17 @@ func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef,
 		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
 	}
 	return &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}, nil
+}
+
+// trainerBest is what trainer_state.json says about Trainer's best
+// checkpoint, nil when it says nothing.
+func trainerBest(state *layout.TrainerState) *refs.TrainerBest {
+	tb := &refs.TrainerBest{Value: state.BestMetric, Metric: state.BestMetricName(),
+		GlobalStep: state.BestGlobalStep, ModelCheckpoint: state.BestModelCheckpoint}
+	if tb.IsZero() {
+		return nil
+	}
+	return tb
 }
 
 // folder is a local folder as layout sees it.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // FormatKey is the object at the root of every registry.
@@ -48,6 +49,10 @@ type Options struct {
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
+	// Best is the metric NAME@best ranks by wherever this handle resolves
+	// it (refs.BestRule); the zero rule leaves it to each NAME's stored
+	// retention policy, else eval_loss.
+	Best refs.BestRule
 }
 
 // Progress is told how many bytes an operation will move and has moved.
@@ -68,6 +73,7 @@ type Registry struct {
 	lockStale time.Duration
 	pulled    *PullCache
 	files     *FileCache
+	best      refs.BestRule
 }
 
 // defaultWorkers is the default of Options.Workers.
@@ -111,11 +117,14 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if f.Version > FormatVersion {
 		return nil, fmt.Errorf("registry at %s has format version %d; this ckpt reads up to %d: upgrade ckpt", b.Location(), f.Version, FormatVersion)
 	}
+	if err := opts.Best.Validate(); err != nil {
+		return nil, err
+	}
 	w := opts.Workers
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache, best: opts.Best}, nil
 }
 
 // Backend returns the registry's backend.

@@ -199,6 +199,9 @@ type Record struct {
 	Logical  int64              `json:"logical_bytes"` // sum of file sizes
 	Stored   int64              `json:"stored_bytes"`  // bytes this push newly wrote to the registry
 	Source   string             `json:"source,omitempty"`
+	// TrainerBest is what trainer_state.json said about Trainer's best
+	// checkpoint when this one was saved; nil when it said nothing.
+	TrainerBest *TrainerBest `json:"trainer_best,omitempty"`
 }
 
 // BaseRef is the model a checkpoint inherits config and tokenizer from. The
