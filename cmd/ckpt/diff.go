@@ -57,6 +57,7 @@ A registry checkpoint includes the config and tokenizer it inherits from its
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print the whole report as JSON (docs/cli-json.md)")
 	f.BoolVar(&opts.Stats, "stats", false, "read changed tensors and report max |delta| and relative L2 change")
+	a.best.register(cmd.Flags())
 	return cmd
 }
 

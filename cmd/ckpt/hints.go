@@ -26,7 +26,7 @@ var hints = []struct {
 	{store.ErrNoFileCache, "pull", "pull without --link"},
 	{store.ErrNeedsForce, "push", "use --force to replace it"},
 	{store.ErrBadBase, "push", "--base takes the NAME@REF of a recorded model"},
-	{refs.ErrNoMetric, "", "push with --metric eval_loss=... to record it"},
+	{refs.ErrNoMetric, "", "push with --metric METRIC=VALUE to record it, or rank by another metric with --best-by"},
 	{retention.ErrKeepsNothing, "", "set --keep-last, --keep-best, --keep-every or --keep-within"},
 	{store.ErrUnproven, "gc", "`ckpt verify --all` reports every problem; re-push or `ckpt rm` the refs named, then run gc again"},
 }

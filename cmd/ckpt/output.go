@@ -131,6 +131,46 @@ type recordOutput struct {
 	LogicalBytes int64              `json:"logical_bytes"`
 	StoredBytes  int64              `json:"stored_bytes"`
 	Source       string             `json:"source"`
+	TrainerBest  *trainerBestOutput `json:"trainer_best"`
+}
+
+// trainerBestOutput is what trainer_state.json said about Trainer's best
+// checkpoint when the checkpoint was saved.
+type trainerBestOutput struct {
+	BestMetric          *float64 `json:"best_metric"`
+	Metric              *string  `json:"metric"`
+	BestGlobalStep      *int64   `json:"best_global_step"`
+	BestModelCheckpoint *string  `json:"best_model_checkpoint"`
+	Step                *int64   `json:"step"`
+}
+
+func newTrainerBestOutput(t *refs.TrainerBest) *trainerBestOutput {
+	if t.IsZero() {
+		return nil
+	}
+	nonEmpty := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	out := &trainerBestOutput{BestMetric: t.Value, Metric: nonEmpty(t.Metric), BestGlobalStep: t.GlobalStep,
+		BestModelCheckpoint: nonEmpty(t.ModelCheckpoint)}
+	if step, ok := t.Step(); ok {
+		out.Step = &step
+	}
+	return out
+}
+
+// bestByOutput is what NAME@best ranks by.
+type bestByOutput struct {
+	Metric          string `json:"metric"`
+	GreaterIsBetter bool   `json:"greater_is_better"`
+	Source          string `json:"source"`
+}
+
+func newBestByOutput(by refs.BestBy) *bestByOutput {
+	return &bestByOutput{Metric: by.Metric, GreaterIsBetter: by.GreaterIsBetter, Source: string(by.Source)}
 }
 
 // baseOutput is the base a record inherits from.
@@ -145,6 +185,7 @@ func newRecordOutput(rec refs.Record) recordOutput {
 		Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest.String(), Pushed: jsonTime(rec.Pushed),
 		Step: rec.Step, Epoch: rec.Epoch, Metrics: rec.Metrics, Files: rec.Files,
 		LogicalBytes: rec.Logical, StoredBytes: rec.Stored, Source: rec.Source,
+		TrainerBest: newTrainerBestOutput(rec.TrainerBest),
 	}
 	if out.Metrics == nil {
 		out.Metrics = map[string]float64{}
@@ -282,8 +323,10 @@ type lsOutput struct {
 }
 
 type lsNameOutput struct {
-	Name     string            `json:"name"`
-	Versions []lsVersionOutput `json:"versions"`
+	Name      string            `json:"name"`
+	BestBy    *bestByOutput     `json:"best_by"`
+	BestError string            `json:"best_error"`
+	Versions  []lsVersionOutput `json:"versions"`
 }
 
 // lsVersionOutput is a record with its markers.
@@ -298,7 +341,13 @@ func newLsOutput(c *refs.Catalog) lsOutput {
 	out := lsOutput{Schema: schemaName("ls"), Names: []lsNameOutput{}}
 	for _, n := range c.Names() {
 		recs := c.Records[n]
-		best, hasBest := refs.BestRecord(recs, "")
+		no := lsNameOutput{Name: n}
+		best, by, hasBest, err := c.Best(n)
+		if err != nil {
+			no.BestError = err.Error()
+		} else {
+			no.BestBy = newBestByOutput(by)
+		}
 		vs := make([]lsVersionOutput, len(recs))
 		for i, rec := range recs {
 			vs[i] = lsVersionOutput{
@@ -308,7 +357,8 @@ func newLsOutput(c *refs.Catalog) lsOutput {
 				Best:         hasBest && rec.Version == best.Version,
 			}
 		}
-		out.Names = append(out.Names, lsNameOutput{Name: n, Versions: vs})
+		no.Versions = vs
+		out.Names = append(out.Names, no)
 	}
 	return out
 }
@@ -319,7 +369,34 @@ type showOutput struct {
 	Schema string               `json:"schema"`
 	Record recordOutput         `json:"record"`
 	Tags   []string             `json:"tags"`
+	Best   *showBestOutput      `json:"best"`
 	Files  []manifestFileOutput `json:"files"`
+}
+
+// showBestOutput is ckpt's choice of best next to Trainer's.
+type showBestOutput struct {
+	By             bestByOutput `json:"by"`
+	Version        *string      `json:"version"`
+	AsOfVersion    *string      `json:"as_of_version"`
+	TrainerVersion *string      `json:"trainer_version"`
+	Comparable     bool         `json:"comparable"`
+	Agree          bool         `json:"agree"`
+	Disagreement   string       `json:"disagreement"`
+}
+
+// newShowBestOutput is rec's comparison of ckpt's best with Trainer's;
+// nil when what NAME@best ranks by cannot be told (NAME's stored policy
+// is corrupt).
+func newShowBestOutput(chk refs.BestCheck, best *refs.Record) *showBestOutput {
+	version := func(r *refs.Record) *string {
+		if r == nil {
+			return nil
+		}
+		v := r.Version
+		return &v
+	}
+	return &showBestOutput{By: *newBestByOutput(chk.By), Version: version(best), AsOfVersion: version(chk.Ckpt),
+		TrainerVersion: version(chk.TrainerRecord), Comparable: chk.Comparable, Agree: chk.Agree, Disagreement: chk.Why}
 }
 
 // manifestFileOutput is one file of a manifest.
@@ -354,8 +431,8 @@ type tensorOutput struct {
 	Digest string  `json:"digest"`
 }
 
-func newShowOutput(rec refs.Record, tags []string, m *manifest.Manifest) showOutput {
-	out := showOutput{Schema: schemaName("show"), Record: newRecordOutput(rec), Tags: orEmpty(tags),
+func newShowOutput(rec refs.Record, tags []string, best *showBestOutput, m *manifest.Manifest) showOutput {
+	out := showOutput{Schema: schemaName("show"), Record: newRecordOutput(rec), Tags: orEmpty(tags), Best: best,
 		Files: make([]manifestFileOutput, len(m.Files))}
 	for i, f := range m.Files {
 		mf := manifestFileOutput{Path: f.Path, Size: f.Size, Mode: f.Mode, Role: f.Role, Digest: f.Digest,

@@ -77,6 +77,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine file cache by reflink, else read-only hard link, else copy")
 	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	a.best.register(cmd.Flags())
 	return cmd
 }
 

@@ -130,8 +130,11 @@ func (c *Catalog) resolveBest(name string) (Record, error) {
 		return Record{}, err
 	}
 	if !ok {
-		return Record{}, &notFoundError{noMetric: true,
-			msg: fmt.Sprintf("%v: %s@best: no version of %s has %s recorded (best by %s)", ErrNoCheckpoint, name, name, by.Metric, by)}
+		msg := fmt.Sprintf("%v: %s@best: no version of %s has %s recorded", ErrNoCheckpoint, name, name, by.Metric)
+		if by.Source != BestFromDefault {
+			msg += fmt.Sprintf(" (best by %s)", by)
+		}
+		return Record{}, &notFoundError{noMetric: true, msg: msg}
 	}
 	return rec, nil
 }
