@@ -39,6 +39,12 @@ type PullOptions struct {
 	// Link materializes files from the per-machine file cache by reflink,
 	// else read-only hard link, else copy, instead of writing them.
 	Link bool
+	// Select makes the pull partial: of every file the checkpoint has or
+	// inherits (as with Full), those Select matches (layout.Selection,
+	// hf download's --include/--exclude rules). A partial pull is not
+	// refused for not being runnable: PullResult says whether it is, and
+	// what it left out. The zero Selection pulls as without it.
+	Select layout.Selection
 }
 
 // PulledFile is one file written by a pull.
@@ -56,7 +62,21 @@ type PullResult struct {
 	Bytes  int64
 	// Linked counts the files materialized by each method (pull --link).
 	Linked map[LinkMethod]int `json:",omitempty"`
+	// Partial is set for a pull with a selection (PullOptions.Select).
+	Partial bool
+	// LeftOut are the files the checkpoint has or inherits that the pull
+	// did not write, sorted by path.
+	LeftOut []PulledFile
+	// Runnable tells whether the folder written is a model transformers
+	// can load (layout.CheckRunnable; a complete PEFT adapter counts, with
+	// its base). NotRunnable says why not ("" when it is).
+	Runnable    bool
+	NotRunnable string
 }
+
+// ErrEmptySelection is returned by a partial pull whose selection matches
+// none of the checkpoint's files.
+var ErrEmptySelection = errors.New("the selection matches no file")
 
 // Pull materializes NAME@REF into dir: the runnable set (weights, index,
 // config, generation config, tokenizer), inheriting missing config and
@@ -98,7 +118,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	if err != nil {
 		return nil, err
 	}
-	files, err := r.selectFiles(ctx, rec, opts.Full)
+	files, leftOut, err := r.selectFiles(ctx, rec, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -130,15 +150,17 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	if err != nil {
 		return nil, err
 	}
-	if !opts.AllowIncomplete {
-		if err := layout.CheckRunnable(os.DirFS(build.path())); err != nil {
-			var me *layout.MissingError
-			if errors.As(err, &me) {
-				me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
-				return nil, mark(me, ErrNotRunnable)
-			}
-			return nil, err
+	partial := !opts.Select.All()
+	runErr := layout.CheckRunnable(os.DirFS(build.path()))
+	var me *layout.MissingError
+	if errors.As(runErr, &me) {
+		me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
+	}
+	if runErr != nil && !opts.AllowIncomplete && !partial {
+		if me != nil {
+			return nil, mark(me, ErrNotRunnable)
 		}
+		return nil, runErr
 	}
 	if err := replaceDir(build, dir, existing, op.umask); err != nil {
 		return nil, err
@@ -148,28 +170,46 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		r.pulled.remember(dir, files)
 	}
 
-	res := &PullResult{Record: rec, Linked: linked}
+	res := &PullResult{Record: rec, Linked: linked, Partial: partial, Runnable: runErr == nil}
+	if runErr != nil {
+		res.NotRunnable = runErr.Error()
+	}
 	for _, f := range files {
 		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From})
 		res.Bytes += f.Size
 	}
+	for _, f := range leftOut {
+		res.LeftOut = append(res.LeftOut, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From})
+	}
 	return res, nil
 }
 
-// selectFiles picks the files a pull of rec writes: of its resolved base
-// chain (ResolveChain), the runnable ones, or all with full.
-func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]SourcedFile, error) {
+// selectFiles picks the files a pull of rec writes, of its resolved base
+// chain (ResolveChain): those opts.Select matches when it selects, else
+// the runnable ones, or all with Full. It also returns the others.
+func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, opts PullOptions) (files, leftOut []SourcedFile, err error) {
 	c, err := r.ResolveChain(ctx, rec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []SourcedFile
 	for _, f := range c.Files {
-		if full || layout.Role(f.Role).Runnable() {
-			out = append(out, f)
+		var take bool
+		switch {
+		case !opts.Select.All():
+			take = opts.Select.Match(f.Path, layout.Role(f.Role))
+		default:
+			take = opts.Full || layout.Role(f.Role).Runnable()
+		}
+		if take {
+			files = append(files, f)
+		} else {
+			leftOut = append(leftOut, f)
 		}
 	}
-	return out, nil
+	if len(files) == 0 && !opts.Select.All() {
+		return nil, nil, fmt.Errorf("%w of %s@%s (%s; it has %d)", ErrEmptySelection, rec.Name, rec.Version, opts.Select.Describe(), len(c.Files))
+	}
+	return files, leftOut, nil
 }
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.

@@ -283,6 +283,10 @@ type pullOutput struct {
 	Files        []pulledFileOutput `json:"files"`
 	LogicalBytes int64              `json:"logical_bytes"`
 	Linked       linkedOutput       `json:"linked"`
+	Partial      bool               `json:"partial"`
+	Runnable     bool               `json:"runnable"`
+	NotRunnable  string             `json:"not_runnable"`
+	LeftOut      []pulledFileOutput `json:"left_out"`
 }
 
 type pulledFileOutput struct {
@@ -311,6 +315,11 @@ func newPullOutput(res *store.PullResult, dir string) pullOutput {
 	}
 	for i, f := range res.Files {
 		out.Files[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
+	}
+	out.Partial, out.Runnable, out.NotRunnable = res.Partial, res.Runnable, res.NotRunnable
+	out.LeftOut = make([]pulledFileOutput, len(res.LeftOut))
+	for i, f := range res.LeftOut {
+		out.LeftOut[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
 	}
 	return out
 }
