@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
@@ -45,7 +46,22 @@ type PullOptions struct {
 	// refused for not being runnable: PullResult says whether it is, and
 	// what it left out. The zero Selection pulls as without it.
 	Select layout.Selection
+	// WithBase pulls a PEFT adapter together with its base: the adapter's
+	// folder as without it, and in its subfolder BaseDir the runnable set
+	// of the base the adapter's record links (its manifest as recorded,
+	// with that base's own chain), a pair PEFT loads. Select applies to
+	// the adapter's files only. A checkpoint that is not an adapter, or
+	// has no base, is an error.
+	WithBase bool
 }
+
+// BaseDir is the subfolder PullOptions.WithBase writes the base into.
+const BaseDir = "base"
+
+// ErrNotAdapter is returned by a pull with PullOptions.WithBase of a
+// checkpoint that is not a PEFT adapter (a checkpoint that inherits from
+// its base gets the base's files in its own folder), or that has no base.
+var ErrNotAdapter = errors.New("not a PEFT adapter with a base")
 
 // PulledFile is one file written by a pull.
 type PulledFile struct {
@@ -67,6 +83,8 @@ type PullResult struct {
 	// LeftOut are the files the checkpoint has or inherits that the pull
 	// did not write, sorted by path.
 	LeftOut []PulledFile
+	// Base is the base written into BaseDir (PullOptions.WithBase).
+	Base *refs.Record
 	// Runnable tells whether the folder written is a model transformers
 	// can load (layout.CheckRunnable; a complete PEFT adapter counts, with
 	// its base). NotRunnable says why not ("" when it is).
@@ -122,6 +140,15 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	if err != nil {
 		return nil, err
 	}
+	var base *refs.Record
+	if opts.WithBase {
+		var baseFiles []SourcedFile
+		if base, baseFiles, err = r.adapterBaseFiles(ctx, rec, files); err != nil {
+			return nil, err
+		}
+		files = append(files, baseFiles...)
+		sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	}
 
 	// The build folder is named after the target and the selection, plus a
 	// random part: a pull that was interrupted (cancelled, killed) is
@@ -156,6 +183,12 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	if errors.As(runErr, &me) {
 		me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
 	}
+	if runErr == nil && base != nil {
+		runErr = layout.CheckRunnableAlone(os.DirFS(filepath.Join(build.path(), BaseDir)))
+		if errors.As(runErr, &me) {
+			me.Dir = fmt.Sprintf("%s@%s (in %s/)", base.Name, base.Version, BaseDir)
+		}
+	}
 	if runErr != nil && !opts.AllowIncomplete && !partial {
 		if me != nil {
 			return nil, mark(me, ErrNotRunnable)
@@ -170,7 +203,7 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		r.pulled.remember(dir, files)
 	}
 
-	res := &PullResult{Record: rec, Linked: linked, Partial: partial, Runnable: runErr == nil}
+	res := &PullResult{Record: rec, Linked: linked, Partial: partial, Runnable: runErr == nil, Base: base}
 	if runErr != nil {
 		res.NotRunnable = runErr.Error()
 	}
@@ -210,6 +243,61 @@ func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, opts PullOp
 		return nil, nil, fmt.Errorf("%w of %s@%s (%s; it has %d)", ErrEmptySelection, rec.Name, rec.Version, opts.Select.Describe(), len(c.Files))
 	}
 	return files, leftOut, nil
+}
+
+// adapterBaseFiles returns the base of the adapter rec, whose files a
+// pull writes (files), and the runnable files of that base's chain under
+// BaseDir. The base is the manifest rec's record links (what the adapter
+// was trained on), with its version ref's own base chain when the ref
+// still records that manifest.
+func (r *Registry) adapterBaseFiles(ctx context.Context, rec refs.Record, files []SourcedFile) (*refs.Record, []SourcedFile, error) {
+	if !isAdapterSet(files) {
+		return nil, nil, fmt.Errorf("%w: %s@%s has no adapter_config.json, or full-model weights of its own", ErrNotAdapter, rec.Name, rec.Version)
+	}
+	if rec.Base == nil {
+		return nil, nil, fmt.Errorf("%w: %s@%s is a PEFT adapter, but its record links no base", ErrNotAdapter, rec.Name, rec.Version)
+	}
+	for _, f := range files {
+		if f.Path == BaseDir || strings.HasPrefix(f.Path, BaseDir+"/") {
+			return nil, nil, fmt.Errorf("%s@%s has a file %s of its own, where its base would go", rec.Name, rec.Version, f.Path)
+		}
+	}
+	base := refs.Record{Name: rec.Base.Name, Version: rec.Base.Version, Manifest: rec.Base.Manifest}
+	if stored, err := r.readRecord(ctx, base.Name, base.Version); err == nil && stored.Manifest == base.Manifest {
+		base = stored
+	} else if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return nil, nil, fmt.Errorf("base %s: %w", rec.Base, err)
+	}
+	baseFiles, _, err := r.selectFiles(ctx, base, PullOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("base %s: %w", rec.Base, err)
+	}
+	for i := range baseFiles {
+		baseFiles[i].Path = BaseDir + "/" + baseFiles[i].Path
+	}
+	return &base, baseFiles, nil
+}
+
+// isAdapterSet applies layout.DetectAdapter's rule to the top-level files
+// a pull writes: adapter_config.json and no full-model weights or weights
+// index.
+func isAdapterSet(files []SourcedFile) bool {
+	config := false
+	for _, f := range files {
+		if strings.Contains(f.Path, "/") {
+			continue
+		}
+		if f.Path == layout.AdapterConfigName {
+			config = true
+		}
+		switch layout.Classify(f.Path) {
+		case layout.RoleWeights, layout.RoleWeightsIndex:
+			if !layout.IsAdapterFile(f.Path) {
+				return false
+			}
+		}
+	}
+	return config
 }
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.

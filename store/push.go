@@ -59,6 +59,12 @@ type PushResult struct {
 	NewBlobs  int
 	NewRaw    int64 // content bytes of blobs that were new to the registry
 	NewStored int64 // bytes written to the registry for them (after compression), manifest included
+	// Adapter is set when the folder is a PEFT adapter (layout.DetectAdapter).
+	Adapter *layout.Adapter
+	// AutoBase is set when the record's base was not given
+	// (PushOptions.Base) but found from the adapter's
+	// base_model_name_or_path (adapterBase).
+	AutoBase bool
 }
 
 // DedupeRatio is logical bytes over newly stored bytes (∞ → 0 when nothing new).
@@ -145,7 +151,18 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	base, err := r.resolveBase(ctx, opts.Base)
+	adapter, err := layout.DetectAdapter(os.DirFS(f.abs))
+	if err != nil {
+		return nil, err
+	}
+	baseRef, autoBase := opts.Base, false
+	if adapter != nil && baseRef == "" {
+		if baseRef, err = r.adapterBase(ctx, adapter.Config.Base()); err != nil {
+			return nil, err
+		}
+		autoBase = baseRef != ""
+	}
+	base, err := r.resolveBase(ctx, baseRef)
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +181,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		return nil, err
 	}
 	op.res = op.scan.res
+	op.res.Adapter, op.res.AutoBase = adapter, autoBase
 	if op.manifestJSON, op.manifestID, err = op.scan.manifest.Encode(); err != nil {
 		return nil, err
 	}
@@ -229,6 +247,36 @@ func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef,
 		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
 	}
 	return &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}, nil
+}
+
+// adapterBase is the NAME@VERSION a PEFT adapter is linked to when its
+// push names no base: the NAME its adapter_config.json's
+// base_model_name_or_path names, at the version or tag its revision names
+// if it is one, else at its latest version; "" when no NAME of the
+// registry is named so (a Hugging Face id, a local path, nothing). Only an
+// exact NAME matches: a path's last element is not guessed at.
+//
+// TODO(hf-bridge): also match a version whose record holds the Hugging
+// Face repo id recorded by import-hf, once records carry it.
+func (r *Registry) adapterBase(ctx context.Context, b layout.AdapterBase) (string, error) {
+	if b.Name == "" || refs.CheckName(b.Name) != nil {
+		return "", nil
+	}
+	c, err := r.Catalog(ctx, b.Name)
+	if err != nil {
+		return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
+	}
+	recs := c.Records[b.Name]
+	if len(recs) == 0 {
+		return "", nil
+	}
+	if b.Revision != "" {
+		if rec, err := c.Resolve(b.Name, b.Revision); err == nil {
+			return rec.Name + "@" + rec.Version, nil
+		}
+	}
+	latest := recs[len(recs)-1]
+	return latest.Name + "@" + latest.Version, nil
 }
 
 // trainerBest is what trainer_state.json says about Trainer's best

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/diff"
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
@@ -253,17 +254,35 @@ func newInitOutput(r *store.Registry, created bool) initOutput {
 // --- push ---
 
 type pushOutput struct {
-	Schema         string       `json:"schema"`
-	Record         recordOutput `json:"record"`
-	Unchanged      bool         `json:"unchanged"`
-	Files          int          `json:"files"`
-	LogicalBytes   int64        `json:"logical_bytes"`
-	ReadBytes      int64        `json:"read_bytes"`
-	Chunks         int          `json:"chunks"`
-	NewBlobs       int          `json:"new_blobs"`
-	NewRawBytes    int64        `json:"new_raw_bytes"`
-	NewStoredBytes int64        `json:"new_stored_bytes"`
-	DedupeRatio    float64      `json:"dedupe_ratio"`
+	Schema         string         `json:"schema"`
+	Record         recordOutput   `json:"record"`
+	Unchanged      bool           `json:"unchanged"`
+	Files          int            `json:"files"`
+	LogicalBytes   int64          `json:"logical_bytes"`
+	ReadBytes      int64          `json:"read_bytes"`
+	Chunks         int            `json:"chunks"`
+	NewBlobs       int            `json:"new_blobs"`
+	NewRawBytes    int64          `json:"new_raw_bytes"`
+	NewStoredBytes int64          `json:"new_stored_bytes"`
+	DedupeRatio    float64        `json:"dedupe_ratio"`
+	Adapter        *adapterOutput `json:"adapter"`
+	BaseLinked     bool           `json:"base_linked_automatically"`
+}
+
+// adapterOutput is a PEFT adapter's configuration, as far as ckpt reads it.
+type adapterOutput struct {
+	PeftType            string `json:"peft_type"`
+	BaseModelNameOrPath string `json:"base_model_name_or_path"`
+	Revision            string `json:"revision"`
+	Description         string `json:"description"`
+}
+
+func newAdapterOutput(a *layout.Adapter) *adapterOutput {
+	if a == nil {
+		return nil
+	}
+	return &adapterOutput{PeftType: a.Config.PeftType, BaseModelNameOrPath: a.Config.BaseModelNameOrPath,
+		Revision: a.Config.Revision, Description: a.Config.Describe()}
 }
 
 func newPushOutput(res *store.PushResult) pushOutput {
@@ -271,6 +290,7 @@ func newPushOutput(res *store.PushResult) pushOutput {
 		Schema: schemaName("push"), Record: newRecordOutput(res.Record), Unchanged: res.Unchanged,
 		Files: res.Files, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
+		Adapter: newAdapterOutput(res.Adapter), BaseLinked: res.AutoBase,
 	}
 }
 
@@ -283,6 +303,7 @@ type pullOutput struct {
 	Files        []pulledFileOutput `json:"files"`
 	LogicalBytes int64              `json:"logical_bytes"`
 	Linked       linkedOutput       `json:"linked"`
+	Base         *recordOutput      `json:"base"`
 	Partial      bool               `json:"partial"`
 	Runnable     bool               `json:"runnable"`
 	NotRunnable  string             `json:"not_runnable"`
@@ -317,6 +338,10 @@ func newPullOutput(res *store.PullResult, dir string) pullOutput {
 		out.Files[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
 	}
 	out.Partial, out.Runnable, out.NotRunnable = res.Partial, res.Runnable, res.NotRunnable
+	if res.Base != nil {
+		base := newRecordOutput(*res.Base)
+		out.Base = &base
+	}
 	out.LeftOut = make([]pulledFileOutput, len(res.LeftOut))
 	for i, f := range res.LeftOut {
 		out.LeftOut[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}

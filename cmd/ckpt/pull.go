@@ -44,6 +44,12 @@ fnmatch, case-sensitive, '*' also matches '/', a pattern ending in '/' selects a
 folder. A partial pull is not refused when the folder is not runnable: it says
 whether it is, and lists what it left out.
 
+A PEFT adapter (adapter_config.json and adapter_model.safetensors or .bin) is
+runnable with its base. --with-base also writes the base its record links
+(push links it by itself when adapter_config.json's base_model_name_or_path is
+a NAME of the registry) into DIR/base/: a pair PEFT loads with
+PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("DIR/base"), "DIR").
+
 Every byte is checked against its digest. Files get their recorded mode less
 the umask (like tar without -p). The folder is built beside DIR in a private
 folder (mode 0700) with a name nobody can guess, without following symbolic
@@ -101,6 +107,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 	f.BoolVar(&opts.Force, "force", false, "replace a non-empty DIR")
 	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine file cache by reflink, else read-only hard link, else copy")
 	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
+	f.BoolVar(&opts.WithBase, "with-base", false, "for a PEFT adapter: also write its base model into DIR/base/")
 	f.StringArrayVar(&opts.Select.Include, "include", nil, "partial pull: only files whose path matches GLOB (repeatable; hf download rules)")
 	f.StringArrayVar(&opts.Select.Exclude, "exclude", nil, "partial pull: leave out files whose path matches GLOB (repeatable)")
 	f.StringArrayVar(&only, "only", nil, "partial pull: only files of a kind: weights, config, tokenizer or resume (repeatable)")
@@ -124,6 +131,10 @@ func (a *app) printPullSummary(res *store.PullResult, sel layout.Selection) {
 			a.printf(": %s", strings.Join(names, ", "))
 		}
 		a.printf("\n")
+	}
+	if res.Base != nil {
+		a.printf("base %s@%s written into %s/ (runs with the adapter: PeftModel.from_pretrained(base model, DIR))\n",
+			res.Base.Name, res.Base.Version, store.BaseDir)
 	}
 	if res.Runnable {
 		if res.Partial {

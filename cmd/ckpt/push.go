@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -98,12 +99,31 @@ func (a *app) printPush(res *store.PushResult) {
 	if res.NewStored > 0 {
 		a.printf("  ratio      %.2fx (logical / newly stored)\n", res.DedupeRatio())
 	}
-	if rec.Base != nil {
+	switch {
+	case res.AutoBase:
+		a.printf("  base       %s, linked automatically: %s names %s (--base chooses another)\n",
+			rec.Base, layout.AdapterConfigName, res.Adapter.Config.Base())
+	case rec.Base != nil:
 		a.printf("  base       %s\n", rec.Base)
+	}
+	if res.Adapter != nil {
+		a.printf("  adapter    PEFT %s\n", res.Adapter.Config.Describe())
+		if rec.Base == nil {
+			a.printf("  base       none linked: %s names %s, which is no NAME in this registry (push the base, then pass --base NAME@REF)\n",
+				layout.AdapterConfigName, orNone(res.Adapter.Config.Base().String()))
+		}
 	}
 	if len(rec.Metrics) > 0 {
 		a.printf("  metrics    %s\n", formatMetrics(rec.Metrics))
 	}
+}
+
+// orNone is s, or "none" when empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func formatMetrics(m map[string]float64) string {
