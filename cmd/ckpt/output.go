@@ -656,8 +656,22 @@ type diffOutput struct {
 	Files     []diffFileOutput     `json:"files"`
 	JSON      []diffJSONOutput     `json:"json"`
 	Tokenizer *diffTokenizerOutput `json:"tokenizer"`
+	Adapter   *diffAdapterOutput   `json:"adapter"`
 	Tensors   []diffTensorOutput   `json:"tensors"`
 	Notes     []string             `json:"notes"`
+}
+
+// diffAdapterOutput compares PEFT adapter settings.
+type diffAdapterOutput struct {
+	A       string                    `json:"a"`
+	B       string                    `json:"b"`
+	Changes []diffAdapterChangeOutput `json:"changes"`
+}
+
+type diffAdapterChangeOutput struct {
+	Setting string `json:"setting"`
+	A       string `json:"a"`
+	B       string `json:"b"`
 }
 
 type diffFileOutput struct {
@@ -753,6 +767,12 @@ func newDiffOutput(rep *diff.Report) diffOutput {
 		Schema: schemaName("diff"), A: rep.A, B: rep.B, Summary: rep.Summary(), Identical: rep.Identical(), Stats: rep.Stats,
 		Files: make([]diffFileOutput, len(rep.Files)), JSON: make([]diffJSONOutput, len(rep.JSON)),
 		Tensors: make([]diffTensorOutput, len(rep.Tensors)), Notes: orEmpty(rep.Notes),
+	}
+	if d := rep.Adapter; d != nil {
+		out.Adapter = &diffAdapterOutput{A: d.A, B: d.B, Changes: make([]diffAdapterChangeOutput, len(d.Changes))}
+		for i, c := range d.Changes {
+			out.Adapter.Changes[i] = diffAdapterChangeOutput{Setting: c.Setting, A: c.A, B: c.B}
+		}
 	}
 	for i, f := range rep.Files {
 		out.Files[i] = diffFileOutput{Path: f.Path, Role: f.Role, Kind: string(f.Kind), SizeA: f.SizeA, SizeB: f.SizeB, FromA: f.FromA, FromB: f.FromB}

@@ -50,6 +50,26 @@ func TestPEFTAdapterCLI(t *testing.T) {
 	assert.Equal(t, "1", pulled.Base.Version)
 	assert.True(t, pulled.Runnable)
 
+	// diff of two adapters in the registry: settings and tensors.
+	c.ok("push", testutil.WriteAdapter(t, func(m map[string]any) {
+		m["r"] = 8
+		m["target_modules"] = []string{"q_proj", "k_proj", "v_proj", "o_proj"}
+	}, 4), "lora@4")
+	out = c.ok("diff", "lora@2", "lora@4")
+	assert.Contains(t, out, "adapter: r 16 -> 8, target_modules [q_proj, v_proj] -> [k_proj, o_proj, q_proj, v_proj]")
+	var d diffOutput
+	require.NoError(t, json.Unmarshal([]byte(c.ok("diff", "lora@2", "lora@4", "--json")), &d))
+	require.NotNil(t, d.Adapter)
+	require.Len(t, d.Adapter.Changes, 2)
+	assert.Equal(t, diffAdapterChangeOutput{Setting: "r", A: "16", B: "8"}, d.Adapter.Changes[0])
+	shapes := 0
+	for _, tc := range d.Tensors {
+		if tc.Kind == "shape-changed" {
+			shapes++
+		}
+	}
+	assert.Equal(t, 8, shapes, "the q and v factors of two layers changed rank")
+
 	// --with-base of an adapter without a base, or of a full model, fails.
 	for _, ref := range []string{"lora@1", testutil.PEFTFixtureBase + "@1"} {
 		code, _, errs := c.run("pull", ref, filepath.Join(t.TempDir(), "x"), "--with-base")

@@ -89,6 +89,8 @@ func WriteAdapter(tb testing.TB, edit func(map[string]any), seed float32) string
 		edit(m)
 		data, err = json.MarshalIndent(m, "", "  ")
 		require.NoError(tb, err)
+		m = nil
+		require.NoError(tb, json.Unmarshal(data, &m)) // as read back: numbers float64, lists []any
 	}
 	var modules []string
 	for _, v := range m["target_modules"].([]any) {
