@@ -120,7 +120,12 @@ func killMidWrite(t *testing.T, cache string) {
 			break
 		}
 	}
-	require.True(t, ready, "the helper never got to the middle of its blob; stderr:\n%s", stderr.String())
+	if !ready {
+		// stderr is the child's to write until it has exited.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the helper never got to the middle of its blob; stderr:\n%s", stderr.String())
+	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	err = cmd.Wait()
 	var exit *exec.ExitError

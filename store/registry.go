@@ -53,6 +53,11 @@ type Options struct {
 	// it (refs.BestRule); the zero rule leaves it to each NAME's stored
 	// retention policy, else eval_loss.
 	Best refs.BestRule
+	// Warn is told of problems that do not fail an operation but that its
+	// user should hear of, such as a lock that could not be released (it
+	// then counts as abandoned once LockStaleAfter has passed); nil drops
+	// them.
+	Warn func(error)
 }
 
 // Progress is told how many bytes an operation will move and has moved.
@@ -74,6 +79,14 @@ type Registry struct {
 	pulled    *PullCache
 	files     *FileCache
 	best      refs.BestRule
+	warn      func(error)
+}
+
+// warnf reports a problem that does not fail the operation.
+func (r *Registry) warnf(format string, args ...any) {
+	if r.warn != nil {
+		r.warn(fmt.Errorf(format, args...))
+	}
 }
 
 // defaultWorkers is the default of Options.Workers.
@@ -124,7 +137,8 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache, best: opts.Best}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter,
+		pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache, best: opts.Best, warn: opts.Warn}, nil
 }
 
 // Backend returns the registry's backend.
@@ -142,7 +156,7 @@ func readAll(ctx context.Context, b backend.Backend, key string, limit int64) ([
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
