@@ -23,6 +23,8 @@ var hints = []struct {
 	{store.ErrNoRegistry, "", "run `ckpt init` to create one, or set --repo or CKPT_REPO"},
 	{store.ErrTargetNotEmpty, "pull", "use --force to replace it"},
 	{store.ErrNotRunnable, "pull", "push it with --base NAME@REF, or pull with --allow-incomplete"},
+	{store.ErrEmptySelection, "pull", "`ckpt show NAME@REF` lists its files; --include/--exclude match whole paths, case-sensitive, as hf download does"},
+	{store.ErrNotAdapter, "pull", "--with-base is for PEFT adapters; push an adapter with --base NAME@REF to link its base"},
 	{store.ErrNoFileCache, "pull", "pull without --link"},
 	{store.ErrNeedsForce, "push", "use --force to replace it"},
 	{store.ErrBadBase, "push", "--base takes the NAME@REF of a recorded model"},

@@ -2,6 +2,9 @@ package refs
 
 import (
 	"errors"
+	"path"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -230,4 +233,26 @@ func TestRecordTrainerBestRoundTrip(t *testing.T) {
 	got, err = DecodeRecord(VersionKey("cls", "500"), data)
 	require.NoError(t, err)
 	assert.Equal(t, r.TrainerBest, got.TrainerBest)
+}
+
+// best_model_checkpoint comes from the registry (hostile input): Step
+// never panics, and a step it finds is what the folder name says.
+func FuzzTrainerBestStep(f *testing.F) {
+	for _, seed := range []string{"out/checkpoint-300", `C:\out\checkpoint-7`, "checkpoint-", "checkpoint--1", "checkpoint-99999999999999999999", "", "/", "checkpoint-1/"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, folder string) {
+		step, ok := (&TrainerBest{ModelCheckpoint: folder}).Step()
+		if !ok {
+			require.Zero(t, step)
+			return
+		}
+		require.GreaterOrEqual(t, step, int64(0))
+		last := path.Base(strings.ReplaceAll(folder, `\`, "/"))
+		digits, found := strings.CutPrefix(last, "checkpoint-")
+		require.True(t, found, last)
+		n, err := strconv.ParseInt(digits, 10, 64)
+		require.NoError(t, err)
+		require.Equal(t, step, n)
+	})
 }
