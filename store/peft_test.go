@@ -132,6 +132,9 @@ func testAdapterPullWithBase(t *testing.T, nb newBackendFunc) {
 	res, err = e.r.Pull(e.ctx, "lora", "1", dir, store.PullOptions{WithBase: true})
 	require.NoError(t, err)
 	assert.FileExists(t, filepath.Join(dir, "base", "model.safetensors"))
+	require.NotNil(t, res.Base)
+	assert.Equal(t, peftBase, res.Base.Name)
+	assert.True(t, res.Runnable)
 
 	// Not an adapter, or an adapter without a base: refused, nothing written.
 	e.push(base, "full", store.PushOptions{Version: "1"})
