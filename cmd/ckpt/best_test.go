@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -131,8 +133,30 @@ func TestBestByMetricCLI(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(c.ok("show", "run@best", "--best-by", "loss", "--json")), &shown))
 	assert.Equal(t, "20", shown.Record.Version)
 
+	// A corrupt stored policy: ls and show still work and say why best
+	// cannot be told; resolving @best fails naming the policy, unless
+	// --best-by decides.
+	policy := filepath.Join(c.repo, "refs", "run", "p", "retention")
+	data, err := os.ReadFile(policy)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(policy, bytes.Replace(data, []byte(`"eval_accuracy"`), []byte(`"eval_loss"`), 1), 0o644))
+	assert.Contains(t, c.ok("ls"), "run  (best cannot be told: ")
+	var ls lsOutput
+	require.NoError(t, json.Unmarshal([]byte(c.ok("ls", "--json")), &ls))
+	assert.Nil(t, ls.Names[0].BestBy)
+	assert.Contains(t, ls.Names[0].BestError, "refs/run/p/retention")
+	for _, v := range ls.Names[0].Versions {
+		assert.False(t, v.Best, v.Version)
+	}
+	assert.Contains(t, c.ok("show", "run@30"), "best      cannot be told: ")
+	code, _, errs := c.run("show", "run@best")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "refs/run/p/retention")
+	assert.Equal(t, [2]string{"30", "eval_accuracy/true/explicit"}, lsBest(t, c.ok("ls", "--best-by", "accuracy", "--json"))["run"])
+	require.NoError(t, os.WriteFile(policy, data, 0o644))
+
 	// A metric no version has: a clear error, not a guess.
-	code, _, errs := c.run("pull", "run@best", t.TempDir(), "--best-by", "f1")
+	code, _, errs = c.run("pull", "run@best", t.TempDir(), "--best-by", "f1")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, "no version of run has eval_f1 recorded")
 
