@@ -121,7 +121,8 @@ func killMidWrite(t *testing.T, cache string) {
 		}
 	}
 	if !ready {
-		// stderr is the child's to write until it has exited.
+		// stderr is read only once the helper is gone: its copy into
+		// the buffer runs until then.
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		t.Fatalf("the helper never got to the middle of its blob; stderr:\n%s", stderr.String())

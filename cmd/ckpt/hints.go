@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/ckptdev/ckpt/hfcache"
+	"github.com/ckptdev/ckpt/hfcache/hfbridge"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/refs"
@@ -26,6 +28,8 @@ var hints = []struct {
 	{store.ErrEmptySelection, "pull", "`ckpt show NAME@REF` lists its files; --include/--exclude match whole paths, case-sensitive, as hf download does"},
 	{store.ErrNotAdapter, "pull", "--with-base is for PEFT adapters; push an adapter with --base NAME@REF to link its base"},
 	{store.ErrNoFileCache, "pull", "pull without --link"},
+	{hfbridge.ErrNoRepoID, "pull", "give the repo id with --hf-repo ORG/NAME"},
+	{hfcache.ErrNotCached, "import-hf", "download it first (hf download ORG/NAME), or point --cache-dir at the cache that has it"},
 	{store.ErrNeedsForce, "push", "use --force to replace it"},
 	{store.ErrBadBase, "push", "--base takes the NAME@REF of a recorded model"},
 	{refs.ErrNoMetric, "", "push with --metric METRIC=VALUE to record it, or rank by another metric with --best-by"},

@@ -18,7 +18,8 @@ func (a *app) lsCommand() *cobra.Command {
 		Use:   "ls [NAME]",
 		Short: "List recorded checkpoints",
 		Long: `List every NAME with its versions: step, eval_loss, best/latest/tag markers,
-logical size and the bytes its push newly stored.
+logical size and the bytes its push newly stored. A version imported from the
+Hugging Face cache (import-hf) is marked hf:ORG/NAME@COMMIT (12 hex digits).
 
 The best marker is NAME@best: the best version by --best-by METRIC if given,
 else by the metric of NAME's stored retention policy, else by eval_loss; each
@@ -105,6 +106,9 @@ func (a *app) printVersions(n lsNameOutput, recs []refs.Record) {
 			marks = append(marks, "latest")
 		}
 		marks = append(marks, v.Tags...)
+		if rec.HF != nil {
+			marks = append(marks, "hf:"+textsafe.Name(rec.HF.Repo)+"@"+textsafe.Name(shortRevision(rec.HF.Revision)))
+		}
 		cols := rec.Version + "\t" + strconv.FormatInt(rec.Step, 10) + "\t" + value("eval_loss") + "\t"
 		if metric != "" {
 			cols += value(metric) + "\t"
@@ -113,4 +117,13 @@ func (a *app) printVersions(n lsNameOutput, recs []refs.Record) {
 			rec.Pushed.Local().Format("2006-01-02 15:04"), strings.Join(marks, ","))
 	}
 	tw.Flush()
+}
+
+// shortRevision is the first 12 hex digits of a commit hash, as git
+// abbreviates it; anything shorter is kept whole.
+func shortRevision(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
 }

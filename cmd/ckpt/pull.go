@@ -15,8 +15,9 @@ func (a *app) pullCommand() *cobra.Command {
 	var opts store.PullOptions
 	var asJSON bool
 	var only []string
+	var hf hfCacheFlags
 	cmd := &cobra.Command{
-		Use:   "pull NAME@REF DIR",
+		Use:   "pull NAME@REF (DIR | --hf-cache)",
 		Short: "Reassemble a runnable model folder",
 		Long: `Write NAME@REF into DIR. REF is a version, a tag, latest (the highest version)
 or best (by --best-by METRIC, else the metric of NAME's stored retention policy,
@@ -54,18 +55,16 @@ Every byte is checked against its digest. Files get their recorded mode less
 the umask (like tar without -p). The folder is built beside DIR in a private
 folder (mode 0700) with a name nobody can guess, without following symbolic
 links, and renamed into place at the end; an interrupted pull is resumed by the
-next identical one. A non-empty DIR is refused unless --force.`,
+next identical one. A non-empty DIR is refused unless --force.
+` + hfCacheHelp,
 		Example: `  ckpt pull llama-sft@best ./model
   ckpt pull llama-sft@latest ./resume --full
   ckpt pull llama-sft@best ./weights --only weights
   ckpt pull llama-sft@latest ./no-optim --exclude optimizer.pt
-  ckpt pull llama-sft@best ./st --include "*.safetensors" --include "*.json"`,
-		Args: exactArgs(2),
+  ckpt pull llama-sft@best ./st --include "*.safetensors" --include "*.json"
+  ckpt pull llama-sft@best --hf-cache --hf-repo me/llama-sft`,
+		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, ref, err := parseRef(args[0], false)
-			if err != nil {
-				return err
-			}
 			for _, o := range only {
 				for _, name := range strings.Split(o, ",") {
 					c, err := layout.ParseCategory(strings.TrimSpace(name))
@@ -74,6 +73,16 @@ next identical one. A non-empty DIR is refused unless --force.`,
 					}
 					opts.Select.Only = append(opts.Select.Only, c)
 				}
+			}
+			if hf.enabled && (!opts.Select.All() || opts.WithBase) {
+				return usagef("--include, --exclude, --only and --with-base do not apply to --hf-cache (it writes the runnable set, or everything with --full)")
+			}
+			if hf.enabled || len(args) == 1 {
+				return a.pullHFCache(cmd, args, opts, hf, asJSON)
+			}
+			name, ref, err := parseRef(args[0], false)
+			if err != nil {
+				return err
 			}
 			r, err := a.open(cmd.Context(), false)
 			if err != nil {
@@ -113,6 +122,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 	f.StringArrayVar(&only, "only", nil, "partial pull: only files of a kind: weights, config, tokenizer or resume (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
 	a.best.register(cmd.Flags())
+	hf.register(f)
 	return cmd
 }
 
