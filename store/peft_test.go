@@ -12,6 +12,7 @@ import (
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // peftBase is the NAME the fixture's base_model_name_or_path names.
@@ -22,6 +23,7 @@ func TestPEFTAdapter(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("LinksItsBase", func(t *testing.T) { testAdapterLinksBase(t, nb) })
 			t.Run("PullWithBase", func(t *testing.T) { testAdapterPullWithBase(t, nb) })
+			t.Run("LinksImportedHFBase", func(t *testing.T) { testAdapterLinksHFBase(t, nb) })
 		})
 	}
 }
@@ -145,4 +147,35 @@ func testAdapterPullWithBase(t *testing.T, nb newBackendFunc) {
 		require.ErrorIs(t, err, store.ErrNotAdapter, ref[0])
 		assert.NoDirExists(t, dir)
 	}
+}
+
+// A base imported from the Hugging Face cache is found by the repo id its
+// record holds (import-hf), under whatever NAME it was imported as.
+func testAdapterLinksHFBase(t *testing.T, nb newBackendFunc) {
+	e := newEnv(t, nb)
+	base, _ := tinyRun(t, 83, nil)
+	commitA, commitB := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	e.push(base, "llama-base", store.PushOptions{Version: "aaaaaaaaaaaa", HF: &refs.HFOrigin{Repo: peftBase, Revision: commitA}})
+
+	res := e.push(testutil.WriteAdapter(t, nil, 1), "lora", store.PushOptions{Version: "1"})
+	assert.True(t, res.AutoBase)
+	require.NotNil(t, res.Record.Base)
+	assert.Equal(t, "llama-base", res.Record.Base.Name)
+	assert.Equal(t, "aaaaaaaaaaaa", res.Record.Base.Version)
+
+	// The most recent import of the repo, unless the adapter names a commit.
+	e.push(base, "llama-base", store.PushOptions{Version: "bbbbbbbbbbbb", HF: &refs.HFOrigin{Repo: peftBase, Revision: commitB}})
+	res = e.push(testutil.WriteAdapter(t, nil, 2), "lora", store.PushOptions{Version: "2"})
+	assert.Equal(t, "bbbbbbbbbbbb", res.Record.Base.Version)
+	res = e.push(testutil.WriteAdapter(t, func(m map[string]any) { m["revision"] = commitA }, 3), "lora", store.PushOptions{Version: "3"})
+	assert.Equal(t, "aaaaaaaaaaaa", res.Record.Base.Version)
+	// A branch name is no commit: the most recent import.
+	res = e.push(testutil.WriteAdapter(t, func(m map[string]any) { m["revision"] = "main" }, 4), "lora", store.PushOptions{Version: "4"})
+	assert.Equal(t, "bbbbbbbbbbbb", res.Record.Base.Version)
+
+	// The repo imported under two NAMEs: which one is not guessed.
+	e.push(base, "llama-copy", store.PushOptions{Version: "1", HF: &refs.HFOrigin{Repo: peftBase, Revision: commitB}})
+	res = e.push(testutil.WriteAdapter(t, nil, 5), "lora", store.PushOptions{Version: "5"})
+	assert.False(t, res.AutoBase)
+	assert.Nil(t, res.Record.Base)
 }

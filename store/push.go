@@ -256,31 +256,62 @@ func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef,
 // adapterBase is the NAME@VERSION a PEFT adapter is linked to when its
 // push names no base: the NAME its adapter_config.json's
 // base_model_name_or_path names, at the version or tag its revision names
-// if it is one, else at its latest version; "" when no NAME of the
-// registry is named so (a Hugging Face id, a local path, nothing). Only an
-// exact NAME matches: a path's last element is not guessed at.
-//
-// TODO(hf-bridge): also match a version whose record holds the Hugging
-// Face repo id recorded by import-hf, once records carry it.
+// if it is one, else at its latest version; else a version imported from
+// the Hugging Face repo it names (hfBase); "" when neither is found (a
+// local path, an id never imported, nothing). Only an exact NAME or repo
+// id matches: a path's last element is not guessed at.
 func (r *Registry) adapterBase(ctx context.Context, b layout.AdapterBase) (string, error) {
-	if b.Name == "" || refs.CheckName(b.Name) != nil {
+	if b.Name == "" {
 		return "", nil
 	}
-	c, err := r.Catalog(ctx, b.Name)
+	if refs.CheckName(b.Name) == nil {
+		c, err := r.Catalog(ctx, b.Name)
+		if err != nil {
+			return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
+		}
+		if recs := c.Records[b.Name]; len(recs) > 0 {
+			if b.Revision != "" {
+				if rec, err := c.Resolve(b.Name, b.Revision); err == nil {
+					return rec.Name + "@" + rec.Version, nil
+				}
+			}
+			latest := recs[len(recs)-1]
+			return latest.Name + "@" + latest.Version, nil
+		}
+	}
+	return r.hfBase(ctx, b)
+}
+
+// hfBase is the version imported from the Hugging Face repo b names (its
+// record's hf member, written by import): the import of the commit b's
+// revision names when that is a full commit, else the most recently pushed
+// import of the repo; "" when there is none, or when the repo was imported
+// under more than one NAME (which one the adapter means is not guessed).
+// Refs that cannot be read or verified are skipped: a base is only ever
+// linked from a record that verifies.
+func (r *Registry) hfBase(ctx context.Context, b layout.AdapterBase) (string, error) {
+	c, err := r.ReadCatalog(ctx, "", CatalogOptions{KeepGoing: true})
 	if err != nil {
 		return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
 	}
-	recs := c.Records[b.Name]
-	if len(recs) == 0 {
-		return "", nil
-	}
-	if b.Revision != "" {
-		if rec, err := c.Resolve(b.Name, b.Revision); err == nil {
-			return rec.Name + "@" + rec.Version, nil
+	commit := len(b.Revision) == 40 && strings.Trim(b.Revision, "0123456789abcdef") == ""
+	var found *refs.Record
+	names := map[string]bool{}
+	for _, recs := range c.Records {
+		for i, rec := range recs {
+			if rec.HF == nil || rec.HF.Repo != b.Name || commit && rec.HF.Revision != b.Revision {
+				continue
+			}
+			names[rec.Name] = true
+			if found == nil || rec.Pushed.After(found.Pushed) {
+				found = &recs[i]
+			}
 		}
 	}
-	latest := recs[len(recs)-1]
-	return latest.Name + "@" + latest.Version, nil
+	if found == nil || len(names) > 1 {
+		return "", nil
+	}
+	return found.Name + "@" + found.Version, nil
 }
 
 // trainerBest is what trainer_state.json says about Trainer's best

@@ -21,7 +21,7 @@ func TestPEFTAdapterCLI(t *testing.T) {
 	// push says how to link one.
 	out := c.ok("push", adapter, "lora@1")
 	assert.Contains(t, out, "adapter    PEFT LORA r=16 alpha=32 dropout=0.05 on q_proj, v_proj")
-	assert.Contains(t, out, "none linked: adapter_config.json names meta-llama/Llama-3.2-1B, which is no NAME in this registry")
+	assert.Contains(t, out, "none linked: adapter_config.json names meta-llama/Llama-3.2-1B, which is neither a NAME nor an imported repo of this registry")
 
 	// The base under the NAME adapter_config.json names: linked by itself.
 	c.ok("push", base, testutil.PEFTFixtureBase+"@1")
