@@ -63,6 +63,12 @@ type PushResult struct {
 	NewBlobs  int
 	NewRaw    int64 // content bytes of blobs that were new to the registry
 	NewStored int64 // bytes written to the registry for them (after compression), manifest included
+	// Adapter is set when the folder is a PEFT adapter (layout.DetectAdapter).
+	Adapter *layout.Adapter
+	// AutoBase is set when the record's base was not given
+	// (PushOptions.Base) but found from the adapter's
+	// base_model_name_or_path (adapterBase).
+	AutoBase bool
 }
 
 // DedupeRatio is logical bytes over newly stored bytes (∞ → 0 when nothing new).
@@ -149,7 +155,18 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	base, err := r.resolveBase(ctx, opts.Base)
+	adapter, err := layout.DetectAdapter(os.DirFS(f.abs))
+	if err != nil {
+		return nil, err
+	}
+	baseRef, autoBase := opts.Base, false
+	if adapter != nil && baseRef == "" {
+		if baseRef, err = r.adapterBase(ctx, adapter.Config.Base()); err != nil {
+			return nil, err
+		}
+		autoBase = baseRef != ""
+	}
+	base, err := r.resolveBase(ctx, baseRef)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +185,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		return nil, err
 	}
 	op.res = op.scan.res
+	op.res.Adapter, op.res.AutoBase = adapter, autoBase
 	if op.manifestJSON, op.manifestID, err = op.scan.manifest.Encode(); err != nil {
 		return nil, err
 	}
@@ -196,6 +214,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		for k, v := range state.EvalMetrics(step) {
 			metrics[k] = v
 		}
+		op.rec.TrainerBest = trainerBest(state)
 	}
 	for k, v := range opts.Metrics {
 		metrics[k] = v
@@ -232,6 +251,78 @@ func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef,
 		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
 	}
 	return &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}, nil
+}
+
+// adapterBase is the NAME@VERSION a PEFT adapter is linked to when its
+// push names no base: the NAME its adapter_config.json's
+// base_model_name_or_path names, at the version or tag its revision names
+// if it is one, else at its latest version; else a version imported from
+// the Hugging Face repo it names (hfBase); "" when neither is found (a
+// local path, an id never imported, nothing). Only an exact NAME or repo
+// id matches: a path's last element is not guessed at.
+func (r *Registry) adapterBase(ctx context.Context, b layout.AdapterBase) (string, error) {
+	if b.Name == "" {
+		return "", nil
+	}
+	if refs.CheckName(b.Name) == nil {
+		c, err := r.Catalog(ctx, b.Name)
+		if err != nil {
+			return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
+		}
+		if recs := c.Records[b.Name]; len(recs) > 0 {
+			if b.Revision != "" {
+				if rec, err := c.Resolve(b.Name, b.Revision); err == nil {
+					return rec.Name + "@" + rec.Version, nil
+				}
+			}
+			latest := recs[len(recs)-1]
+			return latest.Name + "@" + latest.Version, nil
+		}
+	}
+	return r.hfBase(ctx, b)
+}
+
+// hfBase is the version imported from the Hugging Face repo b names (its
+// record's hf member, written by import): the import of the commit b's
+// revision names when that is a full commit, else the most recently pushed
+// import of the repo; "" when there is none, or when the repo was imported
+// under more than one NAME (which one the adapter means is not guessed).
+// Refs that cannot be read or verified are skipped: a base is only ever
+// linked from a record that verifies.
+func (r *Registry) hfBase(ctx context.Context, b layout.AdapterBase) (string, error) {
+	c, err := r.ReadCatalog(ctx, "", CatalogOptions{KeepGoing: true})
+	if err != nil {
+		return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
+	}
+	commit := len(b.Revision) == 40 && strings.Trim(b.Revision, "0123456789abcdef") == ""
+	var found *refs.Record
+	names := map[string]bool{}
+	for _, recs := range c.Records {
+		for i, rec := range recs {
+			if rec.HF == nil || rec.HF.Repo != b.Name || commit && rec.HF.Revision != b.Revision {
+				continue
+			}
+			names[rec.Name] = true
+			if found == nil || rec.Pushed.After(found.Pushed) {
+				found = &recs[i]
+			}
+		}
+	}
+	if found == nil || len(names) > 1 {
+		return "", nil
+	}
+	return found.Name + "@" + found.Version, nil
+}
+
+// trainerBest is what trainer_state.json says about Trainer's best
+// checkpoint, nil when it says nothing.
+func trainerBest(state *layout.TrainerState) *refs.TrainerBest {
+	tb := &refs.TrainerBest{Value: state.BestMetric, Metric: state.BestMetricName(),
+		GlobalStep: state.BestGlobalStep, ModelCheckpoint: state.BestModelCheckpoint}
+	if tb.IsZero() {
+		return nil
+	}
+	return tb
 }
 
 // folder is a local folder as layout sees it.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // FormatKey is the object at the root of every registry.
@@ -47,6 +48,10 @@ type Options struct {
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
+	// Best is the metric NAME@best ranks by wherever this handle resolves
+	// it (refs.BestRule); the zero rule leaves it to each NAME's stored
+	// retention policy, else eval_loss.
+	Best refs.BestRule
 	// Warn is told of problems that do not fail an operation but that its
 	// user should hear of, such as a lock that could not be released (it
 	// then counts as abandoned once LockStaleAfter has passed); nil drops
@@ -71,6 +76,7 @@ type Registry struct {
 	// lockStale overrides DefaultStaleAfter (tests).
 	lockStale time.Duration
 	cache     *ContentCache
+	best      refs.BestRule
 	warn      func(error)
 }
 
@@ -122,11 +128,14 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if f.Version > FormatVersion {
 		return nil, fmt.Errorf("registry at %s has format version %d; this ckpt reads up to %d: upgrade ckpt", b.Location(), f.Version, FormatVersion)
 	}
+	if err := opts.Best.Validate(); err != nil {
+		return nil, err
+	}
 	w := opts.Workers
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, warn: opts.Warn}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, best: opts.Best, warn: opts.Warn}, nil
 }
 
 // Backend returns the registry's backend.

@@ -30,6 +30,7 @@ type app struct {
 	workers  int
 	cacheMax string
 	s3       s3Flags
+	best     bestFlags
 	stdout   io.Writer
 	stderr   io.Writer
 	// progressTo is the terminal progress bars are drawn on, nil for none
@@ -148,6 +149,10 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if a.registry != nil {
 		return a.registry, nil
 	}
+	best, err := a.best.rule()
+	if err != nil {
+		return nil, err
+	}
 	b, err := a.backend(ctx)
 	if err != nil {
 		return nil, err
@@ -163,7 +168,7 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
 		workers = remoteWorkers
 	}
-	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn}
+	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn, Best: best}
 	if !a.noCache {
 		a.openCaches(&opts, b, limit)
 	}
