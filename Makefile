@@ -8,7 +8,7 @@ TEST_TIMEOUT  ?= 30m
 CHAOS_ROUNDS  ?= 500
 CHAOS_TIMEOUT ?= 3h
 
-.PHONY: all build test chaos demo bench fuzz minio lint clean
+.PHONY: all build test chaos demo demo-hf bench fuzz minio lint clean
 
 all: build
 
@@ -73,6 +73,12 @@ chaos: $(MINIO)
 # The main job on a throw-away embedded registry.
 demo: build
 	CKPT=$(CKPT) GO=$(GO) ./scripts/demo.sh
+
+# The Hugging Face bridge end to end (offline): import a base from a Hugging
+# Face cache, push a LoRA run naming it, pull the best by accuracy into a
+# Hugging Face cache and with its base, copy it to a second registry.
+demo-hf: build
+	CKPT=$(CKPT) GO=$(GO) ./scripts/peft-demo.sh
 
 # Short fuzzing of every parser of outside input.
 fuzz:
