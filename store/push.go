@@ -333,7 +333,7 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 		return nil, err
 	}
 
-	m := &manifest.Manifest{Version: manifest.Version}
+	m := &manifest.Manifest{}
 	statEntries := make(map[string]statEntry)
 	for _, pf := range files {
 		pf.file.Path = pf.entry.Path
@@ -348,6 +348,7 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 			statEntries[pf.abs] = e
 		}
 	}
+	m.Version = m.MinVersion()
 	return &folderScan{manifest: m, files: files, stat: statEntries, res: res}, nil
 }
 
