@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
@@ -23,6 +24,19 @@ var weightCases = []weightCase{
 	{"f32", 4, genF32},
 }
 
+// cpuSpeed measures the CPU time of a benchmark's loop; report adds the
+// speed per second of CPU (cpuMB/s) beside the wall-clock MB/s, which on a
+// shared, loaded machine understates what one core does.
+type cpuSpeed struct{ start time.Duration }
+
+func startCPU() cpuSpeed { return cpuSpeed{cpuTime()} }
+
+func (c cpuSpeed) report(b *testing.B, bytes int) {
+	if d := cpuTime() - c.start; d > 0 && c.start > 0 {
+		b.ReportMetric(float64(bytes)*float64(b.N)/d.Seconds()/1e6, "cpuMB/s")
+	}
+}
+
 var benchData = sync.OnceValue(func() map[string][]byte {
 	m := make(map[string][]byte)
 	for _, c := range weightCases {
@@ -40,12 +54,14 @@ func BenchmarkEncode(b *testing.B) {
 			b.SetBytes(int64(len(src)))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU()
 			for b.Loop() {
 				dst, err = Encode(dst[:0], src, c.es)
 				if err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b, len(src))
 			b.ReportMetric(float64(len(dst))/float64(len(src)), "ratio")
 		})
 	}
@@ -61,12 +77,14 @@ func BenchmarkDecode(b *testing.B) {
 			b.SetBytes(int64(len(src)))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU()
 			for b.Loop() {
 				out, err = Decode(out[:0], enc, len(src))
 				if err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b, len(src))
 		})
 	}
 }
@@ -149,6 +167,89 @@ func BenchmarkShuffle(b *testing.B) {
 				for b.Loop() {
 					merge(dst, &planes, es, true)
 				}
+			})
+		}
+	}
+}
+
+// deltaCase is a fine-tune-like pair of chunks for the delta benchmarks.
+type deltaCase struct {
+	name   string
+	es     int
+	rel    float64 // size of the change relative to the weights
+	f32Ref bool    // bf16 content against an fp32 reference
+}
+
+var deltaCases = []deltaCase{
+	// bf16: about 5% of the elements change (a pure bf16 fine-tune
+	// between checkpoints measures 4-5%).
+	{"bf16", 2, 0.0002, false},
+	{"bf16-from-f32", 2, 0.0002, true},
+	// fp32: every element changes, its exponent rarely.
+	{"f32", 4, 0.01, false},
+}
+
+var deltaData = sync.OnceValue(func() map[string][2][]byte {
+	m := make(map[string][2][]byte)
+	for _, c := range deltaCases {
+		content, ref := fineTunePair(benchSize, c.es, c.rel, c.f32Ref)
+		m[c.name] = [2][]byte{content, ref}
+	}
+	return m
+})
+
+func encodeDeltaCase(c deltaCase, dst, content, ref []byte, op *DeltaOp) ([]byte, error) {
+	form := RefSame
+	if c.f32Ref {
+		form = RefF32ToBF16
+	}
+	return encodeDelta(dst, content, ref, c.es, form, op, defaultBlockLog)
+}
+
+// BenchmarkEncodeDelta measures EncodeDelta (op chosen by its estimate) on
+// generated fine-tune steps; ratio is the payload over the content.
+func BenchmarkEncodeDelta(b *testing.B) {
+	for _, c := range deltaCases {
+		b.Run(c.name, func(b *testing.B) {
+			d := deltaData()[c.name]
+			dst, err := encodeDeltaCase(c, nil, d[0], d[1], nil)
+			require.NoError(b, err)
+			b.SetBytes(int64(len(d[0])))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := startCPU()
+			for b.Loop() {
+				if dst, err = encodeDeltaCase(c, dst[:0], d[0], d[1], nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu.report(b, len(d[0]))
+			b.ReportMetric(float64(len(dst))/float64(len(d[0])), "ratio")
+		})
+	}
+}
+
+// BenchmarkDecodeDelta measures DecodeDelta for both ops (MB/s of decoded
+// content).
+func BenchmarkDecodeDelta(b *testing.B) {
+	for _, c := range deltaCases {
+		for _, op := range []DeltaOp{OpXOR, OpSub} {
+			b.Run(c.name+"/"+op.String(), func(b *testing.B) {
+				d := deltaData()[c.name]
+				enc, err := encodeDeltaCase(c, nil, d[0], d[1], &op)
+				require.NoError(b, err)
+				out := make([]byte, 0, len(d[0]))
+				b.SetBytes(int64(len(d[0])))
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu := startCPU()
+				for b.Loop() {
+					if out, err = DecodeDelta(out[:0], enc, d[1], len(d[0])); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cpu.report(b, len(d[0]))
+				b.ReportMetric(float64(len(enc))/float64(len(d[0])), "ratio")
 			})
 		}
 	}

@@ -3,6 +3,8 @@ package planes
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -111,6 +113,17 @@ type encState struct {
 	split  []byte
 	zbuf   []byte
 	planes [maxPlanes]planeEnc
+
+	// sparseOK allows sparse blocks (stream version 2); the rest is their
+	// scratch: the bitmap and values of the block being coded, a second
+	// huff0 scratch (st.huff holds the whole-block candidate meanwhile)
+	// and the assembled payload.
+	sparseOK bool
+	sbits    []byte
+	svals    []byte
+	shuff    huff0.Scratch
+	szbuf    []byte
+	spay     []byte
 }
 
 // encStates and decStates are free lists of scratch states. Unlike a
@@ -157,6 +170,8 @@ func getEncState() *encState {
 	}
 	st.huff.Reuse = huff0.ReusePolicyNone
 	st.huff.WantLogLess = huffWantLogLess
+	st.shuff.Reuse = huff0.ReusePolicyNone
+	st.sparseOK = false
 	return st
 }
 
@@ -254,7 +269,18 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 	kind := byte(blockRaw)
 	best := m // payload size of the best choice so far
 	var payload []byte
-	if b >= pe.huffNext {
+	tryHuff := b >= pe.huffNext
+	if st.sparseOK {
+		if zeros := countZeros(blk); zeros >= m/2 {
+			if sp := st.sparseBlock(blk, m-zeros); uvarintLen(len(sp))+len(sp) < best {
+				kind, payload, best = blockSparse, sp, uvarintLen(len(sp))+len(sp)
+			}
+			// huff0 spends at least a bit per byte: with more than
+			// 15/16 zeros the sparse form always beats it.
+			tryHuff = tryHuff && zeros < m-m/16
+		}
+	}
+	if tryHuff {
 		out, _, err := huff0.Compress4X(blk, &st.huff)
 		if err == nil && uvarintLen(len(out))+len(out) < best {
 			kind, payload, best = blockHuff, out, uvarintLen(len(out))+len(out)
@@ -278,6 +304,101 @@ func (st *encState) encodeBlock(pe *planeEnc, blk []byte, b int) {
 		pe.buf = binary.AppendUvarint(pe.buf, uint64(len(payload)))
 		pe.buf = append(pe.buf, payload...)
 	}
+}
+
+// countZeros returns the number of zero bytes in blk.
+func countZeros(blk []byte) int {
+	n := 0
+	i := 0
+	for ; i+8 <= len(blk); i += 8 {
+		w := binary.LittleEndian.Uint64(blk[i:])
+		if w == 0 {
+			n += 8
+			continue
+		}
+		// Set the high bit of every byte that is not zero.
+		nz := ((w & 0x7f7f_7f7f_7f7f_7f7f) + 0x7f7f_7f7f_7f7f_7f7f | w) & 0x8080_8080_8080_8080
+		n += 8 - bits.OnesCount64(nz)
+	}
+	for _, v := range blk[i:] {
+		if v == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// sparseBlock returns the payload of blk as a sparse block (doc.go): the
+// bitmap of its nonzero bytes and those bytes, each coded on its own.
+// nonzero is the number of nonzero bytes in blk. The result is valid until
+// the next call.
+func (st *encState) sparseBlock(blk []byte, nonzero int) []byte {
+	nb := (len(blk) + 7) / 8
+	st.sbits = slices.Grow(st.sbits[:0], nb)[:nb]
+	st.svals = slices.Grow(st.svals[:0], nonzero)[:0]
+	bitmap, vals := st.sbits, st.svals
+	i := 0
+	for ; i+8 <= len(blk); i += 8 {
+		w := binary.LittleEndian.Uint64(blk[i:])
+		if w == 0 {
+			bitmap[i/8] = 0
+			continue
+		}
+		var bm byte
+		for k, v := range blk[i : i+8] {
+			if v != 0 {
+				bm |= 1 << k
+				vals = append(vals, v)
+			}
+		}
+		bitmap[i/8] = bm
+	}
+	if i < len(blk) {
+		var bm byte
+		for k, v := range blk[i:] {
+			if v != 0 {
+				bm |= 1 << k
+				vals = append(vals, v)
+			}
+		}
+		bitmap[i/8] = bm
+	}
+	st.svals = vals
+
+	pay := st.spay[:0]
+	// The bitmap: raw, huff0 or zstd, whichever is smallest.
+	bkind, bdata := byte(blockRaw), bitmap
+	if len(bitmap) >= minCodedBlock {
+		if out, _, err := huff0.Compress4X(bitmap, &st.shuff); err == nil && uvarintLen(len(out))+len(out) < len(bdata) {
+			bkind, bdata = blockHuff, out
+		}
+		z := zstdEncoder().EncodeAll(bitmap, st.szbuf[:0])
+		st.szbuf = z
+		if uvarintLen(len(z))+len(z) < min(len(bdata), len(bitmap)) {
+			bkind, bdata = blockZstd, z
+		}
+	}
+	pay = append(pay, bkind)
+	if bkind != blockRaw {
+		pay = binary.AppendUvarint(pay, uint64(len(bdata)))
+	}
+	pay = append(pay, bdata...)
+	// The values: rle, huff0 or raw.
+	switch c, ok := constByte(vals); {
+	case ok:
+		pay = append(pay, blockRLE, c)
+	default:
+		vkind, vdata := byte(blockRaw), vals
+		if len(vals) >= minCodedBlock {
+			if out, _, err := huff0.Compress4X(vals, &st.shuff); err == nil && len(out) < len(vals) {
+				vkind, vdata = blockHuff, out
+			}
+		}
+		pay = append(pay, vkind)
+		pay = append(pay, vdata...)
+	}
+	st.spay = pay
+	return pay
 }
 
 // zstdBlock returns the zstd encoding of block b if it tries zstd and zstd
@@ -332,6 +453,13 @@ func uvarintLen(v int) int {
 type decState struct {
 	huff  huff0.Scratch
 	block []byte // maxPlanes blocks of 1<<maxBlockLog bytes
+	// sparse holds a sparse block's decoded bitmap and values: at most
+	// 1<<maxBlockLog/8 + 1<<maxBlockLog bytes, allocated at the first
+	// sparse block Decode meets.
+	sparse []byte
+	// bits holds the bitmaps of a block's sparse planes for
+	// DecodeDelta's sparse path: maxPlanes of 1<<maxBlockLog/8 bytes.
+	bits []byte
 }
 
 // decodeBlock decodes one block into dst, whose capacity is the block's
@@ -371,8 +499,187 @@ func (st *decState) decodeBlock(dst []byte, kind byte, payload []byte, plane, b 
 			return nil, corrupt("zstd block %d in plane %d decoded to %d bytes, want %d", b, plane, len(out), m)
 		}
 		return out, nil
+	case blockSparse:
+		if err := st.decodeSparse(dst[:m], payload); err != nil {
+			return nil, corrupt("sparse block %d in plane %d: %v", b, plane, err)
+		}
+		return dst[:m], nil
 	}
 	return nil, corrupt("unknown kind %d of block %d in plane %d", kind, b, plane)
+}
+
+// splitSparse splits the payload of a sparse block that decodes to m bytes
+// into its coded bitmap and coded values, and checks what can be checked
+// without decoding them.
+func splitSparse(p []byte, m int) (bkind byte, bitmap []byte, vkind byte, vals []byte, err error) {
+	nb := (m + 7) / 8
+	if len(p) == 0 {
+		return 0, nil, 0, nil, errors.New("no bitmap")
+	}
+	bkind, p = p[0], p[1:]
+	switch bkind {
+	case blockRaw:
+		if len(p) < nb {
+			return 0, nil, 0, nil, errors.New("bitmap truncated")
+		}
+		bitmap, p = p[:nb], p[nb:]
+	case blockHuff, blockZstd:
+		v, n := binary.Uvarint(p)
+		if n <= 0 || v == 0 || v > uint64(len(p)-n) {
+			return 0, nil, 0, nil, errors.New("bad length of the bitmap")
+		}
+		bitmap, p = p[n:n+int(v)], p[n+int(v):]
+	default:
+		return 0, nil, 0, nil, fmt.Errorf("unknown bitmap kind %d", bkind)
+	}
+	if len(p) == 0 {
+		return 0, nil, 0, nil, errors.New("no values")
+	}
+	vkind, vals = p[0], p[1:]
+	switch vkind {
+	case blockRaw:
+		if len(vals) > m {
+			return 0, nil, 0, nil, fmt.Errorf("%d values for a block of %d bytes", len(vals), m)
+		}
+	case blockRLE:
+		if len(vals) != 1 {
+			return 0, nil, 0, nil, fmt.Errorf("rle values of %d bytes, want 1", len(vals))
+		}
+	case blockHuff:
+		if len(vals) == 0 {
+			return 0, nil, 0, nil, errors.New("empty huff0 values")
+		}
+	default:
+		return 0, nil, 0, nil, fmt.Errorf("unknown values kind %d", vkind)
+	}
+	return bkind, bitmap, vkind, vals, nil
+}
+
+// decodeSparse decodes the payload of a sparse block into dst, whose length
+// is the block's.
+func (st *decState) decodeSparse(dst, payload []byte) error {
+	m := len(dst)
+	nb := (m + 7) / 8
+	if need := (1<<maxBlockLog)/8 + 1<<maxBlockLog; cap(st.sparse) < need {
+		st.sparse = make([]byte, need)
+	}
+	bitmap, vals, rle, c, err := st.sparseParts(payload, m, st.sparse[:0:nb], st.sparse[nb:nb:nb+m])
+	if err != nil {
+		return err
+	}
+	if rle {
+		expandSparseConst(dst, bitmap, c)
+	} else {
+		expandSparse(dst, bitmap, vals)
+	}
+	return nil
+}
+
+// sparseParts decodes the bitmap and the values of a sparse block of m
+// bytes and checks them: the bitmap into bits (capacity ceil(m/8)) unless
+// it is raw (then a view of the payload), the values into vals (capacity m)
+// unless they are raw (a view) or rle (then rle is set and every value is
+// c). The number of values is the number of set bits.
+func (st *decState) sparseParts(payload []byte, m int, bits, vals []byte) (bitmap, values []byte, rle bool, c byte, err error) {
+	bkind, bitmap, vkind, values, err := splitSparse(payload, m)
+	if err != nil {
+		return nil, nil, false, 0, err
+	}
+	nb := (m + 7) / 8
+	switch bkind {
+	case blockHuff:
+		s, rest, err := huff0.ReadTable(bitmap, &st.huff)
+		if err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 table of the bitmap: %v", err)
+		}
+		if bitmap, err = s.Decoder().Decompress4X(bits[:0:nb], rest); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 bitmap: %v", err)
+		}
+	case blockZstd:
+		if bitmap, err = zstdDecoder().DecodeAll(bitmap, bits[:0:nb]); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("zstd bitmap: %v", err)
+		}
+	}
+	if len(bitmap) != nb {
+		return nil, nil, false, 0, fmt.Errorf("bitmap of %d bytes, want %d", len(bitmap), nb)
+	}
+	if m%8 != 0 && bitmap[nb-1]>>(m%8) != 0 {
+		return nil, nil, false, 0, errors.New("bitmap marks bytes past the block")
+	}
+	count := popcount(bitmap)
+	switch vkind {
+	case blockRLE:
+		return bitmap, nil, true, values[0], nil
+	case blockHuff:
+		s, rest, err := huff0.ReadTable(values, &st.huff)
+		if err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 table of the values: %v", err)
+		}
+		if values, err = s.Decoder().Decompress4X(vals[:0:count], rest); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("huff0 values: %v", err)
+		}
+	}
+	if len(values) != count {
+		return nil, nil, false, 0, fmt.Errorf("%d values for %d marked bytes", len(values), count)
+	}
+	return bitmap, values, false, 0, nil
+}
+
+func popcount(b []byte) int {
+	n := 0
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		n += bits.OnesCount64(binary.LittleEndian.Uint64(b[i:]))
+	}
+	for _, v := range b[i:] {
+		n += bits.OnesCount8(v)
+	}
+	return n
+}
+
+// expandSparse writes vals, in order, to the bytes of dst whose bits are set
+// in bitmap, and zero to the others. vals holds exactly one byte per set
+// bit.
+func expandSparse(dst, bitmap, vals []byte) {
+	j := 0
+	i := 0
+	for ; i+8 <= len(bitmap) && 8*i+64 <= len(dst); i += 8 {
+		w := binary.LittleEndian.Uint64(bitmap[i:])
+		o := dst[8*i : 8*i+64]
+		clear(o)
+		for w != 0 {
+			o[bits.TrailingZeros64(w)] = vals[j]
+			j++
+			w &= w - 1
+		}
+	}
+	for k := 8 * i; k < len(dst); k++ {
+		dst[k] = 0
+		if bitmap[k/8]>>(k%8)&1 != 0 {
+			dst[k] = vals[j]
+			j++
+		}
+	}
+}
+
+// expandSparseConst is expandSparse with every value c.
+func expandSparseConst(dst, bitmap []byte, c byte) {
+	i := 0
+	for ; i+8 <= len(bitmap) && 8*i+64 <= len(dst); i += 8 {
+		w := binary.LittleEndian.Uint64(bitmap[i:])
+		o := dst[8*i : 8*i+64]
+		clear(o)
+		for w != 0 {
+			o[bits.TrailingZeros64(w)] = c
+			w &= w - 1
+		}
+	}
+	for k := 8 * i; k < len(dst); k++ {
+		dst[k] = 0
+		if bitmap[k/8]>>(k%8)&1 != 0 {
+			dst[k] = c
+		}
+	}
 }
 
 func fill(b []byte, c byte) {
@@ -403,7 +710,7 @@ func decodePlaneInto(body []byte, h *header) error {
 	bl := h.blockLen()
 	for b, off := 0, 0; off < len(body); b, off = b+1, off+bl {
 		m := min(bl, len(body)-off)
-		kind, payload, rest, err := nextBlock(data, m, 0, b)
+		kind, payload, rest, err := h.nextBlock(data, m, 0, b)
 		if err != nil {
 			return err
 		}
@@ -450,7 +757,7 @@ func decodePlanes(body []byte, h *header) error {
 			case planeConst:
 				views[k] = scratch[k][:m]
 			default:
-				kind, payload, rest, err := nextBlock(data[k], m, k, b)
+				kind, payload, rest, err := h.nextBlock(data[k], m, k, b)
 				if err != nil {
 					return err
 				}

@@ -122,3 +122,152 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// fuzzRef returns n reference bytes derived from seed: cycled, or zeros
+// when seed is empty.
+func fuzzRef(seed []byte, n int) []byte {
+	ref := make([]byte, n)
+	if len(seed) > 0 {
+		for i := range ref {
+			ref[i] = seed[i%len(seed)]
+		}
+	}
+	return ref
+}
+
+func deltaFuzzSeeds(f *testing.F) [][]byte {
+	var out [][]byte
+	for i, s := range fuzzSeeds() {
+		for _, es := range elemSizes {
+			for _, op := range []DeltaOp{OpXOR, OpSub} {
+				ref := perturb(s, 20, uint64(i))
+				enc, err := encodeDelta(nil, s, ref, es, RefSame, &op, minBlockLog)
+				if err != nil {
+					f.Fatal(err)
+				}
+				out = append(out, enc)
+			}
+		}
+	}
+	content, ref := fineTunePair(5000, 2, 0.0005, true)
+	for _, op := range []DeltaOp{OpXOR, OpSub} {
+		enc, err := encodeDelta(nil, content, ref, 2, RefF32ToBF16, &op, minBlockLog)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, enc)
+	}
+	return out
+}
+
+// FuzzDecodeDelta feeds arbitrary payloads to DecodeDelta with a reference
+// of the length the payload asks for (or a wrong one): it must not panic,
+// must allocate no more than the content, the input and the pooled scratch,
+// must classify its errors, and whatever it accepts must code the content
+// it returned (EncodeDelta of that content against the reference decodes
+// to it again).
+func FuzzDecodeDelta(f *testing.F) {
+	for _, s := range deltaFuzzSeeds(f) {
+		f.Add(s, byte(0))
+	}
+	f.Add(deltaOf(OpXOR, RefSame, sparseStream(64, append(append([]byte{blockRaw}, 1, 2, 0, 0, 0, 0, 0, 0), blockRaw, 5, 6)...)), byte(0))
+	f.Add(deltaOf(OpSub, RefF32ToBF16, hdr2(2, 1, 10, 4096, 2, planeConst, 1, planeConst, 1, 0, 0)), byte(1))
+	f.Add([]byte{}, byte(0))
+	f.Fuzz(func(t *testing.T, payload []byte, salt byte) {
+		n, refLen := fuzzMaxSize, fuzzMaxSize
+		if info, err := ParseDelta(payload); err == nil && info.N <= fuzzMaxSize {
+			n, refLen = info.N, info.RefLen
+		}
+		switch salt % 8 {
+		case 1:
+			n++ // the caller expects more than declared
+		case 2:
+			n-- // or less
+		case 3:
+			refLen++ // the reference does not fit
+		}
+		n, refLen = max(n, 0), max(refLen, 0)
+		ref := fuzzRef([]byte{salt, salt * 3, 7, salt ^ 0x55}, refLen)
+		var out []byte
+		var err error
+		alloc := allocs(func() { out, err = DecodeDelta(nil, payload, ref, n) })
+		if alloc > uint64(n+len(payload))+decodeScratch {
+			t.Fatalf("allocated %d bytes for n %d, %d of input", alloc, n, len(payload))
+		}
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrReference) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			if out != nil {
+				t.Fatalf("output %d bytes with error %v", len(out), err)
+			}
+			return
+		}
+		if len(out) != n {
+			t.Fatalf("decoded %d bytes, want %d", len(out), n)
+		}
+		again, err := DecodeDelta([]byte{1, 2, 3}, payload, ref, n)
+		if err != nil || !bytes.Equal(again[3:], out) {
+			t.Fatalf("second decode differs: %v", err)
+		}
+		info, err := ParseDelta(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := encodeDelta(nil, out, ref, info.ElemSize, info.Form, nil, minBlockLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeDelta(nil, enc, ref, n)
+		if err != nil || !bytes.Equal(back, out) {
+			t.Fatalf("re-encoding the decoded content does not round-trip: %v", err)
+		}
+	})
+}
+
+// FuzzDeltaRoundTrip checks that DecodeDelta(EncodeDelta(x, ref)) == x for
+// every element size, op, reference form and both block lengths, with
+// references close to the content or not.
+func FuzzDeltaRoundTrip(f *testing.F) {
+	for i, s := range fuzzSeeds() {
+		f.Add(s, []byte{0, 0, 0, 1}, byte(i))
+		f.Add(s, []byte("reference"), byte(i*7))
+	}
+	f.Fuzz(func(t *testing.T, content, refSeed []byte, sel byte) {
+		es := elemSizes[int(sel)%len(elemSizes)]
+		blockLog := uint(defaultBlockLog)
+		if sel&4 != 0 {
+			blockLog = minBlockLog
+		}
+		var op *DeltaOp
+		switch sel >> 3 % 3 {
+		case 0:
+			op = opPtr(OpXOR)
+		case 1:
+			op = opPtr(OpSub)
+		}
+		form := RefSame
+		if sel&0x20 != 0 {
+			form, es = RefF32ToBF16, 2
+			content = content[:len(content)/2*2]
+		}
+		ref := fuzzRef(refSeed, form.refLen(len(content)))
+		if sel&0x40 != 0 && form == RefSame {
+			// A reference close to the content: the seed marks changes.
+			for i := range ref {
+				ref[i] ^= content[i]
+			}
+		}
+		enc, err := encodeDelta(nil, content, ref, es, form, op, blockLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := DecodeDelta(nil, enc, ref, len(content))
+		if err != nil {
+			t.Fatalf("es %d form %s, %d bytes: %v", es, form, len(content), err)
+		}
+		if !bytes.Equal(dec, content) {
+			t.Fatalf("es %d form %s, %d bytes: round trip differs", es, form, len(content))
+		}
+	})
+}

@@ -98,3 +98,37 @@ func genF16(size int) []byte {
 	}
 	return out
 }
+
+// fineTunePair returns size bytes of weights after a fine-tune step and the
+// weights before it: N(0, 0.02) weights w, and w plus N(0, rel*0.02) noise,
+// as bf16 (es 2, both rounded from fp32, so most elements do not change
+// for small rel) or fp32 (es 4). With f32Ref the reference is w as fp32
+// (twice as long) whatever es is: a bf16 fine-tune of an fp32 base.
+func fineTunePair(size, es int, rel float64, f32Ref bool) (content, ref []byte) {
+	n := size / es
+	w := gaussF32(n, 0.02)
+	r := rand.New(rand.NewPCG(weightSeed+1, 7))
+	content = make([]byte, n*es)
+	ref = make([]byte, n*es)
+	if f32Ref {
+		ref = make([]byte, 4*n)
+	}
+	for i, v := range w {
+		u := v + float32(r.NormFloat64()*rel*0.02)
+		switch {
+		case es == 2:
+			binary.LittleEndian.PutUint16(content[2*i:], f32ToBF16(u))
+		default:
+			binary.LittleEndian.PutUint32(content[4*i:], math.Float32bits(u))
+		}
+		switch {
+		case f32Ref:
+			binary.LittleEndian.PutUint32(ref[4*i:], math.Float32bits(v))
+		case es == 2:
+			binary.LittleEndian.PutUint16(ref[2*i:], f32ToBF16(v))
+		default:
+			binary.LittleEndian.PutUint32(ref[4*i:], math.Float32bits(v))
+		}
+	}
+	return content, ref
+}

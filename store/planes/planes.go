@@ -15,6 +15,10 @@ const (
 	// Version is the format version byte that Encode writes and the only
 	// one Decode accepts.
 	Version = 1
+	// streamVersion2 is the version byte of the stream inside a delta
+	// payload: version 1 plus block kind 4 (sparse). Decode refuses it;
+	// only DecodeDelta reads it.
+	streamVersion2 = 2
 
 	transformNone = 0 // planes hold the element bytes as they are
 	transformRot  = 1 // top 16 bits of each element rotated left by one
@@ -31,10 +35,11 @@ const (
 	planeConst   = 1
 	planeBlocked = 2
 
-	blockRaw  = 0
-	blockRLE  = 1
-	blockHuff = 2
-	blockZstd = 3
+	blockRaw    = 0
+	blockRLE    = 1
+	blockHuff   = 2
+	blockZstd   = 3
+	blockSparse = 4 // version 2 only
 )
 
 var (
@@ -65,6 +70,7 @@ type planeDesc struct {
 
 // header is a parsed and structurally validated encoding.
 type header struct {
+	version  byte
 	es       int
 	rot      bool
 	blockLog uint
@@ -81,15 +87,17 @@ func (h *header) numBlocks() int {
 	return (h.nElems + h.blockLen() - 1) >> h.blockLog
 }
 
-// parsePrefix reads the fixed fields and the decoded length. It returns the
-// number of bytes consumed.
-func parsePrefix(enc []byte, h *header) (int, error) {
+// parsePrefix reads the fixed fields and the decoded length of a stream
+// whose version byte must be version. It returns the number of bytes
+// consumed.
+func parsePrefix(enc []byte, h *header, version byte) (int, error) {
 	if len(enc) < 5 {
 		return 0, corrupt("%d bytes is too short for a header", len(enc))
 	}
-	if enc[0] != Version {
+	if enc[0] != version {
 		return 0, corrupt("unknown format version %d", enc[0])
 	}
+	h.version = version
 	h.es = int(enc[1])
 	if !validElemSize(h.es) {
 		return 0, corrupt("element size %d", h.es)
@@ -121,17 +129,18 @@ func parsePrefix(enc []byte, h *header) (int, error) {
 // without decoding (or validating) the rest.
 func DecodedLen(enc []byte) (int, error) {
 	var h header
-	if _, err := parsePrefix(enc, &h); err != nil {
+	if _, err := parsePrefix(enc, &h, Version); err != nil {
 		return 0, err
 	}
 	return h.n, nil
 }
 
-// parseHeader parses the whole header, checks that the plane payloads and the
-// tail exactly fill enc and that each plane's block structure is consistent
-// with the declared length. It allocates nothing.
-func parseHeader(enc []byte, h *header, maxSize int) error {
-	pos, err := parsePrefix(enc, h)
+// parseHeader parses the whole header of a stream of the given version,
+// checks that the plane payloads and the tail exactly fill enc and that each
+// plane's block structure is consistent with the declared length. It
+// allocates nothing.
+func parseHeader(enc []byte, h *header, maxSize int, version byte) error {
+	pos, err := parsePrefix(enc, h, version)
 	if err != nil {
 		return err
 	}
@@ -199,7 +208,7 @@ func (h *header) checkPlane(k int) error {
 	case planeBlocked:
 		data := p.data
 		for b, nb := 0, h.numBlocks(); b < nb; b++ {
-			_, _, rest, err := nextBlock(data, h.blockSize(b), k, b)
+			_, _, rest, err := h.nextBlock(data, h.blockSize(b), k, b)
 			if err != nil {
 				return err
 			}
@@ -220,8 +229,9 @@ func (h *header) blockSize(b int) int {
 }
 
 // nextBlock splits the block at the start of data, which decodes to m bytes,
-// into its kind and payload.
-func nextBlock(data []byte, m, plane, b int) (kind byte, payload, rest []byte, err error) {
+// into its kind and payload. The payload of a sparse block is checked
+// (checkSparse) as far as it can be without decoding.
+func (h *header) nextBlock(data []byte, m, plane, b int) (kind byte, payload, rest []byte, err error) {
 	if len(data) == 0 {
 		return 0, nil, nil, corrupt("plane %d truncated at block %d", plane, b)
 	}
@@ -232,6 +242,11 @@ func nextBlock(data []byte, m, plane, b int) (kind byte, payload, rest []byte, e
 		l = m
 	case blockRLE:
 		l = 1
+	case blockSparse:
+		if h.version < streamVersion2 {
+			return 0, nil, nil, corrupt("unknown kind %d of block %d in plane %d", kind, b, plane)
+		}
+		fallthrough
 	case blockHuff, blockZstd:
 		v, n := binary.Uvarint(data)
 		if n <= 0 || v == 0 || v > uint64(len(data)-n) {
@@ -244,6 +259,11 @@ func nextBlock(data []byte, m, plane, b int) (kind byte, payload, rest []byte, e
 	}
 	if l > len(data) {
 		return 0, nil, nil, corrupt("block %d of plane %d truncated", b, plane)
+	}
+	if kind == blockSparse {
+		if _, _, _, _, err := splitSparse(data[:l], m); err != nil {
+			return 0, nil, nil, corrupt("sparse block %d in plane %d: %v", b, plane, err)
+		}
 	}
 	return kind, data[:l], data[l:], nil
 }
@@ -258,6 +278,12 @@ func Encode(dst, src []byte, elemSize int) ([]byte, error) {
 
 // encode is Encode with a choice of block length (tests use small blocks).
 func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
+	return encodeStream(dst, src, elemSize, blockLog, Version)
+}
+
+// encodeStream is encode writing a stream of the given version; version 2
+// may use sparse blocks.
+func encodeStream(dst, src []byte, elemSize int, blockLog uint, version byte) ([]byte, error) {
 	if !validElemSize(elemSize) {
 		return dst, fmt.Errorf("%w, got %d", ErrElemSize, elemSize)
 	}
@@ -268,6 +294,7 @@ func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
 
 	st := getEncState()
 	defer putEncState(st)
+	st.sparseOK = version >= streamVersion2
 	nPlanes := 0
 	if nElems > 0 {
 		nPlanes = es
@@ -278,7 +305,7 @@ func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
 	if rot {
 		transform = transformRot
 	}
-	dst = append(dst, Version, byte(es), transform, byte(blockLog))
+	dst = append(dst, version, byte(es), transform, byte(blockLog))
 	dst = binary.AppendUvarint(dst, uint64(len(src)))
 	dst = append(dst, byte(nPlanes))
 	total := 0
@@ -305,7 +332,7 @@ func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
 // capacity may have been written to).
 func Decode(dst, enc []byte, maxSize int) ([]byte, error) {
 	var h header
-	if err := parseHeader(enc, &h, min(max(maxSize, 0), math.MaxInt-len(dst))); err != nil {
+	if err := parseHeader(enc, &h, min(max(maxSize, 0), math.MaxInt-len(dst)), Version); err != nil {
 		return dst, err
 	}
 	out := slices.Grow(dst, h.n)[:len(dst)+h.n]

@@ -219,7 +219,7 @@ type layout struct {
 func parseLayout(t *testing.T, enc []byte) layout {
 	t.Helper()
 	var h header
-	require.NoError(t, parseHeader(enc, &h, math.MaxInt))
+	require.NoError(t, parseHeader(enc, &h, math.MaxInt, Version))
 	l := layout{rot: h.rot, kinds: map[byte]int{}}
 	for k := 0; k < h.nPlanes; k++ {
 		p := h.planes[k]
@@ -229,7 +229,7 @@ func parseLayout(t *testing.T, enc []byte) layout {
 		}
 		data := p.data
 		for b := 0; b < h.numBlocks(); b++ {
-			kind, _, rest, err := nextBlock(data, h.blockSize(b), k, b)
+			kind, _, rest, err := h.nextBlock(data, h.blockSize(b), k, b)
 			require.NoError(t, err)
 			l.kinds[kind]++
 			data = rest

@@ -290,3 +290,86 @@ func merge8(dst []byte, planes *[maxPlanes][]byte, m int, rot bool) {
 		binary.LittleEndian.PutUint64(dst[8*i:], v)
 	}
 }
+
+// mergeCombine is merge followed by the inverse of a delta op against a
+// same-form reference (inverse with RefSame) in one pass, for es 2 and 4:
+// each merged word is combined with the reference while it is in a
+// register. It reports false, doing nothing, for other element sizes.
+func mergeCombine(dst []byte, planes *[maxPlanes][]byte, es int, rot bool, ref []byte, op DeltaOp) bool {
+	m := len(dst) / es
+	switch es {
+	case 2:
+		mergeCombine2(dst[:2*m], planes[0][:m], planes[1][:m], rot, ref[:2*m], op)
+	case 4:
+		mergeCombine4(dst[:4*m], planes, m, rot, ref[:4*m], op)
+	default:
+		return false
+	}
+	return true
+}
+
+// combine2 and combine4 return the content word for the difference word x
+// and the reference word r, lanes of 2 and 4 bytes (addLanes and
+// unzigzagLanes with constant masks).
+func combine2(x, r uint64, op DeltaOp) uint64 {
+	if op == OpXOR {
+		return x ^ r
+	}
+	const h, l = 0x8000_8000_8000_8000, 0x0001_0001_0001_0001
+	u := x>>1&^h ^ (x&l)*0xffff
+	return (r&^h + u&^h) ^ (r^u)&h
+}
+
+func combine4(x, r uint64, op DeltaOp) uint64 {
+	if op == OpXOR {
+		return x ^ r
+	}
+	const h, l = 0x8000_0000_8000_0000, 0x0000_0001_0000_0001
+	u := x>>1&^h ^ (x&l)*0xffff_ffff
+	return (r&^h + u&^h) ^ (r^u)&h
+}
+
+func mergeCombine2(dst, p0, p1 []byte, rot bool, ref []byte, op DeltaOp) {
+	keep, down, up := unrotMasks(2, rot)
+	m := len(p0)
+	p1 = p1[:m]
+	dst, ref = dst[:2*m], ref[:2*m]
+	i := 0
+	for ; i+8 <= m; i += 8 {
+		lo := binary.LittleEndian.Uint64(p0[i:])
+		hi := binary.LittleEndian.Uint64(p1[i:])
+		a := shuffle2(lo&0xffff_ffff | hi<<32)
+		b := shuffle2(lo>>32 | hi&0xffff_ffff_0000_0000)
+		d, r := dst[2*i:2*i+16], ref[2*i:2*i+16]
+		binary.LittleEndian.PutUint64(d, combine2(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(r), op))
+		binary.LittleEndian.PutUint64(d[8:], combine2(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(r[8:]), op))
+	}
+	for ; i < m; i++ {
+		v := uint64(p0[i]) | uint64(p1[i])<<8
+		v = v&keep | v>>1&down | v<<15&up
+		binary.LittleEndian.PutUint16(dst[2*i:], uint16(combine2(v, uint64(binary.LittleEndian.Uint16(ref[2*i:])), op)))
+	}
+}
+
+func mergeCombine4(dst []byte, planes *[maxPlanes][]byte, m int, rot bool, ref []byte, op DeltaOp) {
+	keep, down, up := unrotMasks(4, rot)
+	p0, p1, p2, p3 := planes[0][:m], planes[1][:m], planes[2][:m], planes[3][:m]
+	for len(dst) >= 32 && len(ref) >= 32 && len(p0) >= 8 && len(p1) >= 8 && len(p2) >= 8 && len(p3) >= 8 {
+		w0 := binary.LittleEndian.Uint64(p0)
+		w1 := binary.LittleEndian.Uint64(p1)
+		w2 := binary.LittleEndian.Uint64(p2)
+		w3 := binary.LittleEndian.Uint64(p3)
+		a, b := transpose4(w0&0xffff_ffff|w1<<32, w2&0xffff_ffff|w3<<32)
+		c, d := transpose4(w0>>32|w1&0xffff_ffff_0000_0000, w2>>32|w3&0xffff_ffff_0000_0000)
+		binary.LittleEndian.PutUint64(dst, combine4(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(ref), op))
+		binary.LittleEndian.PutUint64(dst[8:], combine4(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(ref[8:]), op))
+		binary.LittleEndian.PutUint64(dst[16:], combine4(c&keep|c>>1&down|c<<15&up, binary.LittleEndian.Uint64(ref[16:]), op))
+		binary.LittleEndian.PutUint64(dst[24:32], combine4(d&keep|d>>1&down|d<<15&up, binary.LittleEndian.Uint64(ref[24:32]), op))
+		dst, ref, p0, p1, p2, p3 = dst[32:], ref[32:], p0[8:], p1[8:], p2[8:], p3[8:]
+	}
+	for i := 0; i+4 <= len(dst); i += 4 {
+		v := uint64(p0[i/4]) | uint64(p1[i/4])<<8 | uint64(p2[i/4])<<16 | uint64(p3[i/4])<<24
+		v = v&keep | v>>1&down | v<<15&up
+		binary.LittleEndian.PutUint32(dst[i:], uint32(combine4(v, uint64(binary.LittleEndian.Uint32(ref[i:])), op)))
+	}
+}
