@@ -249,3 +249,25 @@ func TestReadLayoutHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestTrialHint: bytes of unknown element width get the codec that codes
+// a sample smallest: planes by 4 for fp32, by 2 for bf16, zstd for text.
+func TestTrialHint(t *testing.T) {
+	f32 := make([]byte, 4<<16)
+	bf16 := make([]byte, 2<<16)
+	x := uint32(1)
+	for i := range 1 << 16 {
+		x = x*1664525 + 1013904223
+		// values near 0.02 in magnitude, mantissas random
+		v := 0x3c000000 | x>>9&0x7fffff | (x&1)<<31
+		binary.LittleEndian.PutUint32(f32[4*i:], v)
+		binary.LittleEndian.PutUint16(bf16[2*i:], uint16(v>>16))
+	}
+	text := []byte{}
+	for len(text) < 1<<16 {
+		text = append(text, `{"key": "value", "other": [1, 2, 3]} `...)
+	}
+	assert.Equal(t, object.EncodeHint{ElemSize: 4}, trialHint(f32))
+	assert.Equal(t, object.EncodeHint{ElemSize: 2}, trialHint(bf16))
+	assert.Equal(t, object.EncodeHint{}, trialHint(text))
+}

@@ -295,3 +295,40 @@ func TestMalformedTorchZipAndGGUFStoredExactly(t *testing.T) {
 		})
 	}
 }
+
+// TestTorchZipSharesTensorsWithSafetensors: the same weights saved as
+// model.safetensors and as pytorch_model.bin share the chunks of every
+// tensor of at least 1 MiB: both formats cut them at exactly their bytes.
+func TestTorchZipSharesTensorsWithSafetensors(t *testing.T) {
+	for name, nb := range backends {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, nb)
+			tensors := frozenModel(100)
+			st := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(st, "config.json"), []byte(`{"model_type":"gpt2"}`), 0o644))
+			infos := make([]layout.TensorInfo, len(tensors))
+			var data []byte
+			for i, tn := range tensors {
+				infos[i] = layout.TensorInfo{Name: tn.Name, Dtype: layout.DtypeF32, Shape: tn.Shape}
+				data = append(data, tn.Data...)
+			}
+			_, err := layout.PackTensors(infos)
+			require.NoError(t, err)
+			hdr, err := layout.EncodeSafetensorsHeader(infos, nil)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(st, "model.safetensors"), append(hdr, data...), 0o644))
+			age(t, st)
+			e.push(st, "st", store.PushOptions{Version: "1"})
+			res := e.push(torchFolder(t, tensors), "bin", store.PushOptions{Version: "1"})
+
+			var large int64
+			for _, tn := range tensors {
+				if len(tn.Data) >= 1<<20 {
+					large += int64(len(tn.Data))
+				}
+			}
+			require.Positive(t, large)
+			assert.LessOrEqual(t, res.NewRaw, res.Logical-large, "large tensors stored again in the torch.save file")
+		})
+	}
+}
