@@ -105,7 +105,7 @@ func (fr folderReader) ReadRange(ctx context.Context, f *manifest.File, off, n i
 	if err != nil {
 		return nil, err
 	}
-	defer h.Close()
+	defer func() { _ = h.Close() }() // read-only
 	info, err := h.Stat()
 	if err != nil {
 		return nil, err

@@ -138,7 +138,7 @@ func checkRepoPart(p string) error {
 	}
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; !isWordByte(c) && c != '-' && c != '.' {
-			return fmt.Errorf("character %q is not one of A-Z a-z 0-9 _ - .", c)
+			return fmt.Errorf("character %q is not allowed (only A-Z, a-z, 0-9, _, - and . are)", c)
 		}
 	}
 	return nil

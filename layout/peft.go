@@ -290,7 +290,7 @@ func ReadAdapterConfig(fsys fs.FS, name string) (*AdapterConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	data, err := io.ReadAll(io.LimitReader(f, MaxAdapterConfig+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", textsafe.Name(name), err)

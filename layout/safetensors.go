@@ -173,7 +173,7 @@ func ReadSafetensorsHeader(path string) (*SafetensorsHeader, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer file.Close()
+	defer func() { _ = file.Close() }() // read-only
 	info, err := file.Stat()
 	if err != nil {
 		return nil, err

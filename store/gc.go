@@ -341,5 +341,5 @@ func (k *lockKeeper) finish(ctx context.Context) {
 	<-k.done
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.lock.release(ctx)
+	k.lock.releaseOrWarn(ctx)
 }

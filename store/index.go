@@ -144,7 +144,7 @@ func (ix *Index) open() error {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close() // giving up on this file: the error above is the one to report
 		return fmt.Errorf("index %s: %w", ix.path, err)
 	}
 	if fi.Size() > 0 {
@@ -168,7 +168,7 @@ func (ix *Index) open() error {
 		ix.setAside(f, fi, err)
 		return nil
 	case err != nil:
-		f.Close()
+		_ = f.Close() // giving up on this file: the error above is the one to report
 		return fmt.Errorf("index %s: %w", ix.path, err)
 	}
 	ix.db, ix.file = db, f
@@ -189,7 +189,7 @@ func (ix *Index) setAside(f *os.File, fi os.FileInfo, cause error) {
 			ce.MovedTo = aside
 		}
 	}
-	f.Close()
+	_ = f.Close() // giving up on this file: the error above is the one to report
 	if ix.warn != nil {
 		ix.warn(ce)
 	}
@@ -263,7 +263,7 @@ func (ix *Index) run(writable bool, fn func(tx *bolt.Tx) error) error {
 		ix.db = nil
 		if serr != nil {
 			ix.off = true
-			ix.file.Close()
+			_ = ix.file.Close() // abandoned after a panic; the cache is off from here
 		} else {
 			ix.setAside(ix.file, fi, err)
 		}

@@ -28,11 +28,11 @@ func openLocked(path string, wait time.Duration) (*os.File, error) {
 				break
 			}
 			if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-				f.Close()
+				_ = f.Close() // giving up on this file: the error above is the one to report
 				return nil, err
 			}
 			if time.Now().After(deadline) {
-				f.Close()
+				_ = f.Close() // giving up on this file: the error above is the one to report
 				return nil, errIndexBusy
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -42,7 +42,7 @@ func openLocked(path string, wait time.Duration) (*os.File, error) {
 		if err1 == nil && err2 == nil && os.SameFile(fi, cur) {
 			return f, nil
 		}
-		f.Close()
+		_ = f.Close() // giving up on this file: the error above is the one to report
 		if time.Now().After(deadline) {
 			return nil, errIndexBusy
 		}

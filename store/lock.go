@@ -75,7 +75,9 @@ func (r *Registry) writeLock(ctx context.Context, kind string) (*heldLock, error
 		err = fmt.Errorf("%w: not listed right after it was written", backend.ErrNotFound)
 	}
 	if err != nil {
-		r.backend.Delete(context.WithoutCancel(ctx), key)
+		if derr := r.backend.Delete(context.WithoutCancel(ctx), key); derr != nil {
+			r.warnf("lock %s not removed (%v); it counts as abandoned once it is stale", key, derr)
+		}
 		return nil, fmt.Errorf("lock %s: %w", key, err)
 	}
 	return &heldLock{r: r, key: key, info: info, modTime: mod, acquired: time.Now()}, nil
@@ -83,6 +85,14 @@ func (r *Registry) writeLock(ctx context.Context, kind string) (*heldLock, error
 
 func (l *heldLock) release(ctx context.Context) error {
 	return l.r.backend.Delete(context.WithoutCancel(ctx), l.key)
+}
+
+// releaseOrWarn releases the lock where the operation's outcome does not
+// depend on it: a lock left behind only delays others until it is stale.
+func (l *heldLock) releaseOrWarn(ctx context.Context) {
+	if err := l.release(ctx); err != nil {
+		l.r.warnf("lock %s not released (%v); others wait until it is stale", l.key, err)
+	}
 }
 
 // refresh replaces the lock object with a new one (objects are never
@@ -166,7 +176,7 @@ func (r *Registry) acquire(ctx context.Context, kind, waitingFor string, waitMax
 		if err == nil {
 			return l, nil
 		}
-		l.release(ctx)
+		l.releaseOrWarn(ctx)
 		if !errors.Is(err, errRetry) {
 			return nil, err
 		}

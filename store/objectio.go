@@ -52,7 +52,7 @@ func (r *Registry) readManifestObject(ctx context.Context, id object.ID) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	h, err := object.ReadHeader(rc)
 	if err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst [
 		}
 		return nil, fmt.Errorf("blob %s: %w", id, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	out, err := readObject(rc, dst, id, object.Exactly(size))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s (%s): %w", id, object.BlobKey(id), err)

@@ -31,7 +31,7 @@ func (op *pushOp) publish(ctx context.Context) error {
 			return err
 		}
 		err = op.publishLocked(ctx, lock)
-		lock.release(ctx)
+		lock.releaseOrWarn(ctx)
 		if !errors.Is(err, errLockExpired) {
 			return err
 		}

@@ -223,12 +223,12 @@ type buildDir struct {
 func (b *buildDir) path() string { return filepath.Join(b.parent.Name(), b.name) }
 
 func (b *buildDir) close() {
-	b.dir.Close() // releases the lock
-	b.parent.Close()
+	_ = b.dir.Close()    // releases the lock; the folder is read through other handles
+	_ = b.parent.Close() // a directory handle: nothing buffered
 }
 
 // remove deletes the build folder (os.RemoveAll follows no link).
-func (b *buildDir) remove() { os.RemoveAll(b.path()) }
+func (b *buildDir) remove() { _ = os.RemoveAll(b.path()) } // best effort: the next pull into dir removes what is left
 
 // pullTempPrefix starts the name of the build folder of a pull of files
 // into dir: the target's name, then a hash of the selection, so that an
@@ -274,9 +274,9 @@ func openBuildDir(dir string, files []SourcedFile, resumable bool) (b *buildDir,
 	defer func() {
 		if err != nil {
 			if b.dir != nil {
-				b.dir.Close()
+				_ = b.dir.Close() // a directory handle: nothing buffered
 			}
-			parent.Close()
+			_ = parent.Close() // a directory handle: nothing buffered
 		}
 	}()
 	names, err := readNames(parent)
@@ -294,15 +294,15 @@ func openBuildDir(dir string, files []SourcedFile, resumable bool) (b *buildDir,
 			continue // not ckpt's, or not safe to use
 		}
 		if locked, err := tryLock(d); err != nil || !locked {
-			d.Close() // another pull is building in it
+			_ = d.Close() // another pull is building in it
 			continue
 		}
 		if resumable && b.dir == nil && isTempName(name, ours) && checkResumable(d, files) == nil {
 			b.name, b.dir, b.resumed = name, d, true
 			continue
 		}
-		os.RemoveAll(filepath.Join(parentPath, name)) // left by an earlier pull into dir
-		d.Close()
+		_ = os.RemoveAll(filepath.Join(parentPath, name)) // left by an earlier pull into dir; best effort
+		_ = d.Close()                                     // a directory handle: nothing buffered
 	}
 	if b.dir != nil {
 		return b, nil
@@ -329,7 +329,7 @@ func readNames(d *os.File) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer dup.Close()
+	defer func() { _ = dup.Close() }() // read-only
 	names, err := dup.Readdirnames(-1)
 	sort.Strings(names)
 	return names, err
@@ -346,7 +346,7 @@ func checkResumable(d *os.File, files []SourcedFile) error {
 	if err != nil {
 		return err
 	}
-	defer dup.Close()
+	defer func() { _ = dup.Close() }() // read-only
 	return checkResumeTree(dup, "", want)
 }
 
@@ -359,7 +359,7 @@ func (op *pullOp) writeFiles(ctx context.Context, root *os.File, files []Sourced
 	defer func() {
 		for _, h := range handles {
 			if h != nil {
-				h.Close()
+				_ = h.Close() // read-only
 			}
 		}
 	}()
@@ -471,7 +471,10 @@ func replaceDir(b *buildDir, dir string, existing dirState, umask fs.FileMode) e
 			return err
 		}
 		if err := renameAt(b.parent, b.name, base); err != nil {
-			renameAt(b.parent, old, base)
+			if rerr := renameAt(b.parent, old, base); rerr != nil {
+				return fmt.Errorf("%w; the previous content of %s could not be put back and is at %s (%v)",
+					err, dir, filepath.Join(filepath.Dir(dir), old), rerr)
+			}
 			return err
 		}
 		return os.RemoveAll(filepath.Join(b.parent.Name(), old))

@@ -505,7 +505,7 @@ func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, re
 	defer func() {
 		for _, pf := range files {
 			if pf.os != nil {
-				pf.os.Close()
+				_ = pf.os.Close() // opened read-only to hash and chunk
 			}
 		}
 	}()
@@ -766,7 +766,7 @@ func readAt(path string, buf []byte, off int64) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	if _, err := f.ReadAt(buf, off); err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}

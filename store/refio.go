@@ -27,7 +27,7 @@ func readRef(ctx context.Context, b backend.Backend, key string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	data, err := io.ReadAll(io.LimitReader(rc, refs.MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)

@@ -48,6 +48,11 @@ type Options struct {
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
+	// Warn is told of problems that do not fail an operation but that its
+	// user should hear of, such as a lock that could not be released (it
+	// then counts as abandoned once LockStaleAfter has passed); nil drops
+	// them.
+	Warn func(error)
 }
 
 // Progress is told how many bytes an operation will move and has moved.
@@ -68,6 +73,14 @@ type Registry struct {
 	lockStale time.Duration
 	pulled    *PullCache
 	files     *FileCache
+	warn      func(error)
+}
+
+// warnf reports a problem that does not fail the operation.
+func (r *Registry) warnf(format string, args ...any) {
+	if r.warn != nil {
+		r.warn(fmt.Errorf(format, args...))
+	}
 }
 
 // defaultWorkers is the default of Options.Workers.
@@ -115,7 +128,7 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache, warn: opts.Warn}, nil
 }
 
 // Backend returns the registry's backend.
@@ -133,7 +146,7 @@ func readAll(ctx context.Context, b backend.Backend, key string, limit int64) ([
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)

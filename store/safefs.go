@@ -65,7 +65,7 @@ func openPrivateDir(parent *os.File, name string) (*os.File, error) {
 		return nil, err
 	}
 	if err := checkPrivateDir(d); err != nil {
-		d.Close()
+		_ = d.Close() // a directory handle: nothing buffered
 		return nil, err
 	}
 	return d, nil
@@ -86,7 +86,7 @@ func openParentOf(root *os.File, rel string, create bool) (*os.File, string, err
 			}
 		}
 		if d != root {
-			d.Close()
+			_ = d.Close() // a directory handle: nothing buffered
 		}
 		if err != nil {
 			return nil, "", err
@@ -113,7 +113,7 @@ func openRel(root *os.File, rel string, flag int, perm fs.FileMode) (*os.File, e
 	if err != nil {
 		return nil, err
 	}
-	defer dir.Close()
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
 	f, err := openAt(dir, name, flag, perm)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func openRel(root *os.File, rel string, flag int, perm fs.FileMode) (*os.File, e
 		err = fmt.Errorf("%s: %w (not a regular file linked once)", f.Name(), errUntrusted)
 	}
 	if err != nil {
-		f.Close()
+		_ = f.Close() // giving up on this file: the error above is the one to report
 		return nil, err
 	}
 	return f, nil
@@ -154,7 +154,7 @@ func checkResumeTree(d *os.File, prefix string, want map[string]bool) error {
 				return err
 			}
 			err = checkResumeTree(sub, rel+"/", want)
-			sub.Close()
+			_ = sub.Close() // a directory handle: nothing buffered
 			if err != nil {
 				return err
 			}

@@ -145,9 +145,7 @@ func TestJSONGolden(t *testing.T) {
 	host, err := os.Hostname()
 	require.NoError(t, err)
 	g := &golden{t: t, c: c, seen: map[string]bool{}}
-	for _, p := range [][2]string{{c.repo, "<repo>"}, {runRoot, "<run>"}, {pulled, "<pulled>"}, {edited, "<edited>"}, {host + ":", "<host>:"}} {
-		g.paths = append(g.paths, p)
-	}
+	g.paths = append(g.paths, [][2]string{{c.repo, "<repo>"}, {runRoot, "<run>"}, {pulled, "<pulled>"}, {edited, "<edited>"}, {host + ":", "<host>:"}}...)
 	sort.Slice(g.paths, func(i, j int) bool { return len(g.paths[i][0]) > len(g.paths[j][0]) })
 
 	g.check("init", 0, "init", "--json")

@@ -45,7 +45,9 @@ func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
 
 func (a *app) close() {
 	if a.index != nil {
-		a.index.Close()
+		if err := a.index.Close(); err != nil {
+			a.warn(fmt.Errorf("closing the per-machine cache: %w", err))
+		}
 	}
 }
 
@@ -156,7 +158,7 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
 		workers = remoteWorkers
 	}
-	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress()}
+	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn}
 	if !a.noCache {
 		a.openCaches(&opts, b, limit)
 	}
@@ -253,14 +255,17 @@ func (a *app) cacheWarning(err error) {
 	fmt.Fprintf(a.stderr, "ckpt: warning: cannot use the per-machine cache (%v); continuing without it\n", err)
 }
 
+// warn prints a problem that does not fail the command.
+func (a *app) warn(err error) {
+	fmt.Fprintf(a.stderr, "ckpt: warning: %v\n", err)
+}
+
 // openIndex opens the per-machine index, or leaves a.index nil after a
 // warning.
 func (a *app) openIndex() {
 	path, err := store.DefaultIndexPath()
 	if err == nil {
-		a.index, err = store.OpenIndexWith(path, store.IndexOptions{Warn: func(err error) {
-			fmt.Fprintf(a.stderr, "ckpt: warning: %v\n", err)
-		}})
+		a.index, err = store.OpenIndexWith(path, store.IndexOptions{Warn: a.warn})
 	}
 	if err != nil {
 		a.index = nil

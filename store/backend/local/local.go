@@ -80,8 +80,8 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
+		_ = tmp.Close()           // closed and checked above on success; here only cleanup
+		_ = os.Remove(tmp.Name()) // linked into place or abandoned; CleanTemp removes leftovers
 	}()
 	n, err := io.Copy(tmp, ctxReader{ctx, r})
 	if err != nil {
@@ -127,8 +127,8 @@ func (b *Backend) CleanTemp(ctx context.Context) error {
 		return fmt.Errorf("clean %s: %w", dir, err)
 	}
 	fi, err := probe.Stat()
-	probe.Close()
-	os.Remove(probe.Name())
+	_ = probe.Close()           // empty probe file
+	_ = os.Remove(probe.Name()) // empty probe file; CleanTemp removes leftovers
 	if err != nil {
 		return fmt.Errorf("clean %s: %w", dir, err)
 	}
@@ -166,12 +166,12 @@ func (b *Backend) Get(ctx context.Context, key string, offset, length int64) (io
 		return nil, notFound(key, err)
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close() // read-only
 		return nil, fmt.Errorf("%s: %w", key, backend.ErrNotFound)
 	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			f.Close()
+			_ = f.Close() // read-only
 			return nil, fmt.Errorf("get %s: %w", key, err)
 		}
 	}
@@ -281,7 +281,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // read-only
 	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}

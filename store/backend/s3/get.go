@@ -105,7 +105,7 @@ func (r *objectReader) open() error {
 		return err
 	}
 	if info.Size < 0 {
-		body.Close()
+		_ = body.Close() // already failing; the read error is the one to report
 		return errors.New("the server sent no Content-Length")
 	}
 	if r.etag == "" {
@@ -116,7 +116,7 @@ func (r *objectReader) open() error {
 			r.end = r.pos + info.Size
 		}
 	} else if info.Size != r.end-r.pos {
-		body.Close()
+		_ = body.Close() // already failing; the read error is the one to report
 		return fmt.Errorf("resumed read returned %d bytes, want %d", info.Size, r.end-r.pos)
 	}
 	r.body = body
@@ -156,7 +156,7 @@ func (r *objectReader) Read(p []byte) (int, error) {
 			}
 			return n, nil
 		}
-		r.body.Close()
+		_ = r.body.Close() // read-only response body
 		r.body = nil
 		if !r.failed(err) {
 			return n, r.err

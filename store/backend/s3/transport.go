@@ -89,7 +89,7 @@ func (t *watchdogTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	if fired {
-		resp.Body.Close()
+		_ = resp.Body.Close() // response already consumed
 		cancel()
 		return nil, &timeoutError{t.d}
 	}
