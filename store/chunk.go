@@ -97,7 +97,7 @@ func readLayout(abs string, e layout.Entry, size int64) (*fileLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: its header is parsed
 	switch ext {
 	case ".gguf":
 		g, err := layout.ParseGGUF(f, size)

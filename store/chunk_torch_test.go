@@ -140,7 +140,7 @@ func blobCodec(t *testing.T, e *env, id object.ID) object.Codec {
 	t.Helper()
 	rc, err := e.b.Get(e.ctx, object.BlobKey(id), 0, object.HeaderSize)
 	require.NoError(t, err)
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	h, err := io.ReadAll(rc)
 	require.NoError(t, err)
 	require.Len(t, h, object.HeaderSize)
