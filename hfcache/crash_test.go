@@ -120,7 +120,13 @@ func killMidWrite(t *testing.T, cache string) {
 			break
 		}
 	}
-	require.True(t, ready, "the helper never got to the middle of its blob; stderr:\n%s", stderr.String())
+	if !ready {
+		// stderr is read only once the helper is gone: its copy into
+		// the buffer runs until then.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the helper never got to the middle of its blob; stderr:\n%s", stderr.String())
+	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	err = cmd.Wait()
 	var exit *exec.ExitError

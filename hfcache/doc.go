@@ -77,7 +77,13 @@
 // Writes are atomic and idempotent: blobs and refs go through temporary
 // files in blobs/ that are fsynced and renamed into place, symlinks are
 // made under a temporary name and renamed, the ref is written last, and
-// an existing blob is reused only after its content is hashed. Writes go
+// an existing blob is reused only after its content is hashed. A file
+// whose SHA-256 the caller does not know in advance (ckpt knows a large
+// file by the IDs of its chunks) comes with a Verifier: the blob its
+// snapshot links to, or any other blob of its size, is reused only if it
+// hashes to its name and the Verifier recognizes the content, so content
+// already in the cache is not fetched again and a link pointed at other
+// content is not believed. Writes go
 // through an os.Root on the repository folder and refuse symlinked
 // blobs/, snapshots/ and refs/ folders, so a planted symlink cannot send
 // them elsewhere. ckpt never writes .no_exist/, and removes a marker there

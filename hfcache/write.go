@@ -55,9 +55,33 @@ type FileSource struct {
 	SHA256 string
 	// Content writes the file's bytes to the writer it is given. It is
 	// called at most once, and not at all when the blob is already there
-	// and verifies: the one named SHA256, or, without SHA256, the one the
-	// snapshot already links Path to (see WriteRepo).
+	// and verifies: the one named SHA256, or, without SHA256, one that
+	// Verify recognizes, or, without either, the one the snapshot already
+	// links Path to (see WriteRepo).
 	Content io.WriterTo
+	// Verify, for a file without SHA256, makes a fresh Verifier that
+	// recognizes the file's content. WriteRepo then looks for the content
+	// among the blobs the repository already has before it calls Content:
+	// the blob the snapshot links Path to, then every other blob of Size
+	// bytes named by a SHA-256, in name order. It reads each candidate
+	// once, hashing it and giving it to a new Verifier, and reuses the
+	// first that hashes to its name and that the Verifier accepts. So a
+	// file whose SHA-256 is not known in advance (ckpt knows a large file
+	// by the IDs of its chunks) is neither fetched again nor taken on the
+	// word of a link that a confused or hostile writer could have pointed
+	// at other content.
+	Verify func() Verifier
+}
+
+// Verifier recognizes a file's content in a blob that the cache already
+// holds (FileSource.Verify).
+type Verifier interface {
+	// Write is given the blob's content, in order, in pieces of any size.
+	// An error stops the reading: the content is not the file's.
+	io.Writer
+	// Verified reports, once the whole content was written, whether it is
+	// the file's.
+	Verified() bool
 }
 
 // BytesContent is Content for a file held in memory. Unlike a
@@ -262,6 +286,9 @@ type repoWriter struct {
 	dir      string          // the repository folder, for messages
 	verified map[string]bool // blobs known good in this run
 	dirty    map[string]bool // folders with entries added or replaced since the last syncDirty
+	// sizes lists the blobs named by a SHA-256 by size, once a file with
+	// a Verifier needs them (blobsOfSize); nil until then.
+	sizes map[int64][]string
 }
 
 func (w *repoWriter) show(rel string) string {
@@ -305,9 +332,19 @@ func (w *repoWriter) ensureDir(rel string) error {
 // written again. A rerun then reads each blob once instead of producing
 // and hashing the content as well. A blob edited in place no longer
 // verifies, and is written again.
+//
+// With f.Verify (and no SHA256), the candidates are the linked blob and
+// the other blobs of f.Size bytes, and a candidate must also be f's
+// content by the Verifier's word (findVerified).
 func (w *repoWriter) writeBlob(f FileSource, link string) (string, error) {
 	sum := f.SHA256
-	if sum == "" {
+	switch {
+	case sum == "" && f.Verify != nil:
+		name, err := w.findVerified(f, link)
+		if err != nil || name != "" {
+			return name, err
+		}
+	case sum == "":
 		sum = w.linkedBlob(link, f.Path)
 	}
 	if sum != "" {
@@ -336,7 +373,117 @@ func (w *repoWriter) writeBlob(f FileSource, link string) (string, error) {
 	}
 	w.dirty["blobs"] = true
 	w.verified[sum] = true
+	if w.sizes != nil {
+		w.sizes[f.Size] = append(w.sizes[f.Size], sum)
+	}
 	return sum, nil
+}
+
+// findVerified returns the name of a blob that holds f's content by
+// f.Verify's word and hashes to its name, "" if there is none: the blob
+// the snapshot links f's path to, then the other blobs of f.Size bytes
+// named by a SHA-256.
+func (w *repoWriter) findVerified(f FileSource, link string) (string, error) {
+	var candidates []string
+	if name := w.linkedBlob(link, f.Path); name != "" {
+		candidates = append(candidates, name)
+	}
+	sized, err := w.blobsOfSize(f.Size)
+	if err != nil {
+		return "", err
+	}
+	for _, name := range sized {
+		if len(candidates) == 0 || name != candidates[0] {
+			candidates = append(candidates, name)
+		}
+	}
+	for _, name := range candidates {
+		ok, err := w.blobVerifies(name, f.Size, f.Verify())
+		if err != nil || ok {
+			return name, err
+		}
+	}
+	return "", nil
+}
+
+// blobsOfSize lists, in name order, the blobs of size bytes named by a
+// SHA-256 (64 lowercase hex digits). The listing of blobs/ is made once per
+// write and bounded (maxScanned entries): a candidate it misses is written
+// again, not lost.
+func (w *repoWriter) blobsOfSize(size int64) ([]string, error) {
+	if w.sizes == nil {
+		w.sizes = map[int64][]string{}
+		d, err := w.root.Open("blobs")
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", w.show("blobs"), err)
+		}
+		names, err := d.Readdirnames(maxScanned)
+		d.Close()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("listing %s: %w", w.show("blobs"), err)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			if !isSHA256Name(name) {
+				continue
+			}
+			info, err := w.root.Lstat("blobs/" + name)
+			if err != nil || !info.Mode().IsRegular() {
+				continue // gone meanwhile, or not a blob: not a candidate
+			}
+			w.sizes[info.Size()] = append(w.sizes[info.Size()], name)
+		}
+	}
+	return w.sizes[size], nil
+}
+
+func isSHA256Name(name string) bool {
+	return len(name) == 64 && strings.Trim(name, "0123456789abcdef") == ""
+}
+
+// blobVerifies reports whether blobs/<name> is a regular file of size
+// bytes whose content hashes to name and that v accepts. It reads the blob
+// once, and stops at the first piece v refuses.
+func (w *repoWriter) blobVerifies(name string, size int64, v Verifier) (bool, error) {
+	rel := "blobs/" + name
+	info, err := w.root.Lstat(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading blob %s: %w", w.show(rel), err)
+	case !info.Mode().IsRegular() || info.Size() != size:
+		return false, nil
+	}
+	f, err := w.root.Open(rel)
+	if err != nil {
+		return false, fmt.Errorf("reading blob %s: %w", w.show(rel), err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, err := f.Read(buf)
+		if k > 0 {
+			h.Write(buf[:k])
+			n += int64(k)
+			if _, verr := v.Write(buf[:k]); verr != nil {
+				return false, nil // not this file's content
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading blob %s: %w", w.show(rel), err)
+		}
+	}
+	if n != size || hex.EncodeToString(h.Sum(nil)) != name || !v.Verified() {
+		return false, nil
+	}
+	w.verified[name] = true
+	return true, nil
 }
 
 // linkedBlob returns the blob name that the symlink at link (for the file
@@ -348,7 +495,7 @@ func (w *repoWriter) linkedBlob(link, p string) string {
 		return ""
 	}
 	name, ok := strings.CutPrefix(target, blobTarget(p, ""))
-	if !ok || len(name) != 64 || strings.Trim(name, "0123456789abcdef") != "" {
+	if !ok || !isSHA256Name(name) {
 		return ""
 	}
 	return name

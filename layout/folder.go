@@ -19,8 +19,9 @@ import (
 var ErrEmptyFolder = errors.New("folder has no files")
 
 // ErrSymlinkOutside is returned, wrapped with the link's path and its
-// target, by ScanDir for a symlink that resolves outside the folder.
-var ErrSymlinkOutside = errors.New("symlink points outside the folder")
+// target, by ScanDir for a symlink that resolves to a directory outside the
+// folder. (A symlink to a regular file is followed wherever the file is.)
+var ErrSymlinkOutside = errors.New("symlink points to a directory outside the folder")
 
 // ErrUnrecordableName is returned, wrapped with the folder and the name
 // (escaped), by ScanDir for a file or folder name that the registry could
@@ -40,6 +41,10 @@ type Entry struct {
 	Mode fs.FileMode
 	// Role is Classify(Path).
 	Role Role
+	// Linked is set when Path is a symbolic link (or a chain of them) to a
+	// regular file: Size and Mode are that file's, wherever it is, and so
+	// is the content a reader of Path gets.
+	Linked bool
 }
 
 // ScanDir lists the regular files under dir, sorted by Path, with their
@@ -47,12 +52,18 @@ type Entry struct {
 // once (and closed) to prove it is readable.
 //
 // Symlinks are resolved with filepath.EvalSymlinks. A link to a regular file
-// inside dir is listed under the link's own path with the target's size and
-// permissions. A link to a directory inside dir is not descended into: its
-// contents are already listed under their real path, and not following
-// directory links rules out loops. A link resolving outside dir is an error
-// wrapping ErrSymlinkOutside, and it is never followed; so is a dangling or
-// looping link.
+// is listed under the link's own path with the target's size and
+// permissions, and marked Linked, wherever the file is: inside dir or
+// outside it, as cp -rL and hf upload follow them. That is what a snapshot
+// of the Hugging Face cache is made of (every file a link to
+// ../../blobs/<hash>), and the file is one its user can read anyway. A
+// link to a directory inside dir is not descended into: its contents are
+// already listed under their real path, and not following directory links
+// rules out loops. A link to a directory outside dir is an error wrapping
+// ErrSymlinkOutside, naming the link: following it would record a tree
+// that is not the folder's. A dangling or looping link is an error naming
+// the link, and so is a link to anything but a regular file or a directory
+// (a device, a named pipe), inside or outside.
 //
 // Errors name the offending path, escaped with textsafe.Name: an unreadable
 // file or subfolder, a special file (named pipe, socket, device), or a name
@@ -157,7 +168,7 @@ func (s *scanState) walk(relDir string) error {
 			if err != nil {
 				return escapePathError(err)
 			}
-			if err := s.addFile(relPath, fullPath, info); err != nil {
+			if err := s.addFile(relPath, fullPath, info, false); err != nil {
 				return err
 			}
 		default:
@@ -167,15 +178,19 @@ func (s *scanState) walk(relDir string) error {
 	return nil
 }
 
-func (s *scanState) addFile(relPath, readPath string, info fs.FileInfo) error {
+// addFile lists the regular file described by info under relPath, once
+// readPath (the file itself, or a link's target) proves readable. linked
+// says relPath is a symlink.
+func (s *scanState) addFile(relPath, readPath string, info fs.FileInfo, linked bool) error {
 	if err := s.checkRead(readPath); err != nil {
 		return fmt.Errorf("%s: unreadable: %w", textsafe.Name(s.osPath(relPath)), escapePathError(err))
 	}
 	s.entries = append(s.entries, Entry{
-		Path: relPath,
-		Size: info.Size(),
-		Mode: info.Mode().Perm(),
-		Role: Classify(relPath),
+		Path:   relPath,
+		Size:   info.Size(),
+		Mode:   info.Mode().Perm(),
+		Role:   Classify(relPath),
+		Linked: linked,
 	})
 	return nil
 }
@@ -188,18 +203,18 @@ func (s *scanState) addSymlink(relPath, linkPath string) error {
 	if target, err = filepath.Abs(target); err != nil {
 		return err
 	}
-	if !isWithin(s.realRoot, target) {
-		return fmt.Errorf("%s: %w (%s)", textsafe.Name(linkPath), ErrSymlinkOutside, textsafe.Name(target))
-	}
 	info, err := os.Stat(target)
 	if err != nil {
 		return fmt.Errorf("%s: %w", textsafe.Name(linkPath), escapePathError(err))
 	}
 	switch {
 	case info.IsDir():
+		if !isWithin(s.realRoot, target) {
+			return fmt.Errorf("%s: %w (%s)", textsafe.Name(linkPath), ErrSymlinkOutside, textsafe.Name(target))
+		}
 		return nil // listed under its real path inside the folder
 	case info.Mode().IsRegular():
-		return s.addFile(relPath, target, info)
+		return s.addFile(relPath, target, info, true)
 	default:
 		return fmt.Errorf("%s: symlink to %s, which is not a regular file (%s)",
 			textsafe.Name(linkPath), textsafe.Name(target), describeFileKind(info.Mode().Type()))

@@ -86,12 +86,12 @@ func TestScanDirSymlinks(t *testing.T) {
 		entries, err := ScanDir(dir)
 		require.NoError(t, err)
 		assert.Equal(t, []Entry{
-			{Path: "absolute.safetensors", Size: 8, Mode: 0o640, Role: RoleWeights},
+			{Path: "absolute.safetensors", Size: 8, Mode: 0o640, Role: RoleWeights, Linked: true},
 			{Path: "blobs/abc", Size: 8, Mode: 0o640, Role: RoleOther},
-			{Path: "chain", Size: 8, Mode: 0o640, Role: RoleOther},
-			{Path: "model.safetensors", Size: 8, Mode: 0o640, Role: RoleWeights},
-			{Path: "nested/config.json", Size: 2, Mode: 0o644, Role: RoleConfig},
-			{Path: "real/sub/self-link.bin", Size: 1, Mode: 0o644, Role: RoleOther},
+			{Path: "chain", Size: 8, Mode: 0o640, Role: RoleOther, Linked: true},
+			{Path: "model.safetensors", Size: 8, Mode: 0o640, Role: RoleWeights, Linked: true},
+			{Path: "nested/config.json", Size: 2, Mode: 0o644, Role: RoleConfig, Linked: true},
+			{Path: "real/sub/self-link.bin", Size: 1, Mode: 0o644, Role: RoleOther, Linked: true},
 			{Path: "real/sub/x.bin", Size: 1, Mode: 0o644, Role: RoleOther},
 			{Path: "real/tok.json", Size: 2, Mode: 0o644, Role: RoleOther},
 		}, entries)
@@ -108,13 +108,47 @@ func TestScanDirSymlinks(t *testing.T) {
 		entries, err := ScanDir(linkedDir)
 		require.NoError(t, err)
 		assert.Equal(t, []Entry{
-			{Path: "model.safetensors", Size: 1, Mode: 0o644, Role: RoleWeights},
+			{Path: "model.safetensors", Size: 1, Mode: 0o644, Role: RoleWeights, Linked: true},
 			{Path: "weights/model.safetensors", Size: 1, Mode: 0o644, Role: RoleWeights},
+		}, entries)
+	})
+
+	// A link to a regular file is followed wherever the file is, as cp -rL
+	// and hf upload do: a snapshot of the Hugging Face cache links every
+	// file to ../../blobs/, outside the snapshot folder.
+	t.Run("to regular files outside the folder", func(t *testing.T) {
+		base := t.TempDir()
+		outside := filepath.Join(base, "elsewhere")
+		writeTree(t, outside, map[string]string{"w.bin": "weights!!", "tok": "{}", "deep/cfg": "cfg"})
+		require.NoError(t, os.Chmod(filepath.Join(outside, "w.bin"), 0o600))
+		dir := filepath.Join(base, "snap")
+		writeTree(t, dir, map[string]string{"README.md": "hi"})
+		links := map[string]string{
+			"model.safetensors":  "../elsewhere/w.bin",                  // relative, up and out
+			"sub/tokenizer.json": "../../elsewhere/tok",                 // from a subfolder
+			"config.json":        filepath.Join(outside, "deep", "cfg"), // absolute
+			"hop.json":           "model.safetensors",                   // inside link to an outside link
+		}
+		for link, target := range links {
+			full := filepath.Join(dir, filepath.FromSlash(link))
+			require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+			require.NoError(t, os.Symlink(filepath.FromSlash(target), full))
+		}
+
+		entries, err := ScanDir(dir)
+		require.NoError(t, err)
+		assert.Equal(t, []Entry{
+			{Path: "README.md", Size: 2, Mode: 0o644, Role: RoleOther},
+			{Path: "config.json", Size: 3, Mode: 0o644, Role: RoleConfig, Linked: true},
+			{Path: "hop.json", Size: 9, Mode: 0o600, Role: RoleOther, Linked: true},
+			{Path: "model.safetensors", Size: 9, Mode: 0o600, Role: RoleWeights, Linked: true},
+			{Path: "sub/tokenizer.json", Size: 2, Mode: 0o644, Role: RoleTokenizer, Linked: true},
 		}, entries)
 	})
 
 	outside := t.TempDir()
 	writeTree(t, outside, map[string]string{"x": "secret"})
+	require.NoError(t, os.Symlink("loop", filepath.Join(outside, "loop")))
 	tests := []struct {
 		name    string
 		links   map[string]string // link -> target
@@ -123,31 +157,31 @@ func TestScanDirSymlinks(t *testing.T) {
 		is      error
 	}{
 		{
-			name:    "to a file outside",
-			links:   map[string]string{"checkpoint-100/model.safetensors": filepath.Join(outside, "x")},
-			failing: "checkpoint-100/model.safetensors",
-			wantErr: "symlink points outside the folder (" + filepath.Join(outside, "x") + ")",
-			is:      ErrSymlinkOutside,
-		},
-		{
 			name:    "to a directory outside",
 			links:   map[string]string{"ext": outside},
 			failing: "ext",
-			wantErr: "symlink points outside the folder",
+			wantErr: "symlink points to a directory outside the folder (" + outside + ")",
 			is:      ErrSymlinkOutside,
 		},
 		{
 			name:    "relative, escaping with ..",
 			links:   map[string]string{"up": "../"},
 			failing: "up",
-			wantErr: "symlink points outside the folder",
+			wantErr: "symlink points to a directory outside the folder",
 			is:      ErrSymlinkOutside,
 		},
 		{
-			name:    "through an inside link to the outside",
-			links:   map[string]string{"hop1": "hop2", "hop2": filepath.Join(outside, "x")},
+			name:    "through an inside link to a directory outside",
+			links:   map[string]string{"hop1": "hop2", "hop2": outside},
 			failing: "hop1",
-			wantErr: "symlink points outside the folder",
+			wantErr: "symlink points to a directory outside the folder",
+			is:      ErrSymlinkOutside,
+		},
+		{
+			name:    "through a directory outside to a file",
+			links:   map[string]string{"model.safetensors": "ext/x", "ext": outside},
+			failing: "ext",
+			wantErr: "symlink points to a directory outside the folder",
 			is:      ErrSymlinkOutside,
 		},
 		{
@@ -162,6 +196,19 @@ func TestScanDirSymlinks(t *testing.T) {
 			links:   map[string]string{"ping": "pong", "pong": "ping"},
 			failing: "ping",
 			wantErr: "cannot resolve symlink",
+		},
+		{
+			name:    "loop through the outside",
+			links:   map[string]string{"out.json": filepath.Join(outside, "loop")},
+			failing: "out.json",
+			wantErr: "cannot resolve symlink",
+		},
+		{
+			name:    "dangling, outside",
+			links:   map[string]string{"gone.bin": filepath.Join(outside, "missing")},
+			failing: "gone.bin",
+			wantErr: "cannot resolve symlink",
+			is:      fs.ErrNotExist,
 		},
 	}
 	for _, tt := range tests {

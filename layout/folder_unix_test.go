@@ -57,7 +57,7 @@ func TestScanDirSpecialFiles(t *testing.T) {
 				require.NoError(t, os.Symlink("/dev/null", link))
 				return link
 			},
-			wantErr: "symlink points outside the folder (/dev/null)",
+			wantErr: "symlink to /dev/null, which is not a regular file (character device)",
 		},
 	}
 	for _, tt := range tests {

@@ -4,22 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/internal/miniotest"
+	"github.com/ckptdev/ckpt/internal/npmtest"
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/layout"
 )
@@ -33,6 +30,9 @@ const (
 	// ggufJSCache is relative to the module root (/.cache/ is git-ignored).
 	ggufJSCache = ".cache/npm-gguf"
 )
+
+// ggufJS is installed by npmtest, once, into ggufJSCache.
+var ggufJS = npmtest.Package{Name: ggufJSPackage, Version: ggufJSVersion, Cache: ggufJSCache, Purpose: "the @huggingface/gguf interop test"}
 
 // ggufScript parses each requested file with @huggingface/gguf's gguf()
 // (local files allowed, typed metadata) and prints what it found, numbers
@@ -114,7 +114,7 @@ type ggufJSResult struct {
 // offsets), the same data section start and the same metadata, and that
 // its bits-per-weight table gives the same tensor sizes.
 func TestInteropHuggingFaceGGUF(t *testing.T) {
-	pkgDir := installGGUFJS(t)
+	pkgDir := npmtest.Install(t, ggufJS)
 
 	dir := t.TempDir()
 	files := []synth.GGUFFile{
@@ -245,7 +245,7 @@ func ggufValueJSON(t *testing.T, v any) string {
 // holding only PATH and a throw-away HOME.
 func runGGUFJS(t *testing.T, pkgDir string, paths []string) ggufJSResult {
 	t.Helper()
-	node := lookNodeTool(t, "node")
+	node := npmtest.Tool(t, "node", ggufJS.Purpose)
 	req, err := json.Marshal(map[string]any{"files": paths})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -262,109 +262,4 @@ func runGGUFJS(t *testing.T, pkgDir string, paths []string) ggufJSResult {
 	var out ggufJSResult
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &out), "node printed no result; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	return out
-}
-
-// installGGUFJS returns the folder holding node_modules/@huggingface/gguf
-// at ggufJSVersion, installing it the first time into a fresh folder that
-// is renamed into place, so concurrent runs never see a half-installed
-// cache. Missing tools or a failed install fail the test: it is never
-// skipped.
-func installGGUFJS(t *testing.T) string {
-	t.Helper()
-	lookNodeTool(t, "node")
-	npm := lookNodeTool(t, "npm")
-	root, err := miniotest.ModuleRoot()
-	require.NoError(t, err)
-	dir := filepath.Join(root, filepath.FromSlash(ggufJSCache))
-	if installedGGUFJS(dir) == ggufJSVersion {
-		return dir
-	}
-	parent := filepath.Dir(dir)
-	require.NoError(t, os.MkdirAll(parent, 0o755))
-	tmp, err := os.MkdirTemp(parent, filepath.Base(dir)+".tmp-")
-	require.NoError(t, err)
-	defer os.RemoveAll(tmp) // gone already once renamed into place
-	// A package.json of its own keeps npm from looking for a project above.
-	require.NoError(t, os.WriteFile(filepath.Join(tmp, "package.json"), []byte(`{"name": "ckpt-interop-gguf", "private": true}`+"\n"), 0o644))
-
-	ctx, cancel := context.WithTimeout(context.Background(), npmInstallTimeout(t))
-	defer cancel()
-	spec := ggufJSPackage + "@" + ggufJSVersion
-	cmd := exec.CommandContext(ctx, npm, "install", "--ignore-scripts", "--no-audit", "--no-fund",
-		"--no-progress", "--no-update-notifier", "--save-exact", "--prefix", tmp, spec)
-	cmd.Dir = tmp
-	cmd.Env = npmEnviron()
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "npm install %s into %s failed (%v after %s); the interop test needs Node.js, npm and the npm registry. npm output:\n%s",
-		spec, tmp, err, time.Since(start).Round(time.Second), out)
-	require.Equal(t, ggufJSVersion, installedGGUFJS(tmp), "npm install %s did not install that version into %s; npm output:\n%s", spec, tmp, out)
-	t.Logf("installed %s into %s in %s", spec, dir, time.Since(start).Round(100*time.Millisecond))
-
-	// Publish: rename into place; if another run got there first, keep
-	// theirs; a stale cache (another version, or broken) is moved aside.
-	for range 3 {
-		if err := os.Rename(tmp, dir); err == nil {
-			return dir
-		}
-		if installedGGUFJS(dir) == ggufJSVersion {
-			return dir
-		}
-		stale, err := os.MkdirTemp(parent, filepath.Base(dir)+".stale-")
-		require.NoError(t, err)
-		err = os.Rename(dir, filepath.Join(stale, "old"))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			os.RemoveAll(stale)
-			require.NoError(t, err, "cannot move the stale cache %s aside", dir)
-		}
-		require.NoError(t, os.RemoveAll(stale))
-	}
-	t.Fatalf("cannot put the npm install into %s: another process keeps replacing it", dir)
-	return ""
-}
-
-// installedGGUFJS is the version of the package installed under dir, or ""
-// if there is none.
-func installedGGUFJS(dir string) string {
-	data, err := os.ReadFile(filepath.Join(dir, "node_modules", filepath.FromSlash(ggufJSPackage), "package.json"))
-	if err != nil {
-		return ""
-	}
-	var pkg struct {
-		Version string `json:"version"`
-	}
-	if json.Unmarshal(data, &pkg) != nil {
-		return ""
-	}
-	return pkg.Version
-}
-
-// npmInstallTimeout ends a minute before the test binary's deadline.
-func npmInstallTimeout(t *testing.T) time.Duration {
-	d := 10 * time.Minute
-	if deadline, ok := t.Deadline(); ok {
-		if left := time.Until(deadline) - time.Minute; left < d {
-			d = max(left, 10*time.Second)
-		}
-	}
-	return d
-}
-
-// npmEnviron is the ambient environment without AWS_* and HF_* variables.
-func npmEnviron() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "HF_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-func lookNodeTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	require.NoError(t, err, "%s is not on PATH: the @huggingface/gguf interop test needs Node.js 20+ and npm (install them; the test is never skipped)", name)
-	return p
 }

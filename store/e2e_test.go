@@ -499,13 +499,13 @@ func TestPushBadInput(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "trainer_state.json"), []byte(`{"global_step": "abc"`), 0o644))
 			return dir
 		}, []string{"trainer_state.json"}},
-		{"symlink out of the folder", func(t *testing.T) string {
+		{"symlink to a directory out of the folder", func(t *testing.T) string {
 			dir := copyCkpt(t)
 			outside := filepath.Join(t.TempDir(), "secret")
-			require.NoError(t, os.WriteFile(outside, []byte("x"), 0o644))
-			require.NoError(t, os.Symlink(outside, filepath.Join(dir, "notes.txt")))
+			require.NoError(t, os.Mkdir(outside, 0o755))
+			require.NoError(t, os.Symlink(outside, filepath.Join(dir, "notes")))
 			return dir
-		}, []string{"notes.txt", "outside"}},
+		}, []string{"notes", "directory outside"}},
 		{"empty folder", func(t *testing.T) string {
 			dir := filepath.Join(t.TempDir(), "checkpoint-100")
 			require.NoError(t, os.Mkdir(dir, 0o755))

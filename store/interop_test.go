@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ckptdev/ckpt/internal/miniotest"
+	"github.com/ckptdev/ckpt/internal/npmtest"
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/store"
 )
@@ -29,6 +26,10 @@ const (
 	// transformersJSCache is relative to the module root (/.cache/ is git-ignored).
 	transformersJSCache = ".cache/npm-transformers"
 )
+
+// transformersJS is installed by npmtest, once, into transformersJSCache
+// (the first install downloads some hundred MB).
+var transformersJS = npmtest.Package{Name: transformersJSPackage, Version: transformersJSVersion, Cache: transformersJSCache, Purpose: "the transformers.js interop test"}
 
 // encodeScript loads each requested folder with transformers.js'
 // AutoTokenizer, local files only, and prints the ids of every text.
@@ -88,7 +89,7 @@ var interopTexts = []struct {
 // weights-only fine-tune, inherited from its base at pull time, and encodes
 // exactly as it does from the original base folder.
 func TestInteropTransformersJS(t *testing.T) {
-	pkgDir := installTransformersJS(t)
+	pkgDir := npmtest.Install(t, transformersJS)
 
 	e := newEnv(t, newLocal)
 	base, ckpts := tinyRun(t, 10, func(s *synth.RunSpec) { s.WeightsOnly = true })
@@ -150,7 +151,7 @@ type jsResult struct {
 // environment holding only PATH and a throw-away HOME.
 func runTransformersJS(t *testing.T, pkgDir string, texts []string, models ...jsModel) jsResult {
 	t.Helper()
-	node := lookTool(t, "node")
+	node := npmtest.Tool(t, "node", transformersJS.Purpose)
 	req, err := json.Marshal(map[string]any{"models": models, "texts": texts})
 	require.NoError(t, err)
 
@@ -171,113 +172,4 @@ func runTransformersJS(t *testing.T, pkgDir string, texts []string, models ...js
 	var out jsResult
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &out), "node printed no result; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	return out
-}
-
-// installTransformersJS returns the folder holding
-// node_modules/@huggingface/transformers at transformersJSVersion,
-// installing it the first time. The install goes into a fresh folder beside
-// the cache and is renamed into place, so concurrent runs never see a
-// half-installed cache (at worst both install, and one keeps the other's).
-// Missing tools or a failed install fail the test: it is never skipped.
-func installTransformersJS(t *testing.T) string {
-	t.Helper()
-	lookTool(t, "node")
-	npm := lookTool(t, "npm")
-	root, err := miniotest.ModuleRoot()
-	require.NoError(t, err)
-	dir := filepath.Join(root, filepath.FromSlash(transformersJSCache))
-	if installedTransformersJS(dir) == transformersJSVersion {
-		return dir
-	}
-
-	parent := filepath.Dir(dir)
-	require.NoError(t, os.MkdirAll(parent, 0o755))
-	tmp, err := os.MkdirTemp(parent, filepath.Base(dir)+".tmp-")
-	require.NoError(t, err)
-	defer os.RemoveAll(tmp) // gone already once renamed into place
-	// A package.json of its own keeps npm from looking for a project above.
-	require.NoError(t, os.WriteFile(filepath.Join(tmp, "package.json"), []byte(`{"name": "ckpt-interop", "private": true}`+"\n"), 0o644))
-
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout(t))
-	defer cancel()
-	spec := transformersJSPackage + "@" + transformersJSVersion
-	cmd := exec.CommandContext(ctx, npm, "install", "--ignore-scripts", "--no-audit", "--no-fund",
-		"--no-progress", "--no-update-notifier", "--save-exact", "--prefix", tmp, spec)
-	cmd.Dir = tmp
-	cmd.Env = npmEnv()
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "npm install %s into %s failed (%v after %s); the interop test needs Node.js, npm and the npm registry. npm output:\n%s",
-		spec, tmp, err, time.Since(start).Round(time.Second), out)
-	require.Equal(t, transformersJSVersion, installedTransformersJS(tmp), "npm install %s did not install that version into %s; npm output:\n%s", spec, tmp, out)
-	t.Logf("installed %s into %s in %s", spec, dir, time.Since(start).Round(100*time.Millisecond))
-
-	// Publish: rename into place; if another run got there first, keep
-	// theirs; a stale cache (another version, or broken) is moved aside.
-	for range 3 {
-		if err := os.Rename(tmp, dir); err == nil {
-			return dir
-		}
-		if installedTransformersJS(dir) == transformersJSVersion {
-			return dir
-		}
-		stale, err := os.MkdirTemp(parent, filepath.Base(dir)+".stale-")
-		require.NoError(t, err)
-		err = os.Rename(dir, filepath.Join(stale, "old"))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			os.RemoveAll(stale)
-			require.NoError(t, err, "cannot move the stale cache %s aside", dir)
-		}
-		require.NoError(t, os.RemoveAll(stale))
-	}
-	t.Fatalf("cannot put the npm install into %s: another process keeps replacing it", dir)
-	return ""
-}
-
-// installedTransformersJS is the version of the package installed under dir,
-// or "" if there is none.
-func installedTransformersJS(dir string) string {
-	data, err := os.ReadFile(filepath.Join(dir, "node_modules", filepath.FromSlash(transformersJSPackage), "package.json"))
-	if err != nil {
-		return ""
-	}
-	var pkg struct {
-		Version string `json:"version"`
-	}
-	if json.Unmarshal(data, &pkg) != nil {
-		return ""
-	}
-	return pkg.Version
-}
-
-// installTimeout is generous, as the first install downloads some hundred
-// MB, but ends a minute before the test binary's own deadline.
-func installTimeout(t *testing.T) time.Duration {
-	d := 10 * time.Minute
-	if deadline, ok := t.Deadline(); ok {
-		if left := time.Until(deadline) - time.Minute; left < d {
-			d = max(left, 10*time.Second)
-		}
-	}
-	return d
-}
-
-// npmEnv is the ambient environment (proxy settings, .npmrc, npm's own
-// cache under HOME) without AWS_* and HF_* variables.
-func npmEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "HF_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	require.NoError(t, err, "%s is not on PATH: the transformers.js interop test needs Node.js 20+ and npm (install them; the test is never skipped)", name)
-	return p
 }

@@ -46,6 +46,9 @@ type PushOptions struct {
 	Tags    []string
 	Metrics map[string]float64 // recorded on top of trainer_state.json's eval metrics
 	Force   bool               // replace an existing version with different content
+	// HF is recorded as the Hugging Face Hub repository and commit the
+	// folder is a snapshot of (refs.Record.HF); nil for a plain folder.
+	HF *refs.HFOrigin
 }
 
 // PushResult tells what a push read and stored.
@@ -53,6 +56,7 @@ type PushResult struct {
 	Record    refs.Record
 	Unchanged bool // NAME@VERSION already recorded exactly this content
 	Files     int
+	Symlinked int   // files read through a symbolic link (layout.Entry.Linked)
 	Logical   int64 // bytes in the folder
 	BytesRead int64 // bytes read from files (0 when the stat cache knew them all)
 	Chunks    int
@@ -181,7 +185,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 
 	op.rec = refs.Record{
 		Name: opts.Name, Version: version, Manifest: op.manifestID, Pushed: time.Now().UTC(), Step: step,
-		Base: base, Files: len(op.scan.files), Logical: op.res.Logical, Stored: op.res.NewStored,
+		Base: base, Files: len(op.scan.files), Logical: op.res.Logical, Stored: op.res.NewStored, HF: opts.HF,
 	}
 	if host, err := os.Hostname(); err == nil {
 		op.rec.Source = host + ":" + f.abs
@@ -322,6 +326,9 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 	res := &PushResult{Files: len(files)}
 	for _, pf := range files {
 		res.Logical += pf.info.Size()
+		if pf.entry.Linked {
+			res.Symlinked++
+		}
 	}
 	readStart := time.Now()
 	if err := b.storeChunks(ctx, files, res); err != nil {

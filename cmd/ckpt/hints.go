@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/ckptdev/ckpt/hfcache"
+	"github.com/ckptdev/ckpt/hfcache/hfbridge"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/refs"
@@ -24,6 +26,8 @@ var hints = []struct {
 	{store.ErrTargetNotEmpty, "pull", "use --force to replace it"},
 	{store.ErrNotRunnable, "pull", "push it with --base NAME@REF, or pull with --allow-incomplete"},
 	{store.ErrNoFileCache, "pull", "pull without --link"},
+	{hfbridge.ErrNoRepoID, "pull", "give the repo id with --hf-repo ORG/NAME"},
+	{hfcache.ErrNotCached, "import-hf", "download it first (hf download ORG/NAME), or point --cache-dir at the cache that has it"},
 	{store.ErrNeedsForce, "push", "use --force to replace it"},
 	{store.ErrBadBase, "push", "--base takes the NAME@REF of a recorded model"},
 	{refs.ErrNoMetric, "", "push with --metric eval_loss=... to record it"},

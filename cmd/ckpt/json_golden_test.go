@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ckptdev/ckpt/hfcache/hfcachetest"
 	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store/object"
@@ -188,6 +189,14 @@ func TestJSONGolden(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.registryBackend().Delete(context.Background(), object.BlobKey(id)))
 	g.check("verify-problem", 1, "verify", "run@30", "--json")
+
+	// The Hugging Face cache: import a snapshot, pull it into another cache.
+	hub, pulledHub := filepath.Join(t.TempDir(), "hub"), filepath.Join(t.TempDir(), "pulled-hub")
+	hfcachetest.Build(t, hub, "org/gpt2", hfcachetest.Commit("gpt2"), "main", base)
+	settle(t, hub)
+	g.paths = append([][2]string{{hub, "<hf-cache>"}, {pulledHub, "<hf-pulled>"}}, g.paths...)
+	g.check("import-hf", 0, "import-hf", "org/gpt2", "gpt2-hub", "--cache-dir", hub, "--json")
+	g.check("pull-hf-cache", 0, "pull", "gpt2-hub@latest", "--hf-cache", "--cache-dir", pulledHub, "--json")
 
 	// Every schema has a golden file, and no file is left over.
 	covered := map[string]bool{}

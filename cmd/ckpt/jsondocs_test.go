@@ -140,7 +140,7 @@ type docSection struct {
 }
 
 var (
-	schemaLine    = regexp.MustCompile("^Schema `(ckpt\\.[a-z.]+/v[0-9]+)`")
+	schemaLine    = regexp.MustCompile("^Schema `(ckpt\\.[a-z.-]+/v[0-9]+)`")
 	sharedHeading = regexp.MustCompile("^#{2,3} The ([a-z]+) object")
 )
 

@@ -18,7 +18,8 @@ func (a *app) lsCommand() *cobra.Command {
 		Use:   "ls [NAME]",
 		Short: "List recorded checkpoints",
 		Long: `List every NAME with its versions: step, eval_loss, best/latest/tag markers,
-logical size and the bytes its push newly stored.`,
+logical size and the bytes its push newly stored. A version imported from the
+Hugging Face cache (import-hf) is marked hf:ORG/NAME@COMMIT (12 hex digits).`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -83,8 +84,20 @@ func (a *app) printVersions(name string, recs []refs.Record, vs []lsVersionOutpu
 			marks = append(marks, "latest")
 		}
 		marks = append(marks, v.Tags...)
+		if rec.HF != nil {
+			marks = append(marks, "hf:"+textsafe.Name(rec.HF.Repo)+"@"+textsafe.Name(shortRevision(rec.HF.Revision)))
+		}
 		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", rec.Version, rec.Step, loss, humanBytes(rec.Logical), humanBytes(rec.Stored),
 			rec.Pushed.Local().Format("2006-01-02 15:04"), strings.Join(marks, ","))
 	}
 	tw.Flush()
+}
+
+// shortRevision is the first 12 hex digits of a commit hash, as git
+// abbreviates it; anything shorter is kept whole.
+func shortRevision(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
 }

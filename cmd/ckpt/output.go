@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/diff"
+	"github.com/ckptdev/ckpt/hfcache/hfbridge"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
@@ -46,6 +47,8 @@ func schemaName(command string) string { return "ckpt." + command + "/" + schema
 var outputTypes = map[string]any{
 	schemaName("init"):            initOutput{},
 	schemaName("push"):            pushOutput{},
+	schemaName("import-hf"):       importHFOutput{},
+	schemaName("pull-hf-cache"):   pullHFCacheOutput{},
 	schemaName("pull"):            pullOutput{},
 	schemaName("ls"):              lsOutput{},
 	schemaName("show"):            showOutput{},
@@ -131,6 +134,14 @@ type recordOutput struct {
 	LogicalBytes int64              `json:"logical_bytes"`
 	StoredBytes  int64              `json:"stored_bytes"`
 	Source       string             `json:"source"`
+	HF           *hfOriginOutput    `json:"hf"`
+}
+
+// hfOriginOutput is the Hugging Face Hub repository and commit a
+// checkpoint was imported from (ckpt import-hf).
+type hfOriginOutput struct {
+	Repo     string `json:"repo"`
+	Revision string `json:"revision"`
 }
 
 // baseOutput is the base a record inherits from.
@@ -151,6 +162,9 @@ func newRecordOutput(rec refs.Record) recordOutput {
 	}
 	if rec.Base != nil {
 		out.Base = &baseOutput{Name: rec.Base.Name, Version: rec.Base.Version, Manifest: rec.Base.Manifest.String()}
+	}
+	if rec.HF != nil {
+		out.HF = &hfOriginOutput{Repo: rec.HF.Repo, Revision: rec.HF.Revision}
 	}
 	return out
 }
@@ -216,6 +230,7 @@ type pushOutput struct {
 	Record         recordOutput `json:"record"`
 	Unchanged      bool         `json:"unchanged"`
 	Files          int          `json:"files"`
+	SymlinkedFiles int          `json:"symlinked_files"`
 	LogicalBytes   int64        `json:"logical_bytes"`
 	ReadBytes      int64        `json:"read_bytes"`
 	Chunks         int          `json:"chunks"`
@@ -228,9 +243,62 @@ type pushOutput struct {
 func newPushOutput(res *store.PushResult) pushOutput {
 	return pushOutput{
 		Schema: schemaName("push"), Record: newRecordOutput(res.Record), Unchanged: res.Unchanged,
-		Files: res.Files, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
+		Files: res.Files, SymlinkedFiles: res.Symlinked, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
 	}
+}
+
+// --- import-hf ---
+
+type importHFOutput struct {
+	Schema         string       `json:"schema"`
+	HFRepo         string       `json:"hf_repo"`
+	HFCommit       string       `json:"hf_commit"`
+	HFRef          string       `json:"hf_ref"`
+	SnapshotDir    string       `json:"snapshot_dir"`
+	Record         recordOutput `json:"record"`
+	Unchanged      bool         `json:"unchanged"`
+	Files          int          `json:"files"`
+	SymlinkedFiles int          `json:"symlinked_files"`
+	LogicalBytes   int64        `json:"logical_bytes"`
+	ReadBytes      int64        `json:"read_bytes"`
+	NewBlobs       int          `json:"new_blobs"`
+	NewStoredBytes int64        `json:"new_stored_bytes"`
+}
+
+func newImportHFOutput(res *hfbridge.ImportResult) importHFOutput {
+	p := res.Push
+	return importHFOutput{
+		Schema: schemaName("import-hf"), HFRepo: res.Snapshot.Repo.String(), HFCommit: res.Snapshot.Commit, HFRef: res.Snapshot.Ref,
+		SnapshotDir: res.Snapshot.Dir, Record: newRecordOutput(p.Record), Unchanged: p.Unchanged, Files: p.Files,
+		SymlinkedFiles: p.Symlinked, LogicalBytes: p.Logical, ReadBytes: p.BytesRead, NewBlobs: p.NewBlobs, NewStoredBytes: p.NewStored,
+	}
+}
+
+// --- pull --hf-cache ---
+
+type pullHFCacheOutput struct {
+	Schema       string             `json:"schema"`
+	Record       recordOutput       `json:"record"`
+	CacheDir     string             `json:"cache_dir"`
+	HFRepo       string             `json:"hf_repo"`
+	HFRevision   string             `json:"hf_revision"`
+	HFBranch     string             `json:"hf_branch"`
+	SnapshotDir  string             `json:"snapshot_dir"`
+	Files        []pulledFileOutput `json:"files"`
+	LogicalBytes int64              `json:"logical_bytes"`
+}
+
+func newPullHFCacheOutput(res *hfbridge.PullResult, cacheDir string) pullHFCacheOutput {
+	out := pullHFCacheOutput{
+		Schema: schemaName("pull-hf-cache"), Record: newRecordOutput(res.Record), CacheDir: absPath(cacheDir),
+		HFRepo: res.Repo, HFRevision: res.Revision, HFBranch: res.Branch, SnapshotDir: absPath(res.SnapshotDir),
+		Files: make([]pulledFileOutput, len(res.Files)), LogicalBytes: res.Bytes,
+	}
+	for i, f := range res.Files {
+		out.Files[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
+	}
+	return out
 }
 
 // --- pull ---

@@ -12,8 +12,9 @@ import (
 func (a *app) pullCommand() *cobra.Command {
 	var opts store.PullOptions
 	var asJSON bool
+	var hf hfCacheFlags
 	cmd := &cobra.Command{
-		Use:   "pull NAME@REF DIR",
+		Use:   "pull NAME@REF (DIR | --hf-cache)",
 		Short: "Reassemble a runnable model folder",
 		Long: `Write NAME@REF into DIR. REF is a version, a tag, latest (the highest version)
 or best (lowest eval_loss).
@@ -36,11 +37,16 @@ Every byte is checked against its digest. Files get their recorded mode less
 the umask (like tar without -p). The folder is built beside DIR in a private
 folder (mode 0700) with a name nobody can guess, without following symbolic
 links, and renamed into place at the end; an interrupted pull is resumed by the
-next identical one. A non-empty DIR is refused unless --force.`,
+next identical one. A non-empty DIR is refused unless --force.
+` + hfCacheHelp,
 		Example: `  ckpt pull llama-sft@best ./model
-  ckpt pull llama-sft@latest ./resume --full`,
-		Args: exactArgs(2),
+  ckpt pull llama-sft@latest ./resume --full
+  ckpt pull llama-sft@best --hf-cache --hf-repo me/llama-sft`,
+		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if hf.enabled || len(args) == 1 {
+				return a.pullHFCache(cmd, args, opts, hf, asJSON)
+			}
 			name, ref, err := parseRef(args[0], false)
 			if err != nil {
 				return err
@@ -77,6 +83,7 @@ next identical one. A non-empty DIR is refused unless --force.`,
 	f.BoolVar(&opts.Link, "link", false, "materialize from the per-machine file cache by reflink, else read-only hard link, else copy")
 	f.BoolVar(&opts.AllowIncomplete, "allow-incomplete", false, "write the folder even if it is not runnable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	hf.register(f)
 	return cmd
 }
 

@@ -25,6 +25,13 @@ VERSION defaults to trainer_state.json's global_step, else the N of a
 checkpoint-N folder name. Pushing identical content to an existing version is a
 no-op; different content is refused unless --force.
 
+A symbolic link to a regular file is followed wherever the file is (as cp -rL
+and hf upload do) and recorded as that file's content; push says how many
+files came through links. So a snapshot folder of the Hugging Face cache,
+whose files link to ../../blobs/, can be pushed as it is (or use ckpt
+import-hf). A link to a folder outside DIR, a loop or a dangling link is
+refused, naming the link.
+
 The eval metrics logged at the pushed step in trainer_state.json are recorded;
 --metric key=value adds or overrides metrics for other trainers.`,
 		Example: `  ckpt push out/checkpoint-500 llama-sft --base llama-base@1
@@ -92,6 +99,9 @@ func (a *app) printPush(res *store.PushResult) {
 	}
 	a.printf("pushed %s@%s (manifest %s)\n", rec.Name, rec.Version, rec.Manifest.String()[:12])
 	a.printf("  files      %d (%s)\n", res.Files, humanBytes(res.Logical))
+	if res.Symlinked > 0 {
+		a.printf("  symlinks   %d of them read through symbolic links (recorded as the files they point to)\n", res.Symlinked)
+	}
 	a.printf("  read       %s\n", humanBytes(res.BytesRead))
 	a.printf("  new        %d of %d chunks, %s stored (%s before compression)\n", res.NewBlobs, res.Chunks, humanBytes(res.NewStored), humanBytes(res.NewRaw))
 	a.printf("  deduped    %s already in the registry\n", humanBytes(res.Logical-res.NewRaw))

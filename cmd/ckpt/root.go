@@ -78,7 +78,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	pf.StringVar(&a.cacheMax, "cache-size", "", "cap of each per-machine disk cache, e.g. 20GiB (env CKPT_CACHE_SIZE; default 10GiB)")
 	a.s3.register(pf)
 	root.AddCommand(
-		a.initCommand(), a.pushCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
+		a.initCommand(), a.pushCommand(), a.importHFCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
 		a.tagCommand(), a.untagCommand(), a.rmCommand(), a.verifyCommand(), a.duCommand(),
 		a.retentionCommand(), a.gcCommand(), a.watchCommand(),
 		a.diffCommand(),

@@ -47,6 +47,9 @@ func (a *app) showCommand() *cobra.Command {
 			if rec.Base != nil {
 				a.printf("  base      %s\n", rec.Base)
 			}
+			if rec.HF != nil {
+				a.printf("  hf        %s at commit %s (imported from the Hugging Face cache)\n", textsafe.Name(rec.HF.Repo), textsafe.Name(rec.HF.Revision))
+			}
 			if len(rec.Metrics) > 0 {
 				a.printf("  metrics   %s\n", formatMetrics(rec.Metrics))
 			}

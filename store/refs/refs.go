@@ -199,7 +199,27 @@ type Record struct {
 	Logical  int64              `json:"logical_bytes"` // sum of file sizes
 	Stored   int64              `json:"stored_bytes"`  // bytes this push newly wrote to the registry
 	Source   string             `json:"source,omitempty"`
+	// HF is the Hugging Face Hub repository and commit the checkpoint was
+	// imported from, nil for one pushed from a folder. Old records have
+	// none, and a record without one is written without the member.
+	HF *HFOrigin `json:"hf,omitempty"`
 }
+
+// HFOrigin says which Hugging Face Hub repository, at which commit, a
+// checkpoint is a copy of (a snapshot of the Hugging Face cache pushed by
+// import): so that the checkpoint can be put back into a Hugging Face cache
+// under that id and commit, where Hub clients find it. Like every member of
+// a record, it is covered by the ref checksum. Readers treat it as outside
+// input: it is checked where it is used (a repository id and a 40-hex-digit
+// commit), never trusted to name a path as it is.
+type HFOrigin struct {
+	// Repo is the model's id on the Hub: "ORG/NAME", or "NAME".
+	Repo string `json:"repo"`
+	// Revision is the commit: 40 lowercase hex digits.
+	Revision string `json:"revision"`
+}
+
+func (o *HFOrigin) String() string { return o.Repo + "@" + o.Revision }
 
 // BaseRef is the model a checkpoint inherits config and tokenizer from. The
 // manifest ID is kept so that gc keeps the base's data alive and pull works
