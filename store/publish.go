@@ -25,12 +25,26 @@ import (
 // garbage collection deleted data the checkpoint needs since the push
 // started (docs/format.md, "Garbage collection").
 func (op *pushOp) publish(ctx context.Context) error {
+	return op.r.publishUnderLock(ctx, op.gc, func(ctx context.Context, runs map[string]bool) error {
+		op.gen = op.r.index.syncGCRuns(op.r.format.ID, runs)
+		return op.restoreMissing(ctx)
+	}, op.writeRecord)
+}
+
+// publishUnderLock is the publish step of docs/format.md, section 9, for
+// any writer of version refs (push, copy): under a publish lock, if a
+// garbage collection may have deleted something since gc was taken
+// (before the writer checked what exists), recheck makes sure again that
+// everything the refs need exists; then write writes the refs while the
+// lock is surely still valid. A lock held too long is dropped and the step
+// starts over.
+func (r *Registry) publishUnderLock(ctx context.Context, gc *gcView, recheck func(ctx context.Context, runs map[string]bool) error, write func(ctx context.Context) error) error {
 	for {
-		lock, err := op.r.acquirePublish(ctx)
+		lock, err := r.acquirePublish(ctx)
 		if err != nil {
 			return err
 		}
-		err = op.publishLocked(ctx, lock)
+		err = r.publishLocked(ctx, lock, gc, recheck, write)
 		lock.releaseOrWarn(ctx)
 		if !errors.Is(err, errLockExpired) {
 			return err
@@ -51,20 +65,18 @@ func (r *Registry) removeStaleTemp(ctx context.Context, dryRun bool) {
 // abandoned; the publish starts over with a fresh lock.
 var errLockExpired = errors.New("publish lock held too long")
 
-func (op *pushOp) publishLocked(ctx context.Context, lock *heldLock) error {
-	r := op.r
+func (r *Registry) publishLocked(ctx context.Context, lock *heldLock, gc *gcView, recheck func(context.Context, map[string]bool) error, write func(context.Context) error) error {
 	runs, err := r.gcRuns(ctx)
 	if err != nil {
 		return err
 	}
-	if op.gc.overlapped(runs) {
-		op.gen = r.index.syncGCRuns(r.format.ID, runs)
-		if err := op.restoreMissing(ctx); err != nil {
+	if gc.overlapped(runs) {
+		if err := recheck(ctx, runs); err != nil {
 			return err
 		}
-		op.gc.settle(runs)
+		gc.settle(runs)
 	}
-	// The ref must be written while the lock is surely still valid: the
+	// The refs must be written while the lock is surely still valid: the
 	// write gets only the lock's remaining half-life.
 	valid := lock.acquired.Add(r.staleAfter() / 2)
 	if time.Until(valid) <= 0 {
@@ -72,9 +84,9 @@ func (op *pushOp) publishLocked(ctx context.Context, lock *heldLock) error {
 	}
 	wctx, cancel := context.WithDeadline(ctx, valid)
 	defer cancel()
-	err = op.writeRecord(wctx)
+	err = write(wctx)
 	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("writing the ref took longer than the publish lock allows (%s); push again: %w", r.staleAfter()/2, err)
+		return fmt.Errorf("writing the ref took longer than the publish lock allows (%s); try again: %w", r.staleAfter()/2, err)
 	}
 	return err
 }

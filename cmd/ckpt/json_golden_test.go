@@ -133,6 +133,7 @@ func TestJSONGolden(t *testing.T) {
 	runRoot := filepath.Dir(base)
 	settle(t, runRoot)
 	pulled := filepath.Join(t.TempDir(), "model")
+	copied := filepath.Join(t.TempDir(), "second")
 	// A folder with config and tokenizer keys changed, for diff.
 	edited := filepath.Join(t.TempDir(), "edited")
 	copyDir(t, ckpts[0], edited)
@@ -146,7 +147,7 @@ func TestJSONGolden(t *testing.T) {
 	host, err := os.Hostname()
 	require.NoError(t, err)
 	g := &golden{t: t, c: c, seen: map[string]bool{}}
-	g.paths = append(g.paths, [][2]string{{c.repo, "<repo>"}, {runRoot, "<run>"}, {pulled, "<pulled>"}, {edited, "<edited>"}, {host + ":", "<host>:"}}...)
+	g.paths = append(g.paths, [][2]string{{c.repo, "<repo>"}, {runRoot, "<run>"}, {pulled, "<pulled>"}, {edited, "<edited>"}, {copied, "<second>"}, {host + ":", "<host>:"}}...)
 	sort.Slice(g.paths, func(i, j int) bool { return len(g.paths[i][0]) > len(g.paths[j][0]) })
 
 	g.check("init", 0, "init", "--json")
@@ -159,6 +160,7 @@ func TestJSONGolden(t *testing.T) {
 	g.check("ls", 0, "ls", "--json")
 	g.check("show", 0, "show", "run@best", "--json")
 	g.check("pull", 0, "pull", "run@best", pulled, "--json")
+	g.check("copy", 0, "copy", "run@best", "--to", copied, "--tags", "--json")
 	g.check("tag", 0, "tag", "run@30", "prod", "--json")
 	g.check("untag", 0, "untag", "run", "prod", "--json")
 	g.check("diff", 0, "diff", "run@10", "run@20", "--stats", "--json")

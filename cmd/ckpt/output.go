@@ -50,6 +50,7 @@ var outputTypes = map[string]any{
 	schemaName("import-hf"):       importHFOutput{},
 	schemaName("pull-hf-cache"):   pullHFCacheOutput{},
 	schemaName("pull"):            pullOutput{},
+	schemaName("copy"):            copyOutput{},
 	schemaName("ls"):              lsOutput{},
 	schemaName("show"):            showOutput{},
 	schemaName("tag"):             tagOutput{},
@@ -310,6 +311,66 @@ type pullOutput struct {
 	Files        []pulledFileOutput `json:"files"`
 	LogicalBytes int64              `json:"logical_bytes"`
 	Linked       linkedOutput       `json:"linked"`
+}
+
+// copyOutput is what ckpt copy did: one entry per version ref and tag,
+// then the objects it transferred.
+type copyOutput struct {
+	Schema            string              `json:"schema"`
+	From              string              `json:"from"`
+	To                string              `json:"to"`
+	Versions          []copiedVersionJSON `json:"versions"`
+	Tags              []copiedTagJSON     `json:"tags"`
+	Objects           int                 `json:"objects"`
+	PresentObjects    int                 `json:"present_objects"`
+	CopiedBlobs       int                 `json:"copied_blobs"`
+	CopiedManifests   int                 `json:"copied_manifests"`
+	ContentBytes      int64               `json:"content_bytes"`
+	StoredBytes       int64               `json:"stored_bytes"`
+	ServerSideObjects int                 `json:"server_side_objects"`
+}
+
+type copiedVersionJSON struct {
+	Name     string  `json:"name"`
+	Version  string  `json:"version"`
+	Manifest string  `json:"manifest"`
+	Base     bool    `json:"base"`
+	Status   string  `json:"status"`
+	Error    *string `json:"error"`
+}
+
+type copiedTagJSON struct {
+	Name    string  `json:"name"`
+	Tag     string  `json:"tag"`
+	Version string  `json:"version"`
+	Status  string  `json:"status"`
+	Error   *string `json:"error"`
+}
+
+// errorText is err's message, or nil for none.
+func errorText(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}
+
+func newCopyOutput(res *store.CopyResult, from, to string) copyOutput {
+	out := copyOutput{
+		Schema: schemaName("copy"), From: from, To: to,
+		Versions: make([]copiedVersionJSON, len(res.Versions)), Tags: make([]copiedTagJSON, len(res.Tags)),
+		Objects: res.Objects, PresentObjects: res.Present, CopiedBlobs: res.Blobs, CopiedManifests: res.Manifests,
+		ContentBytes: res.ContentBytes, StoredBytes: res.StoredBytes, ServerSideObjects: res.ServerSide,
+	}
+	for i, v := range res.Versions {
+		out.Versions[i] = copiedVersionJSON{Name: v.Name, Version: v.Version, Manifest: v.Manifest.String(),
+			Base: v.Base, Status: string(v.Status), Error: errorText(v.Err)}
+	}
+	for i, t := range res.Tags {
+		out.Tags[i] = copiedTagJSON{Name: t.Name, Tag: t.Tag, Version: t.Version, Status: string(t.Status), Error: errorText(t.Err)}
+	}
+	return out
 }
 
 type pulledFileOutput struct {

@@ -81,7 +81,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		a.initCommand(), a.pushCommand(), a.importHFCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
 		a.tagCommand(), a.untagCommand(), a.rmCommand(), a.verifyCommand(), a.duCommand(),
 		a.retentionCommand(), a.gcCommand(), a.watchCommand(),
-		a.diffCommand(),
+		a.diffCommand(), a.copyCommand(),
 	)
 	return root
 }
@@ -111,6 +111,11 @@ func (a *app) backend(ctx context.Context) (backend.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.backendAt(ctx, loc)
+}
+
+// backendAt opens the Backend at loc: a folder path, file:// or s3:// URL.
+func (a *app) backendAt(ctx context.Context, loc string) (backend.Backend, error) {
 	switch {
 	case strings.HasPrefix(loc, "s3://"):
 		return a.s3.open(ctx, loc, a.stderr)

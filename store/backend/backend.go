@@ -2,7 +2,7 @@
 // keeps bytes: the Backend interface (create-only put, ranged get, stat,
 // list by prefix, delete), the object key grammar (CheckKey), the errors
 // every backend returns (ErrNotFound, ErrExists), and the optional
-// interfaces a backend may implement (CheapStatter, TempCleaner).
+// interfaces a backend may implement (CheapStatter, TempCleaner, Copier).
 //
 // It imports nothing but the standard library, so that a backend
 // (local, s3, mem, or one of a library user's) needs nothing of the engine.
@@ -22,6 +22,16 @@ var ErrNotFound = errors.New("object not found")
 // ErrExists is returned (wrapped, with the key) by Backend.Put when the key is
 // already taken. The object that was there stays intact.
 var ErrExists = errors.New("object already exists")
+
+// ErrCopyMismatch is returned (wrapped) by Copier.CopyFrom when the source
+// object is not the bytes the caller described: nothing was created.
+var ErrCopyMismatch = errors.New("the copied object is not the expected bytes")
+
+// ErrCopyUnsupported is returned (wrapped) by Copier.CopyFrom when the
+// storage will not copy from that source (another server, no permission to
+// read it, no such operation): nothing was created, and the caller puts the
+// bytes itself instead.
+var ErrCopyUnsupported = errors.New("server-side copy not possible")
 
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
@@ -73,4 +83,32 @@ type CheapStatter interface {
 // older than a grace period (by the storage's clock); push and gc call it.
 type TempCleaner interface {
 	CleanTemp(ctx context.Context) error
+}
+
+// Copier is an optional Backend interface for storage that can create an
+// object from an object of another backend on the same server without the
+// bytes passing through this process (S3's server-side copy).
+type Copier interface {
+	// CanCopyFrom reports whether CopyFrom can work from src at all (the
+	// same server): false means the caller should not try.
+	CanCopyFrom(src Backend) bool
+	// CopyFrom creates key, create-only like Put, with the bytes of the
+	// object srcKey of src, provided they are the bytes want describes. The
+	// copy is checked against want before it becomes visible under key;
+	// when it does not match, nothing is created and the error wraps
+	// ErrCopyMismatch. An existing key gives an error wrapping ErrExists
+	// (the object there stays intact), a missing source one wrapping
+	// ErrNotFound, and a copy the storage refuses one wrapping
+	// ErrCopyUnsupported. Like Put, a partial copy is never visible.
+	CopyFrom(ctx context.Context, src Backend, srcKey, key string, want CopyCheck) error
+}
+
+// CopyCheck describes the bytes a server-side copy must produce: their
+// length and MD5, which S3 reports for every part it copies. MD5 is what the
+// storage can check without the bytes leaving it; a caller that does not
+// trust the source checks the content itself (the engine reads and
+// verifies every object before it asks for a copy of it).
+type CopyCheck struct {
+	Size int64
+	MD5  [16]byte
 }

@@ -7,6 +7,7 @@ package backendtest
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -83,6 +84,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend, opts ...Op
 	t.Run("SizeMismatch", s.testSizeMismatch)
 	t.Run("CancelledContext", s.testCancelledContext)
 	t.Run("InvalidKeys", s.testInvalidKeys)
+	// The optional interfaces, for the backends that implement them.
+	if _, ok := newBackend(t).(backend.Copier); ok {
+		t.Run("Copier", s.testCopier)
+	}
 }
 
 type suite struct {
@@ -758,4 +763,109 @@ func (s *suite) testInvalidKeys(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a/b"}, list(t, b, ""))
 	requireContent(t, b, "a/b", []byte("ab"))
+}
+
+// copyCheck describes data for a server-side copy.
+func copyCheck(data []byte) backend.CopyCheck {
+	return backend.CopyCheck{Size: int64(len(data)), MD5: md5.Sum(data)}
+}
+
+// otherBackend hides a backend's type (and its Copier): a backend a
+// Copier cannot copy from.
+type otherBackend struct{ backend.Backend }
+
+// testCopier checks a backend.Copier between two backends of the same
+// server: a copy appears whole and create-only, only if it is the bytes
+// described, and nothing is visible otherwise.
+func (s *suite) testCopier(t *testing.T) {
+	src := s.newBackend(t)
+	dst := s.newBackend(t).(backend.Copier)
+	dstB := dst.(backend.Backend)
+	require.True(t, dst.CanCopyFrom(src), "two backends of one server")
+	require.False(t, dst.CanCopyFrom(otherBackend{src}), "a backend of another kind")
+
+	small, large := content(300, 5000), content(301, s.opts.LargeObjectSize)
+	put(t, src, "blobs/aa/small", small)
+	put(t, src, "blobs/aa/large", large) // the multipart path: its ETag is no MD5
+
+	t.Run("Copies", func(t *testing.T) {
+		for name, data := range map[string][]byte{"small": small, "large": large} {
+			key := "blobs/aa/" + name
+			require.NoError(t, dst.CopyFrom(ctxT(t), src, key, key, copyCheck(data)))
+			requireContent(t, dstB, key, data)
+			requireContent(t, src, key, data)
+		}
+		// Under another key too.
+		require.NoError(t, dst.CopyFrom(ctxT(t), src, "blobs/aa/small", "manifests/bb/renamed", copyCheck(small)))
+		requireContent(t, dstB, "manifests/bb/renamed", small)
+	})
+	t.Run("CreateOnly", func(t *testing.T) {
+		other := content(302, 777)
+		put(t, dstB, "blobs/cc/taken", other)
+		err := dst.CopyFrom(ctxT(t), src, "blobs/aa/small", "blobs/cc/taken", copyCheck(small))
+		require.ErrorIs(t, err, backend.ErrExists)
+		requireContent(t, dstB, "blobs/cc/taken", other)
+	})
+	t.Run("Mismatch", func(t *testing.T) {
+		wrong := copyCheck(small)
+		wrong.MD5[0] ^= 1
+		err := dst.CopyFrom(ctxT(t), src, "blobs/aa/small", "blobs/dd/wrong-md5", wrong)
+		require.ErrorIs(t, err, backend.ErrCopyMismatch)
+		requireAbsent(t, dstB, "blobs/dd/wrong-md5")
+
+		// The source is shorter than described.
+		longer := append(append([]byte{}, small...), 'x')
+		err = dst.CopyFrom(ctxT(t), src, "blobs/aa/small", "blobs/dd/too-long", copyCheck(longer))
+		require.ErrorIs(t, err, backend.ErrCopyMismatch)
+		requireAbsent(t, dstB, "blobs/dd/too-long")
+		assert.Empty(t, list(t, dstB, "blobs/dd/"))
+	})
+	t.Run("MissingSource", func(t *testing.T) {
+		err := dst.CopyFrom(ctxT(t), src, "blobs/aa/none", "blobs/ee/none", copyCheck(small))
+		require.ErrorIs(t, err, backend.ErrNotFound)
+		requireAbsent(t, dstB, "blobs/ee/none")
+	})
+	t.Run("OtherBackend", func(t *testing.T) {
+		err := dst.CopyFrom(ctxT(t), otherBackend{src}, "blobs/aa/small", "blobs/ff/other", copyCheck(small))
+		require.ErrorIs(t, err, backend.ErrCopyUnsupported)
+		requireAbsent(t, dstB, "blobs/ff/other")
+	})
+	t.Run("Race", func(t *testing.T) {
+		// Racing copies and puts of one key: exactly one creates it.
+		const key = "blobs/99/race"
+		n := s.opts.Racers
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var g errgroup.Group
+		for i := range n {
+			g.Go(func() error {
+				<-start
+				if i%2 == 0 {
+					errs[i] = dst.CopyFrom(ctxT(t), src, "blobs/aa/small", key, copyCheck(small))
+				} else {
+					errs[i] = dstB.Put(ctxT(t), key, bytes.NewReader(small), int64(len(small)))
+				}
+				return nil
+			})
+		}
+		close(start)
+		require.NoError(t, g.Wait())
+		won := 0
+		for i, err := range errs {
+			if err == nil {
+				won++
+				continue
+			}
+			require.ErrorIs(t, err, backend.ErrExists, "racer %d", i)
+		}
+		require.Equal(t, 1, won, "exactly one racer creates the key")
+		requireContent(t, dstB, key, small)
+	})
+	t.Run("CancelledContext", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(ctxT(t))
+		cancel()
+		err := dst.CopyFrom(ctx, src, "blobs/aa/small", "blobs/ab/cancelled", copyCheck(small))
+		require.ErrorIs(t, err, context.Canceled)
+		requireAbsent(t, dstB, "blobs/ab/cancelled")
+	})
 }

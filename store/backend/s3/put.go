@@ -243,10 +243,20 @@ func (p *put) multipart() (err error) {
 	if err := p.uploadParts(uploadID, partSize, parts); err != nil {
 		return err
 	}
+	if err := p.complete(uploadID, parts); err != nil {
+		return err
+	}
+	completed = true
+	return nil
+}
 
+// complete completes the upload with If-None-Match: *, so that the object
+// appears whole, once, or not at all.
+func (p *put) complete(uploadID string, parts []minio.CompletePart) error {
+	b := p.b
 	opts := p.options()
 	opts.SetMatchETagExcept("*")
-	err = b.retry(p.ctx, "complete multipart upload", func(attempt int) error {
+	return b.retry(p.ctx, "complete multipart upload", func(attempt int) error {
 		_, err := b.core.CompleteMultipartUpload(p.ctx, b.bucket, p.object, uploadID, parts, opts)
 		if err == nil {
 			return nil
@@ -267,11 +277,6 @@ func (p *put) multipart() (err error) {
 		}
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	completed = true
-	return nil
 }
 
 // partSizeFor returns the part size for an object of size bytes: the

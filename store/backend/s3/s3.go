@@ -87,6 +87,7 @@ type Backend struct {
 	bucket      string
 	prefix      string // "" or ending with "/"
 	location    string
+	endpoint    string // scheme://host[:port]: backends with the same one can copy server-side
 	partSize    int64
 	concurrency int
 	retryPolicy RetryPolicy
@@ -238,6 +239,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		core:        minio.Core{Client: client},
 		bucket:      cfg.Bucket,
 		prefix:      prefix,
+		endpoint:    endpoint,
 		partSize:    partSize,
 		concurrency: concurrency,
 		retryPolicy: cfg.Retry.withDefaults(),
