@@ -8,7 +8,7 @@ TEST_TIMEOUT  ?= 30m
 CHAOS_ROUNDS  ?= 500
 CHAOS_TIMEOUT ?= 3h
 
-.PHONY: all build test chaos demo demo-hf bench fuzz minio lint clean
+.PHONY: all build test chaos demo demo-hf bench bench-real fuzz minio lint clean
 
 all: build
 
@@ -86,6 +86,14 @@ fuzz:
 
 bench: build $(MINIO)
 	CKPT=$(CKPT) CKPT_MINIO_BIN=$(MINIO) GO=$(GO) ./scripts/bench.sh
+
+# Opt-in, not part of `make test`: push real training output (the folders
+# ../shared/train/train.py writes, one per run) into a throw-away registry in
+# step order and print what each checkpoint stored, per file role.
+REAL_DATA ?= /work/data/family
+REAL_RUNS ?= frozen,ft32
+bench-real:
+	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(REAL_RUNS)
 
 clean:
 	rm -rf $(BIN) .bench

@@ -65,8 +65,8 @@ func Compare(ctx context.Context, a, b *Side, opts Options) (*Report, error) {
 	rep.Tensors, notes = diffTensors(a, b)
 	rep.Notes = append(rep.Notes, notes...)
 	for _, fc := range rep.Files {
-		if fc.Role == string(layout.RoleWeights) && fc.Kind != Same && !isSafetensors(a, fc.Path) && !isSafetensors(b, fc.Path) {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: not safetensors: compared as a file only", textsafe.Name(fc.Path)))
+		if fc.Role == string(layout.RoleWeights) && fc.Kind != Same && !hasTensorTable(a, fc.Path) && !hasTensorTable(b, fc.Path) {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: no tensor table (not safetensors, or pushed before manifest version 2): compared as a file only", textsafe.Name(fc.Path)))
 		}
 	}
 	if opts.Stats {
@@ -81,9 +81,11 @@ func Compare(ctx context.Context, a, b *Side, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-func isSafetensors(s *Side, path string) bool {
+// hasTensorTable reports whether the manifest of s records the tensors of
+// the file at path.
+func hasTensorTable(s *Side, path string) bool {
 	f := s.Manifest.File(path)
-	return f != nil && f.Safetensors != nil
+	return f != nil && (f.Safetensors != nil || f.Tensors != nil)
 }
 
 // MarshalJSON encodes the report with its summary line as "summary".

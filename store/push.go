@@ -88,7 +88,7 @@ type pushFile struct {
 	info   os.FileInfo
 	cached bool
 	file   manifest.File
-	header *layout.SafetensorsHeader
+	layout *fileLayout // nil: opaque bytes
 	plan   []extent
 	os     *os.File
 }
@@ -408,12 +408,10 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 		if pf.cached {
 			continue
 		}
-		if pf.entry.Role == layout.RoleWeights && path.Ext(pf.entry.Path) == ".safetensors" {
-			if pf.header, err = layout.ReadSafetensorsHeader(pf.abs); err != nil {
-				return nil, err
-			}
+		if pf.layout, err = readLayout(pf.abs, pf.entry, pf.info.Size()); err != nil {
+			return nil, err
 		}
-		pf.plan = planChunks(pf.info.Size(), pf.header, fileHint(pf.entry))
+		pf.plan = planChunks(pf.info.Size(), pf.layout, fileHint(pf.entry))
 	}
 
 	res := &PushResult{Files: len(files)}
@@ -431,7 +429,7 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 		return nil, err
 	}
 
-	m := &manifest.Manifest{Version: manifest.Version}
+	m := &manifest.Manifest{}
 	statEntries := make(map[string]statEntry)
 	for _, pf := range files {
 		pf.file.Path = pf.entry.Path
@@ -446,6 +444,7 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 			statEntries[pf.abs] = e
 		}
 	}
+	m.Version = m.MinVersion()
 	return &folderScan{manifest: m, files: files, stat: statEntries, res: res}, nil
 }
 
@@ -634,15 +633,19 @@ func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, re
 			if len(ex.tensors) > 0 {
 				tensorDigests = make(map[int]string, len(ex.tensors))
 				for _, ti := range ex.tensors {
-					tn := t.f.header.Tensors[ti]
-					lo := t.f.header.DataOffset + tn.Begin - ex.off
-					tensorDigests[ti] = manifest.SHA256Digest(object.Hash(buf[lo : lo+tn.End-tn.Begin]))
+					off, size := t.f.layout.span(ti)
+					lo := off - ex.off
+					tensorDigests[ti] = manifest.SHA256Digest(object.Hash(buf[lo : lo+size]))
 				}
 			}
 			var id object.ID
 			if ex.size > 0 {
 				id = object.Hash(buf)
-				stored, err := b.sink.ensure(gctx, object.BlobKey(id), ex.hint, func() ([]byte, error) { return buf, nil })
+				hint := ex.hint
+				if ex.trial {
+					hint = trialHint(buf)
+				}
+				stored, err := b.sink.ensure(gctx, object.BlobKey(id), hint, func() ([]byte, error) { return buf, nil })
 				if err != nil {
 					return fmt.Errorf("store %s bytes [%d, %d): %w", t.f.entry.Path, ex.off, ex.off+ex.size, err)
 				}
@@ -692,40 +695,25 @@ func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, re
 		} else {
 			pf.file.Digest = manifest.ChunksDigest(pf.file.Chunks)
 		}
-		if pf.header != nil {
-			pf.file.Safetensors = safetensorsInfo(pf.header, chunks[pf], digests[pf])
+		switch {
+		case pf.layout == nil:
+		case pf.layout.st != nil:
+			pf.file.Safetensors = safetensorsInfo(pf.layout.st, chunks[pf], digests[pf])
+		case pf.layout.format != "":
+			pf.file.Tensors = tensorTable(pf.layout, chunks[pf], digests[pf])
 		}
 	}
 	return nil
 }
 
-// safetensorsInfo builds the manifest's tensor table. Tensors grouped into a
-// shared chunk already have digests; the others take theirs from the chunks
-// that cover exactly them.
+// safetensorsInfo builds the manifest's tensor table of a safetensors
+// file. Tensors grouped into a shared chunk already have digests; the
+// others take theirs from the chunks that cover exactly them.
 func safetensorsInfo(h *layout.SafetensorsHeader, chunks []manifest.Chunk, grouped map[int]string) *manifest.SafetensorsInfo {
 	info := &manifest.SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
 	for i, t := range h.Tensors {
-		tn := manifest.Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
-		if d, ok := grouped[i]; ok {
-			tn.Digest = d
-		} else {
-			begin, end := h.DataOffset+t.Begin, h.DataOffset+t.End
-			var own []manifest.Chunk
-			for _, c := range chunks {
-				if c.Offset >= begin && c.Offset+c.Size <= end && c.Size > 0 {
-					own = append(own, c)
-				}
-			}
-			switch len(own) {
-			case 0:
-				tn.Digest = manifest.SHA256Digest(object.Hash(nil))
-			case 1:
-				tn.Digest = manifest.SHA256Digest(own[0].ID)
-			default:
-				tn.Digest = manifest.ChunksDigest(own)
-			}
-		}
-		info.Tensors = append(info.Tensors, tn)
+		info.Tensors = append(info.Tensors, manifest.Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End,
+			Digest: tensorDigest(h.DataOffset+t.Begin, h.DataOffset+t.End, chunks, grouped, i)})
 	}
 	return info
 }
