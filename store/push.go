@@ -116,6 +116,8 @@ type pushOp struct {
 	// adds are recorded under it, see Index.syncGCRuns).
 	gc  *gcView
 	gen uint64
+	// dir is the folder pushed (absolute).
+	dir string
 	// seen collects the keys the registry itself showed present during this
 	// push; confirm checks the others (vouched for by a cache) before the
 	// push publishes.
@@ -178,7 +180,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	op := &pushOp{r: r, opts: opts, gc: gcSeen, gen: r.index.syncGCRuns(r.format.ID, gcSeen.runs), seen: newKeySet()}
+	op := &pushOp{r: r, opts: opts, dir: f.abs, gc: gcSeen, gen: r.index.syncGCRuns(r.format.ID, gcSeen.runs), seen: newKeySet()}
 	op.build = &manifestBuilder{sink: op, index: r.index, workers: r.workers, prog: r.prog}
 
 	if op.scan, err = op.build.build(ctx, f); err != nil {
