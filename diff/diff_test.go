@@ -435,3 +435,54 @@ func TestReportJSON(t *testing.T) {
 	assert.Equal(t, rep.Tensors, back.Tensors)
 	assert.Equal(t, rep.Files, back.Files)
 }
+
+// TestGGUFAndTorchZipTensors: tensors of GGUF files and storages of
+// torch.save weights are compared from the manifests' tensor tables
+// (version 2), with statistics read from the registry.
+func TestGGUFAndTorchZipTensors(t *testing.T) {
+	f32 := func(vals ...float32) []byte { return f32Bytes(vals) }
+	write := func(dir string, trained float32, shape uint64) {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type":"llama"}`), 0o644))
+		gguf, err := synth.EncodeGGUF(synth.GGUFFile{Tensors: []synth.GGUFTensor{
+			{Name: "blk.0.kept", Type: layout.GGMLF32, Dims: []uint64{2}, Data: f32(1, 2)},
+			{Name: "blk.0.trained", Type: layout.GGMLF32, Dims: []uint64{2}, Data: f32(1, trained)},
+			{Name: "blk.0.reshaped", Type: layout.GGMLF32, Dims: []uint64{shape, 4 / shape}, Data: f32(1, 2, 3, 4)},
+		}})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "model.gguf"), gguf, 0o644))
+		require.NoError(t, synth.WriteTorchStateDict(filepath.Join(dir, "pytorch_model.bin"), []synth.TorchTensor{
+			{Name: "frozen", StorageType: "FloatStorage", Shape: []int64{2}, Data: f32(3, 4)},
+			{Name: "trained", StorageType: "FloatStorage", Shape: []int64{2}, Data: f32(5, trained)},
+		}))
+	}
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	write(a, 1, 1)
+	write(b, 3, 2)
+	r := newRegistry(t)
+	push(t, r, a, store.PushOptions{Name: "g", Version: "1"})
+	push(t, r, b, store.PushOptions{Name: "g", Version: "2"})
+
+	rep := compare(t, fromRegistry(t, r, "g", "1"), fromRegistry(t, r, "g", "2"), diff.Options{Stats: true})
+	assert.Equal(t, map[string]diff.Kind{
+		"blk.0.kept": diff.Same, "blk.0.trained": diff.Changed, "blk.0.reshaped": diff.ShapeChanged,
+		"data/0": diff.Same, "data/1": diff.Changed,
+	}, tensorKinds(rep))
+	for _, tc := range rep.Tensors {
+		switch tc.Name {
+		case "blk.0.trained", "data/1":
+			require.NotNil(t, tc.Stats, tc.Name)
+			assert.Empty(t, tc.Stats.Skipped, tc.Name)
+			assert.Equal(t, int64(2), tc.Stats.Elements, tc.Name)
+			assert.Equal(t, int64(1), tc.Stats.Differing, tc.Name)
+			assert.InDelta(t, 2.0, tc.Stats.MaxAbsDelta, 1e-9, tc.Name)
+		}
+	}
+	for _, n := range rep.Notes {
+		assert.NotContains(t, n, "compared as a file only")
+	}
+	// A local folder is compared the same way (ScanFolder builds the table).
+	local := compare(t, fromFolder(t, a), fromRegistry(t, r, "g", "2"), diff.Options{})
+	assert.Equal(t, tensorKinds(rep), tensorKinds(local))
+}

@@ -31,6 +31,9 @@ type Report struct {
 	JSON []JSONChange `json:"json"`
 	// Tokenizer compares the tokenizers.
 	Tokenizer *TokenizerDiff `json:"tokenizer"`
+	// Adapter compares the PEFT adapter settings; nil when neither side
+	// is an adapter.
+	Adapter *AdapterDiff `json:"adapter"`
 	// Tensors lists every tensor name of either side, in natural order.
 	Tensors []TensorChange `json:"tensors"`
 	// Stats tells whether tensor statistics were computed.
@@ -51,14 +54,19 @@ func Compare(ctx context.Context, a, b *Side, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Notes = append(rep.Notes, notes...)
+	if rep.Adapter, notes, err = diffAdapters(ctx, a, b); err != nil {
+		return nil, err
+	}
+	rep.Notes = append(rep.Notes, notes...)
+	rep.JSON = dropReorderedSets(rep.JSON, rep.Adapter)
 	if rep.Tokenizer, err = diffTokenizer(ctx, a, b, rep.Files); err != nil {
 		return nil, err
 	}
 	rep.Tensors, notes = diffTensors(a, b)
 	rep.Notes = append(rep.Notes, notes...)
 	for _, fc := range rep.Files {
-		if fc.Role == string(layout.RoleWeights) && fc.Kind != Same && !isSafetensors(a, fc.Path) && !isSafetensors(b, fc.Path) {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: not safetensors: compared as a file only", textsafe.Name(fc.Path)))
+		if fc.Role == string(layout.RoleWeights) && fc.Kind != Same && !hasTensorTable(a, fc.Path) && !hasTensorTable(b, fc.Path) {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: no tensor table (not safetensors, or pushed before manifest version 2): compared as a file only", textsafe.Name(fc.Path)))
 		}
 	}
 	if opts.Stats {
@@ -73,9 +81,11 @@ func Compare(ctx context.Context, a, b *Side, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-func isSafetensors(s *Side, path string) bool {
+// hasTensorTable reports whether the manifest of s records the tensors of
+// the file at path.
+func hasTensorTable(s *Side, path string) bool {
 	f := s.Manifest.File(path)
-	return f != nil && f.Safetensors != nil
+	return f != nil && (f.Safetensors != nil || f.Tensors != nil)
 }
 
 // MarshalJSON encodes the report with its summary line as "summary".
@@ -109,9 +119,15 @@ func (r *Report) Identical() bool {
 // any way among all tensor names of both sides, with the share of bytes
 // they make up (of B's tensor bytes plus those of tensors only in A), and
 // the added, removed, dtype- and shape-changed ones; "same (N tensors)"
-// when none differs.
+// when none differs. When either side is a PEFT adapter, an adapter part
+// follows weights: its settings that changed ("r 8 -> 16, target_modules
+// [q_proj, v_proj] -> [k_proj, q_proj, v_proj]"), or "same (LORA r=16
+// ...)".
 func (r *Report) Summary() string {
 	parts := []string{"config: " + r.configSummary(), "tokenizer: " + r.tokenizerSummary(), "weights: " + r.weightsSummary()}
+	if r.Adapter != nil {
+		parts = append(parts, "adapter: "+r.Adapter.summary())
+	}
 	if s := r.otherSummary(); s != "" {
 		parts = append(parts, "other files: "+s)
 	}

@@ -48,6 +48,21 @@ var elementDecoders = map[string]func([]byte) float64{
 	string(layout.DtypeF64): func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) },
 }
 
+// torchDtypes are the safetensors names of the torch dtypes a torch.save
+// tensor table names (manifest.FormatTorchZip).
+var torchDtypes = map[string]layout.Dtype{
+	"bfloat16": layout.DtypeBF16, "float16": layout.DtypeF16, "float32": layout.DtypeF32, "float64": layout.DtypeF64,
+}
+
+// statsDtype is the safetensors name of a tensor table's dtype: torch's
+// names mapped, GGUF's and safetensors' as they are.
+func statsDtype(dtype string) string {
+	if d, ok := torchDtypes[dtype]; ok {
+		return string(d)
+	}
+	return dtype
+}
+
 // halfToFloat converts IEEE 754 binary16 bits to float64.
 func halfToFloat(h uint16) float64 {
 	sign := 1.0
@@ -100,7 +115,10 @@ func computeStats(ctx context.Context, a, b *Side, changes []TensorChange, maxRe
 
 // tensorStats compares one tensor of equal dtype and shape on both sides.
 func tensorStats(ctx context.Context, ra, rb *pieceReader, x, y tensorRef, maxRead int64) (*TensorStats, error) {
-	dtype := x.tensor.Dtype
+	dtype := statsDtype(x.tensor.Dtype)
+	if x.bigEndian || y.bigEndian {
+		return &TensorStats{Skipped: "big-endian file: statistics only for little-endian ones"}, nil
+	}
 	decode, ok := elementDecoders[dtype]
 	if !ok {
 		return &TensorStats{Skipped: fmt.Sprintf("dtype %s: statistics only for BF16, F16, F32 and F64", dtype)}, nil
@@ -119,11 +137,11 @@ func tensorStats(ctx context.Context, ra, rb *pieceReader, x, y tensorRef, maxRe
 		var pa, pb []byte
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() (err error) {
-			pa, err = ra.read(gctx, x.file, x.file.Safetensors.DataOffset+x.tensor.Begin+off, n)
+			pa, err = ra.read(gctx, x.file, x.start+off, n)
 			return err
 		})
 		g.Go(func() (err error) {
-			pb, err = rb.read(gctx, y.file, y.file.Safetensors.DataOffset+y.tensor.Begin+off, n)
+			pb, err = rb.read(gctx, y.file, y.start+off, n)
 			return err
 		})
 		if err := g.Wait(); err != nil {

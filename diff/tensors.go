@@ -9,14 +9,16 @@ import (
 	"github.com/ckptdev/ckpt/store/manifest"
 )
 
-// TensorChange compares one tensor name across the safetensors files of
-// both sides, from the manifests alone.
+// TensorChange compares one tensor name across the weights files of both
+// sides that have a tensor table in their manifest (safetensors files, and
+// since manifest version 2 torch.save zips and GGUF files), from the
+// manifests alone.
 type TensorChange struct {
 	Name string `json:"name"`
 	// Kind: Same (equal digests), Changed (same dtype and shape, other
 	// bytes), DtypeChanged, ShapeChanged, Added or Removed.
 	Kind   Kind    `json:"kind"`
-	FileA  string  `json:"file_a,omitempty"` // the safetensors file holding it
+	FileA  string  `json:"file_a,omitempty"` // the weights file holding it
 	FileB  string  `json:"file_b,omitempty"`
 	DtypeA string  `json:"dtype_a,omitempty"`
 	DtypeB string  `json:"dtype_b,omitempty"`
@@ -32,26 +34,40 @@ type TensorChange struct {
 type tensorRef struct {
 	file   *manifest.File
 	tensor *manifest.Tensor
+	// start is where the tensor's bytes start in the file: Begin plus the
+	// safetensors data offset, or Begin for a manifest.TensorTable.
+	start int64
+	// bigEndian: the file stores its numbers big-endian.
+	bigEndian bool
 }
 
-// tensorsOf indexes every tensor of every safetensors file of s by name. A
-// name held by two files is an error of the checkpoint: the first (by path)
-// is kept, with a note.
+// tensorsOf indexes every tensor of every file of s that has a tensor
+// table (safetensors, torch.save zip, GGUF) by name. A name held by two
+// files is an error of the checkpoint: the first (by path) is kept, with a
+// note.
 func tensorsOf(s *Side) (map[string]tensorRef, []string) {
 	out := map[string]tensorRef{}
 	var notes []string
+	add := func(f *manifest.File, t *manifest.Tensor, start int64, bigEndian bool) {
+		if prev, dup := out[t.Name]; dup {
+			notes = append(notes, fmt.Sprintf("%s: tensor %q is in %s and %s; the first is compared", textsafe.Name(s.Label), t.Name, textsafe.Name(prev.file.Path), textsafe.Name(f.Path)))
+			return
+		}
+		out[t.Name] = tensorRef{file: f, tensor: t, start: start, bigEndian: bigEndian}
+	}
 	for i := range s.Manifest.Files {
 		f := &s.Manifest.Files[i]
-		if f.Safetensors == nil {
-			continue
-		}
-		for j := range f.Safetensors.Tensors {
-			t := &f.Safetensors.Tensors[j]
-			if prev, dup := out[t.Name]; dup {
-				notes = append(notes, fmt.Sprintf("%s: tensor %q is in %s and %s; the first is compared", textsafe.Name(s.Label), t.Name, textsafe.Name(prev.file.Path), textsafe.Name(f.Path)))
-				continue
+		switch {
+		case f.Safetensors != nil:
+			for j := range f.Safetensors.Tensors {
+				t := &f.Safetensors.Tensors[j]
+				add(f, t, f.Safetensors.DataOffset+t.Begin, false)
 			}
-			out[t.Name] = tensorRef{f, t}
+		case f.Tensors != nil:
+			for j := range f.Tensors.Tensors {
+				t := &f.Tensors.Tensors[j]
+				add(f, t, t.Begin, f.Tensors.BigEndian)
+			}
 		}
 	}
 	return out, notes

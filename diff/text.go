@@ -41,6 +41,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 
+	if d := r.Adapter; d != nil {
+		p("\nadapter: %s -> %s\n", textsafe.Line(orDash(d.A)), textsafe.Line(orDash(d.B)))
+		for _, c := range d.Changes {
+			p("  %s\t%s\t-> %s\n", c.Setting, textsafe.Line(orDash(c.A)), textsafe.Line(orDash(c.B)))
+		}
+	}
+
 	if t := r.Tokenizer; t != nil && !t.Same && t.InA && t.InB {
 		p("\ntokenizer: vocabulary %d -> %d\n", t.VocabA, t.VocabB)
 		listTokens(tw, "+ token", t.Added)

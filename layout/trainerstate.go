@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // TrainerState is what ckpt needs from trainer_state.json as transformers'
@@ -307,4 +308,54 @@ func (s *TrainerState) LatestEvalMetrics() (step int64, metrics map[string]float
 
 func isEvalQualityMetric(key string) bool {
 	return len(key) > len("eval_") && key[:len("eval_")] == "eval_" && !evalSpeedMetrics[key]
+}
+
+// BestStep returns Trainer's best step: best_global_step, else the N of
+// the checkpoint-N folder best_model_checkpoint names (transformers before
+// 4.47 write no best_global_step). ok is false when neither tells.
+func (s *TrainerState) BestStep() (step int64, ok bool) {
+	if s.BestGlobalStep != nil {
+		return *s.BestGlobalStep, true
+	}
+	name := s.BestModelCheckpoint
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	digits, found := strings.CutPrefix(name, "checkpoint-")
+	if !found || digits == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// BestMetricName names the metric best_metric is a value of.
+// trainer_state.json does not record metric_for_best_model, but Trainer
+// sets best_metric to that metric's value at the best step, which it also
+// logs there: the name is the evaluation metric (EvalMetrics) logged at
+// BestStep whose value equals best_metric, when exactly one does. It is ""
+// when there is no best_metric or best step, or no metric or several
+// match.
+func (s *TrainerState) BestMetricName() string {
+	if s.BestMetric == nil {
+		return ""
+	}
+	step, ok := s.BestStep()
+	if !ok {
+		return ""
+	}
+	name := ""
+	for key, value := range s.EvalMetrics(step) {
+		if value != *s.BestMetric {
+			continue
+		}
+		if name != "" {
+			return "" // two metrics share the value: it cannot be told
+		}
+		name = key
+	}
+	return name
 }

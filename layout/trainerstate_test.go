@@ -233,7 +233,7 @@ func TestReadTrainerState(t *testing.T) {
 
 func FuzzParseTrainerState(f *testing.F) {
 	for _, seed := range []string{
-		modernTrainerState, oldTrainerState, `{}`, `[]`, ``, `{"global_step": "abc"}`, `{"global_step": 1.5}`,
+		modernTrainerState, oldTrainerState, accuracyTrainerState, `{}`, `[]`, ``, `{"global_step": "abc"}`, `{"global_step": 1.5}`,
 		`{"log_history": [{"step": 1, "loss": NaN, "eval_loss": -Infinity}]}`, `{"a": "NaN\"NaN"}`, `{"log_history": [5]}`,
 		`{"epoch": 1e999, "log_history": [{"step": 2.0, "eval_x": 1, "eval_runtime": 2}]}`, `{"global_step": NaNx}`,
 	} {
@@ -271,6 +271,11 @@ func FuzzParseTrainerState(f *testing.F) {
 					require.True(t, strings.HasPrefix(key, "eval_") && !evalSpeedMetrics[key], key)
 				}
 			}
+		}
+		if name := state.BestMetricName(); name != "" {
+			step, ok := state.BestStep()
+			require.True(t, ok)
+			require.Equal(t, *state.BestMetric, state.EvalMetrics(step)[name])
 		}
 		if step, metrics, ok := state.LatestEvalMetrics(); ok {
 			require.NotEmpty(t, metrics)

@@ -19,3 +19,6 @@ echo
 echo "Go benchmarks (codec vs plain zstd, gc scale):"
 $GO test -run '^$' -bench 'BenchmarkEncode|BenchmarkDecode|BenchmarkZstd' -benchtime 20x ./store/planes/ | grep -E '^Benchmark|ok'
 $GO test -run '^$' -bench 'BenchmarkRetentionAndGCScale' -benchtime 1x ./store/ | grep -E '^Benchmark|ok'
+echo
+echo "pull --link of a model pulled once before (plainly, or with --link) against cp -r in the same run (target link/cp <= 0.05):"
+$GO test -run '^$' -bench 'BenchmarkPullLinkVsCopy' -benchtime 5x ./store/ | grep -E '^Benchmark|ok'

@@ -43,9 +43,9 @@ func TestPullRespectsUmask(t *testing.T) {
 	recorded := map[string]fs.FileMode{"config.json": 0o666, "tokenizer.json": 0o600, "model.safetensors": 0o644, "vocab.json": 0o640}
 	src := withModes(t, ckpts[0], recorded)
 	e.push(src, "c", store.PushOptions{})
-	fc, err := store.OpenFileCache(filepath.Join(t.TempDir(), "files"), 1<<30)
+	fc, err := store.OpenContentCache(filepath.Join(t.TempDir(), "files"), 1<<30)
 	require.NoError(t, err)
-	r, err := store.Open(e.ctx, e.b, store.Options{Index: e.ix, FileCache: fc, Workers: 4})
+	r, err := store.Open(e.ctx, e.b, store.Options{Index: e.ix, Cache: fc, Workers: 4})
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -67,12 +67,18 @@ func TestPullRespectsUmask(t *testing.T) {
 				}
 				want &^= fs.FileMode(tc.umask)
 				full := filepath.Join(out, p)
-				if tc.link && nlink(t, full) > 1 {
-					want &^= 0o222 // a hard link to the file cache is read-only
-				}
 				fi, err := os.Lstat(full)
 				require.NoError(t, err)
-				assert.Equal(t, want, fi.Mode().Perm(), p)
+				if tc.link && nlink(t, full) > 1 {
+					// A hard link to a cache entry has the entry's mode: of
+					// the file's mode class (its read and execute bits), and
+					// write bits only where the file has them (an entry a
+					// plain pull fed is that pull's file).
+					assert.Equal(t, want&^0o222, fi.Mode().Perm()&^0o222, p)
+					assert.Zero(t, fi.Mode().Perm()&0o222&^want, "%s: %v has write bits %v lacks", p, fi.Mode().Perm(), want)
+				} else {
+					assert.Equal(t, want, fi.Mode().Perm(), p)
+				}
 				assert.Zero(t, fi.Mode().Perm()&fs.FileMode(tc.umask), "%s: %v has bits the umask %03o clears", p, fi.Mode().Perm(), tc.umask)
 			}
 		})
@@ -87,9 +93,9 @@ func TestPullLinkKeepsModeClass(t *testing.T) {
 	_, ckpts := tinyRun(t, 10, nil)
 	e.push(withModes(t, ckpts[0], map[string]fs.FileMode{"tokenizer.json": 0o644}), "open", store.PushOptions{})
 	e.push(withModes(t, ckpts[0], map[string]fs.FileMode{"tokenizer.json": 0o600}), "private", store.PushOptions{})
-	fc, err := store.OpenFileCache(filepath.Join(t.TempDir(), "files"), 1<<30)
+	fc, err := store.OpenContentCache(filepath.Join(t.TempDir(), "files"), 1<<30)
 	require.NoError(t, err)
-	r, err := store.Open(e.ctx, e.b, store.Options{FileCache: fc})
+	r, err := store.Open(e.ctx, e.b, store.Options{Cache: fc})
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -211,10 +217,10 @@ func TestPullLinkNeverServesCorruptEntries(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cacheDir := filepath.Join(t.TempDir(), "files")
-			fc, err := store.OpenFileCache(cacheDir, 1<<30)
+			fc, err := store.OpenContentCache(cacheDir, 1<<30)
 			require.NoError(t, err)
 			counting := &countingBackend{Backend: e.b}
-			r, err := store.Open(e.ctx, counting, store.Options{FileCache: fc, Workers: 4})
+			r, err := store.Open(e.ctx, counting, store.Options{Cache: fc, Workers: 4})
 			require.NoError(t, err)
 			first := filepath.Join(t.TempDir(), "first")
 			_, err = r.Pull(e.ctx, "c", "100", first, store.PullOptions{Link: true})
@@ -249,10 +255,10 @@ func TestPullLinkEntryRecords(t *testing.T) {
 	_, ckpts := tinyRun(t, 10, nil)
 	e.push(ckpts[0], "c", store.PushOptions{})
 	cacheDir := filepath.Join(t.TempDir(), "files")
-	fc, err := store.OpenFileCache(cacheDir, 1<<30)
+	fc, err := store.OpenContentCache(cacheDir, 1<<30)
 	require.NoError(t, err)
 	counting := &countingBackend{Backend: e.b}
-	r, err := store.Open(e.ctx, counting, store.Options{FileCache: fc, Index: e.ix})
+	r, err := store.Open(e.ctx, counting, store.Options{Cache: fc, Index: e.ix})
 	require.NoError(t, err)
 	_, err = r.Pull(e.ctx, "c", "100", filepath.Join(t.TempDir(), "a"), store.PullOptions{Link: true})
 	require.NoError(t, err)
@@ -260,7 +266,7 @@ func TestPullLinkEntryRecords(t *testing.T) {
 	ix2, err := store.OpenIndex(filepath.Join(t.TempDir(), "fresh.db"))
 	require.NoError(t, err)
 	defer ix2.Close()
-	r2, err := store.Open(e.ctx, counting, store.Options{FileCache: fc, Index: ix2})
+	r2, err := store.Open(e.ctx, counting, store.Options{Cache: fc, Index: ix2})
 	require.NoError(t, err)
 	before := counting.blobGets.Load()
 	out := filepath.Join(t.TempDir(), "b")
@@ -291,10 +297,10 @@ func TestPullCacheNeverServesFlippedFile(t *testing.T) {
 			e := newEnv(t, nb)
 			_, ckpts := tinyRun(t, 10, nil)
 			e.push(ckpts[0], "c", store.PushOptions{})
-			pc, err := store.OpenPullCache(filepath.Join(t.TempDir(), "pulled"), 1<<30)
+			pc, err := store.OpenContentCache(filepath.Join(t.TempDir(), "pulled"), 1<<30)
 			require.NoError(t, err)
 			counting := &countingBackend{Backend: e.b}
-			r, err := store.Open(e.ctx, counting, store.Options{PullCache: pc, Index: e.ix, Workers: 4})
+			r, err := store.Open(e.ctx, counting, store.Options{Cache: pc, Index: e.ix, Workers: 4})
 			require.NoError(t, err)
 			first := filepath.Join(t.TempDir(), "first")
 			_, err = r.Pull(e.ctx, "c", "100", first, store.PullOptions{})
@@ -317,31 +323,135 @@ func TestDiskCachesArePrivate(t *testing.T) {
 	e := newEnv(t, newLocal)
 	_, ckpts := tinyRun(t, 10, nil)
 	e.push(ckpts[0], "c", store.PushOptions{})
-	root := t.TempDir()
-	filesDir, pulledDir := filepath.Join(root, "files"), filepath.Join(root, "pulled")
-	require.NoError(t, os.Mkdir(pulledDir, 0o755)) // made by an older ckpt
-	fc, err := store.OpenFileCache(filesDir, 1<<30)
+	dir := filepath.Join(t.TempDir(), "content")
+	require.NoError(t, os.Mkdir(dir, 0o755)) // made by an older ckpt
+	cache, err := store.OpenContentCache(dir, 1<<30)
 	require.NoError(t, err)
-	pc, err := store.OpenPullCache(pulledDir, 1<<30)
-	require.NoError(t, err)
-	r, err := store.Open(e.ctx, e.b, store.Options{FileCache: fc, PullCache: pc, Index: e.ix})
+	r, err := store.Open(e.ctx, e.b, store.Options{Cache: cache, Index: e.ix})
 	require.NoError(t, err)
 	_, err = r.Pull(e.ctx, "c", "100", filepath.Join(t.TempDir(), "a"), store.PullOptions{Link: true})
 	require.NoError(t, err)
 	_, err = r.Pull(e.ctx, "c", "100", filepath.Join(t.TempDir(), "b"), store.PullOptions{})
 	require.NoError(t, err)
-	for _, dir := range []string{filesDir, pulledDir} {
-		n := 0
-		require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.IsDir() {
-				return err
-			}
-			n++
-			fi, err := os.Lstat(p)
+	n := 0
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		n++
+		fi, err := os.Lstat(p)
+		require.NoError(t, err)
+		assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm(), p)
+		return nil
+	}))
+	assert.Greater(t, n, 3, "%s: expected the cache folder, tmp, seals and entry folders", dir)
+}
+
+// One content cache: a plain pull feeds it, so a `pull --link` of the same
+// checkpoint afterwards reads no file content from the registry and hard-
+// links the plain pull's files (their mode class matches). A file edited
+// through the plain pull's folder is never linked: its blobs are fetched
+// again.
+func TestPullLinkAfterPlainPullReadsNoContent(t *testing.T) {
+	withUmask(t, 0o022)
+	for bname, nb := range backends {
+		t.Run(bname, func(t *testing.T) {
+			e := newEnv(t, nb)
+			_, ckpts := tinyRun(t, 10, nil)
+			e.push(ckpts[0], "c", store.PushOptions{})
+			want := runnableTree(t, ckpts[0])
+			cache, err := store.OpenContentCache(filepath.Join(t.TempDir(), "content"), 1<<30)
 			require.NoError(t, err)
-			assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm(), p)
-			return nil
-		}))
-		assert.Greater(t, n, 2, "%s: expected the cache folder, tmp and entry folders", dir)
+			counting := &countingBackend{Backend: e.b}
+			r, err := store.Open(e.ctx, counting, store.Options{Cache: cache, Index: e.ix, Workers: 4})
+			require.NoError(t, err)
+			plain := filepath.Join(t.TempDir(), "plain")
+			_, err = r.Pull(e.ctx, "c", "100", plain, store.PullOptions{})
+			require.NoError(t, err)
+
+			before := counting.blobGets.Load()
+			linked := filepath.Join(t.TempDir(), "linked")
+			res, err := r.Pull(e.ctx, "c", "100", linked, store.PullOptions{Link: true})
+			require.NoError(t, err)
+			assert.Equal(t, before, counting.blobGets.Load(), "the plain pull fed the cache: nothing to download")
+			assert.Equal(t, map[store.LinkMethod]int{store.LinkHardlink: len(want)}, res.Linked)
+			assert.Equal(t, digests(want), digests(testutil.ReadTree(t, linked)))
+			for p := range want {
+				a, err := os.Stat(filepath.Join(plain, p))
+				require.NoError(t, err)
+				b, err := os.Stat(filepath.Join(linked, p))
+				require.NoError(t, err)
+				assert.True(t, os.SameFile(a, b), "%s: linked, not copied", p)
+			}
+
+			// Edited through the plain pull's folder: never linked again.
+			const victim = "model.safetensors"
+			flipByte(t, filepath.Join(plain, victim))
+			before = counting.blobGets.Load()
+			again := filepath.Join(t.TempDir(), "again")
+			_, err = r.Pull(e.ctx, "c", "100", again, store.PullOptions{Link: true})
+			require.NoError(t, err)
+			assert.Equal(t, digests(want), digests(testutil.ReadTree(t, again)), "an edited entry was served")
+			assert.Greater(t, counting.blobGets.Load(), before, "the edited file's blobs are fetched again")
+			a, err := os.Stat(filepath.Join(plain, victim))
+			require.NoError(t, err)
+			b, err := os.Stat(filepath.Join(again, victim))
+			require.NoError(t, err)
+			assert.False(t, os.SameFile(a, b))
+		})
 	}
+}
+
+// The two caches of earlier versions (pulled/: hard links named by key;
+// files/: --link entries) are taken over: their entries are moved into the
+// content cache, checked before their first use, and the old folders
+// removed; anything else in them (a planted link, a stray file) is dropped,
+// never followed.
+func TestContentCacheAdoptsOldFolders(t *testing.T) {
+	withUmask(t, 0o022)
+	e := newEnv(t, newLocal)
+	_, ckpts := tinyRun(t, 10, nil)
+	e.push(ckpts[0], "c", store.PushOptions{})
+	want := runnableTree(t, ckpts[0])
+	root := t.TempDir()
+	files, pulled := filepath.Join(root, "files"), filepath.Join(root, "pulled")
+
+	// files/ as an earlier --link left it.
+	old, err := store.OpenContentCache(files, 1<<30)
+	require.NoError(t, err)
+	r, err := store.Open(e.ctx, e.b, store.Options{Cache: old})
+	require.NoError(t, err)
+	_, err = r.Pull(e.ctx, "c", "100", filepath.Join(t.TempDir(), "old-link"), store.PullOptions{Link: true})
+	require.NoError(t, err)
+	require.NoError(t, os.RemoveAll(filepath.Join(files, "seals")))
+	// pulled/ as an earlier plain pull left it: entries named by key alone.
+	require.NoError(t, os.CopyFS(pulled, os.DirFS(files)))
+	stripRecords(t, pulled)
+	victim := cacheEntriesWith(t, files, want["model.safetensors"])
+	require.Len(t, victim, 1)
+	flipByte(t, victim[0]) // damaged in the old folder: pulled/'s copy serves
+	outside := filepath.Join(t.TempDir(), "outside")
+	require.NoError(t, os.WriteFile(outside, []byte("not ckpt's"), 0o644))
+	require.NoError(t, os.Symlink(outside, filepath.Join(pulled, "planted")))
+
+	cache, err := store.OpenContentCache(filepath.Join(root, "content"), 1<<30)
+	require.NoError(t, err)
+	for _, dir := range []string{files, pulled} {
+		moved, err := cache.Adopt(dir)
+		require.NoError(t, err)
+		assert.Positive(t, moved, dir)
+		assert.NoDirExists(t, dir)
+	}
+	content, err := os.ReadFile(outside)
+	require.NoError(t, err)
+	assert.Equal(t, "not ckpt's", string(content), "a planted link was followed")
+
+	counting := &countingBackend{Backend: e.b}
+	r, err = store.Open(e.ctx, counting, store.Options{Cache: cache, Index: e.ix})
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), "new")
+	_, err = r.Pull(e.ctx, "c", "100", out, store.PullOptions{Link: true})
+	require.NoError(t, err)
+	assert.Equal(t, digests(want), digests(testutil.ReadTree(t, out)), "a damaged adopted entry was served")
+	assert.Zero(t, counting.blobGets.Load(), "the adopted entries are used")
 }

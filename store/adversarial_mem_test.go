@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
@@ -103,6 +104,9 @@ func zeroID(n int64) object.ID { return object.Hash(make([]byte, n)) }
 // than its header declares is refused, and decoding it allocates no more
 // than the declared size (plus the decoder's own scratch).
 func TestDecodeObjectStopsAtDeclaredSize(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("allocation bounds are asserted by the run without -race")
+	}
 	const declared = 8 * mib
 	want := zeroID(declared)
 	cases := []struct {

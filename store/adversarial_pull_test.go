@@ -303,9 +303,9 @@ func TestPullStaysInsideDIR(t *testing.T) {
 	e := newEnv(t, newLocal)
 	_, ckpts := tinyRun(t, 10, nil)
 	rec := e.push(ckpts[0], "c", store.PushOptions{}).Record
-	fc, err := store.OpenFileCache(filepath.Join(t.TempDir(), "files"), 1<<30)
+	fc, err := store.OpenContentCache(filepath.Join(t.TempDir(), "files"), 1<<30)
 	require.NoError(t, err)
-	r, err := store.Open(e.ctx, e.b, store.Options{Index: e.ix, FileCache: fc, Workers: 4})
+	r, err := store.Open(e.ctx, e.b, store.Options{Index: e.ix, Cache: fc, Workers: 4})
 	require.NoError(t, err)
 	for _, link := range []bool{false, true} {
 		t.Run(fmt.Sprint("link=", link), func(t *testing.T) {

@@ -582,19 +582,16 @@ func TestVerifyReadsTheRegistry(t *testing.T) {
 	}
 }
 
-// testVerifyDeleted warms every per-machine cache (index, pulled files,
-// --link files), deletes a manifest or a blob from the registry, and
+// testVerifyDeleted warms every per-machine cache (index, content cache), deletes a manifest or a blob from the registry, and
 // expects verify to notice.
 func testVerifyDeleted(t *testing.T, nb newBackendFunc, manifest bool) {
 	b := nb(t)
 	ix, err := store.OpenIndex(filepath.Join(t.TempDir(), "index.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { ix.Close() })
-	pc, err := store.OpenPullCache(filepath.Join(t.TempDir(), "pulled"), 1<<30)
+	cache, err := store.OpenContentCache(filepath.Join(t.TempDir(), "content"), 1<<30)
 	require.NoError(t, err)
-	fc, err := store.OpenFileCache(filepath.Join(t.TempDir(), "files"), 1<<30)
-	require.NoError(t, err)
-	r, _, err := store.Init(context.Background(), b, store.Options{Index: ix, Workers: 4, PullCache: pc, FileCache: fc})
+	r, _, err := store.Init(context.Background(), b, store.Options{Index: ix, Workers: 4, Cache: cache})
 	require.NoError(t, err)
 	e := &env{t: t, ctx: context.Background(), b: b, r: r, ix: ix}
 	refRun(t, e)

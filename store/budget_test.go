@@ -132,11 +132,11 @@ func TestTransferBudgetBoundsWorkers(t *testing.T) {
 			t.Run("pull --link", func(t *testing.T) {
 				g := &gatedBackend{Backend: nb(t), open: make(chan struct{})}
 				hostileRegistry(t, g.Backend, files, objects)
-				fc, err := store.OpenFileCache(t.TempDir(), 1<<30)
+				fc, err := store.OpenContentCache(t.TempDir(), 1<<30)
 				require.NoError(t, err)
 				// pull --link fetches workers/2 files at once, each with
 				// workers/2 chunk workers.
-				r, err := store.Open(ctx, g, store.Options{Workers: 2 * chunks, FileCache: fc})
+				r, err := store.Open(ctx, g, store.Options{Workers: 2 * chunks, Cache: fc})
 				require.NoError(t, err)
 				run(t, g, func() error {
 					_, err := r.Pull(ctx, "hostile", "1", filepath.Join(t.TempDir(), "out"), store.PullOptions{Full: true, AllowIncomplete: true, Link: true})

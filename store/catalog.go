@@ -50,11 +50,34 @@ type CatalogOptions struct {
 }
 
 // Catalog reads every ref under the NAME (or all NAMEs when name is ""),
-// and fails, naming the first, if any cannot be read or verified. Ref contents come
-// from the per-machine cache when their ETag is unchanged and they still
-// verify; ReadCatalog can bypass the cache.
+// retention policies included, and fails, naming the first, if any version
+// or tag cannot be read or verified. A policy that cannot be stays in the
+// catalog's Problems: only NAME@best, which may rank by its metric, fails
+// on it (refs.Catalog.BestBy). Ref contents come from the per-machine
+// cache when their ETag is unchanged and they still verify; ReadCatalog
+// can bypass the cache.
 func (r *Registry) Catalog(ctx context.Context, name string) (*refs.Catalog, error) {
-	return r.ReadCatalog(ctx, name, CatalogOptions{})
+	c, err := r.ReadCatalog(ctx, name, CatalogOptions{Policies: true, KeepGoing: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := failOnRefProblems(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// failOnRefProblems returns the error of the catalog's problems with
+// versions and tags, leaving those with per-NAME settings to whoever
+// needs them.
+func failOnRefProblems(c *refs.Catalog) error {
+	var problems []refs.Problem
+	for _, p := range c.Problems {
+		if _, kind, _, _ := refs.ParseKey(p.Key); kind != refs.KindPolicy {
+			problems = append(problems, p)
+		}
+	}
+	return (&refs.Catalog{Problems: problems}).Err()
 }
 
 // ReadCatalog reads every ref under the NAME (or all NAMEs when name is "")
@@ -131,6 +154,7 @@ func (r *Registry) ReadCatalog(ctx context.Context, name string, opts CatalogOpt
 	r.index.catalogPut(r.format.ID, fresh)
 
 	c := refs.NewCatalog()
+	c.Rule = r.best
 	for i, oi := range infos {
 		if problems[i] != nil {
 			c.Problems = append(c.Problems, refs.Problem{Key: oi.Key, Err: problems[i]})
@@ -148,7 +172,9 @@ func (r *Registry) ReadCatalog(ctx context.Context, name string, opts CatalogOpt
 }
 
 // Resolve turns NAME@REF into a record. REF is a version, a tag, "latest"
-// (the highest version) or "best" (lowest eval_loss).
+// (the highest version) or "best" (the best version by the handle's
+// Options.Best, else NAME's stored retention policy's metric, else
+// eval_loss: refs.Catalog.BestBy).
 func (r *Registry) Resolve(ctx context.Context, name, ref string) (refs.Record, error) {
 	if ref != refs.Latest && ref != refs.Best {
 		rec, err := r.readRecord(ctx, name, ref)
@@ -233,7 +259,7 @@ func (r *Registry) Untag(ctx context.Context, name, tag string) error {
 // VERSION (Record then holds only the name and version); latest and best
 // are refused while any version of NAME does not verify.
 func (r *Registry) Remove(ctx context.Context, name, ref string) (refs.Record, []string, error) {
-	c, err := r.ReadCatalog(ctx, name, CatalogOptions{FromRegistry: true, KeepGoing: true})
+	c, err := r.ReadCatalog(ctx, name, CatalogOptions{FromRegistry: true, KeepGoing: true, Policies: true})
 	if err != nil {
 		return refs.Record{}, nil, err
 	}

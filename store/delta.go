@@ -193,17 +193,19 @@ type tensorChunk struct {
 	elem               int
 }
 
-// tensorChunkOf is the tensor extent ex holds, or nil when it holds no
-// single tensor's bytes (headers, groups of small tensors, other files).
-func tensorChunkOf(pf *pushFile, ex extent) *tensorChunk {
-	h := pf.header
-	if h == nil || ex.hint.ElemSize == 0 || len(ex.tensors) > 0 {
+// tensorChunkOf is the tensor extent ex of a safetensors file holds, coded
+// with elements of elem bytes, or nil when it holds no single tensor's
+// bytes (headers, groups of small tensors) or the file is no safetensors
+// file (torch.save and GGUF tensors are not delta-coded yet).
+func tensorChunkOf(pf *pushFile, ex extent, elem int) *tensorChunk {
+	if pf.layout == nil || pf.layout.st == nil || elem <= 0 || len(ex.tensors) > 0 {
 		return nil
 	}
+	h := pf.layout.st
 	for _, t := range h.Tensors {
 		lo, hi := h.DataOffset+t.Begin, h.DataOffset+t.End
 		if ex.off >= lo && ex.off+ex.size <= hi {
-			return &tensorChunk{name: t.Name, dtype: string(t.Dtype), shape: fmt.Sprint(t.Shape), off: ex.off - lo, size: ex.size, elem: ex.hint.ElemSize}
+			return &tensorChunk{name: t.Name, dtype: string(t.Dtype), shape: fmt.Sprint(t.Shape), off: ex.off - lo, size: ex.size, elem: elem}
 		}
 	}
 	return nil

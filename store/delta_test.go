@@ -109,8 +109,8 @@ func listKeys(t *testing.T, b backend.Backend, prefix string) []string {
 	return keys
 }
 
-// blobCodec reads the codec byte of blob id.
-func blobCodec(t *testing.T, b backend.Backend, id object.ID) object.Codec {
+// storedCodec reads the codec byte of blob id.
+func storedCodec(t *testing.T, b backend.Backend, id object.ID) object.Codec {
 	t.Helper()
 	rc, err := b.Get(context.Background(), object.BlobKey(id), 0, object.HeaderSize)
 	require.NoError(t, err)
@@ -168,7 +168,7 @@ func testDeltaRoundTrip(t *testing.T, nb newBackendFunc) {
 	firstBlobs := map[string]bool{}
 	for _, id := range m1.BlobIDs() {
 		firstBlobs[id.String()] = true
-		assert.NotEqual(t, object.CodecDelta, blobCodec(t, e.b, id))
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, e.b, id))
 	}
 	for _, k := range edges {
 		assert.True(t, firstBlobs[strings.Split(k, "/")[2]], "edge %s names a reference outside the first checkpoint", k)
@@ -374,7 +374,7 @@ func testDeltaReferenceDeletedDuringPut(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	require.Len(t, deleted, 2)
 	for _, id := range deleted {
-		assert.NotEqual(t, object.CodecDelta, blobCodec(t, e.b, id), "blob %s still a delta against a deleted reference", id)
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, e.b, id), "blob %s still a delta against a deleted reference", id)
 	}
 	assert.Empty(t, listKeys(t, e.b, "rescue/"))
 	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, e.withoutIndex(), "run", "200"))
@@ -494,7 +494,7 @@ func testDeltaCopy(t *testing.T, nb newBackendFunc) {
 	for _, k := range listKeys(t, dst.b, "blobs/") {
 		id, err := object.ParseID(k[len(k)-64:])
 		require.NoError(t, err)
-		assert.NotEqual(t, object.CodecDelta, blobCodec(t, dst.b, id), k)
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, dst.b, id), k)
 	}
 	verifyAll(t, dst.withoutIndex())
 }

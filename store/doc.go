@@ -123,5 +123,11 @@
 // used (for listing) only while its ETag is unchanged, its bytes hash to the
 // SHA-256 stored with them and its own checksum matches; otherwise it is a
 // miss and is read again. Cached manifests and blobs are used only after
-// their content hashes to their ID.
+// their content hashes to their ID. The per-machine content cache
+// (ContentCache) serves bytes only after a check: a chunk read from it
+// must hash to its ID, and a whole file is linked only while its inode
+// still shows the seal taken when its bytes last matched its hash (any
+// write through any hard link changes the inode's ctime, which no user can
+// set back), else after hashing it again in full (link.go gives the
+// argument and its limits).
 package store

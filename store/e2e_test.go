@@ -552,9 +552,9 @@ func TestPullLink(t *testing.T) {
 	e := newEnv(t, newLocal)
 	_, ckpts := tinyRun(t, 10, nil)
 	e.push(ckpts[0], "l", store.PushOptions{})
-	fc, err := store.OpenFileCache(filepath.Join(t.TempDir(), "files"), 1<<30)
+	fc, err := store.OpenContentCache(filepath.Join(t.TempDir(), "files"), 1<<30)
 	require.NoError(t, err)
-	r, err := store.Open(e.ctx, e.b, store.Options{FileCache: fc})
+	r, err := store.Open(e.ctx, e.b, store.Options{Cache: fc})
 	require.NoError(t, err)
 	for i := range 2 { // a cold then a warm cache
 		out := filepath.Join(t.TempDir(), fmt.Sprint("out", i))
@@ -572,9 +572,9 @@ func TestPullLink(t *testing.T) {
 			assert.Equal(t, fs.FileMode(0o444), fi.Mode().Perm(), "hard links are read-only")
 		}
 	}
-	// Without the file cache --link is refused, nothing is written.
+	// Without the content cache --link is refused, nothing is written.
 	out := filepath.Join(t.TempDir(), "nocache")
 	_, err = e.r.Pull(e.ctx, "l", "100", out, store.PullOptions{Link: true})
-	require.ErrorContains(t, err, "file cache")
+	require.ErrorIs(t, err, store.ErrNoCache)
 	assert.NoDirExists(t, out)
 }

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"io/fs"
-	"path/filepath"
 
 	"github.com/ckptdev/ckpt/store/backend"
 )
@@ -11,14 +9,20 @@ import (
 // HashEntries hashes every entry of the file cache the way pull --link
 // checks an entry before linking it (BenchmarkPullLinkVsCopy reports what
 // that costs).
-func (fc *FileCache) HashEntries(ctx context.Context) error {
-	return filepath.WalkDir(fc.c.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+func (c *ContentCache) HashEntries(ctx context.Context) error {
+	for _, f := range c.scan() {
+		if e, ok := parseEntry(f.name); !ok || !e.recorded {
+			continue
+		}
+		if err := hashEntry(ctx, f.path); err != nil {
 			return err
 		}
-		if _, _, _, recorded, ok := parseEntryName(d.Name()); !ok || !recorded {
-			return nil
-		}
+	}
+	return nil
+}
+
+func hashEntry(ctx context.Context, p string) error {
+	{
 		f, err := openFileNoFollow(p)
 		if err != nil {
 			return err
@@ -30,7 +34,7 @@ func (fc *FileCache) HashEntries(ctx context.Context) error {
 		}
 		_, err = contentHash(ctx, f, in.size)
 		return err
-	})
+	}
 }
 
 // MissingKeysForTest runs the existence check push uses before it

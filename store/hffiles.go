@@ -14,7 +14,8 @@ import (
 // a caller that writes the files elsewhere than a plain folder (a Hugging
 // Face cache) take the same files a pull takes.
 func (r *Registry) Selection(ctx context.Context, rec refs.Record, full bool) ([]SourcedFile, error) {
-	return r.selectFiles(ctx, rec, full)
+	files, _, err := r.selectFiles(ctx, rec, PullOptions{Full: full})
+	return files, err
 }
 
 // WriteFileTo writes the content of the manifest file f to w, in order,

@@ -360,8 +360,9 @@ func chunksDescribe(f *manifest.File) bool {
 	return f.Digest == manifest.ChunksDigest(f.Chunks)
 }
 
-// chunkPlanVersion changes whenever planChunks would cut a file differently.
-const chunkPlanVersion = 1
+// chunkPlanVersion changes whenever planChunks would cut a file differently
+// (2: torch.save zips, .distcp and GGUF files cut around their tensors).
+const chunkPlanVersion = 2
 
 func statKey(fi os.FileInfo) statEntry {
 	st := fileStat(fi)

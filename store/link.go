@@ -2,63 +2,126 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/zeebo/xxh3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 )
 
-// FileCache keeps whole decoded files on local disk, read-only, so that
-// `pull --link` can materialize a folder by reflinking or hard-linking them
-// instead of copying. Blobs cannot be linked directly: a weights file is
-// many chunks, and most are compressed.
+// Linking pulled files from the content cache (ContentCache), and the
+// seals that let a link skip hashing the entry again.
 //
-// An entry is named <key>-<mode>-x1<hash>: key names the content (the
-// file's digest and size), mode is the entry's permission bits and hash
-// the content hash recorded when the entry was built (contentHash). A hard
-// link shares the entry's mode, so each mode class has its own entry: the
-// file's recorded mode less the umask, without write bits (hard links are
-// read-only), so that a 0600 file never becomes readable by others through
-// a link to an entry made for a 0644 one. Reflinks and copies get the exact
-// mode.
-//
-// A hard link shares the entry's bytes with the pulled folder, and a user
-// can chmod u+w and edit it in place; a disk can flip a bit. So every entry
-// is checked before every link: its type, owner, mode and size, and the
-// content hash of all its bytes against its name (the record survives the
-// index being deleted). An entry that fails is dropped and the file fetched
-// from the registry again. Entries named by their key alone were made by
-// earlier versions (mode 0444, no record): they are checked against their
-// chunk IDs once and renamed with their record.
-type FileCache struct{ c *diskCache }
+// Why a seal is a sound check (Linux, macOS): an entry's bytes were hashed
+// and matched its name's hash; right after, the seal records the inode's
+// device, number, size, mtime and ctime (ns). Writing the file through any
+// of its hard links (a pulled folder's, a --link folder's, the cache's
+// own) changes the shared inode's mtime and ctime; so do truncating it,
+// chmod, and restoring its mtime (utimes sets the ctime to now), and no
+// user can set a ctime to a chosen value; a file replaced by another has
+// another inode. So an entry whose inode still shows the sealed stamp holds
+// the bytes that were hashed. On kernels with multigrain time stamps
+// (Linux 6.13 and later) a change made after the stamp was read always
+// gets a later ctime; on older ones, a change inside the same clock tick
+// (a few ms) as the link that was sealed could keep both time stamps: a
+// residual race only an edit made within milliseconds of a pull can hit.
+// A seal does not see bit rot below the file system (no time stamp
+// changes), so it is trusted for sealMaxAge, after which the entry is
+// hashed again. Linking an entry changes its ctime: the seal is then
+// renewed only if its mtime and size did not change meanwhile. Where the
+// system has no such ctime (inodeStamp not ok), every entry is hashed in
+// full before every use.
 
-// OpenFileCache uses dir (created if needed, private to the user) with a
-// cap of maxBytes.
-func OpenFileCache(dir string, maxBytes int64) (*FileCache, error) {
-	c, err := newDiskCache(dir, maxBytes)
-	if err != nil {
-		return nil, err
-	}
-	return &FileCache{c}, nil
+// sealMaxAge is how long a seal is trusted before its entry is hashed
+// again, against bit rot that changes no time stamp.
+const sealMaxAge = 24 * time.Hour
+
+// stamp is what a seal records of an entry's inode.
+type stamp struct {
+	Dev, Ino         uint64
+	Size             int64
+	MtimeNs, CtimeNs int64
 }
 
-// fileKey names a file's decoded content: its digest and size.
-func fileKey(f *manifest.File) object.ID {
-	return sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", f.Digest, f.Size)))
+// seal is an entry's stamp when its bytes last matched its hash, and when
+// that was.
+type seal struct {
+	stamp
+	verified time.Time
+}
+
+const sealMagic = "ckpt-seal/1"
+
+func (c *ContentCache) sealPath(e entry) string {
+	return filepath.Join(c.dir, "seals", e.String())
+}
+
+// readSeal reads the seal of e; a missing or damaged one is an error (the
+// entry is then hashed).
+func (c *ContentCache) readSeal(e entry) (seal, error) {
+	b, err := os.ReadFile(c.sealPath(e))
+	if err != nil {
+		return seal{}, err
+	}
+	s, ok := parseSeal(b)
+	if !ok {
+		return s, fmt.Errorf("seal of %s: unreadable", e)
+	}
+	return s, nil
+}
+
+// parseSeal reads a seal's one line (ok false for anything else).
+func parseSeal(b []byte) (s seal, ok bool) {
+	if len(b) > 200 {
+		return s, false
+	}
+	var magic string
+	var verified int64
+	n, err := fmt.Sscanf(string(b), "%s %d %d %d %d %d %d\n", &magic, &s.Dev, &s.Ino, &s.Size, &s.MtimeNs, &s.CtimeNs, &verified)
+	if err != nil || n != 7 || magic != sealMagic {
+		return seal{}, false
+	}
+	s.verified = time.Unix(0, verified)
+	return s, true
+}
+
+// formatSeal is the line parseSeal reads.
+func formatSeal(s seal) string {
+	return fmt.Sprintf("%s %d %d %d %d %d %d\n", sealMagic, s.Dev, s.Ino, s.Size, s.MtimeNs, s.CtimeNs, s.verified.UnixNano())
+}
+
+// writeSeal records s as the seal of e (atomically: a seal half written
+// is unreadable, and the entry is then hashed).
+func (c *ContentCache) writeSeal(e entry, s seal) error {
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "seal-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.WriteString(formatSeal(s))
+	if cerr := tmp.Close(); werr != nil || cerr != nil {
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
+		return errors.Join(werr, cerr)
+	}
+	if err := os.Rename(tmp.Name(), c.sealPath(e)); err != nil {
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
+		return err
+	}
+	return nil
+}
+
+// trusts tells whether the seal s vouches for an inode showing st now.
+func (s seal) trusts(st stamp) bool {
+	return s.stamp == st && time.Since(s.verified) < sealMaxAge && !s.verified.After(time.Now())
 }
 
 // LinkMethod says how a pulled file was materialized.
@@ -66,16 +129,16 @@ type LinkMethod string
 
 const (
 	LinkReflink  LinkMethod = "reflink"  // copy-on-write clone: the file is independent of the cache
-	LinkHardlink LinkMethod = "hardlink" // read-only hard link to the cache entry
+	LinkHardlink LinkMethod = "hardlink" // hard link to the cache entry
 	LinkCopy     LinkMethod = "copy"     // a plain copy (different file systems)
 )
 
 // hashSegment is the unit contentHash hashes in parallel.
 const hashSegment = 16 << 20
 
-// contentHash is the record an entry is checked against: XXH3-128 of the
-// size and of the XXH3-64 of each 16 MiB segment of the first size bytes
-// of f, the segments hashed in parallel.
+// contentHash is the hash an entry is named by: XXH3-128 of the size and
+// of the XXH3-64 of each 16 MiB segment of the first size bytes of f, the
+// segments hashed in parallel.
 func contentHash(ctx context.Context, f *os.File, size int64) ([16]byte, error) {
 	n := (size + hashSegment - 1) / hashSegment
 	sums := make([]byte, 8+8*n)
@@ -115,108 +178,95 @@ func hashRead(f *os.File, off, n int64) (uint64, error) {
 
 var hashBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// entryMode is the mode of the cache entry a file of mode perm is linked
-// from: without write bits, and readable by its owner.
-func entryMode(perm fs.FileMode) fs.FileMode { return perm.Perm()&^0o222 | 0o400 }
-
-// entryName names the entry of content key with mode perm and record sum.
-func entryName(key string, perm fs.FileMode, sum [16]byte) string {
-	return fmt.Sprintf("%s-%03o-x1%s", key, perm.Perm(), hex.EncodeToString(sum[:]))
-}
-
-// parseEntryName reads an entry name: its key, mode and record (ok false
-// for a name ckpt does not make). Entries of earlier versions are named by
-// the key alone: mode 0444, no record.
-func parseEntryName(name string) (key string, perm fs.FileMode, sum [16]byte, recorded, ok bool) {
-	if _, err := object.ParseID(name); err == nil {
-		return name, 0o444, sum, false, true
-	}
-	parts := strings.Split(name, "-")
-	if len(parts) != 3 || len(parts[1]) != 3 || !strings.HasPrefix(parts[2], "x1") {
-		return "", 0, sum, false, false
-	}
-	if _, err := object.ParseID(parts[0]); err != nil {
-		return "", 0, sum, false, false
-	}
-	m, err := strconv.ParseUint(parts[1], 8, 32)
-	if err != nil {
-		return "", 0, sum, false, false
-	}
-	h := parts[2][2:]
-	if len(h) != 32 || strings.ToLower(h) != h {
-		return "", 0, sum, false, false
-	}
-	if _, err := hex.Decode(sum[:], []byte(h)); err != nil {
-		return "", 0, sum, false, false
-	}
-	return parts[0], fs.FileMode(m), sum, true, true
-}
-
-// candidates lists the entries that may hold content key in mode perm.
-func (fc *FileCache) candidates(key string, perm fs.FileMode) []string {
-	entries, err := os.ReadDir(fc.c.shard(key))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range entries {
-		if k, m, _, _, ok := parseEntryName(e.Name()); ok && k == key && m == perm {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
-
-// ErrNoFileCache is returned by a pull with PullOptions.Link on a registry
-// opened without a FileCache.
-var ErrNoFileCache = errors.New("linking needs the per-machine file cache")
+// ErrNoCache is returned by a pull with PullOptions.Link on a registry
+// opened without a ContentCache.
+var ErrNoCache = errors.New("linking needs the per-machine content cache")
 
 // errEntryDamaged marks a cache entry that no longer holds what its name
-// and record say.
+// and seal say.
 var errEntryDamaged = errors.New("cache entry changed since it was made")
 
-// openVerified opens the entry name for f in mode perm and checks it: a
-// regular file of the user's, of that mode and size, whose bytes match its
-// record (or, without one, the file's chunk IDs; the record is then
-// written into its name). It returns the open entry and its path.
-func openVerified(ctx context.Context, fc *FileCache, f *SourcedFile, name string, perm fs.FileMode) (*os.File, string, error) {
-	_, _, sum, recorded, _ := parseEntryName(name)
-	p := fc.c.path(name)
-	e, err := openFileNoFollow(p)
+// errOtherClass marks an intact entry of another mode class.
+var errOtherClass = errors.New("cache entry of another mode class")
+
+// openChecked opens the entry e for f and checks it: a regular file of the
+// user's, of f's size, of mode class class, whose inode still shows its
+// seal, else whose bytes hash to its name's hash (or, without one, match
+// f's chunk IDs: the entry is then renamed with its hash). It then seals
+// the entry, and returns it open, with its (new) name and seal.
+func (c *ContentCache) openChecked(ctx context.Context, e entry, f *SourcedFile, class fs.FileMode) (*os.File, entry, seal, error) {
+	p := c.path(e.String())
+	h, err := openFileNoFollow(p)
 	if err != nil {
-		return nil, "", err
+		return nil, e, seal{}, err
 	}
-	fail := func(err error) (*os.File, string, error) {
-		e.Close()
-		return nil, "", err
+	fail := func(err error) (*os.File, entry, seal, error) {
+		_ = h.Close() // read-only
+		return nil, e, seal{}, err
 	}
-	in, err := statFile(e)
+	in, err := statFile(h)
 	switch {
 	case err != nil:
 		return fail(err)
-	case in.kind != kindFile, in.uid >= 0 && in.uid != currentUID(), in.perm != perm, in.size != f.Size:
-		return fail(fmt.Errorf("%s: %w (type, owner, mode or size)", p, errEntryDamaged))
+	case in.kind != kindFile, in.uid >= 0 && in.uid != currentUID(), in.size != f.Size:
+		return fail(fmt.Errorf("%s: %w (type, owner or size)", p, errEntryDamaged))
+	case class != 0 && modeClass(in.perm) != class:
+		return fail(errOtherClass)
 	}
-	if !recorded {
-		if err := checkChunks(ctx, e, f); err != nil {
+	st0, stamped := inodeStamp(h)
+	if e.recorded && stamped {
+		if s, err := c.readSeal(e); err == nil && s.trusts(st0) {
+			return h, e, s, nil
+		}
+	}
+	if !e.recorded {
+		if err := checkChunks(ctx, h, f); err != nil {
 			return fail(err)
 		}
 	}
-	got, err := contentHash(ctx, e, f.Size)
+	sum, err := contentHash(ctx, h, f.Size)
 	if err != nil {
 		return fail(err)
 	}
-	if recorded {
-		if got != sum {
-			return fail(fmt.Errorf("%s: %w", p, errEntryDamaged))
+	if e.recorded && sum != e.sum {
+		return fail(fmt.Errorf("%s: %w", p, errEntryDamaged))
+	}
+	if !e.recorded {
+		ne := entry{key: e.key, perm: in.perm, sum: sum, recorded: true}
+		if err := os.Rename(p, c.path(ne.String())); err != nil {
+			return fail(err)
 		}
-		return e, p, nil
+		e = ne
 	}
-	np := fc.c.path(entryName(name, perm, got))
-	if err := os.Rename(p, np); err != nil {
-		return fail(err)
+	s := seal{verified: time.Now()}
+	if stamped {
+		st1, ok := inodeStamp(h)
+		if !ok || st1.Ino != st0.Ino || st1.Size != st0.Size || st1.MtimeNs != st0.MtimeNs {
+			return fail(fmt.Errorf("%s: %w (written while it was checked)", p, errEntryDamaged))
+		}
+		s.stamp = st1
+		_ = c.writeSeal(e, s)
 	}
-	return e, np, nil
+	return h, e, s, nil
+}
+
+// confirm checks, after a file was materialized from the open entry h
+// sealed as s, that nothing wrote the entry meanwhile (its mtime and size
+// are the sealed ones; a copy or reflink leaves even its ctime), and
+// renews the seal for the ctime a hard link gave it.
+func (c *ContentCache) confirm(h *os.File, e entry, s seal, m LinkMethod) error {
+	st, ok := inodeStamp(h)
+	if !ok || s.stamp == (stamp{}) {
+		return nil // nothing to compare: the entry was hashed just now
+	}
+	if st.Ino != s.Ino || st.Size != s.Size || st.MtimeNs != s.MtimeNs || (m != LinkHardlink && st.CtimeNs != s.CtimeNs) {
+		return fmt.Errorf("%s: %w (written while it was linked)", c.path(e.String()), errEntryDamaged)
+	}
+	if st != s.stamp {
+		s.stamp = st
+		_ = c.writeSeal(e, s)
+	}
+	return nil
 }
 
 // checkChunks checks every chunk of f in the open entry e against its ID.
@@ -241,54 +291,62 @@ func checkChunks(ctx context.Context, e *os.File, f *SourcedFile) error {
 	return nil
 }
 
-// cachedEntry returns a verified entry for f in mode perm, open, and its
-// path: one already in the cache, else one built from the registry. Entries
-// that fail the check are dropped.
-func (op *pullOp) cachedEntry(ctx context.Context, fc *FileCache, f *SourcedFile, perm fs.FileMode) (*os.File, string, error) {
-	r := op.r
+// cachedEntry returns a checked entry for f of mode class class, open,
+// with its name and seal: one already in the cache, else one built from
+// chunks. Entries that fail the check are dropped.
+func (op *pullOp) cachedEntry(ctx context.Context, c *ContentCache, f *SourcedFile, class fs.FileMode) (*os.File, entry, seal, error) {
 	key := fileKey(&f.File).String()
-	for _, name := range fc.candidates(key, perm) {
-		e, p, err := openVerified(ctx, fc, f, name, perm)
+	for _, e := range c.entries(key) {
+		h, ne, s, err := c.openChecked(ctx, e, f, class)
 		if err == nil {
-			fc.c.touch(p)
-			r.progressAdd(f.Size)
-			return e, p, nil
+			op.r.progressAdd(f.Size)
+			return h, ne, s, nil
 		}
 		if ctx.Err() != nil {
-			return nil, "", ctx.Err()
+			return nil, e, seal{}, ctx.Err()
 		}
-		os.Remove(fc.c.path(name)) // damaged or unusable: fetch the file again
+		if errors.Is(err, errEntryDamaged) {
+			c.drop(e) // fetch the file again
+		}
 	}
-	return op.buildEntry(ctx, fc, f, key, perm)
+	return op.buildEntry(ctx, c, f, key, class)
 }
 
-// buildEntry fetches and verifies every chunk of f into a new entry of
-// content key in mode perm, records its content hash in its name, and
-// returns it open, with its path.
-func (op *pullOp) buildEntry(ctx context.Context, fc *FileCache, f *SourcedFile, key string, perm fs.FileMode) (*os.File, string, error) {
-	tmp, err := fc.c.createTemp(key)
+// buildEntry writes every chunk of f (verified; from the cache's entries
+// where the index knows them, else the registry) into a new read-only
+// entry of content key in mode class, hashes and seals it, and returns it
+// open, with its name and seal.
+func (op *pullOp) buildEntry(ctx context.Context, c *ContentCache, f *SourcedFile, key string, class fs.FileMode) (*os.File, entry, seal, error) {
+	tmp, err := c.createTemp(key)
 	if err != nil {
-		return nil, "", err
+		return nil, entry{}, seal{}, err
 	}
-	err = op.writeChunks(ctx, tmp, f)
-	var sum [16]byte
-	if err == nil {
-		sum, err = contentHash(ctx, tmp, f.Size)
+	fail := func(err error) (*os.File, entry, seal, error) {
+		_ = tmp.Close()           // giving up on it: err is the one to report
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
+		return nil, entry{}, seal{}, err
 	}
-	if err == nil {
-		err = tmp.Chmod(perm)
+	if err := op.writeChunks(ctx, tmp, f); err != nil {
+		return fail(err)
 	}
+	sum, err := contentHash(ctx, tmp, f.Size)
 	if err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, "", err
+		return fail(err)
 	}
-	name := entryName(key, perm, sum)
-	if err := fc.c.commit(tmp.Name(), name, f.Size); err != nil {
-		tmp.Close()
-		return nil, "", err
+	if err := tmp.Chmod(class); err != nil {
+		return fail(err)
 	}
-	return tmp, fc.c.path(name), nil
+	e := entry{key: key, perm: class, sum: sum, recorded: true}
+	if _, err := c.commit(tmp.Name(), e); err != nil {
+		_ = tmp.Close() // synced above; err is the one to report
+		return nil, e, seal{}, err
+	}
+	s := seal{verified: time.Now()}
+	if st, ok := inodeStamp(tmp); ok {
+		s.stamp = st
+		_ = c.writeSeal(e, s)
+	}
+	return tmp, e, s, nil
 }
 
 // writeChunks writes every chunk of f into w at its offset, verified.
@@ -308,15 +366,15 @@ func (op *pullOp) writeChunks(ctx context.Context, w *os.File, f *SourcedFile) e
 	return w.Sync()
 }
 
-// materialize makes rel under root from the verified entry e (at path
+// materialize makes rel under root from the checked entry e (at path
 // entry): a reflink, else a hard link, else a copy. Reflinks and copies get
-// mode perm; a hard link has the entry's mode.
+// mode perm; a hard link has the entry's mode (of the same mode class).
 func materialize(e *os.File, entry string, root *os.File, rel string, perm fs.FileMode, size int64) (LinkMethod, error) {
 	dir, name, err := openParentOf(root, rel, true)
 	if err != nil {
 		return "", err
 	}
-	defer dir.Close()
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
 	if err := createFrom(dir, name, perm, func(out *os.File) error { return cloneFile(out, e) }); err == nil {
 		return LinkReflink, nil
 	}
@@ -358,19 +416,32 @@ func createFrom(dir *os.File, name string, perm fs.FileMode, fill func(out *os.F
 		err = cerr
 	}
 	if err != nil {
-		removeAt(dir, name)
+		_ = removeAt(dir, name) // best effort: the build folder goes when the pull fails
 		return err
 	}
 	return nil
 }
 
-// linkFiles materializes files under root from the file cache, each
-// checked just before it is linked, and counts the methods used. Files get
-// their recorded mode less the umask (hard links: without write bits).
-func (op *pullOp) linkFiles(ctx context.Context, root *os.File, fc *FileCache, files []SourcedFile) (map[LinkMethod]int, error) {
+// unmaterialize removes rel under root again (its entry changed while it
+// was linked).
+func unmaterialize(root *os.File, rel string) error {
+	dir, name, err := openParentOf(root, rel, false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
+	return removeAt(dir, name)
+}
+
+// linkFiles materializes files under root from the content cache, each
+// entry checked (its seal, else its hash) just before it is linked, and
+// counts the methods used. Files get their recorded mode less the umask;
+// hard links get the mode of their entry, of the same mode class.
+func (op *pullOp) linkFiles(ctx context.Context, root *os.File, files []SourcedFile) (map[LinkMethod]int, error) {
 	r := op.r
-	if fc == nil {
-		return nil, ErrNoFileCache
+	c := r.cache
+	if c == nil {
+		return nil, ErrNoCache
 	}
 	var total int64
 	for _, f := range files {
@@ -388,15 +459,9 @@ func (op *pullOp) linkFiles(ctx context.Context, root *os.File, fc *FileCache, f
 	for i := range files {
 		f := &files[i]
 		g.Go(func() error {
-			perm := fs.FileMode(f.Mode).Perm() &^ op.umask
-			e, p, err := op.cachedEntry(gctx, fc, f, entryMode(perm))
+			m, err := op.linkFile(gctx, c, root, f)
 			if err != nil {
 				return err
-			}
-			defer e.Close()
-			m, err := materialize(e, p, root, f.Path, perm, f.Size)
-			if err != nil {
-				return fmt.Errorf("%s: %w", f.Path, err)
 			}
 			mu.Lock()
 			methods[m]++
@@ -408,4 +473,36 @@ func (op *pullOp) linkFiles(ctx context.Context, root *os.File, fc *FileCache, f
 		return nil, err
 	}
 	return methods, nil
+}
+
+// linkFile materializes f under root from a checked entry; when the entry
+// is written while it is linked, the file is removed, the entry dropped,
+// and the file linked from another entry (in the end, one built from the
+// registry).
+func (op *pullOp) linkFile(ctx context.Context, c *ContentCache, root *os.File, f *SourcedFile) (LinkMethod, error) {
+	perm := fs.FileMode(f.Mode).Perm() &^ op.umask
+	for attempt := 0; ; attempt++ {
+		h, e, s, err := op.cachedEntry(ctx, c, f, modeClass(perm))
+		if err != nil {
+			return "", err
+		}
+		m, err := materialize(h, c.path(e.String()), root, f.Path, perm, f.Size)
+		if err == nil {
+			err = c.confirm(h, e, s, m)
+			if err != nil {
+				if rerr := unmaterialize(root, f.Path); rerr != nil {
+					err = rerr
+				} else {
+					c.drop(e)
+				}
+			}
+		}
+		_ = h.Close() // read-only
+		if err == nil {
+			return m, nil
+		}
+		if !errors.Is(err, errEntryDamaged) || attempt >= 2 {
+			return "", fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
 }

@@ -135,7 +135,7 @@ func decodeManifestOf(id object.ID, data []byte) (*manifest.Manifest, error) {
 }
 
 // blobSource gives the verified content of blobs: the registry (Registry),
-// or the files of earlier pulls on this machine (PullCache).
+// or the content cache of earlier pulls on this machine (cacheSource).
 type blobSource interface {
 	// readBlob appends the content of blob id, which its manifest says is
 	// size bytes, to dst, checked against id. The caller holds
@@ -161,12 +161,12 @@ func (s firstHolder) readBlob(ctx context.Context, id object.ID, size int64, dst
 	return nil, fmt.Errorf("blob %s: no source", id)
 }
 
-// chunkSource is where pulls and ReadRange read chunks: the files of
-// earlier pulls on this machine when they still hold a chunk intact
-// (PullCache), else the registry.
+// chunkSource is where pulls and ReadRange read chunks: the content
+// cache's entries when the index knows one that still holds a chunk intact
+// (cacheSource), else the registry.
 func (r *Registry) chunkSource() blobSource {
-	if r.pulled != nil {
-		return firstHolder{r.pulled, r}
+	if r.cache != nil && r.index != nil {
+		return firstHolder{cacheSource{r.cache, r.index}, r}
 	}
 	return r
 }

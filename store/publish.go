@@ -271,6 +271,15 @@ func (op *pushOp) writeRecord(ctx context.Context) error {
 		*rec = old
 		return nil
 	case !force:
+		// The same bytes cut differently (by an earlier ckpt) are the
+		// same checkpoint: re-pushing it is not a conflict.
+		if same, err := op.holdsRecorded(ctx, old.Manifest); err != nil || same {
+			if same {
+				op.res.Unchanged = true
+				*rec = old
+			}
+			return err
+		}
 		return mark(fmt.Errorf("%s@%s: %w (recorded manifest %s, this folder %s)",
 			rec.Name, rec.Version, ErrVersionExists, old.Manifest.String()[:12], rec.Manifest.String()[:12]), ErrNeedsForce)
 	}
@@ -278,4 +287,14 @@ func (op *pushOp) writeRecord(ctx context.Context) error {
 		return err
 	}
 	return putRef(ctx, r.backend, key, rec)
+}
+
+// holdsRecorded reports whether the folder pushed holds exactly what the
+// manifest id records (folderHolds).
+func (op *pushOp) holdsRecorded(ctx context.Context, id object.ID) (bool, error) {
+	recorded, err := op.r.Manifest(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	return folderHolds(ctx, op.dir, op.scan.manifest, recorded)
 }

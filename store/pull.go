@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
@@ -36,10 +37,31 @@ type PullOptions struct {
 	Full            bool // add resume state and trainer_state.json (everything recorded)
 	Force           bool // replace a non-empty target folder
 	AllowIncomplete bool // write the folder even if it is not runnable
-	// Link materializes files from the per-machine file cache by reflink,
-	// else read-only hard link, else copy, instead of writing them.
+	// Link materializes files from the per-machine content cache by
+	// reflink, else hard link, else copy, instead of writing them.
 	Link bool
+	// Select makes the pull partial: of every file the checkpoint has or
+	// inherits (as with Full), those Select matches (layout.Selection,
+	// hf download's --include/--exclude rules). A partial pull is not
+	// refused for not being runnable: PullResult says whether it is, and
+	// what it left out. The zero Selection pulls as without it.
+	Select layout.Selection
+	// WithBase pulls a PEFT adapter together with its base: the adapter's
+	// folder as without it, and in its subfolder BaseDir the runnable set
+	// of the base the adapter's record links (its manifest as recorded,
+	// with that base's own chain), a pair PEFT loads. Select applies to
+	// the adapter's files only. A checkpoint that is not an adapter, or
+	// has no base, is an error.
+	WithBase bool
 }
+
+// BaseDir is the subfolder PullOptions.WithBase writes the base into.
+const BaseDir = "base"
+
+// ErrNotAdapter is returned by a pull with PullOptions.WithBase of a
+// checkpoint that is not a PEFT adapter (a checkpoint that inherits from
+// its base gets the base's files in its own folder), or that has no base.
+var ErrNotAdapter = errors.New("not a PEFT adapter with a base")
 
 // PulledFile is one file written by a pull.
 type PulledFile struct {
@@ -56,7 +78,23 @@ type PullResult struct {
 	Bytes  int64
 	// Linked counts the files materialized by each method (pull --link).
 	Linked map[LinkMethod]int `json:",omitempty"`
+	// Partial is set for a pull with a selection (PullOptions.Select).
+	Partial bool
+	// LeftOut are the files the checkpoint has or inherits that the pull
+	// did not write, sorted by path.
+	LeftOut []PulledFile
+	// Base is the base written into BaseDir (PullOptions.WithBase).
+	Base *refs.Record
+	// Runnable tells whether the folder written is a model transformers
+	// can load (layout.CheckRunnable; a complete PEFT adapter counts, with
+	// its base). NotRunnable says why not ("" when it is).
+	Runnable    bool
+	NotRunnable string
 }
+
+// ErrEmptySelection is returned by a partial pull whose selection matches
+// none of the checkpoint's files.
+var ErrEmptySelection = errors.New("the selection matches no file")
 
 // Pull materializes NAME@REF into dir: the runnable set (weights, index,
 // config, generation config, tokenizer), inheriting missing config and
@@ -98,9 +136,18 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	if err != nil {
 		return nil, err
 	}
-	files, err := r.selectFiles(ctx, rec, opts.Full)
+	files, leftOut, err := r.selectFiles(ctx, rec, opts)
 	if err != nil {
 		return nil, err
+	}
+	var base *refs.Record
+	if opts.WithBase {
+		var baseFiles []SourcedFile
+		if base, baseFiles, err = r.adapterBaseFiles(ctx, rec, files); err != nil {
+			return nil, err
+		}
+		files = append(files, baseFiles...)
+		sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	}
 
 	// The build folder is named after the target and the selection, plus a
@@ -123,53 +170,133 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 	}()
 	var linked map[LinkMethod]int
 	if opts.Link {
-		linked, err = op.linkFiles(ctx, build.dir, r.files, files)
-	} else {
-		err = op.writeFiles(ctx, build.dir, files, build.resumed)
+		linked, err = op.linkFiles(ctx, build.dir, files)
+	} else if err = op.writeFiles(ctx, build.dir, files, build.resumed); err == nil {
+		op.feedCache(ctx, build, files)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !opts.AllowIncomplete {
-		if err := layout.CheckRunnable(os.DirFS(build.path())); err != nil {
-			var me *layout.MissingError
-			if errors.As(err, &me) {
-				me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
-				return nil, mark(me, ErrNotRunnable)
-			}
-			return nil, err
+	partial := !opts.Select.All()
+	runErr := layout.CheckRunnable(os.DirFS(build.path()))
+	var me *layout.MissingError
+	if errors.As(runErr, &me) {
+		me.Dir = fmt.Sprintf("%s@%s", rec.Name, rec.Version)
+	}
+	if runErr == nil && base != nil {
+		runErr = layout.CheckRunnableAlone(os.DirFS(filepath.Join(build.path(), BaseDir)))
+		if errors.As(runErr, &me) {
+			me.Dir = fmt.Sprintf("%s@%s (in %s/)", base.Name, base.Version, BaseDir)
 		}
+	}
+	if runErr != nil && !opts.AllowIncomplete && !partial {
+		if me != nil {
+			return nil, mark(me, ErrNotRunnable)
+		}
+		return nil, runErr
 	}
 	if err := replaceDir(build, dir, existing, op.umask); err != nil {
 		return nil, err
 	}
 	done = true
-	if !opts.Link {
-		r.pulled.remember(dir, files)
-	}
+	r.cache.remember(r.index, files)
+	r.cache.evict()
 
-	res := &PullResult{Record: rec, Linked: linked}
+	res := &PullResult{Record: rec, Linked: linked, Partial: partial, Runnable: runErr == nil, Base: base}
+	if runErr != nil {
+		res.NotRunnable = runErr.Error()
+	}
 	for _, f := range files {
 		res.Files = append(res.Files, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From})
 		res.Bytes += f.Size
 	}
+	for _, f := range leftOut {
+		res.LeftOut = append(res.LeftOut, PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From})
+	}
 	return res, nil
 }
 
-// selectFiles picks the files a pull of rec writes: of its resolved base
-// chain (ResolveChain), the runnable ones, or all with full.
-func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, full bool) ([]SourcedFile, error) {
+// selectFiles picks the files a pull of rec writes, of its resolved base
+// chain (ResolveChain): those opts.Select matches when it selects, else
+// the runnable ones, or all with Full. It also returns the others.
+func (r *Registry) selectFiles(ctx context.Context, rec refs.Record, opts PullOptions) (files, leftOut []SourcedFile, err error) {
 	c, err := r.ResolveChain(ctx, rec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []SourcedFile
 	for _, f := range c.Files {
-		if full || layout.Role(f.Role).Runnable() {
-			out = append(out, f)
+		var take bool
+		switch {
+		case !opts.Select.All():
+			take = opts.Select.Match(f.Path, layout.Role(f.Role))
+		default:
+			take = opts.Full || layout.Role(f.Role).Runnable()
+		}
+		if take {
+			files = append(files, f)
+		} else {
+			leftOut = append(leftOut, f)
 		}
 	}
-	return out, nil
+	if len(files) == 0 && !opts.Select.All() {
+		return nil, nil, fmt.Errorf("%w of %s@%s (%s; it has %d)", ErrEmptySelection, rec.Name, rec.Version, opts.Select.Describe(), len(c.Files))
+	}
+	return files, leftOut, nil
+}
+
+// adapterBaseFiles returns the base of the adapter rec, whose files a
+// pull writes (files), and the runnable files of that base's chain under
+// BaseDir. The base is the manifest rec's record links (what the adapter
+// was trained on), with its version ref's own base chain when the ref
+// still records that manifest.
+func (r *Registry) adapterBaseFiles(ctx context.Context, rec refs.Record, files []SourcedFile) (*refs.Record, []SourcedFile, error) {
+	if !isAdapterSet(files) {
+		return nil, nil, fmt.Errorf("%w: %s@%s has no adapter_config.json, or full-model weights of its own", ErrNotAdapter, rec.Name, rec.Version)
+	}
+	if rec.Base == nil {
+		return nil, nil, fmt.Errorf("%w: %s@%s is a PEFT adapter, but its record links no base", ErrNotAdapter, rec.Name, rec.Version)
+	}
+	for _, f := range files {
+		if f.Path == BaseDir || strings.HasPrefix(f.Path, BaseDir+"/") {
+			return nil, nil, fmt.Errorf("%s@%s has a file %s of its own, where its base would go", rec.Name, rec.Version, f.Path)
+		}
+	}
+	base := refs.Record{Name: rec.Base.Name, Version: rec.Base.Version, Manifest: rec.Base.Manifest}
+	if stored, err := r.readRecord(ctx, base.Name, base.Version); err == nil && stored.Manifest == base.Manifest {
+		base = stored
+	} else if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return nil, nil, fmt.Errorf("base %s: %w", rec.Base, err)
+	}
+	baseFiles, _, err := r.selectFiles(ctx, base, PullOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("base %s: %w", rec.Base, err)
+	}
+	for i := range baseFiles {
+		baseFiles[i].Path = BaseDir + "/" + baseFiles[i].Path
+	}
+	return &base, baseFiles, nil
+}
+
+// isAdapterSet applies layout.DetectAdapter's rule to the top-level files
+// a pull writes: adapter_config.json and no full-model weights or weights
+// index.
+func isAdapterSet(files []SourcedFile) bool {
+	config := false
+	for _, f := range files {
+		if strings.Contains(f.Path, "/") {
+			continue
+		}
+		if f.Path == layout.AdapterConfigName {
+			config = true
+		}
+		switch layout.Classify(f.Path) {
+		case layout.RoleWeights, layout.RoleWeightsIndex:
+			if !layout.IsAdapterFile(f.Path) {
+				return false
+			}
+		}
+	}
+	return config
 }
 
 // writeChunk fetches chunk c of f (verified) and writes it at its offset.

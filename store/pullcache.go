@@ -1,14 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,55 +16,21 @@ import (
 	"github.com/ckptdev/ckpt/store/object"
 )
 
-// PullCache lets a pull read chunks from the files of earlier pulls on this
-// machine instead of downloading them, at no cost in disk writes: after a
-// pull, each pulled file is hard-linked into the cache folder (named by the
-// file's digest and size), and the index records where each of its chunks
-// lies. A second pull of a checkpoint that shares blobs with an earlier one
-// (config, tokenizer, frozen tensors) then downloads only the new blobs.
-//
-// The cache shares inodes with the pulled folders, so a user who edits a
-// pulled file in place edits the cache entry too: every read is checked
-// against the chunk's ID, and a mismatch only makes the chunk download
-// again. Entries only the cache still holds (their pulled folder deleted)
-// count against the size cap and are evicted oldest first. Where the target
-// is on another file system than the cache, files up to MaxChunkSize are
-// copied in instead (config and tokenizer), larger ones are not cached.
-//
-// Measured on a 1 GiB bf16 folder against MinIO: a blob cache that wrote
-// every downloaded object to disk again made pulls 1.1x (1 GiB) to 1.8x
-// (4 GiB) slower than rclone, all of it extra disk writes; links cost
-// nothing.
-//
-// A PullCache is a blobSource; a Registry binds it to its Index (Open), where
-// it records the chunks' locations.
-type PullCache struct {
-	c  *diskCache
-	ix *Index
-}
-
-// OpenPullCache uses dir (created if needed) with a cap of maxBytes on the
-// data only the cache holds.
-func OpenPullCache(dir string, maxBytes int64) (*PullCache, error) {
-	c, err := newDiskCache(dir, maxBytes)
-	if err != nil {
-		return nil, err
-	}
-	return &PullCache{c: c}, nil
-}
-
-// withIndex returns p bound to the index ix (nil p stays nil).
-func (p *PullCache) withIndex(ix *Index) *PullCache {
-	if p == nil {
-		return nil
-	}
-	return &PullCache{c: p.c, ix: ix}
-}
+// The pull side of the content cache (ContentCache): every pull records in
+// the per-machine index where the chunks of its files lie in the cache's
+// entries, and every pull reads chunks from there before it downloads
+// them. A plain pull feeds the cache with the files it wrote, by hard
+// links: measured on a 1 GiB bf16 folder against MinIO, a blob cache that
+// wrote every downloaded object to disk again made pulls 1.1x (1 GiB) to
+// 1.8x (4 GiB) slower than rclone, all of it extra disk writes; hard links
+// cost nothing. Where the cache is on another file system, files up to
+// MaxChunkSize are copied in (config, tokenizer), larger ones are not
+// cached.
 
 var bucketChunks = []byte("pulled-chunks")
 
-// chunkLocation is the index value: the cache entry's key (32 bytes), the
-// chunk's offset and size in it.
+// encodeLocation is the index value of a chunk: the content key of an
+// entry holding it (32 bytes), the chunk's offset and size in it.
 func encodeLocation(key object.ID, off, size int64) []byte {
 	v := append([]byte(nil), key[:]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(off))
@@ -79,70 +45,84 @@ func decodeLocation(v []byte) (key object.ID, off, size int64, ok bool) {
 	return key, int64(binary.BigEndian.Uint64(v[32:40])), int64(binary.BigEndian.Uint64(v[40:48])), true
 }
 
-// readBlob appends chunk id, of size bytes, to dst from an earlier pull's
-// file, if one still holds it intact; else it fails with errNotHeld
-// (blobSource).
-func (p *PullCache) readBlob(_ context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	out, ok := p.read(id, size, dst)
-	if !ok {
-		return nil, fmt.Errorf("blob %s in the pull cache: %w", id, errNotHeld)
-	}
-	return out, nil
+// cacheSource reads chunks from the content cache where the index says an
+// entry holds them (blobSource).
+type cacheSource struct {
+	c  *ContentCache
+	ix *Index
 }
 
-// read appends chunk id, of size bytes, to dst from an earlier pull's file,
-// if one still holds it intact.
-func (p *PullCache) read(id object.ID, size int64, dst []byte) ([]byte, bool) {
-	if p == nil || p.ix == nil {
-		return dst, false
+// readBlob appends chunk id, of size bytes, to dst from an entry of the
+// content cache, if one holds it intact; else it fails with errNotHeld.
+func (s cacheSource) readBlob(_ context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+	if out, ok := s.read(id, size, dst); ok {
+		return out, nil
 	}
-	ix := p.ix
+	return nil, fmt.Errorf("blob %s in the content cache: %w", id, errNotHeld)
+}
+
+// read appends chunk id, of size bytes, to dst from an entry holding it
+// intact (its bytes hash to id).
+func (s cacheSource) read(id object.ID, size int64, dst []byte) ([]byte, bool) {
 	var loc []byte
-	_ = ix.view(func(tx *bolt.Tx) error {
+	_ = s.ix.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketChunks); b != nil {
 			loc = append([]byte(nil), b.Get(id[:])...)
 		}
 		return nil
 	})
 	key, off, n, ok := decodeLocation(loc)
-	if !ok || n != size {
+	if !ok || n != size || off < 0 {
 		return dst, false // a location of another size is damaged: download instead
 	}
-	f, err := openFileNoFollow(p.c.path(key.String()))
-	if err != nil {
-		return dst, false
+	for _, e := range s.c.entries(key.String()) {
+		f, err := openFileNoFollow(s.c.path(e.String()))
+		if err != nil {
+			continue
+		}
+		out := append(dst, make([]byte, size)...)
+		_, err = f.ReadAt(out[len(dst):], off)
+		_ = f.Close() // read-only
+		if err == nil && object.Hash(out[len(dst):]) == id {
+			return out, true
+		}
+		// Edited or truncated since: try another entry, else download.
 	}
-	defer f.Close()
-	out := append(dst, make([]byte, size)...)
-	if _, err := f.ReadAt(out[len(dst):], off); err != nil || object.Hash(out[len(dst):]) != id {
-		return dst, false // edited or truncated since: download instead
-	}
-	return out, true
+	return dst, false
 }
 
-// remember links the files just pulled into root into the cache and
-// records where their chunks are. Failures only make the cache smaller.
-func (p *PullCache) remember(root string, files []SourcedFile) {
-	if p == nil || p.ix == nil {
+// remember records in the index where the chunks of files lie: in the
+// entries of their content, for the files the cache holds. Failures only
+// make the cache less useful.
+func (c *ContentCache) remember(ix *Index, files []SourcedFile) {
+	if c == nil || ix == nil {
 		return
 	}
-	ix := p.ix
 	locs := map[object.ID][]byte{}
 	for i := range files {
 		f := &files[i]
-		if len(f.Chunks) == 0 {
+		key := fileKey(&f.File)
+		if len(f.Chunks) == 0 || len(c.entries(key.String())) == 0 {
 			continue
 		}
-		key := fileKey(&f.File)
-		entry := p.c.path(key.String())
-		if _, err := os.Stat(entry); err != nil {
-			if err := p.adopt(filepath.Join(root, filepath.FromSlash(f.Path)), entry, f.Size); err != nil {
-				continue
+		for _, ch := range f.Chunks {
+			locs[ch.ID] = encodeLocation(key, ch.Offset, ch.Size)
+		}
+	}
+	// Most pulls repeat what the index knows: write (and sync) it only for
+	// what it does not.
+	_ = ix.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketChunks); b != nil {
+			for id, v := range locs {
+				if bytes.Equal(b.Get(id[:]), v) {
+					delete(locs, id)
+				}
 			}
 		}
-		for _, c := range f.Chunks {
-			locs[c.ID] = encodeLocation(key, c.Offset, c.Size)
-		}
+		return nil
+	})
+	if len(locs) == 0 {
+		return
 	}
 	_ = ix.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketChunks)
@@ -156,69 +136,135 @@ func (p *PullCache) remember(root string, files []SourcedFile) {
 		}
 		return nil
 	})
-	p.evict()
 }
 
-// adopt hard-links src into the cache at entry, or copies it when it is
-// small and on another file system.
-func (p *PullCache) adopt(src, entry string, size int64) error {
-	if err := os.MkdirAll(filepath.Dir(entry), 0o700); err != nil {
-		return err
+// feedCache adds the files a plain pull just wrote into its build folder
+// b (private, not yet renamed into place), each verified against its chunk
+// IDs as it was written, to the content cache, where it holds no entry of
+// the file's content and mode class yet: each is hard-linked in under its
+// mode, hashed, and sealed; where a link cannot be made (another file
+// system), a file up to MaxChunkSize is copied into a read-only entry
+// instead. Failures only make the cache smaller.
+func (op *pullOp) feedCache(ctx context.Context, b *buildDir, files []SourcedFile) {
+	c := op.r.cache
+	if c == nil {
+		return
 	}
-	err := os.Link(src, entry)
-	if err == nil || errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if size > object.MaxChunkSize {
-		return err
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	tmp, err := p.c.createTemp(filepath.Base(entry))
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(data)
-	if cerr := tmp.Close(); werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return errors.Join(werr, cerr)
-	}
-	return os.Rename(tmp.Name(), entry)
-}
-
-// evict removes entries that only the cache holds (link count 1), oldest
-// first by the time they became so (ctime), until they fit the cap.
-func (p *PullCache) evict() {
-	type owned struct {
-		path  string
-		size  int64
-		since time.Time
-	}
-	var only []owned
-	var total int64
-	for _, f := range p.c.list() {
-		fi, err := os.Stat(f.path)
+	for i := range files {
+		if ctx.Err() != nil {
+			return
+		}
+		f := &files[i]
+		h, err := openBuilt(b.dir, f.Path)
 		if err != nil {
 			continue
 		}
-		if linkCount(fi) > 1 {
-			continue // a pulled folder still holds it: it costs no space
-		}
-		only = append(only, owned{f.path, fi.Size(), changeTime(fi)})
-		total += fi.Size()
+		_ = c.feed(ctx, h, filepath.Join(b.path(), filepath.FromSlash(f.Path)), f)
+		_ = h.Close() // read-only
 	}
-	if total <= p.c.max {
-		return
+}
+
+// openBuilt opens the regular file rel under root for reading, following
+// no link on the way.
+func openBuilt(root *os.File, rel string) (*os.File, error) {
+	dir, name, err := openParentOf(root, rel, false)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(only, func(i, j int) bool { return only[i].since.Before(only[j].since) })
-	for _, o := range only {
-		if total <= p.c.max*9/10 {
-			break
-		}
-		if os.Remove(o.path) == nil {
-			total -= o.size
+	defer func() { _ = dir.Close() }() // a directory handle: nothing buffered
+	h, err := openAt(dir, name, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if in, err := statFile(h); err != nil || in.kind != kindFile {
+		_ = h.Close() // read-only
+		return nil, fmt.Errorf("%s: %w (not a regular file)", rel, errUntrusted)
+	}
+	return h, nil
+}
+
+// feed adds the open file h, at path p, holding the verified content of f,
+// to the cache, unless an entry of its content and mode class is there.
+func (c *ContentCache) feed(ctx context.Context, h *os.File, p string, f *SourcedFile) error {
+	in, err := statFile(h)
+	if err != nil {
+		return err
+	}
+	if in.size != f.Size {
+		return fmt.Errorf("%s: %d bytes, want %d", p, in.size, f.Size)
+	}
+	key := fileKey(&f.File).String()
+	for _, e := range c.entries(key) {
+		if e.bare || modeClass(e.perm) == modeClass(in.perm) {
+			return nil // one of its class is there: it is checked when used
 		}
 	}
+	dest := filepath.Join(c.dir, "tmp", key[:16]+"-link-"+randomHex(8))
+	if err := os.Link(p, dest); err != nil {
+		if f.Size > object.MaxChunkSize {
+			return err
+		}
+		return c.feedCopy(ctx, h, f, key, modeClass(in.perm))
+	}
+	// The link must be to the very file verified; hash it, then name it.
+	fi, err := os.Lstat(dest)
+	hi, herr := h.Stat()
+	if err != nil || herr != nil || !os.SameFile(fi, hi) {
+		_ = os.Remove(dest)
+		return errEntryDamaged
+	}
+	st0, stamped := inodeStamp(h)
+	sum, err := contentHash(ctx, h, f.Size)
+	if err != nil {
+		_ = os.Remove(dest)
+		return err
+	}
+	e := entry{key: key, perm: in.perm, sum: sum, recorded: true}
+	if _, err := c.commit(dest, e); err != nil {
+		_ = os.Remove(dest)
+		return err
+	}
+	if stamped {
+		st1, ok := inodeStamp(h)
+		if ok && st1.Ino == st0.Ino && st1.Size == st0.Size && st1.MtimeNs == st0.MtimeNs {
+			_ = c.writeSeal(e, seal{stamp: st1, verified: time.Now()})
+		}
+	}
+	return nil
+}
+
+// feedCopy copies the open file h, holding the verified content of f,
+// into a new read-only entry of mode class class.
+func (c *ContentCache) feedCopy(ctx context.Context, h *os.File, f *SourcedFile, key string, class fs.FileMode) error {
+	tmp, err := c.createTemp(key)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tmp.Close() }() // its bytes are hashed through it before it is committed
+	err = copyRange(tmp, h, f.Size)
+	var sum [16]byte
+	if err == nil {
+		sum, err = contentHash(ctx, tmp, f.Size)
+	}
+	if err == nil {
+		err = tmp.Chmod(class)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name()) // best effort: tmp/ is cleared of what is an hour old
+		return err
+	}
+	e := entry{key: key, perm: class, sum: sum, recorded: true}
+	if _, err := c.commit(tmp.Name(), e); err != nil {
+		return err
+	}
+	if st, ok := inodeStamp(tmp); ok {
+		_ = c.writeSeal(e, seal{stamp: st, verified: time.Now()})
+	}
+	return nil
+}
+
+// copyRange copies the first n bytes of src into dst.
+func copyRange(dst, src *os.File, n int64) error {
+	_, err := io.Copy(io.NewOffsetWriter(dst, 0), io.NewSectionReader(src, 0, n))
+	return err
 }

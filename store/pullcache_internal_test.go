@@ -23,9 +23,9 @@ func TestPullCacheRefusesLocationOfAnotherSize(t *testing.T) {
 	ix, err := OpenIndex(filepath.Join(dir, "index.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { ix.Close() })
-	pc, err := OpenPullCache(filepath.Join(dir, "pulled"), DefaultCacheSize)
+	c, err := OpenContentCache(filepath.Join(dir, "content"), DefaultCacheSize)
 	require.NoError(t, err)
-	pc = pc.withIndex(ix)
+	pc := cacheSource{c, ix}
 
 	content := []byte("a chunk an earlier pull wrote")
 	id := object.Hash(content)
@@ -34,7 +34,11 @@ func TestPullCacheRefusesLocationOfAnotherSize(t *testing.T) {
 	root := filepath.Join(dir, "pull")
 	require.NoError(t, os.MkdirAll(root, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "config.json"), content, 0o644))
-	pc.remember(root, []SourcedFile{f})
+	h, err := os.Open(filepath.Join(root, "config.json"))
+	require.NoError(t, err)
+	defer h.Close()
+	require.NoError(t, c.feed(context.Background(), h, filepath.Join(root, "config.json"), &f))
+	c.remember(ix, []SourcedFile{f})
 
 	ctx := context.Background()
 	got, err := pc.readBlob(ctx, id, int64(len(content)), nil)

@@ -60,10 +60,10 @@ func TestPullCacheServesSecondPull(t *testing.T) {
 	first := e.push(ckpts[0], "c", store.PushOptions{})
 	second := e.push(ckpts[1], "c", store.PushOptions{})
 
-	pc, err := store.OpenPullCache(filepath.Join(t.TempDir(), "pulled"), 1<<30)
+	pc, err := store.OpenContentCache(filepath.Join(t.TempDir(), "pulled"), 1<<30)
 	require.NoError(t, err)
 	counting := &countingBackend{Backend: e.b}
-	r, err := store.Open(e.ctx, counting, store.Options{PullCache: pc, Index: e.ix, Workers: 4})
+	r, err := store.Open(e.ctx, counting, store.Options{Cache: pc, Index: e.ix, Workers: 4})
 	require.NoError(t, err)
 
 	outA := filepath.Join(t.TempDir(), "a")
@@ -99,12 +99,12 @@ func TestPullCacheServesSecondPull(t *testing.T) {
 
 	// …and editing a pulled file in place (it shares its inode with the
 	// cache entry) only makes its chunks download again.
-	fresh, err := store.OpenPullCache(filepath.Join(t.TempDir(), "pulled2"), 1<<30)
+	fresh, err := store.OpenContentCache(filepath.Join(t.TempDir(), "pulled2"), 1<<30)
 	require.NoError(t, err)
 	ix2, err := store.OpenIndex(filepath.Join(t.TempDir(), "index2.db"))
 	require.NoError(t, err)
 	defer ix2.Close()
-	r2, err := store.Open(e.ctx, counting, store.Options{PullCache: fresh, Index: ix2, Workers: 4})
+	r2, err := store.Open(e.ctx, counting, store.Options{Cache: fresh, Index: ix2, Workers: 4})
 	require.NoError(t, err)
 	outD := filepath.Join(t.TempDir(), "d")
 	_, err = r2.Pull(e.ctx, "c", "100", outD, store.PullOptions{})
@@ -173,9 +173,9 @@ func TestPullCacheEvictsWhatOnlyItHolds(t *testing.T) {
 	e.push(ckpts[1], "c", store.PushOptions{})
 	dir := filepath.Join(t.TempDir(), "pulled")
 	const limit = 1 << 20
-	pc, err := store.OpenPullCache(dir, limit)
+	pc, err := store.OpenContentCache(dir, limit)
 	require.NoError(t, err)
-	r, err := store.Open(e.ctx, e.b, store.Options{PullCache: pc, Index: e.ix})
+	r, err := store.Open(e.ctx, e.b, store.Options{Cache: pc, Index: e.ix})
 	require.NoError(t, err)
 	a := filepath.Join(t.TempDir(), "a")
 	_, err = r.Pull(e.ctx, "c", "100", a, store.PullOptions{})

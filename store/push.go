@@ -64,6 +64,12 @@ type PushResult struct {
 	NewStored int64 // bytes written to the registry for them (after compression), manifest included
 	// DeltaBlobs counts the new blobs stored as deltas (Options.Deltas).
 	DeltaBlobs int
+	// Adapter is set when the folder is a PEFT adapter (layout.DetectAdapter).
+	Adapter *layout.Adapter
+	// AutoBase is set when the record's base was not given
+	// (PushOptions.Base) but found from the adapter's
+	// base_model_name_or_path (adapterBase).
+	AutoBase bool
 }
 
 // DedupeRatio is logical bytes over newly stored bytes (∞ → 0 when nothing new).
@@ -83,7 +89,7 @@ type pushFile struct {
 	info   os.FileInfo
 	cached bool
 	file   manifest.File
-	header *layout.SafetensorsHeader
+	layout *fileLayout // nil: opaque bytes
 	plan   []extent
 	os     *os.File
 }
@@ -111,6 +117,8 @@ type pushOp struct {
 	// adds are recorded under it, see Index.syncGCRuns).
 	gc  *gcView
 	gen uint64
+	// dir is the folder pushed (absolute).
+	dir string
 	// seen collects the keys the registry itself showed present during this
 	// push; confirm checks the others (vouched for by a cache) before the
 	// push publishes.
@@ -154,7 +162,18 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	base, err := r.resolveBase(ctx, opts.Base)
+	adapter, err := layout.DetectAdapter(os.DirFS(f.abs))
+	if err != nil {
+		return nil, err
+	}
+	baseRef, autoBase := opts.Base, false
+	if adapter != nil && baseRef == "" {
+		if baseRef, err = r.adapterBase(ctx, adapter.Config.Base()); err != nil {
+			return nil, err
+		}
+		autoBase = baseRef != ""
+	}
+	base, err := r.resolveBase(ctx, baseRef)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +185,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	if err != nil {
 		return nil, err
 	}
-	op := &pushOp{r: r, opts: opts, gc: gcSeen, gen: r.index.syncGCRuns(r.format.ID, gcSeen.runs), seen: newKeySet()}
+	op := &pushOp{r: r, opts: opts, dir: f.abs, gc: gcSeen, gen: r.index.syncGCRuns(r.format.ID, gcSeen.runs), seen: newKeySet()}
 	op.build = &manifestBuilder{sink: op, index: r.index, workers: r.workers, prog: r.prog}
 	op.deltas = r.deltaReferences(ctx, opts.Name, version, base)
 
@@ -174,6 +193,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		return nil, err
 	}
 	op.res = op.scan.res
+	op.res.Adapter, op.res.AutoBase = adapter, autoBase
 	op.res.DeltaBlobs = int(op.deltaBlobs.Load())
 	if op.manifestJSON, op.manifestID, err = op.scan.manifest.Encode(); err != nil {
 		return nil, err
@@ -203,6 +223,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 		for k, v := range state.EvalMetrics(step) {
 			metrics[k] = v
 		}
+		op.rec.TrainerBest = trainerBest(state)
 	}
 	for k, v := range opts.Metrics {
 		metrics[k] = v
@@ -239,6 +260,78 @@ func (r *Registry) resolveBase(ctx context.Context, base string) (*refs.BaseRef,
 		return nil, mark(fmt.Errorf("base: %w", err), ErrBadBase)
 	}
 	return &refs.BaseRef{Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest}, nil
+}
+
+// adapterBase is the NAME@VERSION a PEFT adapter is linked to when its
+// push names no base: the NAME its adapter_config.json's
+// base_model_name_or_path names, at the version or tag its revision names
+// if it is one, else at its latest version; else a version imported from
+// the Hugging Face repo it names (hfBase); "" when neither is found (a
+// local path, an id never imported, nothing). Only an exact NAME or repo
+// id matches: a path's last element is not guessed at.
+func (r *Registry) adapterBase(ctx context.Context, b layout.AdapterBase) (string, error) {
+	if b.Name == "" {
+		return "", nil
+	}
+	if refs.CheckName(b.Name) == nil {
+		c, err := r.Catalog(ctx, b.Name)
+		if err != nil {
+			return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
+		}
+		if recs := c.Records[b.Name]; len(recs) > 0 {
+			if b.Revision != "" {
+				if rec, err := c.Resolve(b.Name, b.Revision); err == nil {
+					return rec.Name + "@" + rec.Version, nil
+				}
+			}
+			latest := recs[len(recs)-1]
+			return latest.Name + "@" + latest.Version, nil
+		}
+	}
+	return r.hfBase(ctx, b)
+}
+
+// hfBase is the version imported from the Hugging Face repo b names (its
+// record's hf member, written by import): the import of the commit b's
+// revision names when that is a full commit, else the most recently pushed
+// import of the repo; "" when there is none, or when the repo was imported
+// under more than one NAME (which one the adapter means is not guessed).
+// Refs that cannot be read or verified are skipped: a base is only ever
+// linked from a record that verifies.
+func (r *Registry) hfBase(ctx context.Context, b layout.AdapterBase) (string, error) {
+	c, err := r.ReadCatalog(ctx, "", CatalogOptions{KeepGoing: true})
+	if err != nil {
+		return "", mark(fmt.Errorf("base %s named by %s: %w", b.Name, layout.AdapterConfigName, err), ErrBadBase)
+	}
+	commit := len(b.Revision) == 40 && strings.Trim(b.Revision, "0123456789abcdef") == ""
+	var found *refs.Record
+	names := map[string]bool{}
+	for _, recs := range c.Records {
+		for i, rec := range recs {
+			if rec.HF == nil || rec.HF.Repo != b.Name || commit && rec.HF.Revision != b.Revision {
+				continue
+			}
+			names[rec.Name] = true
+			if found == nil || rec.Pushed.After(found.Pushed) {
+				found = &recs[i]
+			}
+		}
+	}
+	if found == nil || len(names) > 1 {
+		return "", nil
+	}
+	return found.Name + "@" + found.Version, nil
+}
+
+// trainerBest is what trainer_state.json says about Trainer's best
+// checkpoint, nil when it says nothing.
+func trainerBest(state *layout.TrainerState) *refs.TrainerBest {
+	tb := &refs.TrainerBest{Value: state.BestMetric, Metric: state.BestMetricName(),
+		GlobalStep: state.BestGlobalStep, ModelCheckpoint: state.BestModelCheckpoint}
+	if tb.IsZero() {
+		return nil
+	}
+	return tb
 }
 
 // folder is a local folder as layout sees it.
@@ -324,12 +417,10 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 		if pf.cached {
 			continue
 		}
-		if pf.entry.Role == layout.RoleWeights && path.Ext(pf.entry.Path) == ".safetensors" {
-			if pf.header, err = layout.ReadSafetensorsHeader(pf.abs); err != nil {
-				return nil, err
-			}
+		if pf.layout, err = readLayout(pf.abs, pf.entry, pf.info.Size()); err != nil {
+			return nil, err
 		}
-		pf.plan = planChunks(pf.info.Size(), pf.header, fileHint(pf.entry))
+		pf.plan = planChunks(pf.info.Size(), pf.layout, fileHint(pf.entry))
 	}
 
 	res := &PushResult{Files: len(files)}
@@ -347,7 +438,7 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 		return nil, err
 	}
 
-	m := &manifest.Manifest{Version: manifest.Version}
+	m := &manifest.Manifest{}
 	statEntries := make(map[string]statEntry)
 	for _, pf := range files {
 		pf.file.Path = pf.entry.Path
@@ -362,6 +453,7 @@ func (b *manifestBuilder) build(ctx context.Context, f *folder) (*folderScan, er
 			statEntries[pf.abs] = e
 		}
 	}
+	m.Version = m.MinVersion()
 	return &folderScan{manifest: m, files: files, stat: statEntries, res: res}, nil
 }
 
@@ -550,15 +642,19 @@ func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, re
 			if len(ex.tensors) > 0 {
 				tensorDigests = make(map[int]string, len(ex.tensors))
 				for _, ti := range ex.tensors {
-					tn := t.f.header.Tensors[ti]
-					lo := t.f.header.DataOffset + tn.Begin - ex.off
-					tensorDigests[ti] = manifest.SHA256Digest(object.Hash(buf[lo : lo+tn.End-tn.Begin]))
+					off, size := t.f.layout.span(ti)
+					lo := off - ex.off
+					tensorDigests[ti] = manifest.SHA256Digest(object.Hash(buf[lo : lo+size]))
 				}
 			}
 			var id object.ID
 			if ex.size > 0 {
 				id = object.Hash(buf)
-				stored, err := ensureChunk(gctx, b.sink, object.BlobKey(id), ex.hint, tensorChunkOf(t.f, ex), func() ([]byte, error) { return buf, nil })
+				hint := ex.hint
+				if ex.trial {
+					hint = trialHint(buf)
+				}
+				stored, err := ensureChunk(gctx, b.sink, object.BlobKey(id), hint, tensorChunkOf(t.f, ex, hint.ElemSize), func() ([]byte, error) { return buf, nil })
 				if err != nil {
 					return fmt.Errorf("store %s bytes [%d, %d): %w", t.f.entry.Path, ex.off, ex.off+ex.size, err)
 				}
@@ -608,40 +704,25 @@ func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, re
 		} else {
 			pf.file.Digest = manifest.ChunksDigest(pf.file.Chunks)
 		}
-		if pf.header != nil {
-			pf.file.Safetensors = safetensorsInfo(pf.header, chunks[pf], digests[pf])
+		switch {
+		case pf.layout == nil:
+		case pf.layout.st != nil:
+			pf.file.Safetensors = safetensorsInfo(pf.layout.st, chunks[pf], digests[pf])
+		case pf.layout.format != "":
+			pf.file.Tensors = tensorTable(pf.layout, chunks[pf], digests[pf])
 		}
 	}
 	return nil
 }
 
-// safetensorsInfo builds the manifest's tensor table. Tensors grouped into a
-// shared chunk already have digests; the others take theirs from the chunks
-// that cover exactly them.
+// safetensorsInfo builds the manifest's tensor table of a safetensors
+// file. Tensors grouped into a shared chunk already have digests; the
+// others take theirs from the chunks that cover exactly them.
 func safetensorsInfo(h *layout.SafetensorsHeader, chunks []manifest.Chunk, grouped map[int]string) *manifest.SafetensorsInfo {
 	info := &manifest.SafetensorsInfo{DataOffset: h.DataOffset, Metadata: h.Metadata}
 	for i, t := range h.Tensors {
-		tn := manifest.Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End}
-		if d, ok := grouped[i]; ok {
-			tn.Digest = d
-		} else {
-			begin, end := h.DataOffset+t.Begin, h.DataOffset+t.End
-			var own []manifest.Chunk
-			for _, c := range chunks {
-				if c.Offset >= begin && c.Offset+c.Size <= end && c.Size > 0 {
-					own = append(own, c)
-				}
-			}
-			switch len(own) {
-			case 0:
-				tn.Digest = manifest.SHA256Digest(object.Hash(nil))
-			case 1:
-				tn.Digest = manifest.SHA256Digest(own[0].ID)
-			default:
-				tn.Digest = manifest.ChunksDigest(own)
-			}
-		}
-		info.Tensors = append(info.Tensors, tn)
+		info.Tensors = append(info.Tensors, manifest.Tensor{Name: t.Name, Dtype: string(t.Dtype), Shape: t.Shape, Begin: t.Begin, End: t.End,
+			Digest: tensorDigest(h.DataOffset+t.Begin, h.DataOffset+t.End, chunks, grouped, i)})
 	}
 	return info
 }

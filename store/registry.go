@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 // FormatKey is the object at the root of every registry.
@@ -42,11 +43,10 @@ type Options struct {
 	Workers int
 	// Progress receives byte counts of pushes and pulls; nil for none.
 	Progress Progress
-	// PullCache lets pulls read chunks from files of earlier pulls on this
-	// machine (for remote backends); nil for none. It needs Index.
-	PullCache *PullCache
-	// FileCache keeps whole decoded files for pull --link; nil for none.
-	FileCache *FileCache
+	// Cache is the per-machine content cache every pull feeds and reuses
+	// (chunks of earlier pulls through Index; whole files for pull --link);
+	// nil for none.
+	Cache *ContentCache
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
@@ -55,6 +55,10 @@ type Options struct {
 	// smaller (delta.go). The first delta raises the registry to format
 	// version 2, which older ckpt versions refuse.
 	Deltas bool
+	// Best is the metric NAME@best ranks by wherever this handle resolves
+	// it (refs.BestRule); the zero rule leaves it to each NAME's stored
+	// retention policy, else eval_loss.
+	Best refs.BestRule
 	// Warn is told of problems that do not fail an operation but that its
 	// user should hear of, such as a lock that could not be released (it
 	// then counts as abandoned once LockStaleAfter has passed); nil drops
@@ -78,8 +82,8 @@ type Registry struct {
 	prog    Progress
 	// lockStale overrides DefaultStaleAfter (tests).
 	lockStale time.Duration
-	pulled    *PullCache
-	files     *FileCache
+	cache     *ContentCache
+	best      refs.BestRule
 	deltas    bool
 	warn      func(error)
 }
@@ -137,11 +141,14 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if f.Version > FormatVersion {
 		return nil, fmt.Errorf("registry at %s has format version %d; this ckpt reads up to %d: upgrade ckpt", b.Location(), f.Version, FormatVersion)
 	}
+	if err := opts.Best.Validate(); err != nil {
+		return nil, err
+	}
 	w := opts.Workers
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, pulled: opts.PullCache.withIndex(opts.Index), files: opts.FileCache, deltas: opts.Deltas, warn: opts.Warn}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, best: opts.Best, deltas: opts.Deltas, warn: opts.Warn}, nil
 }
 
 // readFormat reads and checks the format file.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
@@ -36,4 +37,28 @@ func (r *Registry) LocalManifest(ctx context.Context, dir string) (*manifest.Man
 	}
 	r.index.storeFiles(scan.stat)
 	return scan.manifest, id, nil
+}
+
+// FolderHolds reports whether dir holds exactly the content the manifest
+// recorded describes, and returns the manifest ID a push of dir would
+// record now. The two IDs are equal when nothing changed; when they differ,
+// the folder may still hold the same bytes cut differently by an earlier
+// ckpt, and its files are checked against the recorded chunk hashes
+// (folderHolds), so a change of chunking never turns a pushed folder into
+// a conflict or makes it look unpushed.
+func (r *Registry) FolderHolds(ctx context.Context, dir string, recorded object.ID) (bool, object.ID, error) {
+	local, id, err := r.LocalManifest(ctx, dir)
+	if err != nil || id == recorded {
+		return err == nil, id, err
+	}
+	want, err := r.Manifest(ctx, recorded)
+	if err != nil {
+		return false, id, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, id, err
+	}
+	same, err := folderHolds(ctx, abs, local, want)
+	return same, id, err
 }

@@ -106,6 +106,7 @@ are copied, and --json reports each with its status.`,
 	f.BoolVar(&opts.Tags, "tags", false, "also copy the tags pointing at the versions copied")
 	f.BoolVar(&noServerSide, "no-server-side", false, "never let the destination's S3 server copy objects itself")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	a.best.register(f)
 	return cmd
 }
 
@@ -121,7 +122,7 @@ func (a *app) openDestination(ctx context.Context, loc string) (*store.Registry,
 	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
 		workers = remoteWorkers
 	}
-	r, _, err := store.Init(ctx, b, store.Options{Index: a.index, Workers: workers})
+	r, _, err := store.Init(ctx, b, store.Options{Index: a.index, Workers: workers, Warn: a.warn})
 	if err != nil {
 		return nil, fmt.Errorf("--to %s: %w", redact.URL(loc), err)
 	}

@@ -23,7 +23,8 @@ Files are compared by digest, JSON config files key by key, tokenizers by
 tokens, special tokens and merges, and weights tensor by tensor, matched by name
 across shards. Tensors are compared from the manifests alone; --stats also reads
 the data of changed tensors and reports max |delta| and the relative L2 change
-||b-a|| / ||a|| (BF16, F16, F32, F64).
+||b-a|| / ||a|| (BF16, F16, F32, F64). Two PEFT adapters are also compared by
+their settings (rank, alpha, dropout, target modules as a set, ...).
 
 A registry checkpoint includes the config and tokenizer it inherits from its
 --base chain, as pull would write them.`,
@@ -57,6 +58,7 @@ A registry checkpoint includes the config and tokenizer it inherits from its
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print the whole report as JSON (docs/cli-json.md)")
 	f.BoolVar(&opts.Stats, "stats", false, "read changed tensors and report max |delta| and relative L2 change")
+	a.best.register(cmd.Flags())
 	return cmd
 }
 

@@ -61,7 +61,9 @@ func TestErrorHints(t *testing.T) {
 		{[]string{"push", other, "run@2", "--base", "gpt2@9"}, 1, "--base takes the NAME@REF of a recorded model"},
 		{[]string{"pull", "run@1", filepath.Join(t.TempDir(), "out")}, 1, "push it with --base NAME@REF, or pull with --allow-incomplete"},
 		{[]string{"pull", "gpt2@1", nonEmpty}, 1, "target folder is not empty; use --force to replace it"},
-		{[]string{"show", "gpt2@best"}, 1, "no version of gpt2 has eval_loss recorded; push with --metric eval_loss=... to record it"},
+		{[]string{"pull", "gpt2@1", filepath.Join(t.TempDir(), "sel"), "--include", "*.gguf"}, 1, "; `ckpt show NAME@REF` lists its files"},
+		{[]string{"pull", "gpt2@1", filepath.Join(t.TempDir(), "wb"), "--with-base"}, 1, "not a PEFT adapter with a base: gpt2@1 has no adapter_config.json, or full-model weights of its own; --with-base is for PEFT adapters"},
+		{[]string{"show", "gpt2@best"}, 1, "no version of gpt2 has eval_loss recorded; push with --metric METRIC=VALUE to record it, or rank by another metric with --best-by"},
 		{[]string{"retention", "set", "run", "--keep-last", "0"}, 2, "every rule is off; set --keep-last, --keep-best, --keep-every or --keep-within"},
 	}
 	for _, tc := range cases {

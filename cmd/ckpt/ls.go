@@ -19,7 +19,12 @@ func (a *app) lsCommand() *cobra.Command {
 		Short: "List recorded checkpoints",
 		Long: `List every NAME with its versions: step, eval_loss, best/latest/tag markers,
 logical size and the bytes its push newly stored. A version imported from the
-Hugging Face cache (import-hf) is marked hf:ORG/NAME@COMMIT (12 hex digits).`,
+Hugging Face cache (import-hf) is marked hf:ORG/NAME@COMMIT (12 hex digits).
+
+The best marker is NAME@best: the best version by --best-by METRIC if given,
+else by the metric of NAME's stored retention policy, else by eval_loss; each
+NAME says which metric it ranks by (and a column shows that metric when it is
+not eval_loss).`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -53,28 +58,45 @@ Hugging Face cache (import-hf) is marked hf:ORG/NAME@COMMIT (12 hex digits).`,
 				if i > 0 {
 					a.printf("\n")
 				}
-				a.printVersions(n.Name, c.Records[n.Name], n.Versions)
+				a.printVersions(n, c.Records[n.Name])
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON (docs/cli-json.md)")
+	a.best.register(cmd.Flags())
 	return cmd
 }
 
-// printVersions prints the records of name, vs their markers (newLsOutput).
-func (a *app) printVersions(name string, recs []refs.Record, vs []lsVersionOutput) {
+// printVersions prints the records of a NAME with their markers
+// (newLsOutput).
+func (a *app) printVersions(n lsNameOutput, recs []refs.Record) {
 	if a.quiet {
 		return
 	}
-	a.printf("%s\n", name)
+	metric := ""
+	switch {
+	case n.BestBy != nil:
+		a.printf("%s  (best by %s)\n", n.Name, bestByText(refs.BestBy{Metric: n.BestBy.Metric, GreaterIsBetter: n.BestBy.GreaterIsBetter, Source: refs.BestSource(n.BestBy.Source)}))
+		if n.BestBy.Metric != "eval_loss" {
+			metric = n.BestBy.Metric
+		}
+	default:
+		a.printf("%s  (best cannot be told: %s)\n", n.Name, textsafe.Name(n.BestError))
+	}
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  VERSION\tSTEP\tEVAL_LOSS\tSIZE\tNEW\tPUSHED\tMARKS")
+	header := "  VERSION\tSTEP\tEVAL_LOSS\t"
+	if metric != "" {
+		header += strings.ToUpper(textsafe.Name(metric)) + "\t"
+	}
+	fmt.Fprintln(tw, header+"SIZE\tNEW\tPUSHED\tMARKS")
 	for i, rec := range recs {
-		v := vs[i]
-		loss := "-"
-		if l, ok := rec.Metrics["eval_loss"]; ok {
-			loss = strconv.FormatFloat(l, 'f', 4, 64)
+		v := n.Versions[i]
+		value := func(m string) string {
+			if l, ok := rec.Metrics[m]; ok {
+				return strconv.FormatFloat(l, 'f', 4, 64)
+			}
+			return "-"
 		}
 		var marks []string
 		if v.Best {
@@ -87,7 +109,11 @@ func (a *app) printVersions(name string, recs []refs.Record, vs []lsVersionOutpu
 		if rec.HF != nil {
 			marks = append(marks, "hf:"+textsafe.Name(rec.HF.Repo)+"@"+textsafe.Name(shortRevision(rec.HF.Revision)))
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", rec.Version, rec.Step, loss, humanBytes(rec.Logical), humanBytes(rec.Stored),
+		cols := rec.Version + "\t" + strconv.FormatInt(rec.Step, 10) + "\t" + value("eval_loss") + "\t"
+		if metric != "" {
+			cols += value(metric) + "\t"
+		}
+		fmt.Fprintf(tw, "  %s%s\t%s\t%s\t%s\n", cols, humanBytes(rec.Logical), humanBytes(rec.Stored),
 			rec.Pushed.Local().Format("2006-01-02 15:04"), strings.Join(marks, ","))
 	}
 	tw.Flush()

@@ -30,6 +30,7 @@ import (
 
 	"github.com/ckptdev/ckpt/diff"
 	"github.com/ckptdev/ckpt/hfcache/hfbridge"
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/manifest"
@@ -136,6 +137,7 @@ type recordOutput struct {
 	StoredBytes  int64              `json:"stored_bytes"`
 	Source       string             `json:"source"`
 	HF           *hfOriginOutput    `json:"hf"`
+	TrainerBest  *trainerBestOutput `json:"trainer_best"`
 }
 
 // hfOriginOutput is the Hugging Face Hub repository and commit a
@@ -143,6 +145,45 @@ type recordOutput struct {
 type hfOriginOutput struct {
 	Repo     string `json:"repo"`
 	Revision string `json:"revision"`
+}
+
+// trainerBestOutput is what trainer_state.json said about Trainer's best
+// checkpoint when the checkpoint was saved.
+type trainerBestOutput struct {
+	BestMetric          *float64 `json:"best_metric"`
+	Metric              *string  `json:"metric"`
+	BestGlobalStep      *int64   `json:"best_global_step"`
+	BestModelCheckpoint *string  `json:"best_model_checkpoint"`
+	Step                *int64   `json:"step"`
+}
+
+func newTrainerBestOutput(t *refs.TrainerBest) *trainerBestOutput {
+	if t.IsZero() {
+		return nil
+	}
+	nonEmpty := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	out := &trainerBestOutput{BestMetric: t.Value, Metric: nonEmpty(t.Metric), BestGlobalStep: t.GlobalStep,
+		BestModelCheckpoint: nonEmpty(t.ModelCheckpoint)}
+	if step, ok := t.Step(); ok {
+		out.Step = &step
+	}
+	return out
+}
+
+// bestByOutput is what NAME@best ranks by.
+type bestByOutput struct {
+	Metric          string `json:"metric"`
+	GreaterIsBetter bool   `json:"greater_is_better"`
+	Source          string `json:"source"`
+}
+
+func newBestByOutput(by refs.BestBy) *bestByOutput {
+	return &bestByOutput{Metric: by.Metric, GreaterIsBetter: by.GreaterIsBetter, Source: string(by.Source)}
 }
 
 // baseOutput is the base a record inherits from.
@@ -157,6 +198,7 @@ func newRecordOutput(rec refs.Record) recordOutput {
 		Name: rec.Name, Version: rec.Version, Manifest: rec.Manifest.String(), Pushed: jsonTime(rec.Pushed),
 		Step: rec.Step, Epoch: rec.Epoch, Metrics: rec.Metrics, Files: rec.Files,
 		LogicalBytes: rec.Logical, StoredBytes: rec.Stored, Source: rec.Source,
+		TrainerBest: newTrainerBestOutput(rec.TrainerBest),
 	}
 	if out.Metrics == nil {
 		out.Metrics = map[string]float64{}
@@ -227,18 +269,36 @@ func newInitOutput(r *store.Registry, created bool) initOutput {
 // --- push ---
 
 type pushOutput struct {
-	Schema         string       `json:"schema"`
-	Record         recordOutput `json:"record"`
-	Unchanged      bool         `json:"unchanged"`
-	Files          int          `json:"files"`
-	SymlinkedFiles int          `json:"symlinked_files"`
-	LogicalBytes   int64        `json:"logical_bytes"`
-	ReadBytes      int64        `json:"read_bytes"`
-	Chunks         int          `json:"chunks"`
-	NewBlobs       int          `json:"new_blobs"`
-	NewRawBytes    int64        `json:"new_raw_bytes"`
-	NewStoredBytes int64        `json:"new_stored_bytes"`
-	DedupeRatio    float64      `json:"dedupe_ratio"`
+	Schema         string         `json:"schema"`
+	Record         recordOutput   `json:"record"`
+	Unchanged      bool           `json:"unchanged"`
+	Files          int            `json:"files"`
+	SymlinkedFiles int            `json:"symlinked_files"`
+	LogicalBytes   int64          `json:"logical_bytes"`
+	ReadBytes      int64          `json:"read_bytes"`
+	Chunks         int            `json:"chunks"`
+	NewBlobs       int            `json:"new_blobs"`
+	NewRawBytes    int64          `json:"new_raw_bytes"`
+	NewStoredBytes int64          `json:"new_stored_bytes"`
+	DedupeRatio    float64        `json:"dedupe_ratio"`
+	Adapter        *adapterOutput `json:"adapter"`
+	BaseLinked     bool           `json:"base_linked_automatically"`
+}
+
+// adapterOutput is a PEFT adapter's configuration, as far as ckpt reads it.
+type adapterOutput struct {
+	PeftType            string `json:"peft_type"`
+	BaseModelNameOrPath string `json:"base_model_name_or_path"`
+	Revision            string `json:"revision"`
+	Description         string `json:"description"`
+}
+
+func newAdapterOutput(a *layout.Adapter) *adapterOutput {
+	if a == nil {
+		return nil
+	}
+	return &adapterOutput{PeftType: a.Config.PeftType, BaseModelNameOrPath: a.Config.BaseModelNameOrPath,
+		Revision: a.Config.Revision, Description: a.Config.Describe()}
 }
 
 func newPushOutput(res *store.PushResult) pushOutput {
@@ -246,6 +306,7 @@ func newPushOutput(res *store.PushResult) pushOutput {
 		Schema: schemaName("push"), Record: newRecordOutput(res.Record), Unchanged: res.Unchanged,
 		Files: res.Files, SymlinkedFiles: res.Symlinked, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
+		Adapter: newAdapterOutput(res.Adapter), BaseLinked: res.AutoBase,
 	}
 }
 
@@ -311,6 +372,11 @@ type pullOutput struct {
 	Files        []pulledFileOutput `json:"files"`
 	LogicalBytes int64              `json:"logical_bytes"`
 	Linked       linkedOutput       `json:"linked"`
+	Base         *recordOutput      `json:"base"`
+	Partial      bool               `json:"partial"`
+	Runnable     bool               `json:"runnable"`
+	NotRunnable  string             `json:"not_runnable"`
+	LeftOut      []pulledFileOutput `json:"left_out"`
 }
 
 // copyOutput is what ckpt copy did: one entry per version ref and tag,
@@ -400,6 +466,15 @@ func newPullOutput(res *store.PullResult, dir string) pullOutput {
 	for i, f := range res.Files {
 		out.Files[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
 	}
+	out.Partial, out.Runnable, out.NotRunnable = res.Partial, res.Runnable, res.NotRunnable
+	if res.Base != nil {
+		base := newRecordOutput(*res.Base)
+		out.Base = &base
+	}
+	out.LeftOut = make([]pulledFileOutput, len(res.LeftOut))
+	for i, f := range res.LeftOut {
+		out.LeftOut[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
+	}
 	return out
 }
 
@@ -411,8 +486,10 @@ type lsOutput struct {
 }
 
 type lsNameOutput struct {
-	Name     string            `json:"name"`
-	Versions []lsVersionOutput `json:"versions"`
+	Name      string            `json:"name"`
+	BestBy    *bestByOutput     `json:"best_by"`
+	BestError string            `json:"best_error"`
+	Versions  []lsVersionOutput `json:"versions"`
 }
 
 // lsVersionOutput is a record with its markers.
@@ -427,7 +504,13 @@ func newLsOutput(c *refs.Catalog) lsOutput {
 	out := lsOutput{Schema: schemaName("ls"), Names: []lsNameOutput{}}
 	for _, n := range c.Names() {
 		recs := c.Records[n]
-		best, hasBest := refs.BestRecord(recs, "")
+		no := lsNameOutput{Name: n}
+		best, by, hasBest, err := c.Best(n)
+		if err != nil {
+			no.BestError = err.Error()
+		} else {
+			no.BestBy = newBestByOutput(by)
+		}
 		vs := make([]lsVersionOutput, len(recs))
 		for i, rec := range recs {
 			vs[i] = lsVersionOutput{
@@ -437,7 +520,8 @@ func newLsOutput(c *refs.Catalog) lsOutput {
 				Best:         hasBest && rec.Version == best.Version,
 			}
 		}
-		out.Names = append(out.Names, lsNameOutput{Name: n, Versions: vs})
+		no.Versions = vs
+		out.Names = append(out.Names, no)
 	}
 	return out
 }
@@ -448,7 +532,34 @@ type showOutput struct {
 	Schema string               `json:"schema"`
 	Record recordOutput         `json:"record"`
 	Tags   []string             `json:"tags"`
+	Best   *showBestOutput      `json:"best"`
 	Files  []manifestFileOutput `json:"files"`
+}
+
+// showBestOutput is ckpt's choice of best next to Trainer's.
+type showBestOutput struct {
+	By             bestByOutput `json:"by"`
+	Version        *string      `json:"version"`
+	AsOfVersion    *string      `json:"as_of_version"`
+	TrainerVersion *string      `json:"trainer_version"`
+	Comparable     bool         `json:"comparable"`
+	Agree          bool         `json:"agree"`
+	Disagreement   string       `json:"disagreement"`
+}
+
+// newShowBestOutput is rec's comparison of ckpt's best with Trainer's;
+// nil when what NAME@best ranks by cannot be told (NAME's stored policy
+// is corrupt).
+func newShowBestOutput(chk refs.BestCheck, best *refs.Record) *showBestOutput {
+	version := func(r *refs.Record) *string {
+		if r == nil {
+			return nil
+		}
+		v := r.Version
+		return &v
+	}
+	return &showBestOutput{By: *newBestByOutput(chk.By), Version: version(best), AsOfVersion: version(chk.Ckpt),
+		TrainerVersion: version(chk.TrainerRecord), Comparable: chk.Comparable, Agree: chk.Agree, Disagreement: chk.Why}
 }
 
 // manifestFileOutput is one file of a manifest.
@@ -483,8 +594,8 @@ type tensorOutput struct {
 	Digest string  `json:"digest"`
 }
 
-func newShowOutput(rec refs.Record, tags []string, m *manifest.Manifest) showOutput {
-	out := showOutput{Schema: schemaName("show"), Record: newRecordOutput(rec), Tags: orEmpty(tags),
+func newShowOutput(rec refs.Record, tags []string, best *showBestOutput, m *manifest.Manifest) showOutput {
+	out := showOutput{Schema: schemaName("show"), Record: newRecordOutput(rec), Tags: orEmpty(tags), Best: best,
 		Files: make([]manifestFileOutput, len(m.Files))}
 	for i, f := range m.Files {
 		mf := manifestFileOutput{Path: f.Path, Size: f.Size, Mode: f.Mode, Role: f.Role, Digest: f.Digest,
@@ -674,8 +785,22 @@ type diffOutput struct {
 	Files     []diffFileOutput     `json:"files"`
 	JSON      []diffJSONOutput     `json:"json"`
 	Tokenizer *diffTokenizerOutput `json:"tokenizer"`
+	Adapter   *diffAdapterOutput   `json:"adapter"`
 	Tensors   []diffTensorOutput   `json:"tensors"`
 	Notes     []string             `json:"notes"`
+}
+
+// diffAdapterOutput compares PEFT adapter settings.
+type diffAdapterOutput struct {
+	A       string                    `json:"a"`
+	B       string                    `json:"b"`
+	Changes []diffAdapterChangeOutput `json:"changes"`
+}
+
+type diffAdapterChangeOutput struct {
+	Setting string `json:"setting"`
+	A       string `json:"a"`
+	B       string `json:"b"`
 }
 
 type diffFileOutput struct {
@@ -771,6 +896,12 @@ func newDiffOutput(rep *diff.Report) diffOutput {
 		Schema: schemaName("diff"), A: rep.A, B: rep.B, Summary: rep.Summary(), Identical: rep.Identical(), Stats: rep.Stats,
 		Files: make([]diffFileOutput, len(rep.Files)), JSON: make([]diffJSONOutput, len(rep.JSON)),
 		Tensors: make([]diffTensorOutput, len(rep.Tensors)), Notes: orEmpty(rep.Notes),
+	}
+	if d := rep.Adapter; d != nil {
+		out.Adapter = &diffAdapterOutput{A: d.A, B: d.B, Changes: make([]diffAdapterChangeOutput, len(d.Changes))}
+		for i, c := range d.Changes {
+			out.Adapter.Changes[i] = diffAdapterChangeOutput{Setting: c.Setting, A: c.A, B: c.B}
+		}
 	}
 	for i, f := range rep.Files {
 		out.Files[i] = diffFileOutput{Path: f.Path, Role: f.Role, Kind: string(f.Kind), SizeA: f.SizeA, SizeB: f.SizeB, FromA: f.FromA, FromB: f.FromB}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/store"
 )
 
@@ -33,7 +34,13 @@ import-hf). A link to a folder outside DIR, a loop or a dangling link is
 refused, naming the link.
 
 The eval metrics logged at the pushed step in trainer_state.json are recorded;
---metric key=value adds or overrides metrics for other trainers.`,
+--metric key=value adds or overrides metrics for other trainers.
+
+A PEFT adapter folder (adapter_config.json and adapter_model.safetensors or
+.bin, no full-model weights) pushed without --base is linked to the base its
+base_model_name_or_path names: a NAME of the registry (at the version or tag its
+revision names, else the latest), else a model import-hf recorded from that
+Hugging Face repo; push says which, or that none was found.`,
 		Example: `  ckpt push out/checkpoint-500 llama-sft --base llama-base@1
   ckpt push ./my-model my-model@v1 --tag prod --metric eval_loss=1.42`,
 		Args: exactArgs(2),
@@ -108,12 +115,31 @@ func (a *app) printPush(res *store.PushResult) {
 	if res.NewStored > 0 {
 		a.printf("  ratio      %.2fx (logical / newly stored)\n", res.DedupeRatio())
 	}
-	if rec.Base != nil {
+	switch {
+	case res.AutoBase:
+		a.printf("  base       %s, linked automatically: %s names %s (--base chooses another)\n",
+			rec.Base, layout.AdapterConfigName, res.Adapter.Config.Base())
+	case rec.Base != nil:
 		a.printf("  base       %s\n", rec.Base)
+	}
+	if res.Adapter != nil {
+		a.printf("  adapter    PEFT %s\n", res.Adapter.Config.Describe())
+		if rec.Base == nil {
+			a.printf("  base       none linked: %s names %s, which is neither a NAME nor an imported repo of this registry (push the base, then pass --base NAME@REF)\n",
+				layout.AdapterConfigName, orNone(res.Adapter.Config.Base().String()))
+		}
 	}
 	if len(rec.Metrics) > 0 {
 		a.printf("  metrics    %s\n", formatMetrics(rec.Metrics))
 	}
+}
+
+// orNone is s, or "none" when empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func formatMetrics(m map[string]float64) string {

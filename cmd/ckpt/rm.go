@@ -39,5 +39,6 @@ until garbage collection finds that nothing references them.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	a.best.register(cmd.Flags())
 	return cmd
 }

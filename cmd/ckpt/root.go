@@ -30,6 +30,7 @@ type app struct {
 	workers  int
 	cacheMax string
 	s3       s3Flags
+	best     bestFlags
 	stdout   io.Writer
 	stderr   io.Writer
 	// progressTo is the terminal progress bars are drawn on, nil for none
@@ -75,7 +76,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	pf.BoolVar(&a.noCache, "no-cache", false, "do not use the per-machine caches (index, earlier pulls, --link files)")
 	pf.IntVar(&a.workers, "workers", 0, "parallel transfers (default: 2×CPUs, at least 4)")
-	pf.StringVar(&a.cacheMax, "cache-size", "", "cap of each per-machine disk cache, e.g. 20GiB (env CKPT_CACHE_SIZE; default 10GiB)")
+	pf.StringVar(&a.cacheMax, "cache-size", "", "cap on what only the per-machine content cache holds (files no pulled folder links), e.g. 20GiB (env CKPT_CACHE_SIZE; default 10GiB)")
 	a.s3.register(pf)
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.importHFCommand(), a.pullCommand(), a.lsCommand(), a.showCommand(),
@@ -148,6 +149,10 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if a.registry != nil {
 		return a.registry, nil
 	}
+	best, err := a.best.rule()
+	if err != nil {
+		return nil, err
+	}
 	b, err := a.backend(ctx)
 	if err != nil {
 		return nil, err
@@ -163,7 +168,7 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
 		workers = remoteWorkers
 	}
-	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn}
+	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn, Best: best}
 	if !a.noCache {
 		a.openCaches(&opts, b, limit)
 	}
@@ -278,7 +283,7 @@ func (a *app) openIndex() {
 	}
 }
 
-// cacheLimit is the cap of each disk cache from --cache-size or
+// cacheLimit is the cap of the content cache from --cache-size or
 // CKPT_CACHE_SIZE.
 func (a *app) cacheLimit() (int64, error) {
 	size := a.cacheMax
@@ -295,24 +300,25 @@ func (a *app) cacheLimit() (int64, error) {
 	return n, nil
 }
 
-// openCaches adds the per-machine disk caches: chunks of earlier pulls for
-// remote registries (a local registry is its own cache), whole files for
-// pull --link. One that cannot be opened is left out, with a warning.
-func (a *app) openCaches(opts *store.Options, b backend.Backend, limit int64) {
+// openCaches adds the per-machine content cache, which every pull feeds
+// and reuses, under the cache folder, and takes over the folders of the two
+// caches earlier versions kept (pulled/ and files/). One that cannot be
+// opened is left out, with a warning.
+func (a *app) openCaches(opts *store.Options, _ backend.Backend, limit int64) {
 	dir, err := store.DefaultCacheDir()
 	if err != nil {
 		a.cacheWarning(err)
 		return
 	}
-	if _, isLocal := b.(*local.Backend); !isLocal {
-		if opts.PullCache, err = store.OpenPullCache(filepath.Join(dir, "pulled"), limit); err != nil {
-			opts.PullCache = nil
+	if opts.Cache, err = store.OpenContentCache(filepath.Join(dir, "content"), limit); err != nil {
+		opts.Cache = nil
+		a.cacheWarning(err)
+		return
+	}
+	for _, old := range []string{"pulled", "files"} {
+		if _, err := opts.Cache.Adopt(filepath.Join(dir, old)); err != nil {
 			a.cacheWarning(err)
 		}
-	}
-	if opts.FileCache, err = store.OpenFileCache(filepath.Join(dir, "files"), limit); err != nil {
-		opts.FileCache = nil
-		a.cacheWarning(err)
 	}
 }
 

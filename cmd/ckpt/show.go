@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptdev/ckpt/internal/textsafe"
+	"github.com/ckptdev/ckpt/store/refs"
 )
 
 func (a *app) showCommand() *cobra.Command {
@@ -37,8 +38,17 @@ func (a *app) showCommand() *cobra.Command {
 				return err
 			}
 			tags := c.TagsOf(name, rec.Version)
+			var best *showBestOutput
+			chk, bestErr := c.CheckBest(rec)
+			var overall *refs.Record
+			if bestErr == nil {
+				if b, _, ok, err := c.Best(name); err == nil && ok {
+					overall = &b
+				}
+				best = newShowBestOutput(chk, overall)
+			}
 			if asJSON {
-				return a.printJSON(newShowOutput(rec, tags, m))
+				return a.printJSON(newShowOutput(rec, tags, best, m))
 			}
 			a.printf("%s@%s\n", rec.Name, rec.Version)
 			a.printf("  manifest  %s\n", rec.Manifest)
@@ -56,6 +66,7 @@ func (a *app) showCommand() *cobra.Command {
 			if len(tags) > 0 {
 				a.printf("  tags      %v\n", tags)
 			}
+			a.printShowBest(rec, chk, overall, bestErr)
 			a.printf("  size      %s in %d files, %s newly stored by its push\n\n", humanBytes(rec.Logical), rec.Files, humanBytes(rec.Stored))
 			if a.quiet {
 				return nil
@@ -83,7 +94,38 @@ func (a *app) showCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print record, tags and files as JSON (docs/cli-json.md)")
+	a.best.register(cmd.Flags())
 	return cmd
+}
+
+// printShowBest prints ckpt's NAME@best and, when the checkpoint recorded
+// one, Trainer's best next to it, flagging a disagreement.
+func (a *app) printShowBest(rec refs.Record, chk refs.BestCheck, overall *refs.Record, err error) {
+	if err != nil {
+		a.printf("  best      cannot be told: %s\n", textsafe.Name(err.Error()))
+		return
+	}
+	if overall != nil {
+		a.printf("  best      %s@%s by %s\n", rec.Name, overall.Version, bestByText(chk.By))
+	} else {
+		a.printf("  best      none: no version has %s recorded\n", textsafe.Name(chk.By.Metric))
+	}
+	if chk.Trainer == nil {
+		return
+	}
+	line := trainerBestText(chk.Trainer)
+	if chk.TrainerRecord != nil {
+		line += " = " + rec.Name + "@" + chk.TrainerRecord.Version
+	}
+	a.printf("  trainer   %s\n", line)
+	switch {
+	case !chk.Comparable:
+		a.printf("            (not compared: Trainer's best step or ckpt's pick as of step %d is unknown)\n", rec.Step)
+	case chk.Agree:
+		a.printf("            agrees with ckpt's best as of step %d (%s@%s)\n", rec.Step, rec.Name, chk.Ckpt.Version)
+	default:
+		a.printf("            DISAGREES with ckpt's best as of step %d (%s@%s): %s\n", rec.Step, rec.Name, chk.Ckpt.Version, textsafe.Name(chk.Why))
+	}
 }
 
 // shortDigest keeps the algorithm and 12 hex digits.

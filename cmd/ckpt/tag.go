@@ -40,6 +40,7 @@ func (a *app) tagCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
+	a.best.register(cmd.Flags())
 	return cmd
 }
 

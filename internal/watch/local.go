@@ -111,12 +111,12 @@ func (w *Watcher) deleteChecked(ctx context.Context, step int64, e Entry) {
 	if err != nil || listingDigest(before) != e.Listing {
 		return // changed since the pass looked: the next pass looks again
 	}
-	_, id, err := w.reg.LocalManifest(ctx, dir)
+	same, id, err := w.reg.FolderHolds(ctx, dir, e.Manifest)
 	if err != nil {
 		keep("%w", err)
 		return
 	}
-	if id != e.Manifest {
+	if !same {
 		// Rewritten without its listing showing it: look at it again.
 		e.Listing = ""
 		w.saveEntry(step, e)

@@ -284,12 +284,12 @@ func (w *Watcher) conflict(f *folder, step int64, c *ConflictError) {
 // It reports whether the folder is the pushed checkpoint again.
 func (w *Watcher) recheck(ctx context.Context, step int64, dir string, f *folder, e Entry) bool {
 	pctx := context.WithoutCancel(ctx)
-	_, id, err := w.reg.LocalManifest(pctx, dir)
+	same, id, err := w.reg.FolderHolds(pctx, dir, e.Manifest)
 	if err != nil {
 		w.fail(f, step, dir, err, w.opts.Now())
 		return false
 	}
-	if id == e.Manifest {
+	if same {
 		e.Deleted = false
 		e.Listing = listingDigest(f.snap)
 		w.saveEntry(step, e)

@@ -36,7 +36,7 @@
 // again. The state is a hint, never a verdict: a folder whose listing
 // changed, or that comes back after it was deleted (training re-run into the
 // same output folder), waits to be complete and settled like a new one, and
-// then its manifest is computed (Registry.LocalManifest: files the stat
+// then its manifest is computed (Registry.FolderHolds: files the stat
 // cache knows are not read again, others are hashed):
 //
 //   - the same manifest as pushed: it is that checkpoint again (nothing is
@@ -120,7 +120,6 @@ import (
 	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
-	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
 )
@@ -144,7 +143,7 @@ type Registry interface {
 	ApplyPlan(ctx context.Context, name string, plan retention.Plan) ([]string, error)
 	Verify(ctx context.Context, recs []refs.Record, readData bool) (*store.VerifyReport, error)
 	Resolve(ctx context.Context, name, ref string) (refs.Record, error)
-	LocalManifest(ctx context.Context, dir string) (*manifest.Manifest, object.ID, error)
+	FolderHolds(ctx context.Context, dir string, recorded object.ID) (bool, object.ID, error)
 }
 
 // *store.Registry and *store.Index are what the CLI passes.

@@ -20,8 +20,8 @@ func allocs(f func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
-// FuzzDecodeManifest: an accepted manifest has only safe paths and chunks
-// that cover each file exactly, and decoding allocates at most a bounded
+// FuzzDecodeManifest: an accepted manifest has only safe paths, chunks
+// that cover each file exactly and tensor tables inside their files, and decoding allocates at most a bounded
 // multiple of the input (JSON numbers in arrays, such as shapes, expand up
 // to 8 times, and slices grow by doubling).
 func FuzzDecodeManifest(f *testing.F) {
@@ -29,6 +29,7 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add([]byte(`{"version":1,"files":[{"path":"../x","size":0,"mode":420,"role":"config","digest":"x","chunks":[]}]}`))
 	f.Add([]byte(`{"version":1,"files":[]}`))
 	f.Add([]byte(`{"version":1,"files":[{"path":"a","size":0,"mode":420,"role":"weights","digest":"x","chunks":[],"safetensors":{"data_offset":8,"tensors":[{"name":"t","dtype":"F32","shape":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"begin":0,"end":0,"digest":"x"}]}}]}`))
+	f.Add([]byte(`{"version":2,"files":[{"path":"a.gguf","size":8,"mode":420,"role":"other","digest":"x","chunks":[{"id":"` + strings.Repeat("ab", 32) + `","offset":0,"size":8}],"tensors":{"format":"gguf","tensors":[{"name":"t","dtype":"F32","shape":[1],"begin":4,"end":8,"digest":"x"}]}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m *Manifest
 		var err error
@@ -46,6 +47,12 @@ func FuzzDecodeManifest(f *testing.F) {
 				off += c.Size
 			}
 			require.Equal(t, file.Size, off)
+			if file.Tensors != nil {
+				require.GreaterOrEqual(t, m.Version, Version2)
+				for _, tn := range file.Tensors.Tensors {
+					require.True(t, 0 <= tn.Begin && tn.Begin <= tn.End && tn.End <= file.Size, "tensor %q [%d, %d) in a file of %d", tn.Name, tn.Begin, tn.End, file.Size)
+				}
+			}
 		}
 	})
 }

@@ -1,6 +1,6 @@
 // Package manifest is the description of one folder in a ckpt registry
-// (docs/format.md, section 6): its files, their chunks and safetensors
-// tensors, their digests, and the structural rules a reader checks before
+// (docs/format.md, section 6): its files, their chunks, the tensors of its
+// weights files (safetensors, torch.save zips, GGUF), their digests, and the structural rules a reader checks before
 // it trusts a manifest (Validate, CheckRelPath). A manifest names no
 // checkpoint and no time, so identical folders have identical manifests.
 package manifest
@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -19,8 +20,32 @@ import (
 	"github.com/ckptdev/ckpt/store/object"
 )
 
-// Version is the schema version of manifests this code writes.
-const Version = 1
+// Manifest schema versions. A writer writes the lowest version that
+// describes a folder (MinVersion), so that older readers, which refuse a
+// version they do not know, read every manifest they could understand.
+const (
+	// Version1: files, chunks and safetensors tensor tables.
+	Version1 = 1
+	// Version2 adds File.Tensors, the tensor table of torch.save zip and
+	// GGUF weights.
+	Version2 = 2
+	// Version is the newest version this code reads and writes.
+	Version = Version2
+)
+
+// Tensor table formats (TensorTable.Format).
+const (
+	// FormatTorchZip: a torch.save zip archive. Its tensors are its
+	// storages (archive/data/<key>), named "data/<key>": which parameter
+	// uses which storage is in the pickle, which ckpt does not read for
+	// names. Dtype is torch's name ("float32"), "" when the pickle does
+	// not tell it; Shape is null.
+	FormatTorchZip = "torch-zip"
+	// FormatGGUF: a GGUF file. Tensors are named as in the file; Dtype is
+	// the ggml type's name ("F32", "Q4_K"); Shape is the dims in the
+	// file's order (fastest-varying first).
+	FormatGGUF = "gguf"
+)
 
 // Manifest describes the content of one checkpoint or model folder. It is
 // immutable and stored content-addressed: its ID is the SHA-256 of its JSON
@@ -43,6 +68,9 @@ type File struct {
 	Digest      string           `json:"digest"`
 	Chunks      []Chunk          `json:"chunks"` // contiguous, in file order, covering [0, Size)
 	Safetensors *SafetensorsInfo `json:"safetensors,omitempty"`
+	// Tensors is the tensor table of torch.save zip and GGUF weights
+	// (manifest version 2 and later).
+	Tensors *TensorTable `json:"tensors,omitempty"`
 }
 
 // Chunk is a byte range of a file stored as one blob.
@@ -60,7 +88,18 @@ type SafetensorsInfo struct {
 	Tensors    []Tensor          `json:"tensors"` // sorted by Begin
 }
 
-// Tensor is one tensor of a safetensors file.
+// TensorTable is where the tensors of a weights file other than
+// safetensors lie, kept so that diff works from metadata alone.
+type TensorTable struct {
+	Format string `json:"format"` // FormatTorchZip or FormatGGUF
+	// BigEndian: the file stores its numbers big-endian (a torch.save
+	// byteorder record "big", a big-endian GGUF file).
+	BigEndian bool `json:"big_endian,omitempty"`
+	// Tensors are sorted by Begin; Begin and End are offsets in the file.
+	Tensors []Tensor `json:"tensors"`
+}
+
+// Tensor is one tensor of a safetensors file or a tensor table.
 type Tensor struct {
 	Name  string  `json:"name"`
 	Dtype string  `json:"dtype"`
@@ -109,6 +148,14 @@ func Decode(data []byte) (*Manifest, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
+		// A newer ckpt's manifest may have fields this one does not
+		// know: say so rather than name the field.
+		var v struct {
+			Version int `json:"version"`
+		}
+		if json.Unmarshal(data, &v) == nil && v.Version > Version {
+			return nil, versionError(v.Version)
+		}
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	if err := m.Validate(); err != nil {
@@ -120,8 +167,8 @@ func Decode(data []byte) (*Manifest, error) {
 // Validate checks the structural rules a reader relies on: safe unique
 // paths, contiguous chunks that cover each file, tensors inside their file.
 func (m *Manifest) Validate() error {
-	if m.Version != Version {
-		return fmt.Errorf("manifest version %d not supported (this ckpt reads %d)", m.Version, Version)
+	if m.Version < Version1 || m.Version > Version {
+		return versionError(m.Version)
 	}
 	seen := make(map[string]bool, len(m.Files))
 	for i := range m.Files {
@@ -156,8 +203,46 @@ func (m *Manifest) Validate() error {
 				}
 			}
 		}
+		if tt := f.Tensors; tt != nil {
+			if m.Version < Version2 {
+				return fmt.Errorf("manifest: file %q: a tensor table needs manifest version %d, not %d", f.Path, Version2, m.Version)
+			}
+			if f.Safetensors != nil {
+				return fmt.Errorf("manifest: file %q has both a safetensors header and a tensor table", f.Path)
+			}
+			if tt.Format == "" {
+				return fmt.Errorf("manifest: file %q: tensor table without a format", f.Path)
+			}
+			for _, t := range tt.Tensors {
+				if t.Begin < 0 || t.End < t.Begin || t.End > f.Size {
+					return fmt.Errorf("manifest: file %q: tensor %q [%d, %d) outside the file", f.Path, t.Name, t.Begin, t.End)
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// ErrVersion is matched by the error of Decode for a manifest of a
+// version this code does not read (one written by a newer ckpt).
+var ErrVersion = errors.New("manifest version not supported")
+
+func versionError(v int) error {
+	if v > Version {
+		return fmt.Errorf("%w: manifest version %d is newer than this ckpt reads (%d to %d): upgrade ckpt", ErrVersion, v, Version1, Version)
+	}
+	return fmt.Errorf("%w: manifest version %d (this ckpt reads %d to %d)", ErrVersion, v, Version1, Version)
+}
+
+// MinVersion returns the lowest version that describes m's files: Version2
+// if a file has a tensor table, else Version1.
+func (m *Manifest) MinVersion() int {
+	for i := range m.Files {
+		if m.Files[i].Tensors != nil {
+			return Version2
+		}
+	}
+	return Version1
 }
 
 // CheckRelPath rejects paths that could land outside a target folder:

@@ -23,6 +23,10 @@ type Catalog struct {
 	Tags    map[string]map[string]string // NAME -> TAG -> VERSION
 	// Policies holds the stored retention policies (when they were read).
 	Policies map[string]retention.Policy
+	// Rule is the reader's explicit choice of what NAME@best ranks by
+	// (BestBy); the zero rule leaves it to each NAME's stored policy, else
+	// eval_loss.
+	Rule BestRule
 	// Problems lists the refs that could not be read or verified, sorted by
 	// key (when the reader kept going past them); such refs are in no
 	// other field.
@@ -174,8 +178,8 @@ func (e *notFoundError) Is(target error) bool {
 }
 
 // Resolve resolves NAME@REF against the catalog, with a helpful error. REF
-// is a version, a tag, "latest" (the highest version) or "best" (lowest
-// eval_loss).
+// is a version, a tag, "latest" (the highest version) or "best" (the best
+// version by what c.BestBy(NAME) says).
 func (c *Catalog) Resolve(name, ref string) (Record, error) {
 	recs := c.Records[name]
 	if len(recs) == 0 {
@@ -185,12 +189,7 @@ func (c *Catalog) Resolve(name, ref string) (Record, error) {
 	case Latest:
 		return recs[len(recs)-1], nil
 	case Best:
-		best, ok := BestRecord(recs, "")
-		if !ok {
-			return Record{}, &notFoundError{noMetric: true,
-				msg: fmt.Sprintf("%v: %s@best: no version of %s has eval_loss recorded", ErrNoCheckpoint, name, name)}
-		}
-		return best, nil
+		return c.resolveBest(name)
 	}
 	if rec, ok := c.Record(name, ref); ok {
 		return rec, nil
@@ -220,17 +219,7 @@ func (c *Catalog) Resolve(name, ref string) (Record, error) {
 // direction Trainer uses for it.
 func BestRecord(recs []Record, metric string) (Record, bool) {
 	metric = retention.NormalizeMetric(metric)
-	cps := Checkpoints(recs, nil)
-	best, ok := retention.Best(cps, metric, retention.GreaterIsBetter(metric))
-	if !ok {
-		return Record{}, false
-	}
-	for _, rec := range recs {
-		if rec.Version == best.Version {
-			return rec, true
-		}
-	}
-	return Record{}, false
+	return BestRecordBy(recs, BestBy{Metric: metric, GreaterIsBetter: retention.GreaterIsBetter(metric)})
 }
 
 // Checkpoints converts records to retention's input, with their tags.

@@ -199,6 +199,9 @@ type Record struct {
 	Logical  int64              `json:"logical_bytes"` // sum of file sizes
 	Stored   int64              `json:"stored_bytes"`  // bytes this push newly wrote to the registry
 	Source   string             `json:"source,omitempty"`
+	// TrainerBest is what trainer_state.json said about Trainer's best
+	// checkpoint when this one was saved; nil when it said nothing.
+	TrainerBest *TrainerBest `json:"trainer_best,omitempty"`
 	// HF is the Hugging Face Hub repository and commit the checkpoint was
 	// imported from, nil for one pushed from a folder. Old records have
 	// none, and a record without one is written without the member.

@@ -1,0 +1,242 @@
+// Command realbench pushes real training output into a fresh local
+// registry, run after run and checkpoint after checkpoint in step order, and
+// reports what each push stored (issue 12: storage-aligned chunking of
+// torch.save and GGUF files). It is a measurement, not a test: `make
+// bench-real` runs it on the family ../shared/train/train.py wrote.
+//
+//	go run ./internal/realbench -data /work/data/family -runs frozen,ft32
+//
+// For every checkpoint it prints the bytes of new blobs the push stored,
+// those of the weights file (pytorch_model.bin or model.safetensors) and of
+// optimizer.pt, and, for torch.save weights, the coded size of the
+// storages that changed since the previous checkpoint (each coded alone
+// with the byte-plane codec, as a perfect storage-aligned chunker would
+// store them): "new/changed" is the weights' new bytes over that. Then,
+// per run and file role, stored/raw over all its checkpoints and for its
+// first checkpoint alone. Stored bytes are the registry's blob objects
+// (envelope included), each counted once, for the first file that needed
+// it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/backend/local"
+	"github.com/ckptdev/ckpt/store/object"
+)
+
+func main() {
+	data := flag.String("data", "/work/data/family", "folder with one folder of checkpoint-N folders per run")
+	runs := flag.String("runs", "frozen,ft32", "runs to push, comma-separated, in order")
+	reg := flag.String("registry", "", "registry folder (default: a temporary one, removed at the end)")
+	workers := flag.Int("workers", 2, "push workers")
+	flag.Parse()
+	if err := run(*data, strings.Split(*runs, ","), *reg, *workers); err != nil {
+		fmt.Fprintln(os.Stderr, "realbench:", err)
+		os.Exit(1)
+	}
+}
+
+// tally is raw and stored bytes.
+type tally struct{ raw, stored int64 }
+
+func (t tally) ratio() string {
+	if t.raw == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", float64(t.stored)/float64(t.raw))
+}
+
+func run(data string, runs []string, regDir string, workers int) error {
+	ctx := context.Background()
+	if regDir == "" {
+		tmp, err := os.MkdirTemp("", "realbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		regDir = filepath.Join(tmp, "registry")
+	}
+	b, err := local.New(regDir)
+	if err != nil {
+		return err
+	}
+	r, _, err := store.Init(ctx, b, store.Options{Workers: workers})
+	if err != nil {
+		return err
+	}
+	seen, err := blobSizes(ctx, b)
+	if err != nil {
+		return err
+	}
+	for _, name := range runs {
+		ckpts, err := checkpoints(filepath.Join(data, name))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nrun %s (%d checkpoints)\n", name, len(ckpts))
+		fmt.Printf("%-16s %12s %12s %12s %12s %12s %11s\n", "checkpoint", "raw", "new stored", "new weights", "changed", "new optim", "new/changed")
+		roles := map[string]*tally{}
+		first := map[string]*tally{}
+		var prev map[string][32]byte
+		for i, ck := range ckpts {
+			res, err := r.Push(ctx, ck.dir, store.PushOptions{Name: name, Version: strconv.FormatInt(ck.step, 10)})
+			if err != nil {
+				return fmt.Errorf("push %s: %w", ck.dir, err)
+			}
+			m, err := r.Manifest(ctx, res.Record.Manifest)
+			if err != nil {
+				return err
+			}
+			now, err := blobSizes(ctx, b)
+			if err != nil {
+				return err
+			}
+			perFile := map[string]int64{}
+			var total int64
+			for _, f := range m.Files {
+				role := f.Role
+				if strings.HasSuffix(f.Path, "optimizer.pt") {
+					role = "optimizer"
+				}
+				t := roles[role]
+				if t == nil {
+					t = &tally{}
+					roles[role] = t
+				}
+				t.raw += f.Size
+				var stored int64
+				for _, c := range f.Chunks {
+					key := object.BlobKey(c.ID)
+					if _, old := seen[key]; old {
+						continue
+					}
+					seen[key] = now[key]
+					stored += now[key]
+				}
+				t.stored += stored
+				perFile[f.Path] = stored
+				total += stored
+				if i == 0 {
+					ft := first[role]
+					if ft == nil {
+						ft = &tally{}
+						first[role] = ft
+					}
+					ft.raw += f.Size
+					ft.stored += stored
+				}
+			}
+			weights := perFile["pytorch_model.bin"] + perFile["model.safetensors"]
+			changed, cur, err := changedStorages(filepath.Join(ck.dir, "pytorch_model.bin"), prev)
+			if err != nil {
+				return err
+			}
+			prev = cur
+			ratio := "-"
+			if changed > 0 && i > 0 {
+				ratio = fmt.Sprintf("%.3f", float64(weights)/float64(changed))
+			}
+			fmt.Printf("%-16s %12d %12d %12d %12d %12d %11s\n", filepath.Base(ck.dir), res.Logical, total, weights, changed, perFile["optimizer.pt"], ratio)
+		}
+		fmt.Printf("stored/raw by role (all %d checkpoints; first checkpoint alone)\n", len(ckpts))
+		var names []string
+		for role := range roles {
+			names = append(names, role)
+		}
+		sort.Strings(names)
+		for _, role := range names {
+			fmt.Printf("  %-14s raw %12d stored %12d  %s   first: %s\n", role, roles[role].raw, roles[role].stored, roles[role].ratio(), first[role].ratio())
+		}
+	}
+	return nil
+}
+
+type checkpoint struct {
+	dir  string
+	step int64
+}
+
+// checkpoints lists the checkpoint-N folders of a run in step order.
+func checkpoints(dir string) ([]checkpoint, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []checkpoint
+	for _, e := range entries {
+		n, ok := strings.CutPrefix(e.Name(), "checkpoint-")
+		if !e.IsDir() || !ok {
+			continue
+		}
+		step, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, checkpoint{filepath.Join(dir, e.Name()), step})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].step < out[j].step })
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no checkpoint-N folders", dir)
+	}
+	return out, nil
+}
+
+// blobSizes lists the registry's blobs and their stored sizes.
+func blobSizes(ctx context.Context, b backend.Backend) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := b.List(ctx, "blobs/", func(oi backend.ObjectInfo) error {
+		out[oi.Key] = oi.Size
+		return nil
+	})
+	return out, err
+}
+
+// changedStorages reads the torch.save zip at p (none: 0) and returns the
+// byte-plane coded size of its storages whose bytes differ from prev's
+// storage of the same key (all of them when prev is nil), each coded alone
+// in pieces of MaxChunkSize, and the hashes of its storages by key.
+func changedStorages(p string, prev map[string][32]byte) (int64, map[string][32]byte, error) {
+	data, err := os.ReadFile(p)
+	if os.IsNotExist(err) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	tz, err := layout.ParseTorchZip(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %w", p, err)
+	}
+	cur := map[string][32]byte{}
+	var coded int64
+	for _, s := range tz.Storages {
+		bs := data[s.DataOffset : s.DataOffset+s.Size]
+		h := sha256.Sum256(bs)
+		cur[s.Key] = h
+		if old, ok := prev[s.Key]; ok && old == h {
+			continue
+		}
+		elem := s.ElemSize
+		if elem == 0 {
+			elem = 4
+		}
+		for off := 0; off < len(bs); off += object.MaxChunkSize {
+			piece := bs[off:min(len(bs), off+object.MaxChunkSize)]
+			coded += int64(len(object.Encode(nil, piece, object.EncodeHint{ElemSize: elem})))
+		}
+	}
+	return coded, cur, nil
+}
