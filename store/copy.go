@@ -628,6 +628,9 @@ func (c *copyOp) readVerified(ctx context.Context, o copyObject) (stored []byte,
 	if err := limit.Check(h.ContentLen); err != nil {
 		return nil, nil, err
 	}
+	if o.isBlob() && h.Codec == object.CodecDelta {
+		return c.src.standaloneOf(ctx, o.id, o.size, h) // delta.go
+	}
 	n := int64(h.ContentLen)
 	rel, err := transfers.acquire(ctx, objectCost(n))
 	if err != nil {

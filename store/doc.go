@@ -70,6 +70,19 @@
 // pooled states of the planes codec, about 8 MiB each while pushing), come
 // on top.
 //
+// # Delta blobs
+//
+// With Options.Deltas a push codes a tensor chunk as a delta (codec delta,
+// store/object) against the same tensor extent in the previous version of
+// the NAME or in the base, when that is smaller; the blob ID stays the
+// SHA-256 of the content. References are never deltas (depth 1). Every
+// delta has an edge object deltas/<ref>/<delta>, written before it, so gc
+// keeps a live delta's reference live, and re-encodes the delta standalone
+// in place (through a rescue/ copy that readers fall back to) when nothing
+// else keeps the reference. The first delta raises the registry's format
+// to version 2. A delta's reference is held from a separate 54 MiB budget
+// (deltaBudget) on top of TransferBudget. See delta.go and deltagc.go.
+//
 // # Garbage collection and its safety invariant
 //
 // Every blob and manifest reachable from a version ref exists, except while

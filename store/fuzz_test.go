@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
 )
 
@@ -97,5 +98,44 @@ func FuzzReadRefs(f *testing.F) {
 		}
 		n = allocs(func() { _, _, _ = r.Policy(ctx, "n") })
 		require.LessOrEqual(t, n, bound, "Policy allocated %d bytes", n)
+	})
+}
+
+// FuzzReadDeltaBlob: a blob read through the registry (as pull and verify
+// read it), when it and its reference are any bytes, decodes to content
+// that hashes to its ID or fails; never a panic, and the reader allocates
+// a bounded multiple of the chunk size and the objects, whatever the delta
+// envelope declares or names.
+func FuzzReadDeltaBlob(f *testing.F) {
+	ref := make([]byte, 4096)
+	for i := range ref {
+		ref[i] = byte(i * 7)
+	}
+	next := bytes.Clone(ref)
+	next[100] ^= 0x55
+	refID := object.Hash(ref)
+	good, err := object.EncodeDelta(nil, next, ref, refID, 4, 1<<30)
+	if err != nil {
+		f.Fatal(err)
+	}
+	refObj := object.Encode(nil, ref, object.EncodeHint{ElemSize: 4})
+	f.Add(good, refObj, uint16(len(next)))
+	f.Add(good, good, uint16(len(next)))        // the reference is a delta itself
+	f.Add(good, refObj[:20], uint16(len(next))) // a truncated reference
+	f.Add(good[:40], refObj, uint16(len(next))) // a truncated delta
+	f.Add(good, refObj, uint16(len(next)-1))    // another size than the manifest's
+	format := []byte(`{"format":"ckpt-registry","version":2,"id":"00112233445566778899aabbccddeeff","created":"2026-01-01T00:00:00Z"}`)
+	f.Fuzz(func(t *testing.T, obj, refData []byte, size uint16) {
+		ctx := context.Background()
+		id := object.Hash(next)
+		r, err := Open(ctx, mapBackend{FormatKey: format, object.BlobKey(id): obj, object.BlobKey(refID): refData}, Options{Workers: 1})
+		require.NoError(t, err)
+		var out []byte
+		n := allocs(func() { out, err = r.readBlob(ctx, id, int64(size), nil) })
+		if err == nil {
+			require.Equal(t, next, out)
+		}
+		bound := 8*uint64(int64(size)+object.MaxPayload(int64(size))) + 2*uint64(len(obj)+len(refData)) + 4<<20
+		require.LessOrEqual(t, n, bound, "allocated %d bytes", n)
 	})
 }

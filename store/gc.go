@@ -32,15 +32,20 @@ type GCOptions struct {
 
 // GCResult is what a garbage collection did (or would do, for a dry run).
 type GCResult struct {
-	DryRun             bool          `json:"dry_run"`
-	Checkpoints        int           `json:"checkpoints"`
-	ReachableManifests int           `json:"reachable_manifests"`
-	ReachableBlobs     int           `json:"reachable_blobs"`
-	DeletedManifests   int           `json:"deleted_manifests"`
-	DeletedBlobs       int           `json:"deleted_blobs"`
-	FreedBytes         int64         `json:"freed_bytes"`
-	KeptYoung          int           `json:"kept_young"` // unreferenced but younger than the grace period
-	Duration           time.Duration `json:"duration_ns"`
+	DryRun             bool  `json:"dry_run"`
+	Checkpoints        int   `json:"checkpoints"`
+	ReachableManifests int   `json:"reachable_manifests"`
+	ReachableBlobs     int   `json:"reachable_blobs"`
+	DeletedManifests   int   `json:"deleted_manifests"`
+	DeletedBlobs       int   `json:"deleted_blobs"`
+	FreedBytes         int64 `json:"freed_bytes"`
+	KeptYoung          int   `json:"kept_young"` // unreferenced but younger than the grace period
+	// DeltaBlobs counts the live delta blobs; Reencoded those re-encoded
+	// standalone because no ref reached their reference any more, which
+	// was then freed (deltagc.go).
+	DeltaBlobs int           `json:"delta_blobs"`
+	Reencoded  int           `json:"reencoded"`
+	Duration   time.Duration `json:"duration_ns"`
 }
 
 // GC deletes the manifests and blobs that no ref reaches. It holds the
@@ -78,6 +83,11 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if err := keeper.check(); err != nil {
 		return nil, err
 	}
+	deltas, err := r.planDeltas(ctx, keeper, reachable, now, grace, opts, res)
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	deletedBlobs := map[object.ID]bool{}
 	for _, prefix := range []string{"manifests/", "blobs/"} {
 		var doomed []backend.ObjectInfo
 		err := r.backend.List(ctx, prefix, func(oi backend.ObjectInfo) error {
@@ -85,7 +95,7 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 			if err != nil || oi.Key != keyFor(prefix, id) {
 				return nil // not ours to judge
 			}
-			if reachable[id] {
+			if reachable[id] || prefix == "blobs/" && deltas.keep[id] {
 				return nil
 			}
 			if !opts.NoGrace && now.Sub(oi.ModTime) < grace {
@@ -106,11 +116,17 @@ func (r *Registry) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		}
 		if prefix == "blobs/" {
 			res.DeletedBlobs = len(doomed)
+			for _, oi := range doomed {
+				deletedBlobs[mustID(oi.Key)] = true
+			}
 		} else {
 			res.DeletedManifests = len(doomed)
 		}
 	}
 	if !opts.DryRun {
+		if err := r.afterSweep(ctx, deltas, deletedBlobs, now, grace, res); err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
+		}
 		if err := r.pruneGCRuns(ctx, now); err != nil {
 			return nil, fmt.Errorf("gc: prune run markers: %w", err)
 		}

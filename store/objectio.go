@@ -15,22 +15,6 @@ import (
 // memory from the transfer budget (budget.go); blobs come from a
 // blobSource, the registry or a per-machine cache.
 
-// readObject reads a stored object from r and appends its verified content
-// to dst: the header first, whose declared length must be within limit,
-// then the payload, read (for a codec other than raw) into a buffer of the
-// transfer pool. The caller holds that memory from the transfer budget
-// (objectCost).
-func readObject(r io.Reader, dst []byte, want object.ID, limit object.Limit) ([]byte, error) {
-	h, err := object.ReadHeader(r)
-	if err != nil {
-		return nil, err
-	}
-	if err := limit.Check(h.ContentLen); err != nil {
-		return nil, err
-	}
-	return readObjectBody(r, h, dst, want)
-}
-
 // readObjectBody reads the payload of an object whose header h was just
 // read from r (object.ReadBody), into a pooled buffer of StoredCap bytes
 // unless it is raw.
@@ -194,7 +178,7 @@ func (r *Registry) chunkSource() blobSource {
 // refused before anything else is read, and no more of the object is read
 // than its codec may need for size bytes.
 func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	rc, err := r.backend.Get(ctx, object.BlobKey(id), 0, -1)
+	rc, key, err := r.openBlob(ctx, id)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
 			r.index.forgetKnown(r.format.ID, []string{object.BlobKey(id)})
@@ -203,9 +187,18 @@ func (r *Registry) readBlob(ctx context.Context, id object.ID, size int64, dst [
 		return nil, fmt.Errorf("blob %s: %w", id, err)
 	}
 	defer func() { _ = rc.Close() }() // read-only
-	out, err := readObject(rc, dst, id, object.Exactly(size))
+	h, err := object.ReadHeader(rc)
+	if err == nil {
+		err = object.Exactly(size).Check(h.ContentLen)
+	}
+	var out []byte
+	if err == nil && h.Codec == object.CodecDelta {
+		out, err = r.readDelta(ctx, rc, h, id, dst) // delta.go
+	} else if err == nil {
+		out, err = readObjectBody(rc, h, dst, id)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("blob %s (%s): %w", id, object.BlobKey(id), err)
+		return nil, fmt.Errorf("blob %s (%s): %w", id, key, err)
 	}
 	return out, nil
 }

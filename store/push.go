@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +62,8 @@ type PushResult struct {
 	NewBlobs  int
 	NewRaw    int64 // content bytes of blobs that were new to the registry
 	NewStored int64 // bytes written to the registry for them (after compression), manifest included
+	// DeltaBlobs counts the new blobs stored as deltas (Options.Deltas).
+	DeltaBlobs int
 	// Adapter is set when the folder is a PEFT adapter (layout.DetectAdapter).
 	Adapter *layout.Adapter
 	// AutoBase is set when the record's base was not given
@@ -130,6 +131,10 @@ type pushOp struct {
 	manifestJSON []byte
 	rec          refs.Record
 	res          *PushResult
+	// deltas are the references this push may code tensor chunks
+	// against (delta.go); nil for none.
+	deltas     *deltaRefs
+	deltaBlobs atomic.Int64
 }
 
 func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*PushResult, error) {
@@ -182,12 +187,14 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	}
 	op := &pushOp{r: r, opts: opts, dir: f.abs, gc: gcSeen, gen: r.index.syncGCRuns(r.format.ID, gcSeen.runs), seen: newKeySet()}
 	op.build = &manifestBuilder{sink: op, index: r.index, workers: r.workers, prog: r.prog}
+	op.deltas = r.deltaReferences(ctx, opts.Name, version, base)
 
 	if op.scan, err = op.build.build(ctx, f); err != nil {
 		return nil, err
 	}
 	op.res = op.scan.res
 	op.res.Adapter, op.res.AutoBase = adapter, autoBase
+	op.res.DeltaBlobs = int(op.deltaBlobs.Load())
 	if op.manifestJSON, op.manifestID, err = op.scan.manifest.Encode(); err != nil {
 		return nil, err
 	}
@@ -647,7 +654,7 @@ func (b *manifestBuilder) storeChunks(ctx context.Context, files []*pushFile, re
 				if ex.trial {
 					hint = trialHint(buf)
 				}
-				stored, err := b.sink.ensure(gctx, object.BlobKey(id), hint, func() ([]byte, error) { return buf, nil })
+				stored, err := ensureChunk(gctx, b.sink, object.BlobKey(id), hint, tensorChunkOf(t.f, ex, hint.ElemSize), func() ([]byte, error) { return buf, nil })
 				if err != nil {
 					return fmt.Errorf("store %s bytes [%d, %d): %w", t.f.entry.Path, ex.off, ex.off+ex.size, err)
 				}
@@ -731,6 +738,12 @@ func (op *pushOp) putObject(ctx context.Context, key string, content []byte, hin
 // What the index alone vouched for is not recorded as seen: confirm checks
 // it before the push publishes. It is the op's blobSink.
 func (op *pushOp) ensure(ctx context.Context, key string, hint object.EncodeHint, load func() ([]byte, error)) (int64, error) {
+	return op.ensureTensor(ctx, key, hint, nil, load)
+}
+
+// ensureTensor is ensure for a chunk that holds the tensor extent tc (nil:
+// unknown), which may be stored as a delta (storeBlob, delta.go).
+func (op *pushOp) ensureTensor(ctx context.Context, key string, hint object.EncodeHint, tc *tensorChunk, load func() ([]byte, error)) (int64, error) {
 	r := op.r
 	if r.index.known(r.format.ID, key) {
 		return 0, nil
@@ -746,20 +759,13 @@ func (op *pushOp) ensure(ctx context.Context, key string, hint object.EncodeHint
 	if err != nil {
 		return 0, err
 	}
-	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
-	defer dropBuf(bp)
-	obj := object.Encode((*bp)[:0], content, hint)
-	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
-	if errors.Is(err, backend.ErrExists) {
-		err = nil
-		obj = obj[:0]
-	}
+	stored, err := op.storeBlob(ctx, key, content, hint, tc)
 	if err != nil {
 		return 0, err
 	}
 	r.index.addKnown(r.format.ID, op.gen, []string{key})
 	op.seen.add(key)
-	return int64(len(obj)), nil
+	return stored, nil
 }
 
 // ensureCachedChunks checks that the chunks of files known from the stat

@@ -19,8 +19,10 @@ import (
 // FormatKey is the object at the root of every registry.
 const FormatKey = "ckpt-registry.json"
 
-// FormatVersion is the registry format this code reads and writes.
-const FormatVersion = 1
+// FormatVersion is the highest registry format this code reads. Init
+// writes version 1; the first delta blob raises a registry to version 2
+// (DeltaFormatVersion, delta.go).
+const FormatVersion = DeltaFormatVersion
 
 // ErrNoRegistry is returned by Open when the backend holds no registry.
 var ErrNoRegistry = errors.New("no ckpt registry here")
@@ -48,6 +50,11 @@ type Options struct {
 	// LockStaleAfter is when an unrefreshed lock counts as abandoned
 	// (default DefaultStaleAfter). Every client of a registry must agree.
 	LockStaleAfter time.Duration
+	// Deltas lets pushes store a tensor chunk as its difference from the
+	// same tensor extent in the previous version or the base, when that is
+	// smaller (delta.go). The first delta raises the registry to format
+	// version 2, which older ckpt versions refuse.
+	Deltas bool
 	// Best is the metric NAME@best ranks by wherever this handle resolves
 	// it (refs.BestRule); the zero rule leaves it to each NAME's stored
 	// retention policy, else eval_loss.
@@ -77,6 +84,7 @@ type Registry struct {
 	lockStale time.Duration
 	cache     *ContentCache
 	best      refs.BestRule
+	deltas    bool
 	warn      func(error)
 }
 
@@ -97,7 +105,7 @@ func Init(ctx context.Context, b backend.Backend, opts Options) (r *Registry, cr
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, false, err
 	}
-	f := Format{Format: "ckpt-registry", Version: FormatVersion, ID: hex.EncodeToString(id[:]), Created: time.Now().UTC()}
+	f := Format{Format: "ckpt-registry", Version: 1, ID: hex.EncodeToString(id[:]), Created: time.Now().UTC()}
 	data, _ := json.MarshalIndent(f, "", "  ")
 	data = append(data, '\n')
 	err = b.Put(ctx, FormatKey, bytes.NewReader(data), int64(len(data)))
@@ -114,16 +122,21 @@ func Init(ctx context.Context, b backend.Backend, opts Options) (r *Registry, cr
 
 // Open opens the registry on b, checking its format version.
 func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, error) {
-	data, err := readAll(ctx, b, FormatKey, 1<<16)
+	f, err := readFormat(ctx, b)
+	if errors.Is(err, backend.ErrNotFound) {
+		// A raise of the format version (delta.go) was interrupted between
+		// deleting the format file and creating it again: finish it.
+		if up, uerr := readAll(ctx, b, upgradeKey, 1<<16); uerr == nil {
+			if perr := b.Put(ctx, FormatKey, bytes.NewReader(up), int64(len(up))); perr == nil || errors.Is(perr, backend.ErrExists) {
+				f, err = readFormat(ctx, b)
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
 			return nil, fmt.Errorf("%s: %w", b.Location(), ErrNoRegistry)
 		}
 		return nil, fmt.Errorf("open registry at %s: %w", b.Location(), err)
-	}
-	var f Format
-	if err := json.Unmarshal(data, &f); err != nil || f.Format != "ckpt-registry" || f.ID == "" {
-		return nil, fmt.Errorf("open registry at %s: %s is not a ckpt registry format file", b.Location(), FormatKey)
 	}
 	if f.Version > FormatVersion {
 		return nil, fmt.Errorf("registry at %s has format version %d; this ckpt reads up to %d: upgrade ckpt", b.Location(), f.Version, FormatVersion)
@@ -135,7 +148,20 @@ func Open(ctx context.Context, b backend.Backend, opts Options) (*Registry, erro
 	if w <= 0 {
 		w = defaultWorkers()
 	}
-	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, best: opts.Best, warn: opts.Warn}, nil
+	return &Registry{backend: b, format: f, index: opts.Index, workers: w, prog: opts.Progress, lockStale: opts.LockStaleAfter, cache: opts.Cache, best: opts.Best, deltas: opts.Deltas, warn: opts.Warn}, nil
+}
+
+// readFormat reads and checks the format file.
+func readFormat(ctx context.Context, b backend.Backend) (Format, error) {
+	var f Format
+	data, err := readAll(ctx, b, FormatKey, 1<<16)
+	if err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(data, &f); err != nil || f.Format != "ckpt-registry" || f.ID == "" {
+		return f, fmt.Errorf("%s is not a ckpt registry format file", FormatKey)
+	}
+	return f, nil
 }
 
 // Backend returns the registry's backend.

@@ -217,7 +217,7 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 				n, err = r.readBlobData(gctx, id, sizes[id])
 			} else {
 				var oi backend.ObjectInfo
-				oi, err = r.backend.Stat(gctx, object.BlobKey(id))
+				oi, err = r.statBlob(gctx, id)
 				if err == nil && oi.Size < object.HeaderSize {
 					err = fmt.Errorf("%w: %d bytes, shorter than an object header", object.ErrCorrupt, oi.Size)
 				}
@@ -237,7 +237,15 @@ func (r *Registry) verifyRecords(ctx context.Context, rep *VerifyReport, recs []
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if readData {
+		return nil // decoding each delta read its reference
+	}
+	problems, err := r.checkDeltaReferences(ctx, blobUsers)
+	rep.Problems = append(rep.Problems, problems...)
+	return err
 }
 
 // readBlobData downloads blob id, whose content the manifest says is size
@@ -272,6 +280,13 @@ type Usage struct {
 	// reaches: gc frees them once they are older than its grace period.
 	Unreferenced        int64 `json:"unreferenced_bytes"`
 	UnreferencedObjects int   `json:"unreferenced_objects"`
+	// DeltaReferences is the stored bytes of the blobs no ref reaches
+	// that are held only as the references of delta blobs the refs reach
+	// (by their edges, deltagc.go): gc keeps them, or re-encodes the
+	// deltas standalone and then frees them. They are not counted in
+	// Unreferenced.
+	DeltaReferences       int64 `json:"delta_reference_bytes"`
+	DeltaReferenceObjects int   `json:"delta_reference_objects"`
 }
 
 // DedupeRatio is logical over unique bytes.
@@ -348,6 +363,10 @@ func (r *Registry) Usage(ctx context.Context) (*Usage, error) {
 // stored data, any other is unreferenced, awaiting gc. A key that is not an
 // object's (gc leaves it alone too) counts as neither.
 func (r *Registry) storedUsage(ctx context.Context, u *Usage, manifests, blobs map[object.ID]bool) error {
+	held, err := r.deltaHeld(ctx, blobs)
+	if err != nil {
+		return err
+	}
 	for _, prefix := range []string{"blobs/", "manifests/"} {
 		reached, count := blobs, &u.Blobs
 		if prefix == "manifests/" {
@@ -361,6 +380,9 @@ func (r *Registry) storedUsage(ctx context.Context, u *Usage, manifests, blobs m
 			if reached[id] {
 				u.Stored += oi.Size
 				*count++
+			} else if prefix == "blobs/" && held[id] {
+				u.DeltaReferences += oi.Size
+				u.DeltaReferenceObjects++
 			} else {
 				u.Unreferenced += oi.Size
 				u.UnreferencedObjects++

@@ -21,6 +21,8 @@ const (
 	CodecRaw    Codec = 0 // payload is the content
 	CodecZstd   Codec = 1 // payload is one zstd frame (RFC 8878)
 	CodecPlanes Codec = 2 // payload is the byte-plane weights codec of store/planes; the header's param byte is the element size
+	// CodecDelta (3, delta.go): payload names a reference blob and codes the
+	// content against its content.
 )
 
 func (c Codec) String() string {
@@ -31,6 +33,8 @@ func (c Codec) String() string {
 		return "zstd"
 	case CodecPlanes:
 		return "planes"
+	case CodecDelta:
+		return "delta"
 	}
 	return fmt.Sprintf("codec(%d)", uint8(c))
 }
@@ -148,14 +152,18 @@ func Encode(dst, content []byte, hint EncodeHint) []byte {
 	if codec == CodecRaw {
 		dst = append(dst, content...)
 	}
-	h := dst[start : start+HeaderSize]
+	putHeader(dst[start:start+HeaderSize], codec, param, len(content))
+	return dst
+}
+
+// putHeader writes an object header into h.
+func putHeader(h []byte, codec Codec, param byte, n int) {
 	copy(h, objectMagic)
 	h[4] = objectVersion
 	h[5] = byte(codec)
 	h[6] = param
 	h[7] = 0
-	binary.LittleEndian.PutUint64(h[8:], uint64(len(content)))
-	return dst
+	binary.LittleEndian.PutUint64(h[8:], uint64(n))
 }
 
 // Header is the decoded fixed header of a stored object.
@@ -237,6 +245,9 @@ func decode(dst, obj []byte, want ID, limit Limit) ([]byte, error) {
 // decodePayload appends the content that payload encodes under header h to
 // dst and checks it against the declared length and want.
 func decodePayload(dst []byte, h Header, payload []byte, want ID) ([]byte, error) {
+	if h.Codec == CodecDelta {
+		return dst, ErrNeedsReference
+	}
 	n := int64(h.ContentLen)
 	if h.Codec != CodecRaw && int64(len(payload)) > MaxPayload(n) {
 		return dst, fmt.Errorf("%w: %s payload of %d bytes for %d bytes of content, over the limit %d", ErrCorrupt, h.Codec, len(payload), n, MaxPayload(n))
@@ -464,6 +475,8 @@ func ReadBody(r io.Reader, h Header, dst []byte, want ID, scratch []byte) ([]byt
 		}
 		return dst, nil
 	case CodecZstd, CodecPlanes:
+	case CodecDelta:
+		return nil, ErrNeedsReference
 	default:
 		return nil, fmt.Errorf("unknown codec %d: upgrade ckpt", h.Codec)
 	}

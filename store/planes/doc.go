@@ -138,7 +138,7 @@
 //
 // A delta payload codes content C of n bytes against a reference: the
 // decoded bytes of another chunk, which the payload does not contain (the
-// container names it; see "Proposal: object envelope" below). It is:
+// container names it; see "Delta objects in the store" below). It is:
 //
 //	offset  size  field
 //	0       1     delta version: 1
@@ -213,35 +213,17 @@
 // combining each merged word with the reference in the same pass (element
 // sizes 2 and 4, form same) or in a second pass over the block.
 //
-// # Proposal: delta objects in the store (not implemented yet)
+// # Delta objects in the store
 //
-// The object envelope (docs/format.md section 4) would carry deltas as
-// codec 3, "delta", with the header unchanged (param: the element size,
-// as for planes) and this payload:
-//
-//	offset  size  field
-//	0       1     r, the number of reference blobs: 1 or 2
-//	1       32*r  their blob IDs (SHA-256 of their content), in order
-//	1+32r   ...   a delta payload (above)
-//
-// The reference is the concatenation of the r blobs' contents and must be
-// RefLen bytes (ParseDelta): r is 2 only for form f32-to-bf16, where a
-// bf16 chunk of a large tensor holds the elements of two fp32 chunks of
-// the base. The payload bound grows by 65 bytes over planes'. The blob ID
-// stays the SHA-256 of the decoded content, so manifests, dedupe, verify
-// and pull do not change. A reader fetches the references (from a cache
-// first), checks each against its ID (a corrupt reference is named as
-// such), checks their total length, then DecodeDelta and the content's
-// hash; it holds the payload, at most 2n reference bytes and n output
-// bytes, which the transfer budget must count. A reference must not
-// itself be a delta (decoding a chain of depth k takes k+1 fetches and
-// decodes in sequence, several times the time of one; internal/deltabench
-// measures it), so a read decodes at most two objects. gc must learn the
-// references without reading every blob: a small create-only sidecar
-// object per delta blob, listing its reference IDs and written before the
-// blob, which gc lists and treats as edges (a live delta keeps its
-// references live), and a registry format version 2, so that an older
-// ckpt, whose gc knows no such edges, refuses the registry.
+// The object envelope (docs/format.md section 4, store/object) carries
+// deltas as codec 3, "delta" (param: the element size, as for planes),
+// with the payload: r = 1 (one byte), the reference's 32-byte blob ID,
+// then a delta payload of form same. The proposal here allowed r = 2 for
+// form f32-to-bf16 (a bf16 chunk against two fp32 chunks of the base);
+// the store does not write or read that yet. The reference must not itself
+// be a delta, so a read decodes at most two objects; gc learns references
+// from edge objects (deltas/<ref>/<delta>) and a registry holding deltas
+// has format version 2.
 //
 // # Speed
 //

@@ -1,0 +1,500 @@
+package store_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ckptdev/ckpt/internal/testutil"
+	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/retention"
+	"github.com/ckptdev/ckpt/store"
+	"github.com/ckptdev/ckpt/store/backend"
+	"github.com/ckptdev/ckpt/store/object"
+)
+
+// deltaRun writes n checkpoints of one fine-tune: a 2 MiB fp32 tensor, a
+// 2 MiB bf16 tensor and a small one, each step changing an eighth of the
+// elements a little. It returns their folders.
+func deltaRun(t *testing.T, seed uint64, n int) []string {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	w := make([]float32, 1<<19)
+	b := make([]float32, 1<<20)
+	ln := make([]float32, 256)
+	for _, s := range [][]float32{w, b, ln} {
+		for i := range s {
+			s[i] = float32(r.NormFloat64() * 0.02)
+		}
+	}
+	var dirs []string
+	root := t.TempDir()
+	for step := range n {
+		if step > 0 {
+			for _, s := range [][]float32{w, b, ln} {
+				for i := 0; i < len(s); i += 8 {
+					s[i] += float32(r.NormFloat64() * 1e-4)
+				}
+			}
+		}
+		tensors := []layout.TensorInfo{
+			{Name: "b", Dtype: "BF16", Shape: []int64{1 << 20}, Begin: 0, End: 2 << 20},
+			{Name: "ln", Dtype: "F32", Shape: []int64{256}, Begin: 2 << 20, End: 2<<20 + 1024},
+			{Name: "w", Dtype: "F32", Shape: []int64{1 << 19}, Begin: 2<<20 + 1024, End: 4<<20 + 1024},
+		}
+		hdr, err := layout.EncodeSafetensorsHeader(tensors, nil)
+		require.NoError(t, err)
+		data := hdr
+		for _, v := range b {
+			data = binary.LittleEndian.AppendUint16(data, uint16(math.Float32bits(v)>>16))
+		}
+		for _, s := range [][]float32{ln, w} {
+			for _, v := range s {
+				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
+			}
+		}
+		dir := filepath.Join(root, "checkpoint-"+itoa(int64(100*(step+1))))
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "model.safetensors"), data, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type":"gpt2"}`), 0o644))
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// newDeltaEnv is an env whose registry handle codes deltas.
+func newDeltaEnv(t *testing.T, nb newBackendFunc) *env {
+	t.Helper()
+	e := newEnv(t, nb)
+	r, err := store.Open(e.ctx, e.b, store.Options{Index: e.ix, Workers: 4, Deltas: true})
+	require.NoError(t, err)
+	e.r = r
+	return e
+}
+
+func formatVersion(t *testing.T, b backend.Backend) int {
+	t.Helper()
+	rc, err := b.Get(context.Background(), store.FormatKey, 0, -1)
+	require.NoError(t, err)
+	defer rc.Close()
+	var f store.Format
+	require.NoError(t, json.NewDecoder(rc).Decode(&f))
+	return f.Version
+}
+
+// listKeys lists the keys under prefix.
+func listKeys(t *testing.T, b backend.Backend, prefix string) []string {
+	t.Helper()
+	var keys []string
+	require.NoError(t, b.List(context.Background(), prefix, func(oi backend.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	}))
+	return keys
+}
+
+// storedCodec reads the codec byte of blob id.
+func storedCodec(t *testing.T, b backend.Backend, id object.ID) object.Codec {
+	t.Helper()
+	rc, err := b.Get(context.Background(), object.BlobKey(id), 0, object.HeaderSize)
+	require.NoError(t, err)
+	defer rc.Close()
+	hdr, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	h, err := object.ParseHeader(hdr)
+	require.NoError(t, err)
+	return h.Codec
+}
+
+func pullTree(t *testing.T, r *store.Registry, name, version string) map[string][]byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	_, err := r.Pull(context.Background(), name, version, out, store.PullOptions{Full: true})
+	require.NoError(t, err)
+	return testutil.ReadTree(t, out)
+}
+
+func TestDeltaBlobs(t *testing.T) {
+	for name, nb := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Run("PushPullRoundTrip", func(t *testing.T) { testDeltaRoundTrip(t, nb) })
+			t.Run("OffByDefault", func(t *testing.T) { testDeltaOff(t, nb) })
+			t.Run("CorruptReferenceNamed", func(t *testing.T) { testDeltaCorruptReference(t, nb) })
+			t.Run("GCKeepsLiveReference", func(t *testing.T) { testDeltaGCKeeps(t, nb) })
+			t.Run("GCReencodesWhenReferenceDeleted", func(t *testing.T) { testDeltaGCReencodes(t, nb) })
+			t.Run("InterruptedReplaceFinished", func(t *testing.T) { testDeltaRescue(t, nb) })
+			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
+			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
+			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
+			t.Run("CopyWritesStandalone", func(t *testing.T) { testDeltaCopy(t, nb) })
+		})
+	}
+}
+
+func testDeltaRoundTrip(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 1, 3)
+	first := e.push(dirs[0], "run", store.PushOptions{})
+	assert.Zero(t, first.DeltaBlobs, "nothing to code against")
+	assert.Equal(t, 1, formatVersion(t, e.b), "no delta, no format raise")
+	for _, d := range dirs[1:] {
+		res := e.push(d, "run", store.PushOptions{})
+		assert.Equal(t, 2, res.DeltaBlobs, "both big tensors are deltas")
+		assert.Less(t, res.NewStored, first.NewStored/2)
+	}
+	assert.Equal(t, store.DeltaFormatVersion, formatVersion(t, e.b))
+	// Depth 1: the third checkpoint codes against the first (the second's
+	// chunks are deltas), so every edge points at a blob of the first.
+	edges := listKeys(t, e.b, "deltas/")
+	assert.Len(t, edges, 4)
+	m1, err := e.r.Manifest(e.ctx, first.Record.Manifest)
+	require.NoError(t, err)
+	firstBlobs := map[string]bool{}
+	for _, id := range m1.BlobIDs() {
+		firstBlobs[id.String()] = true
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, e.b, id))
+	}
+	for _, k := range edges {
+		assert.True(t, firstBlobs[strings.Split(k, "/")[2]], "edge %s names a reference outside the first checkpoint", k)
+	}
+	// Another machine, no caches: byte-identical pulls, verify reads all.
+	other := e.withoutIndex()
+	for i, d := range dirs {
+		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
+	}
+	verifyAll(t, other)
+}
+
+func testDeltaOff(t *testing.T, nb newBackendFunc) {
+	e := newEnv(t, nb)
+	dirs := deltaRun(t, 2, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	res := e.push(dirs[1], "run", store.PushOptions{})
+	assert.Zero(t, res.DeltaBlobs)
+	assert.Equal(t, 1, formatVersion(t, e.b))
+	assert.Empty(t, listKeys(t, e.b, "deltas/"))
+}
+
+func testDeltaCorruptReference(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 3, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	e.push(dirs[1], "run", store.PushOptions{})
+	edges := listKeys(t, e.b, "deltas/")
+	require.NotEmpty(t, edges)
+	refID, err := object.ParseID(strings.Split(edges[0], "/")[2])
+	require.NoError(t, err)
+	corruptObject(t, e.b, object.BlobKey(refID))
+
+	out := filepath.Join(t.TempDir(), "out")
+	_, err = e.withoutIndex().Pull(e.ctx, "run", "200", out, store.PullOptions{})
+	require.ErrorIs(t, err, store.ErrBadReference)
+	assert.Contains(t, err.Error(), "reference blob "+refID.String())
+	_, err = e.withoutIndex().Verify(e.ctx, allRecords(t, e.r), true)
+	require.ErrorIs(t, err, store.ErrVerifyFailed)
+
+	// Without reading data, verify still finds a delta whose reference
+	// is gone, and names both.
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(refID)))
+	rep, err := e.withoutIndex().Verify(e.ctx, allRecords(t, e.r)[1:], false)
+	require.ErrorIs(t, err, store.ErrVerifyFailed)
+	require.NotEmpty(t, rep.Problems)
+	found := false
+	for _, p := range rep.Problems {
+		if strings.Contains(p.String(), "reference blob "+refID.String()) && strings.HasPrefix(p.Object, "blobs/") {
+			found = true
+		}
+	}
+	assert.True(t, found, "problems: %v", rep.Problems)
+}
+
+func testDeltaGCKeeps(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 4, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	e.push(dirs[1], "run", store.PushOptions{})
+	res, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	assert.Zero(t, res.DeletedBlobs)
+	assert.Zero(t, res.Reencoded)
+	assert.Equal(t, 2, res.DeltaBlobs)
+	for i, d := range dirs {
+		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, e.withoutIndex(), "run", itoa(int64(100*(i+1)))))
+	}
+}
+
+func testDeltaGCReencodes(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 5, 3)
+	first := e.push(dirs[0], "run", store.PushOptions{})
+	e.push(dirs[1], "run", store.PushOptions{})
+	e.push(dirs[2], "run", store.PushOptions{})
+	m1, err := e.r.Manifest(e.ctx, first.Record.Manifest)
+	require.NoError(t, err)
+	_, _, err = e.r.Remove(e.ctx, "run", "100")
+	require.NoError(t, err)
+
+	// du: the first checkpoint's tensor chunks are held only as
+	// references of the others' deltas, not unreferenced.
+	u, err := e.r.Usage(e.ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, u.DeltaReferenceObjects)
+	assert.Positive(t, u.DeltaReferences)
+	assert.Positive(t, u.Unreferenced, "the first checkpoint's header chunk and manifest")
+
+	dry, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true, DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, 4, dry.Reencoded)
+	res, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	assert.Equal(t, 4, res.Reencoded)
+	assert.Equal(t, dry.DeletedBlobs, res.DeletedBlobs)
+	// Every blob only the deleted checkpoint had is gone, the references
+	// included, and so are their edges.
+	for _, f := range m1.Files {
+		if f.Path != "model.safetensors" {
+			continue
+		}
+		for _, c := range f.Chunks[1:] {
+			_, err := e.b.Stat(e.ctx, object.BlobKey(c.ID))
+			require.ErrorIs(t, err, backend.ErrNotFound, "reference %s", c.ID)
+		}
+	}
+	assert.Empty(t, listKeys(t, e.b, "deltas/"))
+	assert.Empty(t, listKeys(t, e.b, "rescue/"))
+	u, err = e.r.Usage(e.ctx)
+	require.NoError(t, err)
+	assert.Zero(t, u.DeltaReferences+u.Unreferenced)
+	other := e.withoutIndex()
+	for i, d := range dirs[1:] {
+		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+2)))))
+	}
+	verifyAll(t, other)
+	again, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	assert.Zero(t, again.DeletedBlobs+again.Reencoded)
+}
+
+func testDeltaRescue(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 6, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	e.push(dirs[1], "run", store.PushOptions{})
+	// A replacement in place killed between deleting the blob and creating
+	// it again: the blob is missing, its rescue copy is there.
+	edges := listKeys(t, e.b, "deltas/")
+	require.NotEmpty(t, edges)
+	dep, err := object.ParseID(strings.Split(edges[0], "/")[3])
+	require.NoError(t, err)
+	m, err := e.r.Manifest(e.ctx, allRecords(t, e.r)[1].Manifest)
+	require.NoError(t, err)
+	var obj []byte
+	for _, c := range m.File("model.safetensors").Chunks {
+		if c.ID == dep {
+			data, err := os.ReadFile(filepath.Join(dirs[1], "model.safetensors"))
+			require.NoError(t, err)
+			obj = object.Encode(nil, data[c.Offset:c.Offset+c.Size], object.EncodeHint{ElemSize: 2})
+		}
+	}
+	require.NotNil(t, obj)
+	rescue := "rescue/" + dep.String()[:2] + "/" + dep.String()
+	require.NoError(t, e.b.Put(e.ctx, rescue, strings.NewReader(string(obj)), int64(len(obj))))
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(dep)))
+
+	other := e.withoutIndex()
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, other, "run", "200"), "readers fall back to the rescue copy")
+	verifyAll(t, other)
+	_, err = other.Verify(e.ctx, allRecords(t, other), false)
+	require.NoError(t, err, "a stat finds the rescue copy")
+	_, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	_, err = e.b.Stat(e.ctx, object.BlobKey(dep))
+	require.NoError(t, err, "gc restores the blob")
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, other, "run", "200"))
+}
+
+func testDeltaFormatRaise(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 7, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	e.push(dirs[1], "run", store.PushOptions{})
+	// Killed between deleting the format file and creating it again.
+	require.NoError(t, e.b.Delete(e.ctx, store.FormatKey))
+	r, err := store.Open(e.ctx, e.b, store.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, e.r.ID(), r.ID())
+	assert.Equal(t, store.DeltaFormatVersion, formatVersion(t, e.b))
+}
+
+// testDeltaReferenceDeletedDuringPut: a gc deletes the reference after the
+// push read it and before the delta blob is put (the gc had not seen the
+// edge). The push notices and replaces its blob by the standalone coding.
+func testDeltaReferenceDeletedDuringPut(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 9, 2)
+	e.push(dirs[0], "run", store.PushOptions{})
+	hooked := &hookBackend{Backend: e.b}
+	var mu sync.Mutex
+	refOf := map[string]string{} // delta blob key -> its reference's key
+	var deleted []object.ID
+	hooked.beforePut = func(key string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if parts := strings.Split(key, "/"); parts[0] == "deltas" && len(parts) == 4 {
+			dep, err := object.ParseID(parts[3])
+			require.NoError(t, err)
+			refOf[object.BlobKey(dep)] = "blobs/" + parts[1] + "/" + parts[2]
+		} else if ref, ok := refOf[key]; ok {
+			delete(refOf, key)
+			require.NoError(t, e.b.Delete(e.ctx, ref))
+			id, err := object.ParseID(parts[2])
+			require.NoError(t, err)
+			deleted = append(deleted, id)
+		}
+	}
+	r, err := store.Open(e.ctx, hooked, store.Options{Workers: 4, Deltas: true})
+	require.NoError(t, err)
+	_, err = r.Push(e.ctx, dirs[1], store.PushOptions{Name: "run"})
+	require.NoError(t, err)
+	require.Len(t, deleted, 2)
+	for _, id := range deleted {
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, e.b, id), "blob %s still a delta against a deleted reference", id)
+	}
+	assert.Empty(t, listKeys(t, e.b, "rescue/"))
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, e.withoutIndex(), "run", "200"))
+}
+
+// testDeltaGCStress: pushers code deltas against their NAME's previous
+// version while retention keeps only the last version and gc runs without
+// grace, over and over: every surviving checkpoint verifies and pulls
+// byte-identical.
+func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
+	if testing.Short() {
+		t.Skip("stress test skipped in -short mode")
+	}
+	e := newDeltaEnv(t, nb)
+	pool := deltaRun(t, 10, 6)
+	for _, p := range pool {
+		age(t, p)
+	}
+	const pushers = 3
+	deadline := time.Now().Add(8 * time.Second)
+	var pushes, gcs, deltas, reencoded atomic.Int64
+	// gc runs once per push (it would otherwise hold its lock most of the
+	// time and starve the pushers' publishing on a fast backend).
+	pushed := make(chan struct{}, 1)
+	g, gctx := errgroup.WithContext(e.ctx)
+	for i := range pushers {
+		g.Go(func() error {
+			r, err := store.Open(gctx, e.b, store.Options{Workers: 2, Deltas: true})
+			if err != nil {
+				return err
+			}
+			for n := 0; time.Now().Before(deadline); n++ {
+				src := (n + i) % len(pool)
+				res, err := r.Push(gctx, pool[src], store.PushOptions{Name: fmt.Sprintf("stress-%d", i), Version: fmt.Sprint(n*10 + src)})
+				if err != nil {
+					return fmt.Errorf("pusher %d: %w", i, err)
+				}
+				pushes.Add(1)
+				deltas.Add(int64(res.DeltaBlobs))
+				select {
+				case pushed <- struct{}{}:
+				default:
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		r, err := store.Open(gctx, e.b, store.Options{Workers: 2})
+		if err != nil {
+			return err
+		}
+		timeout := time.NewTimer(time.Until(deadline))
+		defer timeout.Stop()
+		for {
+			select {
+			case <-pushed:
+			case <-timeout.C:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			names, err := r.Names(gctx)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				plan, err := r.RetentionPlan(gctx, n, retention.Policy{KeepLast: 1})
+				if err != nil {
+					return err
+				}
+				if _, err := r.ApplyPlan(gctx, n, plan); err != nil {
+					return err
+				}
+			}
+			res, err := r.GC(gctx, store.GCOptions{NoGrace: true})
+			if err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			gcs.Add(1)
+			reencoded.Add(int64(res.Reencoded))
+		}
+	})
+	require.NoError(t, g.Wait())
+	t.Logf("%d pushes (%d delta blobs), %d retention+gc rounds (%d re-encoded)", pushes.Load(), deltas.Load(), gcs.Load(), reencoded.Load())
+	require.Positive(t, gcs.Load())
+	require.Positive(t, deltas.Load())
+
+	verifyAll(t, e.withoutIndex())
+	for _, rec := range allRecords(t, e.r) {
+		var v int
+		_, err := fmt.Sscan(rec.Version, &v)
+		require.NoError(t, err)
+		assert.Equal(t, testutil.ReadTree(t, pool[v%10]), pullTree(t, e.withoutIndex(), rec.Name, rec.Version), "%s@%s", rec.Name, rec.Version)
+	}
+	// A last gc with nothing running leaves no delta against a missing
+	// reference and no rescue copy.
+	_, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	assert.Empty(t, listKeys(t, e.b, "rescue/"))
+	verifyAll(t, e.withoutIndex())
+}
+
+// testDeltaCopy: a copy to another registry writes delta blobs standalone
+// (the destination need not hold their references): the destination pulls
+// byte-identical and stays at format version 1.
+func testDeltaCopy(t *testing.T, nb newBackendFunc) {
+	src := newDeltaEnv(t, nb)
+	dirs := deltaRun(t, 11, 2)
+	src.push(dirs[0], "run", store.PushOptions{})
+	src.push(dirs[1], "run", store.PushOptions{})
+	dst := newEnv(t, newMem)
+	_, err := src.r.CopyTo(src.ctx, dst.r, []store.CopySpec{{Name: "run", Ref: "200"}}, store.CopyOptions{ServerSide: true})
+	require.NoError(t, err)
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, dst.withoutIndex(), "run", "200"))
+	assert.Equal(t, 1, formatVersion(t, dst.b))
+	for _, k := range listKeys(t, dst.b, "blobs/") {
+		id, err := object.ParseID(k[len(k)-64:])
+		require.NoError(t, err)
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, dst.b, id), k)
+	}
+	verifyAll(t, dst.withoutIndex())
+}
