@@ -2,12 +2,9 @@ package store_test
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,61 +19,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/testutil"
-	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/object"
 )
-
-// deltaRun writes n checkpoints of one fine-tune: a 2 MiB fp32 tensor, a
-// 2 MiB bf16 tensor and a small one, each step changing an eighth of the
-// elements a little. It returns their folders.
-func deltaRun(t *testing.T, seed uint64, n int) []string {
-	t.Helper()
-	r := rand.New(rand.NewPCG(seed, 1))
-	w := make([]float32, 1<<19)
-	b := make([]float32, 1<<20)
-	ln := make([]float32, 256)
-	for _, s := range [][]float32{w, b, ln} {
-		for i := range s {
-			s[i] = float32(r.NormFloat64() * 0.02)
-		}
-	}
-	var dirs []string
-	root := t.TempDir()
-	for step := range n {
-		if step > 0 {
-			for _, s := range [][]float32{w, b, ln} {
-				for i := 0; i < len(s); i += 8 {
-					s[i] += float32(r.NormFloat64() * 1e-4)
-				}
-			}
-		}
-		tensors := []layout.TensorInfo{
-			{Name: "b", Dtype: "BF16", Shape: []int64{1 << 20}, Begin: 0, End: 2 << 20},
-			{Name: "ln", Dtype: "F32", Shape: []int64{256}, Begin: 2 << 20, End: 2<<20 + 1024},
-			{Name: "w", Dtype: "F32", Shape: []int64{1 << 19}, Begin: 2<<20 + 1024, End: 4<<20 + 1024},
-		}
-		hdr, err := layout.EncodeSafetensorsHeader(tensors, nil)
-		require.NoError(t, err)
-		data := hdr
-		for _, v := range b {
-			data = binary.LittleEndian.AppendUint16(data, uint16(math.Float32bits(v)>>16))
-		}
-		for _, s := range [][]float32{ln, w} {
-			for _, v := range s {
-				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
-			}
-		}
-		dir := filepath.Join(root, "checkpoint-"+itoa(int64(100*(step+1))))
-		require.NoError(t, os.MkdirAll(dir, 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "model.safetensors"), data, 0o644))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type":"gpt2"}`), 0o644))
-		dirs = append(dirs, dir)
-	}
-	return dirs
-}
 
 // newDeltaEnv is an env whose registry handle codes deltas.
 func newDeltaEnv(t *testing.T, nb newBackendFunc) *env {
@@ -149,7 +96,7 @@ func TestDeltaBlobs(t *testing.T) {
 
 func testDeltaRoundTrip(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 1, 3)
+	dirs := testutil.DriftingRun(t, 1, 3)
 	first := e.push(dirs[0], "run", store.PushOptions{})
 	assert.Zero(t, first.DeltaBlobs, "nothing to code against")
 	assert.Equal(t, 1, formatVersion(t, e.b), "no delta, no format raise")
@@ -183,7 +130,7 @@ func testDeltaRoundTrip(t *testing.T, nb newBackendFunc) {
 
 func testDeltaOff(t *testing.T, nb newBackendFunc) {
 	e := newEnv(t, nb)
-	dirs := deltaRun(t, 2, 2)
+	dirs := testutil.DriftingRun(t, 2, 2)
 	e.push(dirs[0], "run", store.PushOptions{})
 	res := e.push(dirs[1], "run", store.PushOptions{})
 	assert.Zero(t, res.DeltaBlobs)
@@ -193,7 +140,7 @@ func testDeltaOff(t *testing.T, nb newBackendFunc) {
 
 func testDeltaCorruptReference(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 3, 2)
+	dirs := testutil.DriftingRun(t, 3, 2)
 	e.push(dirs[0], "run", store.PushOptions{})
 	e.push(dirs[1], "run", store.PushOptions{})
 	edges := listKeys(t, e.b, "deltas/")
@@ -226,7 +173,7 @@ func testDeltaCorruptReference(t *testing.T, nb newBackendFunc) {
 
 func testDeltaGCKeeps(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 4, 2)
+	dirs := testutil.DriftingRun(t, 4, 2)
 	e.push(dirs[0], "run", store.PushOptions{})
 	e.push(dirs[1], "run", store.PushOptions{})
 	res, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
@@ -241,7 +188,7 @@ func testDeltaGCKeeps(t *testing.T, nb newBackendFunc) {
 
 func testDeltaGCReencodes(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 5, 3)
+	dirs := testutil.DriftingRun(t, 5, 3)
 	first := e.push(dirs[0], "run", store.PushOptions{})
 	e.push(dirs[1], "run", store.PushOptions{})
 	e.push(dirs[2], "run", store.PushOptions{})
@@ -293,7 +240,7 @@ func testDeltaGCReencodes(t *testing.T, nb newBackendFunc) {
 
 func testDeltaRescue(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 6, 2)
+	dirs := testutil.DriftingRun(t, 6, 2)
 	e.push(dirs[0], "run", store.PushOptions{})
 	e.push(dirs[1], "run", store.PushOptions{})
 	// A replacement in place killed between deleting the blob and creating
@@ -331,7 +278,7 @@ func testDeltaRescue(t *testing.T, nb newBackendFunc) {
 
 func testDeltaFormatRaise(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 7, 2)
+	dirs := testutil.DriftingRun(t, 7, 2)
 	e.push(dirs[0], "run", store.PushOptions{})
 	e.push(dirs[1], "run", store.PushOptions{})
 	// Killed between deleting the format file and creating it again.
@@ -347,7 +294,7 @@ func testDeltaFormatRaise(t *testing.T, nb newBackendFunc) {
 // edge). The push notices and replaces its blob by the standalone coding.
 func testDeltaReferenceDeletedDuringPut(t *testing.T, nb newBackendFunc) {
 	e := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 9, 2)
+	dirs := testutil.DriftingRun(t, 9, 2)
 	e.push(dirs[0], "run", store.PushOptions{})
 	hooked := &hookBackend{Backend: e.b}
 	var mu sync.Mutex
@@ -389,7 +336,7 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 		t.Skip("stress test skipped in -short mode")
 	}
 	e := newDeltaEnv(t, nb)
-	pool := deltaRun(t, 10, 6)
+	pool := testutil.DriftingRun(t, 10, 6)
 	for _, p := range pool {
 		age(t, p)
 	}
@@ -483,7 +430,7 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 // byte-identical and stays at format version 1.
 func testDeltaCopy(t *testing.T, nb newBackendFunc) {
 	src := newDeltaEnv(t, nb)
-	dirs := deltaRun(t, 11, 2)
+	dirs := testutil.DriftingRun(t, 11, 2)
 	src.push(dirs[0], "run", store.PushOptions{})
 	src.push(dirs[1], "run", store.PushOptions{})
 	dst := newEnv(t, newMem)

@@ -37,6 +37,10 @@ The counts of blobs and manifests are of those the refs reach.`,
 			a.printf("  unique        %s  (dedupe %.2fx)\n", humanBytes(u.Unique), u.DedupeRatio())
 			a.printf("  stored        %s  (compression %.2fx)\n", humanBytes(u.Stored), u.CompressionRatio())
 			a.printf("  unreferenced  %s in %d objects, awaiting gc\n", humanBytes(u.Unreferenced), u.UnreferencedObjects)
+			if u.DeltaReferenceObjects > 0 {
+				a.printf("  delta refs    %s in %d objects that only deltas still need (gc re-encodes them, then frees these)\n",
+					humanBytes(u.DeltaReferences), u.DeltaReferenceObjects)
+			}
 			return nil
 		},
 	}

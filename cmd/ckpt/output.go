@@ -685,6 +685,8 @@ type duOutput struct {
 	StoredBytes         int64   `json:"stored_bytes"`
 	UnreferencedBytes   int64   `json:"unreferenced_bytes"`
 	UnreferencedObjects int     `json:"unreferenced_objects"`
+	DeltaRefBytes       int64   `json:"delta_reference_bytes"`
+	DeltaRefObjects     int     `json:"delta_reference_objects"`
 	DedupeRatio         float64 `json:"dedupe_ratio"`
 	CompressionRatio    float64 `json:"compression_ratio"`
 }
@@ -694,6 +696,7 @@ func newDuOutput(u *store.Usage) duOutput {
 		Schema: schemaName("du"), Names: u.Names, Checkpoints: u.Checkpoints, Blobs: u.Blobs, Manifests: u.Manifests,
 		LogicalBytes: u.Logical, UniqueBytes: u.Unique, StoredBytes: u.Stored,
 		UnreferencedBytes: u.Unreferenced, UnreferencedObjects: u.UnreferencedObjects,
+		DeltaRefBytes: u.DeltaReferences, DeltaRefObjects: u.DeltaReferenceObjects,
 		DedupeRatio: u.DedupeRatio(), CompressionRatio: u.CompressionRatio(),
 	}
 }

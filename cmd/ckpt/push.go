@@ -73,6 +73,7 @@ Hugging Face repo; push says which, or that none was found.`,
 	f.StringArrayVar(&opts.Tags, "tag", nil, "tag the pushed version (repeatable)")
 	f.StringArrayVar(&metrics, "metric", nil, "record a metric key=value (repeatable)")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing version that has different content")
+	f.BoolVar(&a.deltas, "deltas", false, "experimental: store a tensor chunk as its difference from the same tensor in the previous version or the base when that is smaller (the registry then needs a ckpt that reads format version 2)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (docs/cli-json.md)")
 	return cmd
 }

@@ -24,7 +24,9 @@ import (
 
 // app holds the global flags and what they open.
 type app struct {
-	repo     string
+	repo string
+	// deltas lets pushes store delta-coded chunks (push and watch --deltas).
+	deltas   bool
 	quiet    bool
 	noCache  bool
 	workers  int
@@ -168,7 +170,7 @@ func (a *app) open(ctx context.Context, create bool) (*store.Registry, error) {
 	if _, isLocal := b.(*local.Backend); !isLocal && workers == 0 {
 		workers = remoteWorkers
 	}
-	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn, Best: best}
+	opts := store.Options{Index: a.index, Workers: workers, Progress: a.progress(), Warn: a.warn, Best: best, Deltas: a.deltas}
 	if !a.noCache {
 		a.openCaches(&opts, b, limit)
 	}

@@ -107,6 +107,7 @@ flight. A checkpoint that fails to push is reported and retried when it changes.
 	f.DurationVar(&opts.Interval, "interval", watch.DefaultInterval, "rescan period, also when file events work")
 	f.DurationVar(&opts.Settle, "settle", watch.DefaultSettle, "how long a checkpoint's files must stay unchanged before it is pushed")
 	f.BoolVar(&once, "once", false, "push what is complete, then exit")
+	f.BoolVar(&a.deltas, "deltas", false, "experimental: store a tensor chunk as its difference from the same tensor in the previous version or the base when that is smaller (the registry then needs a ckpt that reads format version 2)")
 	return cmd
 }
 
