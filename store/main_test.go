@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -21,20 +20,10 @@ import (
 var minioServer *miniotest.Server
 
 func TestMain(m *testing.M) {
-	srv, err := miniotest.StartServer()
-	switch {
-	case miniotest.Skippable(err):
-		fmt.Fprintln(os.Stderr, "store:", miniotest.SkipMessage)
-		os.Exit(m.Run())
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "store tests need MinIO:", err)
-		os.Exit(1)
-	}
-	minioServer = srv
-	backends["minio"] = newMinio
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
+	os.Exit(miniotest.Main(m, "store", func(srv *miniotest.Server) {
+		minioServer = srv
+		backends["minio"] = newMinio
+	}))
 }
 
 // newMinio is a fresh registry prefix in a fresh bucket; without MinIO the

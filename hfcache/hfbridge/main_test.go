@@ -2,7 +2,6 @@ package hfbridge_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,19 +22,9 @@ import (
 var minioServer *miniotest.Server
 
 func TestMain(m *testing.M) {
-	srv, err := miniotest.StartServer()
-	switch {
-	case miniotest.Skippable(err):
-		fmt.Fprintln(os.Stderr, "hfbridge:", miniotest.SkipMessage)
-		os.Exit(m.Run())
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "hfbridge tests need MinIO:", err)
-		os.Exit(1)
-	}
-	minioServer = srv
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
+	os.Exit(miniotest.Main(m, "hfbridge", func(srv *miniotest.Server) {
+		minioServer = srv
+	}))
 }
 
 type newBackendFunc func(t *testing.T) backend.Backend

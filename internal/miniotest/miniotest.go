@@ -373,3 +373,28 @@ func (s *Server) logTail(n int) string {
 	}
 	return string(data)
 }
+
+// Main is a TestMain for a package whose tests run against one real MinIO:
+// it starts the server, calls started with it (nil is never passed), runs
+// the tests and stops the server, printing the tail of its log when a test
+// failed. Without a MinIO binary, and MinIO not Required, the tests run
+// with no server (their MinIO cases skip), saying so once. pkg names the
+// package in those messages. It returns the exit code for os.Exit.
+func Main(m *testing.M, pkg string, started func(*Server)) int {
+	srv, err := StartServer()
+	switch {
+	case Skippable(err):
+		fmt.Fprintln(os.Stderr, pkg+":", SkipMessage)
+		return m.Run()
+	case err != nil:
+		fmt.Fprintln(os.Stderr, pkg, "tests need MinIO:", err)
+		return 1
+	}
+	defer srv.Close()
+	started(srv)
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- last lines of the MinIO log %s:\n%s\n", srv.LogFile, srv.LogTail(4000))
+	}
+	return code
+}

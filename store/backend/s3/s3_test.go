@@ -30,22 +30,9 @@ import (
 var srv *miniotest.Server
 
 func TestMain(m *testing.M) {
-	s, err := miniotest.StartServer()
-	switch {
-	case miniotest.Skippable(err):
-		fmt.Fprintln(os.Stderr, "store/backend/s3:", miniotest.SkipMessage)
-		os.Exit(m.Run())
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "store/backend/s3 tests need a real MinIO:", err)
-		os.Exit(1)
-	}
-	srv = s
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "--- last lines of the MinIO log %s:\n%s\n", s.LogFile, s.LogTail(4000))
-	}
-	s.Close()
-	os.Exit(code)
+	os.Exit(miniotest.Main(m, "store/backend/s3", func(s *miniotest.Server) {
+		srv = s
+	}))
 }
 
 const (
