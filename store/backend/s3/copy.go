@@ -64,23 +64,12 @@ func (b *Backend) CopyFrom(ctx context.Context, src backend.Backend, srcKey, key
 // before it is completed create-only.
 func (p *put) copyPart(srcBucket, srcObject string, want backend.CopyCheck) (err error) {
 	b := p.b
-	var uploadID string
-	err = b.retry(p.ctx, "start multipart upload", func(int) error {
-		var err error
-		uploadID, err = b.core.NewMultipartUpload(p.ctx, b.bucket, p.object, p.options())
-		return err
-	})
+	uploadID, err := p.startUpload()
 	if err != nil {
 		return err
 	}
 	completed := false
-	defer func() {
-		if !completed {
-			if aerr := p.abort(uploadID); aerr != nil {
-				err = fmt.Errorf("%w; and the incomplete upload %s could not be aborted (a lifecycle rule for incomplete multipart uploads removes it): %v", err, uploadID, aerr)
-			}
-		}
-	}()
+	defer p.abortIncomplete(uploadID, &completed, &err)
 
 	var part minio.CompletePart
 	err = b.retry(p.ctx, "copy part", func(int) error {

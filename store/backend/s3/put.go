@@ -221,23 +221,12 @@ func (p *put) multipart() (err error) {
 	partSize := partSizeFor(p.size, b.partSize)
 	nparts := int((p.size + partSize - 1) / partSize)
 
-	var uploadID string
-	err = b.retry(p.ctx, "start multipart upload", func(int) error {
-		var err error
-		uploadID, err = b.core.NewMultipartUpload(p.ctx, b.bucket, p.object, p.options())
-		return err
-	})
+	uploadID, err := p.startUpload()
 	if err != nil {
 		return err
 	}
 	completed := false
-	defer func() {
-		if !completed {
-			if aerr := p.abort(uploadID); aerr != nil {
-				err = fmt.Errorf("%w; and the incomplete upload %s could not be aborted (a lifecycle rule for incomplete multipart uploads removes it): %v", err, uploadID, aerr)
-			}
-		}
-	}()
+	defer p.abortIncomplete(uploadID, &completed, &err)
 
 	parts := make([]minio.CompletePart, nparts)
 	if err := p.uploadParts(uploadID, partSize, parts); err != nil {
@@ -449,4 +438,26 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// startUpload starts a multipart upload of the object.
+func (p *put) startUpload() (uploadID string, err error) {
+	b := p.b
+	err = b.retry(p.ctx, "start multipart upload", func(int) error {
+		var err error
+		uploadID, err = b.core.NewMultipartUpload(p.ctx, b.bucket, p.object, p.options())
+		return err
+	})
+	return uploadID, err
+}
+
+// abortIncomplete aborts the upload unless it completed, adding a failed
+// abort to *err (deferred by the callers of startUpload).
+func (p *put) abortIncomplete(uploadID string, completed *bool, err *error) {
+	if *completed {
+		return
+	}
+	if aerr := p.abort(uploadID); aerr != nil {
+		*err = fmt.Errorf("%w; and the incomplete upload %s could not be aborted (a lifecycle rule for incomplete multipart uploads removes it): %v", *err, uploadID, aerr)
+	}
 }
