@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -139,4 +142,37 @@ func snapshotFiles(t *testing.T, cache, repo, branch string) map[string][]byte {
 		out[f.Path] = data
 	}
 	return out
+}
+
+// TestPullHFCacheProgressLines: pull --hf-cache with stderr not a terminal
+// prints plain progress lines, as every transfer does, and --json keeps
+// stdout one JSON document.
+func TestPullHFCacheProgressLines(t *testing.T) {
+	c := newCLI(t)
+	base, _ := writeRun(t, true)
+	c.ok("push", base, "base@1")
+	clk := newFakeClock()
+	clk.step = 6 * time.Second // every look at the clock is 6 s later
+	saved := progressClock
+	progressClock = clk
+	t.Cleanup(func() { progressClock = saved })
+
+	redirected, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
+	require.NoError(t, err)
+	defer redirected.Close()
+	var stdout, stderr bytes.Buffer
+	a := newApp()
+	a.stdout, a.stderr, a.progressTo = &stdout, &stderr, redirected
+	root := a.rootCommand()
+	root.SetArgs([]string{"--repo", c.repo, "pull", "base@1", "--hf-cache", "--hf-repo", "org/base", "--cache-dir", filepath.Join(t.TempDir(), "hub"), "--json"})
+	err = root.ExecuteContext(context.Background())
+	a.close()
+	require.NoError(t, err, stderr.String())
+
+	var out pullHFCacheOutput
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &out), "stdout is one JSON document: %q", stdout.String())
+	got := lines(stderr.String())
+	require.GreaterOrEqual(t, len(got), 2, "a progress line and the summary: %q", stderr.String())
+	assert.Regexp(t, `^ckpt: pull [0-9.]+ [KMG]?i?B / [0-9.]+ [KMG]?i?B \([0-9]+%\), [0-9.]+ [KMG]?i?B/s, ETA `, got[0])
+	assert.Regexp(t, `^ckpt: pull moved [0-9.]+ [KMG]?i?B of [0-9.]+ [KMG]?i?B \(100%\) in `, got[len(got)-1])
 }

@@ -76,6 +76,7 @@ func (a *app) pullHFCache(cmd *cobra.Command, args []string, opts store.PullOpti
 	}
 	res, err := hfbridge.PullToCache(cmd.Context(), r, name, ref, hfbridge.PullOptions{
 		CacheDir: cacheDir, Repo: hf.repo, Branch: hf.branch, Full: opts.Full, AllowIncomplete: opts.AllowIncomplete,
+		Progress: a.progress(),
 	})
 	if err != nil {
 		return err

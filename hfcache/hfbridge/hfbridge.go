@@ -132,6 +132,9 @@ type PullOptions struct {
 	Full bool
 	// AllowIncomplete writes a selection that is not a runnable model.
 	AllowIncomplete bool
+	// Progress is told the bytes of the files to write and those read
+	// from the registry as they are; nil for none.
+	Progress store.Progress
 }
 
 // PullResult tells what PullToCache wrote.
@@ -199,7 +202,7 @@ func PullToCache(ctx context.Context, r *store.Registry, name, ref string, opts 
 			Path:    f.Path,
 			Size:    f.Size,
 			Mode:    fs.FileMode(f.Mode).Perm(),
-			Content: fileContent{ctx: ctx, r: r, f: f},
+			Content: fileContent{ctx: ctx, r: r, f: f, prog: opts.Progress},
 		}
 		if sum, ok := strings.CutPrefix(f.Digest, "sha256:"); ok && len(f.Chunks) == 1 {
 			src.SHA256 = sum
@@ -210,7 +213,14 @@ func PullToCache(ctx context.Context, r *store.Registry, name, ref string, opts 
 		res.Files = append(res.Files, store.PulledFile{Path: f.Path, Size: f.Size, Role: f.Role, From: files[i].From})
 		res.Bytes += f.Size
 	}
-	if err := hfcache.WriteRepo(opts.CacheDir, id, revision, branch, sources); err != nil {
+	if opts.Progress != nil {
+		opts.Progress.Start("pull", res.Bytes)
+	}
+	err = hfcache.WriteRepo(opts.CacheDir, id, revision, branch, sources)
+	if opts.Progress != nil {
+		opts.Progress.Finish()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("writing %s@%s into the Hugging Face cache as %s: %w", rec.Name, rec.Version, id, err)
 	}
 	res.RepoDir = filepath.Join(opts.CacheDir, id.FolderName())
@@ -247,12 +257,30 @@ func checkRunnable(ctx context.Context, r *store.Registry, rec refs.Record, file
 // fileContent streams a manifest file from the registry (hfcache's
 // FileSource.Content).
 type fileContent struct {
-	ctx context.Context
-	r   *store.Registry
-	f   *manifest.File
+	ctx  context.Context
+	r    *store.Registry
+	f    *manifest.File
+	prog store.Progress // nil for none
 }
 
-func (c fileContent) WriteTo(w io.Writer) (int64, error) { return c.r.WriteFileTo(c.ctx, c.f, w) }
+func (c fileContent) WriteTo(w io.Writer) (int64, error) {
+	if c.prog != nil {
+		w = progressWriter{w, c.prog}
+	}
+	return c.r.WriteFileTo(c.ctx, c.f, w)
+}
+
+// progressWriter tells a Progress of the bytes written through it.
+type progressWriter struct {
+	w    io.Writer
+	prog store.Progress
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.prog.Add(int64(n))
+	return n, err
+}
 
 // chunkVerifier recognizes a file by its chunks: it cuts the content it is
 // given at the manifest's chunk boundaries and checks that each piece
