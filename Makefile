@@ -8,7 +8,7 @@ TEST_TIMEOUT  ?= 30m
 CHAOS_ROUNDS  ?= 500
 CHAOS_TIMEOUT ?= 3h
 
-.PHONY: all build test chaos demo demo-hf bench bench-real fuzz minio lint clean
+.PHONY: all build test chaos demo demo-hf bench bench-real bench-family fuzz minio lint clean
 
 all: build
 
@@ -94,6 +94,17 @@ REAL_DATA ?= /work/data/family
 REAL_RUNS ?= frozen,ft32
 bench-real:
 	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(REAL_RUNS)
+
+# Opt-in: the model family (a pretraining run and four fine-tunes of its
+# checkpoint 600: fp32, pure bf16, fp32 master weights saved as bf16, frozen
+# backbone saved as pytorch_model.bin), pushed with --base in step order,
+# then best + last 2 per run and gc; without deltas, then with them. Make
+# the data with scripts/train-family.sh (Debian python3-torch, ~1 hour on
+# 2 cores).
+FAMILY_RUNS ?= ft32,ftbf16,ftmix,frozen
+bench-family:
+	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(FAMILY_RUNS) -base pre@600 -retain
+	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(FAMILY_RUNS) -base pre@600 -retain -deltas
 
 clean:
 	rm -rf $(BIN) .bench

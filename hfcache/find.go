@@ -174,7 +174,7 @@ func readRef(repoDir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }() // a directory handle: nothing buffered
 	refPath := filepath.Join(refsDir, filepath.FromSlash(name))
 	rel := filepath.FromSlash(name)
 	info, err = root.Lstat(rel)
@@ -191,7 +191,7 @@ func readRef(repoDir, name string) (string, error) {
 	if err != nil {
 		return "", corrupt(refPath, "cannot read ref", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	data, err := io.ReadAll(io.LimitReader(f, maxRefBytes+1))
 	if err != nil {
 		return "", corrupt(refPath, "cannot read ref", err)
@@ -300,7 +300,7 @@ func (w *snapshotWalker) readDir(dir string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, corrupt(dir, "cannot read folder", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	var all []fs.DirEntry
 	for {
 		batch, err := f.ReadDir(1024)
@@ -369,7 +369,7 @@ func repoNotFound(cacheDir string, repo RepoID) error {
 		e.CacheMissing = errors.Is(err, fs.ErrNotExist)
 		return e
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	names, _ := f.Readdirnames(maxScanned)
 	type scored struct {
 		id   RepoID
@@ -408,7 +408,7 @@ func revisionNotFound(repo RepoID, repoDir, revision, commit string) error {
 	e := &RevisionNotFoundError{Repo: repo, RepoDir: repoDir, Revision: revision, Commit: commit}
 	if f, err := os.Open(filepath.Join(repoDir, "snapshots")); err == nil {
 		names, _ := f.Readdirnames(maxScanned)
-		f.Close()
+		_ = f.Close() // read-only
 		slices.Sort(names)
 		abbreviated := len(revision) >= 4 && len(revision) < 40 && strings.Trim(revision, "0123456789abcdef") == ""
 		for _, name := range names {

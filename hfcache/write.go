@@ -106,7 +106,7 @@ func (name fileContent) WriteTo(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	return io.Copy(w, f)
 }
 
@@ -197,7 +197,7 @@ func WriteRepo(cacheDir string, repo RepoID, revision, branch string, files []Fi
 	if err != nil {
 		return fmt.Errorf("opening the repository folder: %w", err)
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }() // a directory handle: nothing buffered
 	w := &repoWriter{root: root, dir: repoDir, verified: map[string]bool{}, dirty: map[string]bool{}}
 
 	if err := w.ensureDir("blobs"); err != nil {
@@ -357,7 +357,7 @@ func (w *repoWriter) writeBlob(f FileSource, link string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer w.root.Remove(tmp) // gone already once renamed into place
+	defer func() { _ = w.root.Remove(tmp) }() // gone already once renamed into place
 	if f.SHA256 != "" && sum != f.SHA256 {
 		return "", fmt.Errorf("content has SHA-256 %s, not the expected %s", sum, f.SHA256)
 	}
@@ -418,7 +418,7 @@ func (w *repoWriter) blobsOfSize(size int64) ([]string, error) {
 			return nil, fmt.Errorf("listing %s: %w", w.show("blobs"), err)
 		}
 		names, err := d.Readdirnames(maxScanned)
-		d.Close()
+		_ = d.Close() // a directory handle: nothing buffered
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("listing %s: %w", w.show("blobs"), err)
 		}
@@ -459,7 +459,7 @@ func (w *repoWriter) blobVerifies(name string, size int64, v Verifier) (bool, er
 	if err != nil {
 		return false, fmt.Errorf("reading blob %s: %w", w.show(rel), err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	h := sha256.New()
 	buf := make([]byte, 64<<10)
 	var n int64
@@ -524,7 +524,7 @@ func (w *repoWriter) blobOK(sum string, size int64) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading blob %s: %w", w.show(name), err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return false, fmt.Errorf("reading blob %s: %w", w.show(name), err)
@@ -554,8 +554,8 @@ func (w *repoWriter) writeTemp(f FileSource) (_, _ string, err error) {
 	}
 	defer func() {
 		if err != nil {
-			file.Close()
-			w.root.Remove(name)
+			_ = file.Close()        // already failing: the error above is the one to report
+			_ = w.root.Remove(name) // best effort: a partial blob is never named by a snapshot link
 		}
 	}()
 	cw := &countingHash{w: file, h: sha256.New()}
@@ -610,7 +610,7 @@ func (w *repoWriter) link(rel, target string) error {
 		return fmt.Errorf("creating symlink %s: %w", w.show(rel), err)
 	}
 	if err := w.root.Rename(tmp, rel); err != nil {
-		w.root.Remove(tmp)
+		_ = w.root.Remove(tmp) // best effort: a stray temporary link is named nowhere
 		return fmt.Errorf("putting symlink %s into place: %w", w.show(rel), err)
 	}
 	w.dirty[path.Dir(rel)] = true
@@ -668,7 +668,7 @@ func (w *repoWriter) writeRef(rel, commit string) error {
 		err = w.root.Rename(tmp, rel)
 	}
 	if err != nil {
-		w.root.Remove(tmp)
+		_ = w.root.Remove(tmp) // best effort: a stray temporary ref is named nowhere
 		return fmt.Errorf("writing ref %s: %w", w.show(rel), err)
 	}
 	w.dirty[path.Dir(rel)] = true
@@ -693,7 +693,7 @@ func (w *repoWriter) syncDir(rel string) error {
 	if err != nil {
 		return fmt.Errorf("syncing folder %s: %w", w.show(rel), err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a directory handle: nothing buffered
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("syncing folder %s: %w", w.show(rel), err)
 	}

@@ -106,7 +106,7 @@ func (r *Registry) readReference(ctx context.Context, id object.ID, size int64, 
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	h, err := object.ReadHeader(rc)
 	if err == nil {
 		err = object.Exactly(size).Check(h.ContentLen)
@@ -456,7 +456,7 @@ func (r *Registry) checkObject(ctx context.Context, key string, id object.ID) er
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	h, err := object.ReadHeader(rc)
 	if err != nil {
 		return err
@@ -491,7 +491,7 @@ func (r *Registry) blobHeaderRef(ctx context.Context, id object.ID) (object.Head
 	if err != nil {
 		return object.Header{}, ref, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only
 	var buf [object.HeaderSize + 1 + 32]byte
 	n, _ := io.ReadFull(rc, buf[:])
 	h, err := object.ParseHeader(buf[:n])

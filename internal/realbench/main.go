@@ -26,11 +26,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/ckptdev/ckpt/layout"
+	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/backend/local"
@@ -42,11 +44,22 @@ func main() {
 	runs := flag.String("runs", "frozen,ft32", "runs to push, comma-separated, in order")
 	reg := flag.String("registry", "", "registry folder (default: a temporary one, removed at the end)")
 	workers := flag.Int("workers", 2, "push workers")
+	var o options
+	flag.StringVar(&o.base, "base", "", "RUN@STEP every other run is pushed with as its --base (e.g. pre@600), pushed first")
+	flag.BoolVar(&o.deltas, "deltas", false, "push with delta-coded chunks (push --deltas)")
+	flag.BoolVar(&o.retain, "retain", false, "then keep the best (eval_loss) plus the last 2 of every run, gc, and report what is left")
 	flag.Parse()
-	if err := run(*data, strings.Split(*runs, ","), *reg, *workers); err != nil {
+	if err := run(*data, strings.Split(*runs, ","), *reg, *workers, o); err != nil {
 		fmt.Fprintln(os.Stderr, "realbench:", err)
 		os.Exit(1)
 	}
+}
+
+// options are the family bench's switches.
+type options struct {
+	base   string // RUN@STEP the other runs name as their base
+	deltas bool
+	retain bool
 }
 
 // tally is raw and stored bytes.
@@ -59,7 +72,7 @@ func (t tally) ratio() string {
 	return fmt.Sprintf("%.3f", float64(t.stored)/float64(t.raw))
 }
 
-func run(data string, runs []string, regDir string, workers int) error {
+func run(data string, runs []string, regDir string, workers int, o options) error {
 	ctx := context.Background()
 	if regDir == "" {
 		tmp, err := os.MkdirTemp("", "realbench-")
@@ -73,7 +86,7 @@ func run(data string, runs []string, regDir string, workers int) error {
 	if err != nil {
 		return err
 	}
-	r, _, err := store.Init(ctx, b, store.Options{Workers: workers})
+	r, _, err := store.Init(ctx, b, store.Options{Workers: workers, Deltas: o.deltas})
 	if err != nil {
 		return err
 	}
@@ -81,10 +94,27 @@ func run(data string, runs []string, regDir string, workers int) error {
 	if err != nil {
 		return err
 	}
+	baseRun, baseStep, _ := strings.Cut(o.base, "@")
+	if baseRun != "" && !slices.Contains(runs, baseRun) {
+		runs = append([]string{baseRun}, runs...)
+	}
+	fmt.Printf("deltas %v, base %q\n", o.deltas, o.base)
 	for _, name := range runs {
 		ckpts, err := checkpoints(filepath.Join(data, name))
 		if err != nil {
 			return err
+		}
+		if name == baseRun && baseStep != "" {
+			// The base run only up to the base checkpoint.
+			step, err := strconv.ParseInt(baseStep, 10, 64)
+			if err != nil {
+				return fmt.Errorf("-base %s: %w", o.base, err)
+			}
+			ckpts = slices.DeleteFunc(ckpts, func(c checkpoint) bool { return c.step > step })
+		}
+		pushBase := ""
+		if baseRun != "" && name != baseRun {
+			pushBase = o.base
 		}
 		fmt.Printf("\nrun %s (%d checkpoints)\n", name, len(ckpts))
 		fmt.Printf("%-16s %12s %12s %12s %12s %12s %11s\n", "checkpoint", "raw", "new stored", "new weights", "changed", "new optim", "new/changed")
@@ -92,7 +122,7 @@ func run(data string, runs []string, regDir string, workers int) error {
 		first := map[string]*tally{}
 		var prev map[string][32]byte
 		for i, ck := range ckpts {
-			res, err := r.Push(ctx, ck.dir, store.PushOptions{Name: name, Version: strconv.FormatInt(ck.step, 10)})
+			res, err := r.Push(ctx, ck.dir, store.PushOptions{Name: name, Version: strconv.FormatInt(ck.step, 10), Base: pushBase})
 			if err != nil {
 				return fmt.Errorf("push %s: %w", ck.dir, err)
 			}
@@ -161,7 +191,99 @@ func run(data string, runs []string, regDir string, workers int) error {
 			fmt.Printf("  %-14s raw %12d stored %12d  %s   first: %s\n", role, roles[role].raw, roles[role].stored, roles[role].ratio(), first[role].ratio())
 		}
 	}
+	if o.retain {
+		return retainAndReport(ctx, r, b, runs)
+	}
 	return nil
+}
+
+// retainAndReport keeps the best by eval_loss plus the last 2 checkpoints
+// of every run, collects garbage, and prints stored/raw per run and role
+// over what is left: every blob the kept manifests reach counted once, for
+// the first file that needs it, and the blobs kept only as references of
+// deltas on a line of their own.
+func retainAndReport(ctx context.Context, r *store.Registry, b backend.Backend, runs []string) error {
+	for _, name := range runs {
+		plan, err := r.RetentionPlan(ctx, name, retention.Policy{KeepLast: 2, KeepBest: 1})
+		if err != nil {
+			return err
+		}
+		if _, err := r.ApplyPlan(ctx, name, plan); err != nil {
+			return err
+		}
+	}
+	gc, err := r.GC(ctx, store.GCOptions{NoGrace: true})
+	if err != nil {
+		return err
+	}
+	sizes, err := blobSizes(ctx, b)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nafter best + last 2 per run and gc (%d blobs deleted)\n", gc.DeletedBlobs)
+	reached := map[string]bool{}
+	all := map[string]*tally{}
+	for _, name := range runs {
+		c, err := r.Catalog(ctx, name)
+		if err != nil {
+			return err
+		}
+		roles := map[string]*tally{}
+		var kept []string
+		for _, rec := range c.Records[name] {
+			kept = append(kept, rec.Version)
+			m, err := r.Manifest(ctx, rec.Manifest)
+			if err != nil {
+				return err
+			}
+			for _, f := range m.Files {
+				role := f.Role
+				if strings.HasSuffix(f.Path, "optimizer.pt") {
+					role = "optimizer"
+				}
+				for _, t := range []map[string]*tally{roles, all} {
+					if t[role] == nil {
+						t[role] = &tally{}
+					}
+				}
+				roles[role].raw += f.Size
+				all[role].raw += f.Size
+				for _, ch := range f.Chunks {
+					key := object.BlobKey(ch.ID)
+					if reached[key] {
+						continue
+					}
+					reached[key] = true
+					roles[role].stored += sizes[key]
+					all[role].stored += sizes[key]
+				}
+			}
+		}
+		fmt.Printf("run %s keeps %s\n", name, strings.Join(kept, ", "))
+		printRoles(roles)
+	}
+	var refsOnly tally
+	for key, size := range sizes {
+		if !reached[key] {
+			refsOnly.stored += size
+			refsOnly.raw++
+		}
+	}
+	fmt.Println("whole family")
+	printRoles(all)
+	fmt.Printf("  %-14s %d blobs, %d bytes held only as references of deltas\n", "delta refs", refsOnly.raw, refsOnly.stored)
+	return nil
+}
+
+func printRoles(roles map[string]*tally) {
+	names := make([]string, 0, len(roles))
+	for role := range roles {
+		names = append(names, role)
+	}
+	sort.Strings(names)
+	for _, role := range names {
+		fmt.Printf("  %-14s raw %12d stored %12d  %s\n", role, roles[role].raw, roles[role].stored, roles[role].ratio())
+	}
 }
 
 type checkpoint struct {
