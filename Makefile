@@ -5,6 +5,7 @@ CKPT          := $(BIN)/ckpt
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO         := $(BIN)/minio
 TEST_TIMEOUT  ?= 30m
+RACE_TIMEOUT  ?= 50m
 CHAOS_ROUNDS  ?= 500
 CHAOS_TIMEOUT ?= 3h
 
