@@ -57,13 +57,14 @@ lint: $(STATICCHECK)
 # the CLI and chaos tests, which mostly wait for child processes, are left
 # out: under -race they cost minutes and check nothing concurrent. Tests
 # that assert allocation bounds skip under -race (testutil.RaceEnabled);
-# the first pass asserts them.
+# the first pass asserts them. Measured on 2 cores: the first pass takes
+# about 4.5 minutes, the race pass about 14.5 (store alone 14.4).
 RACE_PKGS := ./store ./store/backend/... ./store/refs ./store/manifest ./store/object \
 	./internal/watch ./internal/redact ./hfcache/... ./retention
 
 test: $(MINIO) lint
 	CKPT_REQUIRE_MINIO=1 CKPT_MINIO_BIN=$(MINIO) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
-	CKPT_REQUIRE_MINIO=1 CKPT_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+	CKPT_REQUIRE_MINIO=1 CKPT_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) $(RACE_PKGS)
 
 # The kill -9 campaign at length (`make test` runs a short form of it):
 # CHAOS_ROUNDS rounds per backend, then a summary. CKPT_CHAOS_SEED=N replays
