@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ckptdev/ckpt/internal/testutil"
-	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/object"
@@ -384,18 +383,8 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			names, err := r.Names(gctx)
-			if err != nil {
+			if err := retainLastOne(gctx, r); err != nil {
 				return err
-			}
-			for _, n := range names {
-				plan, err := r.RetentionPlan(gctx, n, retention.Policy{KeepLast: 1})
-				if err != nil {
-					return err
-				}
-				if _, err := r.ApplyPlan(gctx, n, plan); err != nil {
-					return err
-				}
 			}
 			res, err := r.GC(gctx, store.GCOptions{NoGrace: true})
 			if err != nil {

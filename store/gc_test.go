@@ -323,18 +323,8 @@ func testGCStress(t *testing.T, nb newBackendFunc) {
 			return err
 		}
 		for time.Now().Before(deadline) {
-			names, err := r.Names(gctx)
-			if err != nil {
+			if err := retainLastOne(gctx, r); err != nil {
 				return err
-			}
-			for _, n := range names {
-				plan, err := r.RetentionPlan(gctx, n, retention.Policy{KeepLast: 1})
-				if err != nil {
-					return err
-				}
-				if _, err := r.ApplyPlan(gctx, n, plan); err != nil {
-					return err
-				}
 			}
 			if _, err := r.GC(gctx, store.GCOptions{NoGrace: true}); err != nil {
 				return fmt.Errorf("gc: %w", err)
@@ -359,4 +349,22 @@ func testGCStress(t *testing.T, nb newBackendFunc) {
 		require.NoError(t, err)
 		assert.Equal(t, testutil.ReadTree(t, src), testutil.ReadTree(t, out), "%s@%s", rec.Name, rec.Version)
 	}
+}
+
+// retainLastOne applies retention "keep the last 1" to every NAME of r.
+func retainLastOne(ctx context.Context, r *store.Registry) error {
+	names, err := r.Names(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		plan, err := r.RetentionPlan(ctx, n, retention.Policy{KeepLast: 1})
+		if err != nil {
+			return err
+		}
+		if _, err := r.ApplyPlan(ctx, n, plan); err != nil {
+			return err
+		}
+	}
+	return nil
 }
