@@ -87,7 +87,7 @@ func rescueKey(id object.ID) string { s := id.String(); return rescuePrefix + s[
 // reference's from here, and a holder of this budget never waits for the
 // transfer budget, so the two cannot deadlock. Two references of the
 // largest tensor chunk at once: at most 2 × deltaCost(8 MiB) = 54 MiB.
-var deltaBudget = newMemBudget(2 * deltaCost(object.MaxChunkSize))
+var deltaBudget = newPooledBudget(2 * deltaCost(object.MaxChunkSize))
 
 // deltaCost is what coding or decoding a delta of n bytes holds beyond the
 // chunk's own objectCost: the reference (content and stored form) and the
@@ -117,7 +117,14 @@ func (r *Registry) readReference(ctx context.Context, id object.ID, size int64, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	out, err := readObjectBody(rc, h, dst, id)
+	var scratch []byte
+	if h.Codec != object.CodecRaw {
+		// Held from deltaBudget with the reference's content.
+		sb := takeDeltaBuf(object.StoredCap(int64(h.ContentLen)))
+		defer dropDeltaBuf(sb)
+		scratch = *sb
+	}
+	out, err := object.ReadBody(rc, h, dst, id, scratch)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -135,8 +142,8 @@ func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header,
 		return nil, err
 	}
 	defer release()
-	pb := takeBuf(object.DeltaStoredCap(n))
-	defer dropBuf(pb)
+	pb := takeDeltaBuf(object.DeltaStoredCap(n))
+	defer dropDeltaBuf(pb)
 	payload, err := object.ReadPayload(rc, h, *pb)
 	if err != nil {
 		return nil, err
@@ -145,8 +152,8 @@ func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header,
 	if err != nil {
 		return nil, err
 	}
-	rb := takeBuf(object.ContentCap(n))
-	defer dropBuf(rb)
+	rb := takeDeltaBuf(object.ContentCap(n))
+	defer dropDeltaBuf(rb)
 	ref, err := r.pullReference(ctx, refID, n, (*rb)[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: reference blob %s: %w", ErrBadReference, refID, err)
