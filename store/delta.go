@@ -132,9 +132,10 @@ func (r *Registry) readReference(ctx context.Context, id object.ID, size int64, 
 }
 
 // readDelta decodes the delta object whose header h was just read from rc
-// into dst: it reads the payload, fetches the reference (from the content
-// cache or the registry, checked against its ID; deltaref.go), decodes and
-// checks the content.
+// into dst: it reads the payload, fetches the reference, decodes and
+// checks the content. The reference comes from the content cache when it
+// holds it (a result that does not check is decoded again; deltaref.go),
+// else from the registry, checked against its ID.
 func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header, id object.ID, dst []byte) ([]byte, error) {
 	n := int64(h.ContentLen)
 	release, err := deltaBudget.acquire(ctx, deltaCost(n))
@@ -154,7 +155,14 @@ func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header,
 	}
 	rb := takeDeltaBuf(object.ContentCap(n))
 	defer dropDeltaBuf(rb)
-	ref, err := r.pullReference(ctx, refID, n, (*rb)[:0])
+	if ref, ok := r.cachedReferenceBytes(refID, n, (*rb)[:0]); ok {
+		if out, err := object.DecodeDelta(dst, h, payload, ref, id); err == nil {
+			return out, nil
+		}
+		// Not the reference's bytes (or the delta is corrupt): decode
+		// against the registry's reference.
+	}
+	ref, err := r.readReference(ctx, refID, n, (*rb)[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: reference blob %s: %w", ErrBadReference, refID, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/ckptdev/ckpt/store/manifest"
 	"github.com/ckptdev/ckpt/store/object"
 	"github.com/ckptdev/ckpt/store/refs"
@@ -28,9 +30,12 @@ import (
 //  2. the content cache of earlier pulls (the pulled-chunks index);
 //  3. the registry.
 //
-// A cache is a hint, never a verdict: bytes read from 1 or 2 are used only
-// when their SHA-256 is the reference's ID, and anything else falls back
-// to the next source. A push that reads a reference locally still reads
+// A cache is a hint, never a verdict: a push uses bytes read from 1 or 2
+// only when their SHA-256 is the reference's ID, and anything else falls
+// back to the next source. A pull decodes the delta against the content
+// cache's bytes and keeps the result only when it hashes to the delta's
+// own ID (which a wrong reference cannot give), else it decodes again
+// against the registry's reference. A push that reads a reference locally still reads
 // the reference's header from the registry (a few bytes): the reference
 // must be there, and must not itself be a delta (depth 1).
 
@@ -190,15 +195,39 @@ func (op *pushOp) pushReference(ctx context.Context, id object.ID, size int64, d
 	return out, nil
 }
 
-// pullReference reads reference id of size bytes for a delta being decoded
-// (into dst): from the content cache when an entry holds it intact, else
-// from the registry. The delta's content is checked against its own ID
-// after decoding, whichever source gave the reference.
-func (r *Registry) pullReference(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	if out, ok := r.cachedReference(id, size, dst); ok {
-		return out, nil
+// cachedReferenceBytes appends to dst the size bytes the content cache
+// holds where the pulled-chunks index says chunk id lies, without checking
+// them: a pull decodes a delta against them and checks the content's ID,
+// which holds only if they are the reference's bytes (readDelta), so
+// hashing them first would only double the work.
+func (r *Registry) cachedReferenceBytes(id object.ID, size int64, dst []byte) ([]byte, bool) {
+	if r.cache == nil || r.index == nil {
+		return dst, false
 	}
-	return r.readReference(ctx, id, size, dst)
+	var loc []byte
+	_ = r.index.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketChunks); b != nil {
+			loc = append([]byte(nil), b.Get(id[:])...)
+		}
+		return nil
+	})
+	key, off, n, ok := decodeLocation(loc)
+	if !ok || n != size || off < 0 {
+		return dst, false
+	}
+	for _, e := range r.cache.entries(key.String()) {
+		f, err := openFileNoFollow(r.cache.path(e.String()))
+		if err != nil {
+			continue
+		}
+		out := append(dst, make([]byte, size)...)
+		_, err = f.ReadAt(out[len(dst):], off)
+		_ = f.Close() // read-only
+		if err == nil {
+			return out, true
+		}
+	}
+	return dst, false
 }
 
 // baseRecord is the record of base, for its source folder; nil when it
