@@ -74,7 +74,16 @@ func main() {
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the first ckpt push and pull into this folder")
 	flag.BoolVar(&deltaCase, "deltas", true, "also measure the next checkpoint pushed with --deltas and pulled back (bf16 and fp32)")
 	flag.BoolVar(&onlyDeltas, "only-deltas", false, "measure the delta case alone")
+	nextOf := flag.String("next-of", "", "only write the next checkpoint of this model folder (the delta case's drift) to -next-out, and exit")
+	nextOut := flag.String("next-out", "", "where -next-of writes")
 	flag.Parse()
+	if *nextOf != "" {
+		if err := driftFolder(*nextOf, *nextOut, 7); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*ckpt, *folder, *size, *runs, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
