@@ -417,6 +417,51 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 	return int64(len(obj)), nil
 }
 
+// usableBlob says whether the object at key exists and can be used as it
+// is (backend.ErrNotFound when it does not exist). A blob is read as far
+// as its header (a ranged read costs what a stat does): a delta whose
+// reference is missing (left by a push killed between its put and its
+// second check of the reference while a gc deleted the reference,
+// docs/format.md section 9), or a blob whose header is damaged, is
+// replaced in place by its standalone coding from content (load), so no
+// ref is ever published to it. It returns the bytes it wrote.
+func (op *pushOp) usableBlob(ctx context.Context, key string, hint object.EncodeHint, load func() ([]byte, error)) (int64, error) {
+	r := op.r
+	id, err := object.ParseID(key[strings.LastIndexByte(key, '/')+1:])
+	if err != nil || key != object.BlobKey(id) {
+		_, err := r.backend.Stat(ctx, key)
+		return 0, err
+	}
+	h, ref, err := r.blobHeaderRef(ctx, id)
+	why := ""
+	switch {
+	case errors.Is(err, object.ErrCorrupt):
+		why = "its header is damaged"
+	case err != nil || h.Codec != object.CodecDelta:
+		return 0, err
+	default:
+		if _, err := r.statBlob(ctx, ref); !errors.Is(err, backend.ErrNotFound) {
+			return 0, err
+		}
+		why = "it is a delta whose reference " + ref.String() + " is missing"
+	}
+	content, err := load()
+	if err != nil {
+		return 0, err
+	}
+	if object.Hash(content) != id {
+		return 0, fmt.Errorf("%s: the content read for it does not hash to its ID", key)
+	}
+	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
+	defer dropBuf(bp)
+	obj := object.Encode((*bp)[:0], content, hint)
+	if err := r.replaceStandalone(ctx, id, obj); err != nil {
+		return 0, fmt.Errorf("store %s again (%s): %w", key, why, err)
+	}
+	op.repairedBlobs.Add(1)
+	return int64(len(obj)), nil
+}
+
 // errStillDelta: re-encoding found the blob re-created as a delta by a
 // concurrent push.
 var errStillDelta = errors.New("blob was stored again as a delta meanwhile")

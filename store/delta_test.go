@@ -86,6 +86,7 @@ func TestDeltaBlobs(t *testing.T) {
 			t.Run("GCReencodesWhenReferenceDeleted", func(t *testing.T) { testDeltaGCReencodes(t, nb) })
 			t.Run("InterruptedReplaceFinished", func(t *testing.T) { testDeltaRescue(t, nb) })
 			t.Run("NeverAgainstRescueCopy", func(t *testing.T) { testDeltaNeverAgainstRescueCopy(t, nb) })
+			t.Run("DanglingDeltaRepairedByPush", func(t *testing.T) { testDeltaDanglingRepaired(t, nb) })
 			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
 			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
 			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
@@ -360,6 +361,64 @@ func testDeltaNeverAgainstRescueCopy(t *testing.T, nb newBackendFunc) {
 	require.NoError(t, err)
 	assert.Len(t, replacement, 2, "no push coded against a rescue copy")
 	assert.Equal(t, testutil.ReadTree(t, dirs[2]), pullTree(t, e.withoutIndex(), "run", "300"))
+}
+
+// testDeltaDanglingRepaired: a push killed after putting its delta and
+// before checking its reference again, while a gc deleted the reference,
+// leaves a delta against a missing reference that no ref reaches. A later
+// push of the same content (another machine, no caches) must not publish
+// a ref to it: it replaces the blob by its standalone coding. A blob whose
+// header is damaged is stored again the same way.
+func testDeltaDanglingRepaired(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := testutil.DriftingRun(t, 13, 2)
+	first := e.push(dirs[0], "run", store.PushOptions{})
+	second := e.push(dirs[1], "run", store.PushOptions{})
+	require.Equal(t, 2, second.DeltaBlobs)
+	// The killed push's state: its blobs are there, its ref is not; the
+	// gc deleted the first checkpoint, references included.
+	_, _, err := e.r.Remove(e.ctx, "run", "200")
+	require.NoError(t, err)
+	_, _, err = e.r.Remove(e.ctx, "run", "100")
+	require.NoError(t, err)
+	edges := listKeys(t, e.b, "deltas/")
+	require.Len(t, edges, 2)
+	for _, k := range edges {
+		ref, err := object.ParseID(strings.Split(k, "/")[2])
+		require.NoError(t, err)
+		require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(ref)))
+	}
+	// And one blob the new push shares with the first has a damaged header.
+	m1, err := e.r.Manifest(e.ctx, first.Record.Manifest)
+	require.NoError(t, err)
+	m2, err := e.r.Manifest(e.ctx, second.Record.Manifest)
+	require.NoError(t, err)
+	shared := map[object.ID]bool{}
+	for _, id := range m1.BlobIDs() {
+		shared[id] = true
+	}
+	var damaged object.ID
+	for _, id := range m2.BlobIDs() {
+		if shared[id] && storedCodec(t, e.b, id) != object.CodecDelta {
+			damaged = id
+			break
+		}
+	}
+	require.False(t, damaged.IsZero())
+	rc, err := e.b.Get(e.ctx, object.BlobKey(damaged), 0, -1)
+	require.NoError(t, err)
+	data, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	require.NoError(t, rc.Close())
+	data[0] ^= 0xff
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(damaged)))
+	require.NoError(t, e.b.Put(e.ctx, object.BlobKey(damaged), strings.NewReader(string(data)), int64(len(data))))
+
+	res, err := e.withoutIndex().Push(e.ctx, dirs[1], store.PushOptions{Name: "run", Version: "201"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, res.RepairedBlobs)
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, e.withoutIndex(), "run", "201"))
+	verifyAll(t, e.withoutIndex())
 }
 
 func testDeltaRescue(t *testing.T, nb newBackendFunc) {
