@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -32,8 +33,8 @@ func benchPeers(ctx context.Context, results []benchResult, o options) error {
 	zBefore, zAfter := zipBeforeAfter(z, last)
 	printZipTotals(zBefore, zAfter)
 	fmt.Printf("fine-tune tensors with a base tensor to XOR against: %d by name (safetensors), %d torch storages by nearest\n", z.paired["named"], z.paired["nearest"])
-	fmt.Printf("content among the base's tensors of their dtype and size (torch zips name no tensors; %d of them not\n", z.ambiguous)
-	fmt.Printf("clearly nearer than the next candidate); %d without one\n", z.unpaired)
+	fmt.Printf("content among the base's tensors of their dtype and size (torch zips name no tensors; %d of them with less\n", z.ambiguous)
+	fmt.Printf("than %d leading bit per element more in common than the next candidate); %d without one\n", ambiguousMargin, z.unpaired)
 
 	var rs *resticResult
 	bin, lookErr := exec.LookPath(o.restic)
@@ -48,7 +49,7 @@ func benchPeers(ctx context.Context, results []benchResult, o options) error {
 		fmt.Printf("restic: forgot %d snapshots, prune --max-unused 0\n", r.forgotten)
 		rs = &r
 	}
-	printPeers(results, rs, zBefore, zAfter)
+	printPeers(os.Stdout, results, rs, zBefore, zAfter)
 	return nil
 }
 
@@ -143,7 +144,7 @@ func cell(stored, raw int64) string {
 // printPeers prints the peers table: stored MiB and stored/raw of every
 // file and of the weights files, before and after retention, for ckpt (each
 // mode run), restic and the ZipLLM estimate.
-func printPeers(results []benchResult, rs *resticResult, zBefore, zAfter zipTotals) {
+func printPeers(out io.Writer, results []benchResult, rs *resticResult, zBefore, zAfter zipTotals) {
 	header := []string{"", "raw MiB"}
 	for _, r := range results {
 		if r.deltas {
@@ -219,20 +220,20 @@ func printPeers(results []benchResult, rs *resticResult, zBefore, zAfter zipTota
 			widths[i+1] = max(widths[i+1], len(c))
 		}
 	}
-	fmt.Println("\npeers: stored MiB (stored/raw)")
+	fmt.Fprintln(out, "\npeers: stored MiB (stored/raw)")
 	line := func(first string, rest []string) {
-		fmt.Printf("%-*s", widths[0], first)
+		fmt.Fprintf(out, "%-*s", widths[0], first)
 		for i, c := range rest {
-			fmt.Printf("  %*s", widths[i+1], c)
+			fmt.Fprintf(out, "  %*s", widths[i+1], c)
 		}
-		fmt.Println()
+		fmt.Fprintln(out)
 	}
 	line(header[0], header[1:])
 	for _, r := range rows {
 		line(r.label, r.cells)
 	}
-	fmt.Println("restic backs up whole folders and cannot split its repository by file role (n/a for weights);")
-	fmt.Println("the ZipLLM estimate covers the weights files only (n/a for all files); its after-retention")
-	fmt.Println("figure keeps the base checkpoint it XORs against. ckpt counts blobs held only as references")
-	fmt.Println("of deltas for the role that stored them.")
+	fmt.Fprintln(out, "restic backs up whole folders and cannot split its repository by file role (n/a for weights);")
+	fmt.Fprintln(out, "the ZipLLM estimate covers the weights files only (n/a for all files); its after-retention")
+	fmt.Fprintln(out, "figure keeps the base checkpoint it XORs against. ckpt counts blobs held only as references")
+	fmt.Fprintln(out, "of deltas for the role that stored them.")
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -209,6 +214,37 @@ func TestZipLLMReferenceAmbiguous(t *testing.T) {
 	assert.Equal(t, 1, z.paired["nearest"])
 }
 
+func TestNearness(t *testing.T) {
+	f32 := func(v ...uint32) []byte {
+		out := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(out[4*i:], x)
+		}
+		return out
+	}
+	tests := []struct {
+		name         string
+		a, b         []byte
+		elem         int
+		score, count int
+	}{
+		{"identical", f32(0x3f800000, 0xbf800000), f32(0x3f800000, 0xbf800000), 4, 64, 2},
+		{"sign differs", f32(0x3f800000), f32(0xbf800000), 4, 0, 1},
+		{"last mantissa bit differs", f32(0x3f800000), f32(0x3f800001), 4, 31, 1},
+		{"bf16, top byte equal", []byte{0x00, 0x3f}, []byte{0xff, 0x3f}, 2, 8, 1},
+		{"bytes", []byte{0x0f, 0xff}, []byte{0x0e, 0xff}, 1, 7 + 8, 2},
+		{"empty", nil, nil, 4, 0, 0},
+		{"reference too short", f32(1, 2), f32(1), 4, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			score, count := nearness(tt.a, tt.b, tt.elem)
+			assert.Equal(t, tt.score, score)
+			assert.Equal(t, tt.count, count)
+		})
+	}
+}
+
 func TestReadWeights(t *testing.T) {
 	t.Run("folder without weights", func(t *testing.T) {
 		w, err := readWeights(t.TempDir())
@@ -279,4 +315,83 @@ func TestBackupSummary(t *testing.T) {
 			assert.Equal(t, tt.want, id)
 		})
 	}
+}
+
+func TestPrintPeers(t *testing.T) {
+	mib := int64(1 << 20)
+	roles := func(weightsStored, otherStored int64) map[string]*tally {
+		return map[string]*tally{
+			"weights":   {raw: 100 * mib, stored: weightsStored},
+			"optimizer": {raw: 200 * mib, stored: otherStored},
+		}
+	}
+	results := []benchResult{
+		{before: roles(80*mib, 160*mib), after: roles(40*mib, 80*mib)},
+		{deltas: true, before: roles(50*mib, 150*mib), after: roles(25*mib, 75*mib)},
+	}
+	z := func(stored int64) zipTotals { return zipTotals{family: tally{raw: 100 * mib, stored: stored}} }
+	tests := []struct {
+		name string
+		rs   *resticResult
+		want []string // lines, fields split on runs of two or more spaces
+	}{
+		{"with restic", &resticResult{before: 150 * mib, after: 90 * mib}, []string{
+			"|raw MiB|ckpt|ckpt --deltas|restic|ZipLLM est.",
+			"all files, before retention|300.0|240.0 (0.800)|200.0 (0.667)|150.0 (0.500)|n/a",
+			"all files, after retention|300.0|120.0 (0.400)|100.0 (0.333)|90.0 (0.300)|n/a",
+			"weights, before retention|100.0|80.0 (0.800)|50.0 (0.500)|n/a|60.0 (0.600)",
+			"weights, after retention|100.0|40.0 (0.400)|25.0 (0.250)|n/a|30.0 (0.300)",
+		}},
+		{"restic missing", nil, []string{
+			"|raw MiB|ckpt|ckpt --deltas|restic|ZipLLM est.",
+			"all files, before retention|300.0|240.0 (0.800)|200.0 (0.667)|skipped|n/a",
+			"all files, after retention|300.0|120.0 (0.400)|100.0 (0.333)|skipped|n/a",
+			"weights, before retention|100.0|80.0 (0.800)|50.0 (0.500)|skipped|60.0 (0.600)",
+			"weights, after retention|100.0|40.0 (0.400)|25.0 (0.250)|skipped|30.0 (0.300)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			printPeers(&out, results, tt.rs, z(60*mib), z(30*mib))
+			lines := strings.Split(out.String(), "\n")
+			require.Greater(t, len(lines), 2+len(tt.want))
+			assert.Equal(t, "peers: stored MiB (stored/raw)", lines[1])
+			for i, want := range tt.want {
+				fields := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(lines[2+i]), -1)
+				if i == 0 {
+					fields = append([]string{""}, fields...)
+				}
+				assert.Equal(t, want, strings.Join(fields, "|"))
+			}
+		})
+	}
+}
+
+// TestBenchRestic runs restic itself: three checkpoint folders backed up,
+// the one retention removed forgotten, the repository pruned.
+func TestBenchRestic(t *testing.T) {
+	bin, err := exec.LookPath("restic")
+	if err != nil {
+		t.Skipf("restic is not installed (%v): the restic column's end-to-end run is not tested", err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var pushes []pushed
+	for i, run := range []string{"pre", "ft", "ft"} {
+		dir := t.TempDir()
+		// Incompressible, distinct content: forgetting one folder frees
+		// its 2 MiB.
+		data := make([]byte, 2<<20)
+		for k := range data {
+			data[k] = byte(rng.Uint32())
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "model.safetensors"), data, 0o644))
+		pushes = append(pushes, pushed{run: run, version: strconv.Itoa(50 * (i + 1)), dir: dir})
+	}
+	res, err := benchRestic(context.Background(), bin, t.TempDir(), pushes, map[string][]string{"ft": {"100"}})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.forgotten)
+	assert.Greater(t, res.before, int64(3*2<<20))
+	assert.Less(t, res.after, res.before-(2<<20)*9/10, "prune frees the forgotten folder's data")
+	assert.Greater(t, res.after, int64(2*2<<20))
 }
