@@ -33,8 +33,9 @@ import (
 // storage is paired with the base tensor of the same dtype and byte size
 // whose bytes are nearest (most leading bits in common per element, on a
 // sample). On the family bench's frozen run every storage so paired is the
-// same-name tensor (checked by name for all 52 storages of its last
-// checkpoint); the output counts pairings won by less than
+// same-name tensor (all 52 storages of its last checkpoint checked
+// against the names its data.pkl gives them, read with Python's
+// pickletools); the output counts pairings won by less than
 // ambiguousMargin bits per element.
 
 // weightsFiles are the weights file names the estimate codes, in the
