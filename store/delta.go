@@ -21,14 +21,17 @@ import (
 // deltas enabled (Options.Deltas) codes a tensor chunk as its difference
 // from the chunk of the same tensor extent in the previous version of the
 // same NAME, else in the base checkpoint, when that is smaller than its
-// standalone coding. The blob ID stays the SHA-256 of the content. Before
+// standalone coding (every candidate is tried, the smallest coding wins).
+// The blob ID stays the SHA-256 of the content. Before
 // the blob it writes an edge object deltas/<2 hex>/<reference>/<delta>, so
 // gc learns what a delta needs by listing, without reading every blob; and
 // before the first delta it raises the registry's format version to 2, so
 // that a ckpt that knows no deltas (and whose gc would not keep references
 // alive) refuses the registry. A reference is never itself a delta: a
 // candidate that is a delta is replaced by its own reference, so a NAME's
-// versions code against its first stored (keyframe) chunk.
+// versions code against a keyframe: its first stored chunk, until
+// retention frees that and gc re-keys the deltas against one of them
+// (deltagc.go).
 //
 // Measured on real training output (/work/data/family, 16M-parameter
 // GPT-2, six checkpoints 50 steps apart pushed in order, model.safetensors
@@ -106,6 +109,25 @@ func (r *Registry) readReference(ctx context.Context, id object.ID, size int64, 
 	if err != nil {
 		return nil, err
 	}
+	return readReferenceFrom(rc, key, id, size, dst)
+}
+
+// readKeyframe is readReference for a push choosing a reference: the blob
+// itself only, never its rescue copy. A blob with a rescue copy is being
+// replaced in place, possibly by a delta against a new keyframe (gc's
+// re-keying, deltagc.go): coding against it could make a chain two deep.
+func (r *Registry) readKeyframe(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+	key := object.BlobKey(id)
+	rc, err := r.backend.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	return readReferenceFrom(rc, key, id, size, dst)
+}
+
+// readReferenceFrom reads the reference blob id of size bytes from rc, the
+// object at key, which it closes.
+func readReferenceFrom(rc io.ReadCloser, key string, id object.ID, size int64, dst []byte) ([]byte, error) {
 	defer func() { _ = rc.Close() }() // read-only
 	h, err := object.ReadHeader(rc)
 	if err == nil {
@@ -311,7 +333,8 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 	var refID object.ID
 	isDelta := false
 	if cands := op.deltas.candidates(tc, id); len(cands) > 0 {
-		release, err := deltaBudget.acquire(ctx, deltaCost(int64(len(content))))
+		// Two stored forms are held: the best so far and the next try.
+		release, err := deltaBudget.acquire(ctx, deltaCost(int64(len(content)))+bufCost(object.DeltaStoredCap(int64(len(content)))))
 		if err != nil {
 			return 0, err
 		}
@@ -320,10 +343,13 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 		defer dropBuf(db)
 		rb := takeBuf(object.ContentCap(int64(len(content))))
 		defer dropBuf(rb)
+		// Every candidate is tried; the smallest coding wins (the previous
+		// version is usually closer, but a base that is a keyframe can be).
+		db2 := takeBuf(object.DeltaStoredCap(int64(len(content))))
+		defer dropBuf(db2)
+		best, spare := db, db2
+		tried := map[object.ID]bool{}
 		for _, cand := range cands {
-			if isDelta {
-				break
-			}
 			// A candidate that is itself a delta is replaced by its own
 			// reference: deltas are one deep, against a keyframe.
 			if h, ref, err := r.blobHeaderRef(ctx, cand); err == nil && h.Codec == object.CodecDelta {
@@ -332,16 +358,23 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 				}
 				cand = ref
 			}
-			ref, err := r.readReference(ctx, cand, int64(len(content)), (*rb)[:0])
+			if tried[cand] {
+				continue
+			}
+			tried[cand] = true
+			// Never a rescue copy: its blob is being replaced, possibly by
+			// a delta (gc's re-keying), and references must stay keyframes.
+			ref, err := r.readKeyframe(ctx, cand, int64(len(content)), (*rb)[:0])
 			if err != nil {
 				if ctx.Err() != nil {
 					return 0, ctx.Err()
 				}
 				continue // a reference that cannot be read is no reference
 			}
-			out, err := object.EncodeDelta((*db)[:0], content, ref, cand, tc.elem, len(obj))
+			out, err := object.EncodeDelta((*spare)[:0], content, ref, cand, tc.elem, len(obj))
 			if err == nil {
 				obj, refID, isDelta = out, cand, true
+				best, spare = spare, best
 			}
 		}
 		if isDelta {
@@ -389,13 +422,23 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 var errStillDelta = errors.New("blob was stored again as a delta meanwhile")
 
 // replaceStandalone replaces blob id, in place, by obj, its standalone
-// stored form: the rescue copy goes in first, then the blob is deleted and
-// created again, then the rescue copy is removed. Readers read the rescue
-// copy while the blob is missing; a run killed half-way is finished by the
-// next gc (finishRescues).
+// stored form (replaceInPlace).
 func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []byte) error {
+	return r.replaceInPlace(ctx, id, obj, obj, object.ID{})
+}
+
+// replaceInPlace replaces blob id, in place, by final: obj, its standalone
+// stored form, or a delta against keyframe (whose edge the caller wrote
+// first). The rescue copy (obj) goes in first, then the blob is deleted
+// and created again, then the rescue copy is removed. Readers read the
+// rescue copy while the blob is missing; a run killed half-way is finished
+// by the next gc (finishRescues), which restores the standalone form.
+func (r *Registry) replaceInPlace(ctx context.Context, id object.ID, obj, final []byte, keyframe object.ID) error {
 	if h, err := object.ParseHeader(obj); err != nil || h.Codec == object.CodecDelta {
 		return fmt.Errorf("replace %s: not a standalone object", object.BlobKey(id))
+	}
+	if h, err := object.ParseHeader(final); err != nil || h.Codec == object.CodecDelta && keyframe.IsZero() {
+		return fmt.Errorf("replace %s: a delta without its keyframe", object.BlobKey(id))
 	}
 	key, rk := object.BlobKey(id), rescueKey(id)
 	// 1. The rescue copy. One that exists already (a replacement under way
@@ -419,20 +462,21 @@ func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []by
 	}
 	// 2. The blob, deleted and created again. A create that finds the
 	// blob present (another writer was quicker) is fine if it is not a
-	// delta; one that finds it gone again (a gc deleted it) retries.
+	// delta, or a delta against the keyframe; one that finds it gone again
+	// (a gc deleted it) retries.
 	if err := r.backend.Delete(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	for attempt := 0; ; attempt++ {
-		err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+		err := r.backend.Put(ctx, key, bytes.NewReader(final), int64(len(final)))
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, backend.ErrExists) {
 			return fmt.Errorf("write %s: %w", key, err)
 		}
-		h, herr := r.blobHeader(ctx, id)
-		if herr == nil && h.Codec == object.CodecDelta {
+		h, ref, herr := r.blobHeaderRef(ctx, id)
+		if herr == nil && h.Codec == object.CodecDelta && (keyframe.IsZero() || ref != keyframe) {
 			return fmt.Errorf("write %s: %w", key, errStillDelta)
 		}
 		if herr == nil {
