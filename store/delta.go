@@ -215,39 +215,65 @@ type tensorChunk struct {
 	elem               int
 }
 
-// tensorChunkOf is the tensor extent ex of a safetensors file holds, coded
-// with elements of elem bytes, or nil when it holds no single tensor's
-// bytes (headers, groups of small tensors) or the file is no safetensors
-// file (torch.save and GGUF tensors are not delta-coded yet).
+// tensorChunkOf is the tensor extent ex holds, coded with elements of
+// elem bytes, or nil when it holds no single tensor's bytes (headers,
+// groups of small tensors), the tensor is quantized (GGUF blocks) or the
+// file has no tensor table. Safetensors tensors, torch.save storages
+// ("data/<key>", the pickle's storage keys, which a training script
+// writes in the same order at every save) and GGUF tensors qualify.
 func tensorChunkOf(pf *pushFile, ex extent, elem int) *tensorChunk {
-	if pf.layout == nil || pf.layout.st == nil || elem <= 0 || len(ex.tensors) > 0 {
+	if pf.layout == nil || elem <= 0 || len(ex.tensors) > 0 {
 		return nil
 	}
-	h := pf.layout.st
-	for _, t := range h.Tensors {
-		lo, hi := h.DataOffset+t.Begin, h.DataOffset+t.End
-		if ex.off >= lo && ex.off+ex.size <= hi {
-			return &tensorChunk{name: t.Name, dtype: string(t.Dtype), shape: fmt.Sprint(t.Shape), off: ex.off - lo, size: ex.size, elem: elem}
+	if h := pf.layout.st; h != nil {
+		for _, t := range h.Tensors {
+			lo, hi := h.DataOffset+t.Begin, h.DataOffset+t.End
+			if ex.off >= lo && ex.off+ex.size <= hi {
+				return &tensorChunk{name: t.Name, dtype: string(t.Dtype), shape: fmt.Sprint(t.Shape), off: ex.off - lo, size: ex.size, elem: elem}
+			}
+		}
+		return nil
+	}
+	if pf.layout.format == "" {
+		return nil
+	}
+	for _, t := range pf.layout.tensors {
+		if t.elem != 0 && t.size >= ownTensor && ex.off >= t.off && ex.off+ex.size <= t.off+t.size {
+			return &tensorChunk{name: t.name, dtype: t.dtype, shape: fmt.Sprint(t.shape), off: ex.off - t.off, size: ex.size, elem: elem}
 		}
 	}
 	return nil
 }
 
 // manifestTensorChunks indexes the chunks of a manifest that hold one
-// tensor's bytes each.
+// tensor's bytes each (safetensors tensors, and the tensors of torch.save
+// and GGUF tables).
 func manifestTensorChunks(m *manifest.Manifest) map[tensorChunk]object.ID {
 	out := map[tensorChunk]object.ID{}
-	for _, f := range m.Files {
-		st := f.Safetensors
-		if st == nil {
-			continue
+	add := func(c manifest.Chunk, t manifest.Tensor, lo, hi, least int64) bool {
+		if c.Offset >= lo && c.Offset+c.Size <= hi && hi-lo >= least {
+			out[tensorChunk{name: t.Name, dtype: t.Dtype, shape: fmt.Sprint(t.Shape), off: c.Offset - lo, size: c.Size}] = c.ID
+			return true
 		}
-		for _, c := range f.Chunks {
-			for _, t := range st.Tensors {
-				lo, hi := st.DataOffset+t.Begin, st.DataOffset+t.End
-				if c.Offset >= lo && c.Offset+c.Size <= hi && hi-lo >= smallTensor {
-					out[tensorChunk{name: t.Name, dtype: t.Dtype, shape: fmt.Sprint(t.Shape), off: c.Offset - lo, size: c.Size}] = c.ID
-					break
+		return false
+	}
+	for _, f := range m.Files {
+		switch {
+		case f.Safetensors != nil:
+			st := f.Safetensors
+			for _, c := range f.Chunks {
+				for _, t := range st.Tensors {
+					if add(c, t, st.DataOffset+t.Begin, st.DataOffset+t.End, smallTensor) {
+						break
+					}
+				}
+			}
+		case f.Tensors != nil:
+			for _, c := range f.Chunks {
+				for _, t := range f.Tensors.Tensors {
+					if add(c, t, t.Begin, t.End, ownTensor) {
+						break
+					}
 				}
 			}
 		}

@@ -2,11 +2,15 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
@@ -87,6 +92,7 @@ func TestDeltaBlobs(t *testing.T) {
 			t.Run("InterruptedReplaceFinished", func(t *testing.T) { testDeltaRescue(t, nb) })
 			t.Run("NeverAgainstRescueCopy", func(t *testing.T) { testDeltaNeverAgainstRescueCopy(t, nb) })
 			t.Run("DanglingDeltaRepairedByPush", func(t *testing.T) { testDeltaDanglingRepaired(t, nb) })
+			t.Run("TorchZipStorages", func(t *testing.T) { testDeltaTorchZip(t, nb) })
 			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
 			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
 			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
@@ -419,6 +425,40 @@ func testDeltaDanglingRepaired(t *testing.T, nb newBackendFunc) {
 	assert.Equal(t, 3, res.RepairedBlobs)
 	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, e.withoutIndex(), "run", "201"))
 	verifyAll(t, e.withoutIndex())
+}
+
+// testDeltaTorchZip: the storages of pytorch_model.bin (torch.save zip)
+// are delta-coded like safetensors tensors: a drifting fp32 storage is
+// stored as a delta against the previous version's, pulls byte-identical.
+func testDeltaTorchZip(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	const n = 1 << 19 // 2 MiB of fp32: chunks of its own
+	w := normalF32(21, n)
+	r := rand.New(rand.NewPCG(21, 2))
+	var dirs []string
+	for step := range 3 {
+		if step > 0 {
+			for i := 0; i < n; i += 8 {
+				v := math.Float32frombits(binary.LittleEndian.Uint32(w[4*i:]))
+				binary.LittleEndian.PutUint32(w[4*i:], math.Float32bits(v+float32(r.NormFloat64()*1e-4)))
+			}
+		}
+		dirs = append(dirs, torchFolder(t, []synth.TorchTensor{
+			{Name: "w", StorageType: "FloatStorage", Shape: []int64{n}, Data: slices.Clone(w)},
+			f32Tensor("frozen", 22, 1<<18),
+		}))
+	}
+	first := e.push(dirs[0], "run", store.PushOptions{Version: "100"})
+	for i, d := range dirs[1:] {
+		res := e.push(d, "run", store.PushOptions{Version: itoa(int64(100 * (i + 2)))})
+		assert.Equal(t, 1, res.DeltaBlobs, "checkpoint %d: the drifting storage is a delta", i+2)
+		assert.Less(t, res.NewStored, first.NewStored/2)
+	}
+	other := e.withoutIndex()
+	for i, d := range dirs {
+		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
+	}
+	verifyAll(t, other)
 }
 
 func testDeltaRescue(t *testing.T, nb newBackendFunc) {
