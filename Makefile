@@ -100,13 +100,14 @@ bench-real:
 # Opt-in: the model family (a pretraining run and four fine-tunes of its
 # checkpoint 600: fp32, pure bf16, fp32 master weights saved as bf16, frozen
 # backbone saved as pytorch_model.bin), pushed with --base in step order,
-# then best + last 2 per run and gc; without deltas, then with them. Make
-# the data with scripts/train-family.sh (Debian python3-torch, ~1 hour on
-# 2 cores).
+# then best + last 2 per run and gc; without deltas, then with them; then
+# the peers table (-peers): restic (skipped if missing) and an estimate of
+# ZipLLM's scheme on the same checkpoints and the same retention. Make the
+# data with scripts/train-family.sh (Debian python3-torch, ~1 hour on 2
+# cores).
 FAMILY_RUNS ?= ft32,ftbf16,ftmix,frozen
 bench-family:
-	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(FAMILY_RUNS) -base pre@600 -retain
-	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(FAMILY_RUNS) -base pre@600 -retain -deltas
+	$(GO) run ./internal/realbench -data $(REAL_DATA) -runs $(FAMILY_RUNS) -base pre@600 -retain -deltas -peers
 
 clean:
 	rm -rf $(BIN) .bench

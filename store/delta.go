@@ -21,14 +21,17 @@ import (
 // deltas enabled (Options.Deltas) codes a tensor chunk as its difference
 // from the chunk of the same tensor extent in the previous version of the
 // same NAME, else in the base checkpoint, when that is smaller than its
-// standalone coding. The blob ID stays the SHA-256 of the content. Before
+// standalone coding (every candidate is tried, the smallest coding wins).
+// The blob ID stays the SHA-256 of the content. Before
 // the blob it writes an edge object deltas/<2 hex>/<reference>/<delta>, so
 // gc learns what a delta needs by listing, without reading every blob; and
 // before the first delta it raises the registry's format version to 2, so
 // that a ckpt that knows no deltas (and whose gc would not keep references
 // alive) refuses the registry. A reference is never itself a delta: a
 // candidate that is a delta is replaced by its own reference, so a NAME's
-// versions code against its first stored (keyframe) chunk.
+// versions code against a keyframe: its first stored chunk, until
+// retention frees that and gc re-keys the deltas against one of them
+// (deltagc.go).
 //
 // Measured on real training output (/work/data/family, 16M-parameter
 // GPT-2, six checkpoints 50 steps apart pushed in order, model.safetensors
@@ -106,6 +109,25 @@ func (r *Registry) readReference(ctx context.Context, id object.ID, size int64, 
 	if err != nil {
 		return nil, err
 	}
+	return readReferenceFrom(rc, key, id, size, dst)
+}
+
+// readKeyframe is readReference for a push choosing a reference: the blob
+// itself only, never its rescue copy. A blob with a rescue copy is being
+// replaced in place, possibly by a delta against a new keyframe (gc's
+// re-keying, deltagc.go): coding against it could make a chain two deep.
+func (r *Registry) readKeyframe(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+	key := object.BlobKey(id)
+	rc, err := r.backend.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	return readReferenceFrom(rc, key, id, size, dst)
+}
+
+// readReferenceFrom reads the reference blob id of size bytes from rc, the
+// object at key, which it closes.
+func readReferenceFrom(rc io.ReadCloser, key string, id object.ID, size int64, dst []byte) ([]byte, error) {
 	defer func() { _ = rc.Close() }() // read-only
 	h, err := object.ReadHeader(rc)
 	if err == nil {
@@ -209,39 +231,65 @@ type tensorChunk struct {
 	elem               int
 }
 
-// tensorChunkOf is the tensor extent ex of a safetensors file holds, coded
-// with elements of elem bytes, or nil when it holds no single tensor's
-// bytes (headers, groups of small tensors) or the file is no safetensors
-// file (torch.save and GGUF tensors are not delta-coded yet).
+// tensorChunkOf is the tensor extent ex holds, coded with elements of
+// elem bytes, or nil when it holds no single tensor's bytes (headers,
+// groups of small tensors), the tensor is quantized (GGUF blocks) or the
+// file has no tensor table. Safetensors tensors, torch.save storages
+// ("data/<key>", the pickle's storage keys, which a training script
+// writes in the same order at every save) and GGUF tensors qualify.
 func tensorChunkOf(pf *pushFile, ex extent, elem int) *tensorChunk {
-	if pf.layout == nil || pf.layout.st == nil || elem <= 0 || len(ex.tensors) > 0 {
+	if pf.layout == nil || elem <= 0 || len(ex.tensors) > 0 {
 		return nil
 	}
-	h := pf.layout.st
-	for _, t := range h.Tensors {
-		lo, hi := h.DataOffset+t.Begin, h.DataOffset+t.End
-		if ex.off >= lo && ex.off+ex.size <= hi {
-			return &tensorChunk{name: t.Name, dtype: string(t.Dtype), shape: fmt.Sprint(t.Shape), off: ex.off - lo, size: ex.size, elem: elem}
+	if h := pf.layout.st; h != nil {
+		for _, t := range h.Tensors {
+			lo, hi := h.DataOffset+t.Begin, h.DataOffset+t.End
+			if ex.off >= lo && ex.off+ex.size <= hi {
+				return &tensorChunk{name: t.Name, dtype: string(t.Dtype), shape: fmt.Sprint(t.Shape), off: ex.off - lo, size: ex.size, elem: elem}
+			}
+		}
+		return nil
+	}
+	if pf.layout.format == "" {
+		return nil
+	}
+	for _, t := range pf.layout.tensors {
+		if t.elem != 0 && t.size >= ownTensor && ex.off >= t.off && ex.off+ex.size <= t.off+t.size {
+			return &tensorChunk{name: t.name, dtype: t.dtype, shape: fmt.Sprint(t.shape), off: ex.off - t.off, size: ex.size, elem: elem}
 		}
 	}
 	return nil
 }
 
 // manifestTensorChunks indexes the chunks of a manifest that hold one
-// tensor's bytes each.
+// tensor's bytes each (safetensors tensors, and the tensors of torch.save
+// and GGUF tables).
 func manifestTensorChunks(m *manifest.Manifest) map[tensorChunk]object.ID {
 	out := map[tensorChunk]object.ID{}
-	for _, f := range m.Files {
-		st := f.Safetensors
-		if st == nil {
-			continue
+	add := func(c manifest.Chunk, t manifest.Tensor, lo, hi, least int64) bool {
+		if c.Offset >= lo && c.Offset+c.Size <= hi && hi-lo >= least {
+			out[tensorChunk{name: t.Name, dtype: t.Dtype, shape: fmt.Sprint(t.Shape), off: c.Offset - lo, size: c.Size}] = c.ID
+			return true
 		}
-		for _, c := range f.Chunks {
-			for _, t := range st.Tensors {
-				lo, hi := st.DataOffset+t.Begin, st.DataOffset+t.End
-				if c.Offset >= lo && c.Offset+c.Size <= hi && hi-lo >= smallTensor {
-					out[tensorChunk{name: t.Name, dtype: t.Dtype, shape: fmt.Sprint(t.Shape), off: c.Offset - lo, size: c.Size}] = c.ID
-					break
+		return false
+	}
+	for _, f := range m.Files {
+		switch {
+		case f.Safetensors != nil:
+			st := f.Safetensors
+			for _, c := range f.Chunks {
+				for _, t := range st.Tensors {
+					if add(c, t, st.DataOffset+t.Begin, st.DataOffset+t.End, smallTensor) {
+						break
+					}
+				}
+			}
+		case f.Tensors != nil:
+			for _, c := range f.Chunks {
+				for _, t := range f.Tensors.Tensors {
+					if add(c, t, t.Begin, t.End, ownTensor) {
+						break
+					}
 				}
 			}
 		}
@@ -335,7 +383,8 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 	var refID object.ID
 	isDelta := false
 	if cands := op.deltas.candidates(tc, id); len(cands) > 0 {
-		release, err := deltaBudget.acquire(ctx, deltaCost(int64(len(content))))
+		// Two stored forms are held: the best so far and the next try.
+		release, err := deltaBudget.acquire(ctx, deltaCost(int64(len(content)))+bufCost(object.DeltaStoredCap(int64(len(content)))))
 		if err != nil {
 			return 0, err
 		}
@@ -344,10 +393,13 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 		defer dropBuf(db)
 		rb := takeBuf(object.ContentCap(int64(len(content))))
 		defer dropBuf(rb)
+		// Every candidate is tried; the smallest coding wins (the previous
+		// version is usually closer, but a base that is a keyframe can be).
+		db2 := takeBuf(object.DeltaStoredCap(int64(len(content))))
+		defer dropBuf(db2)
+		best, spare := db, db2
+		tried := map[object.ID]bool{}
 		for _, cand := range cands {
-			if isDelta {
-				break
-			}
 			// A candidate that is itself a delta is replaced by its own
 			// reference: deltas are one deep, against a keyframe.
 			if h, ref, err := r.blobHeaderRef(ctx, cand); err == nil && h.Codec == object.CodecDelta {
@@ -356,6 +408,12 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 				}
 				cand = ref
 			}
+			if tried[cand] {
+				continue
+			}
+			tried[cand] = true
+			// Never a rescue copy: its blob is being replaced, possibly by
+			// a delta (gc's re-keying), and references must stay keyframes.
 			ref, err := op.pushReference(ctx, cand, int64(len(content)), (*rb)[:0])
 			if err != nil {
 				if ctx.Err() != nil {
@@ -363,9 +421,10 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 				}
 				continue // a reference that cannot be read is no reference
 			}
-			out, err := object.EncodeDelta((*db)[:0], content, ref, cand, tc.elem, len(obj))
+			out, err := object.EncodeDelta((*spare)[:0], content, ref, cand, tc.elem, len(obj))
 			if err == nil {
 				obj, refID, isDelta = out, cand, true
+				best, spare = spare, best
 			}
 		}
 		if isDelta {
@@ -408,18 +467,73 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 	return int64(len(obj)), nil
 }
 
+// usableBlob says whether the object at key exists and can be used as it
+// is (backend.ErrNotFound when it does not exist). A blob is read as far
+// as its header (a ranged read costs what a stat does): a delta whose
+// reference is missing (left by a push killed between its put and its
+// second check of the reference while a gc deleted the reference,
+// docs/format.md section 9), or a blob whose header is damaged, is
+// replaced in place by its standalone coding from content (load), so no
+// ref is ever published to it. It returns the bytes it wrote.
+func (op *pushOp) usableBlob(ctx context.Context, key string, hint object.EncodeHint, load func() ([]byte, error)) (int64, error) {
+	r := op.r
+	id, err := object.ParseID(key[strings.LastIndexByte(key, '/')+1:])
+	if err != nil || key != object.BlobKey(id) {
+		_, err := r.backend.Stat(ctx, key)
+		return 0, err
+	}
+	h, ref, err := r.blobHeaderRef(ctx, id)
+	why := ""
+	switch {
+	case errors.Is(err, object.ErrCorrupt):
+		why = "its header is damaged"
+	case err != nil || h.Codec != object.CodecDelta:
+		return 0, err
+	default:
+		if _, err := r.statBlob(ctx, ref); !errors.Is(err, backend.ErrNotFound) {
+			return 0, err
+		}
+		why = "it is a delta whose reference " + ref.String() + " is missing"
+	}
+	content, err := load()
+	if err != nil {
+		return 0, err
+	}
+	if object.Hash(content) != id {
+		return 0, fmt.Errorf("%s: the content read for it does not hash to its ID", key)
+	}
+	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
+	defer dropBuf(bp)
+	obj := object.Encode((*bp)[:0], content, hint)
+	if err := r.replaceStandalone(ctx, id, obj); err != nil {
+		return 0, fmt.Errorf("store %s again (%s): %w", key, why, err)
+	}
+	op.repairedBlobs.Add(1)
+	return int64(len(obj)), nil
+}
+
 // errStillDelta: re-encoding found the blob re-created as a delta by a
 // concurrent push.
 var errStillDelta = errors.New("blob was stored again as a delta meanwhile")
 
 // replaceStandalone replaces blob id, in place, by obj, its standalone
-// stored form: the rescue copy goes in first, then the blob is deleted and
-// created again, then the rescue copy is removed. Readers read the rescue
-// copy while the blob is missing; a run killed half-way is finished by the
-// next gc (finishRescues).
+// stored form (replaceInPlace).
 func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []byte) error {
+	return r.replaceInPlace(ctx, id, obj, obj, object.ID{})
+}
+
+// replaceInPlace replaces blob id, in place, by final: obj, its standalone
+// stored form, or a delta against keyframe (whose edge the caller wrote
+// first). The rescue copy (obj) goes in first, then the blob is deleted
+// and created again, then the rescue copy is removed. Readers read the
+// rescue copy while the blob is missing; a run killed half-way is finished
+// by the next gc (finishRescues), which restores the standalone form.
+func (r *Registry) replaceInPlace(ctx context.Context, id object.ID, obj, final []byte, keyframe object.ID) error {
 	if h, err := object.ParseHeader(obj); err != nil || h.Codec == object.CodecDelta {
 		return fmt.Errorf("replace %s: not a standalone object", object.BlobKey(id))
+	}
+	if h, err := object.ParseHeader(final); err != nil || h.Codec == object.CodecDelta && keyframe.IsZero() {
+		return fmt.Errorf("replace %s: a delta without its keyframe", object.BlobKey(id))
 	}
 	key, rk := object.BlobKey(id), rescueKey(id)
 	// 1. The rescue copy. One that exists already (a replacement under way
@@ -443,20 +557,21 @@ func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []by
 	}
 	// 2. The blob, deleted and created again. A create that finds the
 	// blob present (another writer was quicker) is fine if it is not a
-	// delta; one that finds it gone again (a gc deleted it) retries.
+	// delta, or a delta against the keyframe; one that finds it gone again
+	// (a gc deleted it) retries.
 	if err := r.backend.Delete(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	for attempt := 0; ; attempt++ {
-		err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+		err := r.backend.Put(ctx, key, bytes.NewReader(final), int64(len(final)))
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, backend.ErrExists) {
 			return fmt.Errorf("write %s: %w", key, err)
 		}
-		h, herr := r.blobHeader(ctx, id)
-		if herr == nil && h.Codec == object.CodecDelta {
+		h, ref, herr := r.blobHeaderRef(ctx, id)
+		if herr == nil && h.Codec == object.CodecDelta && (keyframe.IsZero() || ref != keyframe) {
 			return fmt.Errorf("write %s: %w", key, errStillDelta)
 		}
 		if herr == nil {

@@ -2,11 +2,15 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ckptdev/ckpt/internal/synth"
 	"github.com/ckptdev/ckpt/internal/testutil"
 	"github.com/ckptdev/ckpt/store"
 	"github.com/ckptdev/ckpt/store/backend"
@@ -85,6 +90,9 @@ func TestDeltaBlobs(t *testing.T) {
 			t.Run("GCKeepsLiveReference", func(t *testing.T) { testDeltaGCKeeps(t, nb) })
 			t.Run("GCReencodesWhenReferenceDeleted", func(t *testing.T) { testDeltaGCReencodes(t, nb) })
 			t.Run("InterruptedReplaceFinished", func(t *testing.T) { testDeltaRescue(t, nb) })
+			t.Run("NeverAgainstRescueCopy", func(t *testing.T) { testDeltaNeverAgainstRescueCopy(t, nb) })
+			t.Run("DanglingDeltaRepairedByPush", func(t *testing.T) { testDeltaDanglingRepaired(t, nb) })
+			t.Run("TorchZipStorages", func(t *testing.T) { testDeltaTorchZip(t, nb) })
 			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
 			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
 			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
@@ -210,9 +218,10 @@ func testDeltaGCReencodes(t *testing.T, nb newBackendFunc) {
 	res, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
 	require.NoError(t, err)
 	assert.Equal(t, 4, res.Reencoded)
+	assert.Equal(t, 2, res.Rekeyed, "one keyframe per tensor, the other checkpoint's chunk a delta against it")
 	assert.Equal(t, dry.DeletedBlobs, res.DeletedBlobs)
 	// Every blob only the deleted checkpoint had is gone, the references
-	// included, and so are their edges.
+	// included.
 	for _, f := range m1.Files {
 		if f.Path != "model.safetensors" {
 			continue
@@ -222,11 +231,31 @@ func testDeltaGCReencodes(t *testing.T, nb newBackendFunc) {
 			require.ErrorIs(t, err, backend.ErrNotFound, "reference %s", c.ID)
 		}
 	}
-	assert.Empty(t, listKeys(t, e.b, "deltas/"))
+	// The edges left name the new keyframes: standalone blobs of a live
+	// checkpoint, each the reference of a delta of the other one.
+	keyframeOwner := ""
+	edges := listKeys(t, e.b, "deltas/")
+	require.Len(t, edges, 2)
+	for _, k := range edges {
+		parts := strings.Split(k, "/")
+		ref, err := object.ParseID(parts[2])
+		require.NoError(t, err)
+		dep, err := object.ParseID(parts[3])
+		require.NoError(t, err)
+		assert.NotEqual(t, object.CodecDelta, storedCodec(t, e.b, ref), "keyframes are standalone")
+		assert.Equal(t, object.CodecDelta, storedCodec(t, e.b, dep))
+		keyframeOwner = ownerOf(t, e.r, ref)
+	}
 	assert.Empty(t, listKeys(t, e.b, "rescue/"))
 	u, err = e.r.Usage(e.ctx)
 	require.NoError(t, err)
 	assert.Zero(t, u.DeltaReferences+u.Unreferenced)
+	plain := newEnv(t, nb)
+	plain.push(dirs[1], "run", store.PushOptions{})
+	plain.push(dirs[2], "run", store.PushOptions{})
+	pu, err := plain.r.Usage(plain.ctx)
+	require.NoError(t, err)
+	assert.Less(t, u.Stored, pu.Stored*3/4, "the two checkpoints left cost less than stored without deltas")
 	other := e.withoutIndex()
 	for i, d := range dirs[1:] {
 		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+2)))))
@@ -235,6 +264,201 @@ func testDeltaGCReencodes(t *testing.T, nb newBackendFunc) {
 	again, err := e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
 	require.NoError(t, err)
 	assert.Zero(t, again.DeletedBlobs+again.Reencoded)
+
+	// The checkpoint holding the keyframes goes too: the last deltas, alone
+	// in their group, are re-encoded standalone.
+	require.NotEmpty(t, keyframeOwner)
+	_, _, err = e.r.Remove(e.ctx, "run", keyframeOwner)
+	require.NoError(t, err)
+	res, err = e.r.GC(e.ctx, store.GCOptions{NoGrace: true})
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Reencoded)
+	assert.Zero(t, res.Rekeyed)
+	assert.Empty(t, listKeys(t, e.b, "deltas/"))
+	assert.Empty(t, listKeys(t, e.b, "rescue/"))
+	left := map[string]int{"200": 1, "300": 2}
+	delete(left, keyframeOwner)
+	for v, i := range left {
+		assert.Equal(t, testutil.ReadTree(t, dirs[i]), pullTree(t, e.withoutIndex(), "run", v))
+	}
+	verifyAll(t, e.withoutIndex())
+}
+
+// ownerOf is the version of the one checkpoint whose manifest holds blob id.
+func ownerOf(t *testing.T, r *store.Registry, id object.ID) string {
+	t.Helper()
+	owner := ""
+	for _, rec := range allRecords(t, r) {
+		m, err := r.Manifest(context.Background(), rec.Manifest)
+		require.NoError(t, err)
+		for _, b := range m.BlobIDs() {
+			if b == id {
+				require.Empty(t, owner, "blob %s in two checkpoints", id)
+				owner = rec.Version
+			}
+		}
+	}
+	return owner
+}
+
+// testDeltaNeverAgainstRescueCopy: a blob found only as its rescue copy is
+// being replaced in place, and gc's re-keying replaces a delta's old
+// reference... by a delta against a new keyframe. A push that coded
+// against the rescue copy would, once the replacement lands, have made a
+// chain two deep (undecodable): it must never code against a rescue copy.
+func testDeltaNeverAgainstRescueCopy(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := testutil.DriftingRun(t, 12, 3)
+	first := e.push(dirs[0], "run", store.PushOptions{})
+	second := e.push(dirs[1], "run", store.PushOptions{})
+	m1, err := e.r.Manifest(e.ctx, first.Record.Manifest)
+	require.NoError(t, err)
+	m2, err := e.r.Manifest(e.ctx, second.Record.Manifest)
+	require.NoError(t, err)
+	v1, err := os.ReadFile(filepath.Join(dirs[0], "model.safetensors"))
+	require.NoError(t, err)
+	v2, err := os.ReadFile(filepath.Join(dirs[1], "model.safetensors"))
+	require.NoError(t, err)
+	// Every reference of the second checkpoint's deltas is mid-replacement:
+	// only its rescue copy is there. What replaces it is a delta (against
+	// the second checkpoint's chunk of the same extent).
+	replacement := map[string][]byte{}
+	c1, c2 := m1.File("model.safetensors").Chunks, m2.File("model.safetensors").Chunks
+	for _, k := range listKeys(t, e.b, "deltas/") {
+		ref, err := object.ParseID(strings.Split(k, "/")[2])
+		require.NoError(t, err)
+		for i, c := range c1 {
+			if c.ID != ref || replacement[object.BlobKey(ref)] != nil {
+				continue
+			}
+			content, other := v1[c.Offset:c.Offset+c.Size], v2[c2[i].Offset:c2[i].Offset+c2[i].Size]
+			delta, err := object.EncodeDelta(nil, content, other, c2[i].ID, 2, 1<<30)
+			require.NoError(t, err)
+			replacement[object.BlobKey(ref)] = delta
+			rc, err := e.b.Get(e.ctx, object.BlobKey(ref), 0, -1)
+			require.NoError(t, err)
+			data, err := io.ReadAll(rc)
+			require.NoError(t, err)
+			require.NoError(t, rc.Close())
+			rescue := "rescue/" + ref.String()[:2] + "/" + ref.String()
+			require.NoError(t, e.b.Put(e.ctx, rescue, strings.NewReader(string(data)), int64(len(data))))
+			require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(ref)))
+		}
+	}
+	require.Len(t, replacement, 2)
+	// The replacement lands while the push is between reading its
+	// reference and putting its delta (its edge is the sign).
+	hooked := &hookBackend{Backend: e.b}
+	var mu sync.Mutex
+	hooked.beforePut = func(key string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if parts := strings.Split(key, "/"); parts[0] == "deltas" && len(parts) == 4 {
+			bk := "blobs/" + parts[1] + "/" + parts[2]
+			if obj := replacement[bk]; obj != nil {
+				require.NoError(t, e.b.Put(e.ctx, bk, strings.NewReader(string(obj)), int64(len(obj))))
+				delete(replacement, bk)
+			}
+		}
+	}
+	r, err := store.Open(e.ctx, hooked, store.Options{Workers: 4, Deltas: true})
+	require.NoError(t, err)
+	_, err = r.Push(e.ctx, dirs[2], store.PushOptions{Name: "run"})
+	require.NoError(t, err)
+	assert.Len(t, replacement, 2, "no push coded against a rescue copy")
+	assert.Equal(t, testutil.ReadTree(t, dirs[2]), pullTree(t, e.withoutIndex(), "run", "300"))
+}
+
+// testDeltaDanglingRepaired: a push killed after putting its delta and
+// before checking its reference again, while a gc deleted the reference,
+// leaves a delta against a missing reference that no ref reaches. A later
+// push of the same content (another machine, no caches) must not publish
+// a ref to it: it replaces the blob by its standalone coding. A blob whose
+// header is damaged is stored again the same way.
+func testDeltaDanglingRepaired(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := testutil.DriftingRun(t, 13, 2)
+	first := e.push(dirs[0], "run", store.PushOptions{})
+	second := e.push(dirs[1], "run", store.PushOptions{})
+	require.Equal(t, 2, second.DeltaBlobs)
+	// The killed push's state: its blobs are there, its ref is not; the
+	// gc deleted the first checkpoint, references included.
+	_, _, err := e.r.Remove(e.ctx, "run", "200")
+	require.NoError(t, err)
+	_, _, err = e.r.Remove(e.ctx, "run", "100")
+	require.NoError(t, err)
+	edges := listKeys(t, e.b, "deltas/")
+	require.Len(t, edges, 2)
+	for _, k := range edges {
+		ref, err := object.ParseID(strings.Split(k, "/")[2])
+		require.NoError(t, err)
+		require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(ref)))
+	}
+	// And one blob the new push shares with the first has a damaged header.
+	m1, err := e.r.Manifest(e.ctx, first.Record.Manifest)
+	require.NoError(t, err)
+	m2, err := e.r.Manifest(e.ctx, second.Record.Manifest)
+	require.NoError(t, err)
+	shared := map[object.ID]bool{}
+	for _, id := range m1.BlobIDs() {
+		shared[id] = true
+	}
+	var damaged object.ID
+	for _, id := range m2.BlobIDs() {
+		if shared[id] && storedCodec(t, e.b, id) != object.CodecDelta {
+			damaged = id
+			break
+		}
+	}
+	require.False(t, damaged.IsZero())
+	rc, err := e.b.Get(e.ctx, object.BlobKey(damaged), 0, -1)
+	require.NoError(t, err)
+	data, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	require.NoError(t, rc.Close())
+	data[0] ^= 0xff
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(damaged)))
+	require.NoError(t, e.b.Put(e.ctx, object.BlobKey(damaged), strings.NewReader(string(data)), int64(len(data))))
+
+	res, err := e.withoutIndex().Push(e.ctx, dirs[1], store.PushOptions{Name: "run", Version: "201"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, res.RepairedBlobs)
+	assert.Equal(t, testutil.ReadTree(t, dirs[1]), pullTree(t, e.withoutIndex(), "run", "201"))
+	verifyAll(t, e.withoutIndex())
+}
+
+// testDeltaTorchZip: the storages of pytorch_model.bin (torch.save zip)
+// are delta-coded like safetensors tensors: a drifting fp32 storage is
+// stored as a delta against the previous version's, pulls byte-identical.
+func testDeltaTorchZip(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	const n = 1 << 19 // 2 MiB of fp32: chunks of its own
+	w := normalF32(21, n)
+	r := rand.New(rand.NewPCG(21, 2))
+	var dirs []string
+	for step := range 3 {
+		if step > 0 {
+			for i := 0; i < n; i += 8 {
+				v := math.Float32frombits(binary.LittleEndian.Uint32(w[4*i:]))
+				binary.LittleEndian.PutUint32(w[4*i:], math.Float32bits(v+float32(r.NormFloat64()*1e-4)))
+			}
+		}
+		dirs = append(dirs, torchFolder(t, []synth.TorchTensor{
+			{Name: "w", StorageType: "FloatStorage", Shape: []int64{n}, Data: slices.Clone(w)},
+			f32Tensor("frozen", 22, 1<<18),
+		}))
+	}
+	first := e.push(dirs[0], "run", store.PushOptions{Version: "100"})
+	for i, d := range dirs[1:] {
+		res := e.push(d, "run", store.PushOptions{Version: itoa(int64(100 * (i + 2)))})
+		assert.Equal(t, 1, res.DeltaBlobs, "checkpoint %d: the drifting storage is a delta", i+2)
+		assert.Less(t, res.NewStored, first.NewStored/2)
+	}
+	other := e.withoutIndex()
+	for i, d := range dirs {
+		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
+	}
+	verifyAll(t, other)
 }
 
 func testDeltaRescue(t *testing.T, nb newBackendFunc) {
@@ -341,7 +565,7 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 	}
 	const pushers = 3
 	deadline := time.Now().Add(8 * time.Second)
-	var pushes, gcs, deltas, reencoded atomic.Int64
+	var pushes, gcs, deltas, reencoded, rekeyed atomic.Int64
 	// gc runs once per push (it would otherwise hold its lock most of the
 	// time and starve the pushers' publishing on a fast backend).
 	pushed := make(chan struct{}, 1)
@@ -383,7 +607,8 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			if err := retainLastOne(gctx, r); err != nil {
+			// The last two: a deleted keyframe's deltas are re-keyed.
+			if err := retainLast(gctx, r, 2); err != nil {
 				return err
 			}
 			res, err := r.GC(gctx, store.GCOptions{NoGrace: true})
@@ -392,10 +617,11 @@ func testDeltaGCStress(t *testing.T, nb newBackendFunc) {
 			}
 			gcs.Add(1)
 			reencoded.Add(int64(res.Reencoded))
+			rekeyed.Add(int64(res.Rekeyed))
 		}
 	})
 	require.NoError(t, g.Wait())
-	t.Logf("%d pushes (%d delta blobs), %d retention+gc rounds (%d re-encoded)", pushes.Load(), deltas.Load(), gcs.Load(), reencoded.Load())
+	t.Logf("%d pushes (%d delta blobs), %d retention+gc rounds (%d re-encoded, %d of them against a new keyframe)", pushes.Load(), deltas.Load(), gcs.Load(), reencoded.Load(), rekeyed.Load())
 	require.Positive(t, gcs.Load())
 	require.Positive(t, deltas.Load())
 

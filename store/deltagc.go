@@ -2,9 +2,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/ckptdev/ckpt/store/backend"
@@ -90,46 +93,169 @@ func (r *Registry) planDeltas(ctx context.Context, keeper *lockKeeper, reachable
 			reencode[e.dep] = e.ref
 		}
 	}
+	// The live deltas of each reference no ref reaches are re-keyed
+	// together: one of them becomes a keyframe, the others deltas against
+	// it where that is smaller (rekey).
+	groups := map[object.ID][]object.ID{}
 	for dep, ref := range reencode {
+		groups[ref] = append(groups[ref], dep)
+	}
+	for _, ref := range slices.SortedFunc(maps.Keys(groups), compareIDs) {
+		deps := groups[ref]
 		if err := keeper.check(); err != nil {
 			return nil, err
 		}
-		res.Reencoded++
+		res.Reencoded += len(deps)
 		if opts.DryRun {
 			continue
 		}
-		if err := r.reencodeStandalone(ctx, dep); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			res.Reencoded--
+		n, asDeltas, err := r.rekey(ctx, keeper, ref, deps)
+		res.Reencoded -= len(deps) - n
+		res.Rekeyed += asDeltas
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil || n < len(deps) {
 			plan.keep[ref] = true
 		}
 	}
 	return plan, nil
 }
 
-// reencodeStandalone reads delta blob id (through its reference) and
-// replaces it in place by its standalone coding.
-func (r *Registry) reencodeStandalone(ctx context.Context, id object.ID) error {
+// rekey re-encodes deps, live delta blobs against the reference old that
+// no ref reaches any more, so that old can be freed without storing them
+// all standalone: the dep with the largest stored form (the furthest from
+// old, usually the newest checkpoint) becomes the new keyframe, replaced
+// in place by its standalone coding; every other dep of the same length
+// is replaced in place by its delta against the keyframe where that is
+// smaller than its standalone coding (its edge written first), else by
+// the standalone coding. It returns how many deps it re-encoded and how
+// many of them are now deltas; old is needed while any is left (its error
+// is the first one met).
+func (r *Registry) rekey(ctx context.Context, keeper *lockKeeper, old object.ID, deps []object.ID) (done, asDeltas int, err error) {
+	type dep struct {
+		id   object.ID
+		size int64
+	}
+	ordered := make([]dep, 0, len(deps))
+	for _, id := range deps {
+		oi, err := r.backend.Stat(ctx, object.BlobKey(id))
+		if err != nil {
+			return 0, 0, err
+		}
+		ordered = append(ordered, dep{id, oi.Size})
+	}
+	slices.SortFunc(ordered, func(a, b dep) int {
+		if a.size != b.size {
+			return cmp.Compare(b.size, a.size)
+		}
+		return compareIDs(a.id, b.id)
+	})
+	kf, err := r.reencodeKeyframe(ctx, ordered[0].id)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer kf.done()
+	done = 1
+	for _, d := range ordered[1:] {
+		if cerr := keeper.check(); cerr != nil {
+			return done, asDeltas, cerr
+		}
+		isDelta, rerr := r.reencodeAgainst(ctx, d.id, ordered[0].id, kf.content)
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return done, asDeltas, ctx.Err()
+			}
+			if err == nil {
+				err = rerr
+			}
+			continue
+		}
+		done++
+		if isDelta {
+			asDeltas++
+		}
+	}
+	return done, asDeltas, err
+}
+
+func compareIDs(a, b object.ID) int { return bytes.Compare(a[:], b[:]) }
+
+// keyframe is the content of a blob just made a keyframe, held (under a
+// chunk lease) while its group is coded against it.
+type keyframe struct {
+	content []byte
+	lease   *chunkLease
+}
+
+func (k *keyframe) done() { k.lease.done() }
+
+// reencodeKeyframe reads delta blob id (through its reference), replaces
+// it in place by its standalone coding and returns its content.
+func (r *Registry) reencodeKeyframe(ctx context.Context, id object.ID) (*keyframe, error) {
 	h, err := r.blobHeader(ctx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	size := int64(h.ContentLen)
 	l, err := leaseChunk(ctx, size)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	content, err := r.readBlob(ctx, id, size, l.buf())
+	if err == nil {
+		bp := takeBuf(object.StoredCap(size)) // held under the lease's objectCost
+		err = r.replaceStandalone(ctx, id, object.Encode((*bp)[:0], content, object.EncodeHint{ElemSize: int(h.Param)}))
+		dropBuf(bp)
+	}
+	if err != nil {
+		l.done()
+		return nil, err
+	}
+	return &keyframe{content: content, lease: l}, nil
+}
+
+// reencodeAgainst reads delta blob id (through its old reference) and
+// replaces it in place by its delta against the keyframe kfID, whose
+// content is kf, when that is smaller than its standalone coding, else by
+// the standalone coding; isDelta says which.
+func (r *Registry) reencodeAgainst(ctx context.Context, id, kfID object.ID, kf []byte) (isDelta bool, err error) {
+	h, err := r.blobHeader(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	size := int64(h.ContentLen)
+	l, err := leaseChunk(ctx, size)
+	if err != nil {
+		return false, err
 	}
 	defer l.done()
 	content, err := r.readBlob(ctx, id, size, l.buf())
 	if err != nil {
-		return err
+		return false, err
 	}
 	bp := takeBuf(object.StoredCap(size)) // held under the lease's objectCost
 	defer dropBuf(bp)
-	obj := object.Encode((*bp)[:0], content, object.EncodeHint{ElemSize: int(h.Param)})
-	return r.replaceStandalone(ctx, id, obj)
+	standalone := object.Encode((*bp)[:0], content, object.EncodeHint{ElemSize: int(h.Param)})
+	if int64(len(kf)) != size {
+		return false, r.replaceStandalone(ctx, id, standalone)
+	}
+	release, err := deltaBudget.acquire(ctx, bufCost(object.DeltaStoredCap(size)))
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	db := takeBuf(object.DeltaStoredCap(size))
+	defer dropBuf(db)
+	delta, err := object.EncodeDelta((*db)[:0], content, kf, kfID, int(h.Param), len(standalone))
+	if err != nil {
+		return false, r.replaceStandalone(ctx, id, standalone)
+	}
+	// The edge first: from now on the keyframe is live while id is.
+	if err := r.backend.Put(ctx, deltaEdgeKey(kfID, id), bytes.NewReader(nil), 0); err != nil && !errors.Is(err, backend.ErrExists) {
+		return false, fmt.Errorf("write delta edge: %w", err)
+	}
+	return true, r.replaceInPlace(ctx, id, standalone, delta, kfID)
 }
 
 // finishRescues completes re-encodings in place that were interrupted: a

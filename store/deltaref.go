@@ -65,17 +65,16 @@ func sourceFolder(rec *refs.Record) (string, bool) {
 	return dir, true
 }
 
-// addFolder indexes the chunks of manifest m's safetensors files (the only
-// ones delta-coded) as they lie in dir, the folder m was pushed from, for
-// the files the stat cache says are unchanged since they were pushed with
-// the content m records.
+// addFolder indexes the chunks of manifest m's files as they lie in dir,
+// the folder m was pushed from, for the files the stat cache says are
+// unchanged since they were pushed with the content m records.
 func (l *localChunks) addFolder(ix *Index, dir string, m *manifest.Manifest) {
 	if ix == nil {
 		return
 	}
 	for i := range m.Files {
 		f := &m.Files[i]
-		if f.Safetensors == nil {
+		if len(f.Chunks) == 0 {
 			continue
 		}
 		rel := filepath.FromSlash(f.Path)
@@ -166,9 +165,10 @@ func (r *Registry) cachedReference(id object.ID, size int64, dst []byte) ([]byte
 
 // pushReference reads reference id of size bytes for a delta a push codes
 // (into dst): from the folder of an earlier push or the content cache when
-// they hold it intact, else from the registry (readReference). Read
-// locally, the reference is still checked to exist in the registry as a
-// blob of size bytes that is no delta.
+// they hold it intact, else from the registry (readKeyframe: the blob
+// itself, never its rescue copy). Read locally, the reference is still
+// checked to exist in the registry, under its own key, as a blob of size
+// bytes that is no delta.
 func (op *pushOp) pushReference(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
 	r := op.r
 	var local *localChunks
@@ -180,7 +180,7 @@ func (op *pushOp) pushReference(ctx context.Context, id object.ID, size int64, d
 		out, ok = r.cachedReference(id, size, dst)
 	}
 	if !ok {
-		return r.readReference(ctx, id, size, dst)
+		return r.readKeyframe(ctx, id, size, dst)
 	}
 	h, _, err := r.blobHeaderRef(ctx, id)
 	if err == nil {

@@ -41,10 +41,12 @@ type GCResult struct {
 	FreedBytes         int64 `json:"freed_bytes"`
 	KeptYoung          int   `json:"kept_young"` // unreferenced but younger than the grace period
 	// DeltaBlobs counts the live delta blobs; Reencoded those re-encoded
-	// standalone because no ref reached their reference any more, which
-	// was then freed (deltagc.go).
+	// because no ref reached their reference any more, which was then
+	// freed; Rekeyed those of them now deltas against a new keyframe
+	// (deltagc.go).
 	DeltaBlobs int           `json:"delta_blobs"`
 	Reencoded  int           `json:"reencoded"`
+	Rekeyed    int           `json:"rekeyed"`
 	Duration   time.Duration `json:"duration_ns"`
 }
 

@@ -352,13 +352,16 @@ func testGCStress(t *testing.T, nb newBackendFunc) {
 }
 
 // retainLastOne applies retention "keep the last 1" to every NAME of r.
-func retainLastOne(ctx context.Context, r *store.Registry) error {
+func retainLastOne(ctx context.Context, r *store.Registry) error { return retainLast(ctx, r, 1) }
+
+// retainLast applies a keep-the-last-k retention plan to every NAME.
+func retainLast(ctx context.Context, r *store.Registry, k int) error {
 	names, err := r.Names(ctx)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		plan, err := r.RetentionPlan(ctx, n, retention.Policy{KeepLast: 1})
+		plan, err := r.RetentionPlan(ctx, n, retention.Policy{KeepLast: k})
 		if err != nil {
 			return err
 		}

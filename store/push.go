@@ -64,6 +64,10 @@ type PushResult struct {
 	NewStored int64 // bytes written to the registry for them (after compression), manifest included
 	// DeltaBlobs counts the new blobs stored as deltas (Options.Deltas).
 	DeltaBlobs int
+	// RepairedBlobs counts blobs found damaged in the registry (a delta
+	// whose reference is missing, a damaged header) and replaced in place
+	// by their standalone coding from the folder.
+	RepairedBlobs int
 	// Adapter is set when the folder is a PEFT adapter (layout.DetectAdapter).
 	Adapter *layout.Adapter
 	// AutoBase is set when the record's base was not given
@@ -133,8 +137,9 @@ type pushOp struct {
 	res          *PushResult
 	// deltas are the references this push may code tensor chunks
 	// against (delta.go); nil for none.
-	deltas     *deltaRefs
-	deltaBlobs atomic.Int64
+	deltas        *deltaRefs
+	deltaBlobs    atomic.Int64
+	repairedBlobs atomic.Int64 // usableBlob
 }
 
 func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*PushResult, error) {
@@ -195,6 +200,7 @@ func (r *Registry) push(ctx context.Context, dir string, opts PushOptions) (*Pus
 	op.res = op.scan.res
 	op.res.Adapter, op.res.AutoBase = adapter, autoBase
 	op.res.DeltaBlobs = int(op.deltaBlobs.Load())
+	op.res.RepairedBlobs = int(op.repairedBlobs.Load())
 	if op.manifestJSON, op.manifestID, err = op.scan.manifest.Encode(); err != nil {
 		return nil, err
 	}
@@ -748,10 +754,10 @@ func (op *pushOp) ensureTensor(ctx context.Context, key string, hint object.Enco
 	if r.index.known(r.format.ID, key) {
 		return 0, nil
 	}
-	if _, err := r.backend.Stat(ctx, key); err == nil {
+	if stored, err := op.usableBlob(ctx, key, hint, load); err == nil {
 		r.index.addKnown(r.format.ID, op.gen, []string{key})
 		op.seen.add(key)
-		return 0, nil
+		return stored, nil
 	} else if !errors.Is(err, backend.ErrNotFound) {
 		return 0, err
 	}

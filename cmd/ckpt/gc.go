@@ -56,6 +56,9 @@ with status 1.`,
 			if res.KeptYoung > 0 {
 				a.printf("kept %d unreferenced objects younger than the grace period\n", res.KeptYoung)
 			}
+			if res.Reencoded > 0 {
+				a.printf("re-encoded %d deltas whose reference was freed (%d of them against a new keyframe)\n", res.Reencoded, res.Rekeyed)
+			}
 			return nil
 		},
 	}

@@ -281,6 +281,8 @@ type pushOutput struct {
 	NewRawBytes    int64          `json:"new_raw_bytes"`
 	NewStoredBytes int64          `json:"new_stored_bytes"`
 	DedupeRatio    float64        `json:"dedupe_ratio"`
+	DeltaBlobs     int            `json:"delta_blobs"`
+	RepairedBlobs  int            `json:"repaired_blobs"`
 	Adapter        *adapterOutput `json:"adapter"`
 	BaseLinked     bool           `json:"base_linked_automatically"`
 }
@@ -306,7 +308,7 @@ func newPushOutput(res *store.PushResult) pushOutput {
 		Schema: schemaName("push"), Record: newRecordOutput(res.Record), Unchanged: res.Unchanged,
 		Files: res.Files, SymlinkedFiles: res.Symlinked, LogicalBytes: res.Logical, ReadBytes: res.BytesRead, Chunks: res.Chunks,
 		NewBlobs: res.NewBlobs, NewRawBytes: res.NewRaw, NewStoredBytes: res.NewStored, DedupeRatio: res.DedupeRatio(),
-		Adapter: newAdapterOutput(res.Adapter), BaseLinked: res.AutoBase,
+		DeltaBlobs: res.DeltaBlobs, RepairedBlobs: res.RepairedBlobs, Adapter: newAdapterOutput(res.Adapter), BaseLinked: res.AutoBase,
 	}
 }
 
@@ -713,6 +715,9 @@ type gcOutput struct {
 	DeletedBlobs       int     `json:"deleted_blobs"`
 	FreedBytes         int64   `json:"freed_bytes"`
 	KeptYoung          int     `json:"kept_young"`
+	DeltaBlobs         int     `json:"delta_blobs"`
+	Reencoded          int     `json:"reencoded"`
+	Rekeyed            int     `json:"rekeyed"`
 	DurationSeconds    float64 `json:"duration_seconds"`
 }
 
@@ -721,7 +726,8 @@ func newGCOutput(res *store.GCResult) gcOutput {
 		Schema: schemaName("gc"), DryRun: res.DryRun, Checkpoints: res.Checkpoints,
 		ReachableManifests: res.ReachableManifests, ReachableBlobs: res.ReachableBlobs,
 		DeletedManifests: res.DeletedManifests, DeletedBlobs: res.DeletedBlobs,
-		FreedBytes: res.FreedBytes, KeptYoung: res.KeptYoung, DurationSeconds: res.Duration.Seconds(),
+		FreedBytes: res.FreedBytes, KeptYoung: res.KeptYoung,
+		DeltaBlobs: res.DeltaBlobs, Reencoded: res.Reencoded, Rekeyed: res.Rekeyed, DurationSeconds: res.Duration.Seconds(),
 	}
 }
 

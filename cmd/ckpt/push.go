@@ -113,6 +113,12 @@ func (a *app) printPush(res *store.PushResult) {
 	a.printf("  read       %s\n", humanBytes(res.BytesRead))
 	a.printf("  new        %d of %d chunks, %s stored (%s before compression)\n", res.NewBlobs, res.Chunks, humanBytes(res.NewStored), humanBytes(res.NewRaw))
 	a.printf("  deduped    %s already in the registry\n", humanBytes(res.Logical-res.NewRaw))
+	if res.DeltaBlobs > 0 {
+		a.printf("  deltas     %d of the new chunks stored as differences from a reference chunk\n", res.DeltaBlobs)
+	}
+	if res.RepairedBlobs > 0 {
+		a.printf("  repaired   %d damaged blobs in the registry stored again from the folder\n", res.RepairedBlobs)
+	}
 	if res.NewStored > 0 {
 		a.printf("  ratio      %.2fx (logical / newly stored)\n", res.DedupeRatio())
 	}

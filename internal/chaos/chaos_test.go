@@ -83,12 +83,18 @@ type dataset struct {
 }
 
 func makeDataset(t *testing.T) *dataset {
+	// The tiny model with an embedding of 1 MiB, the size from which a
+	// tensor has chunks of its own, so that scratch's pushes with --deltas
+	// store deltas (its drift is small enough for them to pay).
+	model := synth.TinyModel()
+	model.Vocab = 8192
 	base, ft := testutil.TinyRun(t, synth.RunSpec{
-		Seed: 11, Steps: []int64{10, 20, 30, 40}, WeightsOnly: true, FrozenEmbedding: true,
+		Model: model, Seed: 11, Steps: []int64{10, 20, 30, 40}, WeightsOnly: true, FrozenEmbedding: true,
 		Shards: 2, ResumeState: true, OptimizerScale: 0.5,
 	})
 	_, scratch := testutil.TinyRun(t, synth.RunSpec{
-		Seed: 12, Steps: []int64{10, 20, 30}, BaseDir: base, ResumeState: true, OptimizerScale: 0.5,
+		Model: model, Seed: 12, Steps: []int64{10, 20, 30}, BaseDir: base, ResumeState: true, OptimizerScale: 0.5,
+		Drift: 0.002,
 	})
 	d := &dataset{base: base, ft: ft, scratch: scratch, expect: map[string][2]tree{}}
 	for _, src := range append(append([]string{base}, ft...), scratch...) {
@@ -154,6 +160,8 @@ type stats struct {
 	checks    map[string]int  // invariant checks passed, by invariant
 	where     map[string]int  // where kills landed, as seen from the outside
 	oldLeft   map[string]bool // moved-aside old DIRs left beside a completed pull
+	deltas    int             // delta blobs stored by the pushes that finished
+	rekeyed   int             // deltas gc re-keyed against a new keyframe
 	elapsed   time.Duration
 }
 
@@ -188,6 +196,7 @@ func (s *stats) summary(name string) string {
 		fmt.Fprintf(&b, "    %-58s %5d\n", w, s.where[w])
 	}
 	fmt.Fprintf(&b, "  old DIRs (whole or partly removed) left beside a completed pull: %d\n", len(s.oldLeft))
+	fmt.Fprintf(&b, "  delta blobs stored by finished pushes: %d; re-keyed by gc: %d\n", s.deltas, s.rekeyed)
 	return b.String()
 }
 
@@ -394,8 +403,14 @@ func (c *campaign) pushCommand(name, src string, tracked bool, cache string) *co
 	c.nextVersion++
 	ref := fmt.Sprintf("%s@%d", name, c.nextVersion)
 	c.refSrc[ref] = src
-	return &command{kind: kindPush, ref: ref, src: src, tracked: tracked, cache: cache,
-		args: []string{"push", src, ref, "--base", "gpt2@base", "--json"}}
+	args := []string{"push", src, ref, "--base", "gpt2@base", "--json"}
+	if name == "scratch" || c.nextVersion%2 == 0 {
+		// These code their tensor chunks as deltas where that pays (only
+		// scratch has tensors that change and are large enough): the edge
+		// protocol and gc's re-keying meet kill -9 too.
+		args = append(args, "--deltas")
+	}
+	return &command{kind: kindPush, ref: ref, src: src, tracked: tracked, cache: cache, args: args}
 }
 
 // pick draws one command of the round. It draws the same numbers whatever

@@ -73,6 +73,7 @@ func (c *campaign) learnPush(cmd *command, p *proc) {
 			Version  string `json:"version"`
 			Manifest string `json:"manifest"`
 		} `json:"record"`
+		DeltaBlobs int `json:"delta_blobs"`
 	}
 	if err := json.Unmarshal(p.stdout.Bytes(), &res); err != nil || res.Record.Manifest == "" {
 		c.fatalf("push %s exited 0 but printed no record (%v):\n%s", cmd.ref, err, p.stdout.String())
@@ -84,6 +85,7 @@ func (c *campaign) learnPush(cmd *command, p *proc) {
 		c.fatalf("push %s of %s gave manifest %s, an earlier push of the same folder gave %s", cmd.ref, cmd.src, res.Record.Manifest, m)
 	}
 	c.manifestOf[cmd.src] = res.Record.Manifest
+	c.stats.deltas += res.DeltaBlobs
 	if cmd.tracked {
 		for _, r := range c.tracked {
 			if r == cmd.ref {
@@ -281,6 +283,11 @@ var (
 		"ref":      regexp.MustCompile(`^refs/([A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)/([vtp])/([A-Za-z0-9._-]+)$`),
 		"lock":     regexp.MustCompile(`^locks/(publish|gc)-[0-9a-f]{16}\.json$`),
 		"gc run":   regexp.MustCompile(`^gc/runs/[0-9a-f]{24}\.json$`),
+		// Delta blobs (section 9): edges, rescue copies of blobs being
+		// replaced in place, the format file of a raise in progress.
+		"delta edge":     regexp.MustCompile(`^deltas/[0-9a-f]{2}/` + hexID + `/` + hexID + `$`),
+		"rescue":         regexp.MustCompile(`^rescue/[0-9a-f]{2}/` + hexID + `$`),
+		"format upgrade": regexp.MustCompile(`^ckpt-registry-upgrade\.json$`),
 	}
 )
 
@@ -288,7 +295,7 @@ var (
 func classifyKey(key string) string {
 	for kind, re := range keyPatterns {
 		if re.MatchString(key) {
-			if kind == "blob" || kind == "manifest" {
+			if kind == "blob" || kind == "manifest" || kind == "rescue" {
 				// The folder is the first two digits of the ID.
 				dir, id, _ := strings.Cut(key[strings.IndexByte(key, '/')+1:], "/")
 				if id[:2] != dir {
@@ -312,10 +319,12 @@ func (c *campaign) checkKeys(gc *command, refs map[string]listedRef) {
 	var res struct {
 		Manifests int `json:"reachable_manifests"`
 		Blobs     int `json:"reachable_blobs"`
+		Rekeyed   int `json:"rekeyed"`
 	}
 	if err := json.Unmarshal(gc.p.stdout.Bytes(), &res); err != nil {
 		c.fatalf("gc --json: %v\n%s", err, gc.p.stdout.String())
 	}
+	c.stats.rekeyed += res.Rekeyed
 	keys, tmp, err := c.reg.keys(context.Background())
 	if err != nil {
 		c.fatalf("listing the registry: %v", err)

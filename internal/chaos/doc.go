@@ -9,7 +9,9 @@
 // real MinIO server started by internal/miniotest), plays rounds:
 //
 //  1. Chaos: two to four ckpt processes, drawn at random from push (ft, or
-//     scratch under a stored keep-last-2 retention policy), pull (default
+//     scratch under a stored keep-last-2 retention policy; every scratch
+//     push and every other ft push with --deltas, so delta blobs, their
+//     edges and gc's re-keying of them meet kill -9 as well), pull (default
 //     or --full, sometimes --link, sometimes --force over an earlier pull),
 //     gc --grace 0s and retention apply --all, start together or at random
 //     offsets. Half have an XDG_CACHE_HOME of their own, half share one of

@@ -16,6 +16,12 @@
 // first checkpoint alone. Stored bytes are the registry's blob objects
 // (envelope included), each counted once, for the first file that needed
 // it.
+//
+// With -peers (`make bench-family`) it then measures the same checkpoints
+// and the same retention with restic (restic.go: one repository, forget
+// and prune) and an estimate of ZipLLM's scheme (zipllm.go: tensor dedupe
+// across the family plus XOR against the base), and prints the peers
+// table; with -deltas it runs ckpt without and then with deltas first.
 package main
 
 import (
@@ -48,11 +54,45 @@ func main() {
 	flag.StringVar(&o.base, "base", "", "RUN@STEP every other run is pushed with as its --base (e.g. pre@600), pushed first")
 	flag.BoolVar(&o.deltas, "deltas", false, "push with delta-coded chunks (push --deltas)")
 	flag.BoolVar(&o.retain, "retain", false, "then keep the best (eval_loss) plus the last 2 of every run, gc, and report what is left")
+	flag.BoolVar(&o.peers, "peers", false, "also measure restic and a ZipLLM estimate and print the peers table (implies -retain; with -deltas, ckpt is run without and then with deltas)")
+	flag.StringVar(&o.restic, "restic", "restic", "the restic binary -peers runs (missing: the restic column is skipped)")
 	flag.Parse()
-	if err := run(*data, strings.Split(*runs, ","), *reg, *workers, o); err != nil {
+	if err := bench(*data, strings.Split(*runs, ","), *reg, *workers, o); err != nil {
 		fmt.Fprintln(os.Stderr, "realbench:", err)
 		os.Exit(1)
 	}
+}
+
+// bench runs the ckpt bench (twice, without and with deltas, for -peers
+// -deltas) and then the peers.
+func bench(data string, runs []string, regDir string, workers int, o options) error {
+	if !o.peers {
+		_, err := run(data, runs, regDir, workers, o)
+		return err
+	}
+	o.retain = true
+	modes := []bool{false}
+	if o.deltas {
+		modes = append(modes, true)
+	}
+	var results []benchResult
+	for i, deltas := range modes {
+		mo := o
+		mo.deltas = deltas
+		dir := regDir
+		if dir != "" && len(modes) > 1 {
+			dir = filepath.Join(regDir, fmt.Sprintf("deltas-%v", deltas))
+		}
+		if i > 0 {
+			fmt.Println()
+		}
+		res, err := run(data, runs, dir, workers, mo)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	return benchPeers(context.Background(), results, o)
 }
 
 // options are the family bench's switches.
@@ -60,6 +100,28 @@ type options struct {
 	base   string // RUN@STEP the other runs name as their base
 	deltas bool
 	retain bool
+	peers  bool
+	restic string // the restic binary
+}
+
+// pushed is one checkpoint folder the bench pushed.
+type pushed struct {
+	run, version string
+	dir          string
+}
+
+// benchResult is what one ckpt bench run measured, for the peers table.
+type benchResult struct {
+	deltas bool
+	base   string // RUN@STEP
+	// pushes are the checkpoints in push order.
+	pushes []pushed
+	// before and after are the family's raw and stored bytes by file role
+	// after all pushes and after retention and gc (blobs held only as
+	// references of deltas counted for the role that first stored them).
+	before, after map[string]*tally
+	// removed are the versions retention removed, by run.
+	removed map[string][]string
 }
 
 // tally is raw and stored bytes.
@@ -72,28 +134,31 @@ func (t tally) ratio() string {
 	return fmt.Sprintf("%.3f", float64(t.stored)/float64(t.raw))
 }
 
-func run(data string, runs []string, regDir string, workers int, o options) error {
+func run(data string, runs []string, regDir string, workers int, o options) (benchResult, error) {
 	ctx := context.Background()
+	res := benchResult{deltas: o.deltas, base: o.base, before: map[string]*tally{}}
 	if regDir == "" {
 		tmp, err := os.MkdirTemp("", "realbench-")
 		if err != nil {
-			return err
+			return res, err
 		}
 		defer os.RemoveAll(tmp)
 		regDir = filepath.Join(tmp, "registry")
 	}
 	b, err := local.New(regDir)
 	if err != nil {
-		return err
+		return res, err
 	}
 	r, _, err := store.Init(ctx, b, store.Options{Workers: workers, Deltas: o.deltas})
 	if err != nil {
-		return err
+		return res, err
 	}
 	seen, err := blobSizes(ctx, b)
 	if err != nil {
-		return err
+		return res, err
 	}
+	// roleOf is the role of the first file that stored each blob.
+	roleOf := map[string]string{}
 	baseRun, baseStep, _ := strings.Cut(o.base, "@")
 	if baseRun != "" && !slices.Contains(runs, baseRun) {
 		runs = append([]string{baseRun}, runs...)
@@ -102,13 +167,13 @@ func run(data string, runs []string, regDir string, workers int, o options) erro
 	for _, name := range runs {
 		ckpts, err := checkpoints(filepath.Join(data, name))
 		if err != nil {
-			return err
+			return res, err
 		}
 		if name == baseRun && baseStep != "" {
 			// The base run only up to the base checkpoint.
 			step, err := strconv.ParseInt(baseStep, 10, 64)
 			if err != nil {
-				return fmt.Errorf("-base %s: %w", o.base, err)
+				return res, fmt.Errorf("-base %s: %w", o.base, err)
 			}
 			ckpts = slices.DeleteFunc(ckpts, func(c checkpoint) bool { return c.step > step })
 		}
@@ -122,17 +187,19 @@ func run(data string, runs []string, regDir string, workers int, o options) erro
 		first := map[string]*tally{}
 		var prev map[string][32]byte
 		for i, ck := range ckpts {
-			res, err := r.Push(ctx, ck.dir, store.PushOptions{Name: name, Version: strconv.FormatInt(ck.step, 10), Base: pushBase})
+			version := strconv.FormatInt(ck.step, 10)
+			pr, err := r.Push(ctx, ck.dir, store.PushOptions{Name: name, Version: version, Base: pushBase})
 			if err != nil {
-				return fmt.Errorf("push %s: %w", ck.dir, err)
+				return res, fmt.Errorf("push %s: %w", ck.dir, err)
 			}
-			m, err := r.Manifest(ctx, res.Record.Manifest)
+			res.pushes = append(res.pushes, pushed{run: name, version: version, dir: ck.dir})
+			m, err := r.Manifest(ctx, pr.Record.Manifest)
 			if err != nil {
-				return err
+				return res, err
 			}
 			now, err := blobSizes(ctx, b)
 			if err != nil {
-				return err
+				return res, err
 			}
 			perFile := map[string]int64{}
 			var total int64
@@ -147,6 +214,12 @@ func run(data string, runs []string, regDir string, workers int, o options) erro
 					roles[role] = t
 				}
 				t.raw += f.Size
+				fam := res.before[role]
+				if fam == nil {
+					fam = &tally{}
+					res.before[role] = fam
+				}
+				fam.raw += f.Size
 				var stored int64
 				for _, c := range f.Chunks {
 					key := object.BlobKey(c.ID)
@@ -154,9 +227,11 @@ func run(data string, runs []string, regDir string, workers int, o options) erro
 						continue
 					}
 					seen[key] = now[key]
+					roleOf[key] = role
 					stored += now[key]
 				}
 				t.stored += stored
+				fam.stored += stored
 				perFile[f.Path] = stored
 				total += stored
 				if i == 0 {
@@ -172,14 +247,14 @@ func run(data string, runs []string, regDir string, workers int, o options) erro
 			weights := perFile["pytorch_model.bin"] + perFile["model.safetensors"]
 			changed, cur, err := changedStorages(filepath.Join(ck.dir, "pytorch_model.bin"), prev)
 			if err != nil {
-				return err
+				return res, err
 			}
 			prev = cur
 			ratio := "-"
 			if changed > 0 && i > 0 {
 				ratio = fmt.Sprintf("%.3f", float64(weights)/float64(changed))
 			}
-			fmt.Printf("%-16s %12d %12d %12d %12d %12d %11s\n", filepath.Base(ck.dir), res.Logical, total, weights, changed, perFile["optimizer.pt"], ratio)
+			fmt.Printf("%-16s %12d %12d %12d %12d %12d %11s\n", filepath.Base(ck.dir), pr.Logical, total, weights, changed, perFile["optimizer.pt"], ratio)
 		}
 		fmt.Printf("stored/raw by role (all %d checkpoints; first checkpoint alone)\n", len(ckpts))
 		var names []string
@@ -192,33 +267,39 @@ func run(data string, runs []string, regDir string, workers int, o options) erro
 		}
 	}
 	if o.retain {
-		return retainAndReport(ctx, r, b, runs)
+		res.after, res.removed, err = retainAndReport(ctx, r, b, runs, roleOf)
 	}
-	return nil
+	return res, err
 }
 
 // retainAndReport keeps the best by eval_loss plus the last 2 checkpoints
 // of every run, collects garbage, and prints stored/raw per run and role
 // over what is left: every blob the kept manifests reach counted once, for
 // the first file that needs it, and the blobs kept only as references of
-// deltas on a line of their own.
-func retainAndReport(ctx context.Context, r *store.Registry, b backend.Backend, runs []string) error {
+// deltas on a line of their own. It returns the family's raw and stored
+// bytes by role over what is left (blobs held only as references of deltas
+// counted for the role roleOf gives them) and the versions retention
+// removed, by run.
+func retainAndReport(ctx context.Context, r *store.Registry, b backend.Backend, runs []string, roleOf map[string]string) (map[string]*tally, map[string][]string, error) {
+	removed := map[string][]string{}
 	for _, name := range runs {
 		plan, err := r.RetentionPlan(ctx, name, retention.Policy{KeepLast: 2, KeepBest: 1})
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if _, err := r.ApplyPlan(ctx, name, plan); err != nil {
-			return err
+		gone, err := r.ApplyPlan(ctx, name, plan)
+		if err != nil {
+			return nil, nil, err
 		}
+		removed[name] = gone
 	}
 	gc, err := r.GC(ctx, store.GCOptions{NoGrace: true})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sizes, err := blobSizes(ctx, b)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	fmt.Printf("\nafter best + last 2 per run and gc (%d blobs deleted)\n", gc.DeletedBlobs)
 	reached := map[string]bool{}
@@ -226,7 +307,7 @@ func retainAndReport(ctx context.Context, r *store.Registry, b backend.Backend, 
 	for _, name := range runs {
 		c, err := r.Catalog(ctx, name)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		roles := map[string]*tally{}
 		var kept []string
@@ -234,7 +315,7 @@ func retainAndReport(ctx context.Context, r *store.Registry, b backend.Backend, 
 			kept = append(kept, rec.Version)
 			m, err := r.Manifest(ctx, rec.Manifest)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			for _, f := range m.Files {
 				role := f.Role
@@ -262,17 +343,22 @@ func retainAndReport(ctx context.Context, r *store.Registry, b backend.Backend, 
 		fmt.Printf("run %s keeps %s\n", name, strings.Join(kept, ", "))
 		printRoles(roles)
 	}
+	fmt.Println("whole family")
+	printRoles(all)
 	var refsOnly tally
 	for key, size := range sizes {
 		if !reached[key] {
 			refsOnly.stored += size
 			refsOnly.raw++
+			role := roleOf[key]
+			if all[role] == nil {
+				all[role] = &tally{}
+			}
+			all[role].stored += size
 		}
 	}
-	fmt.Println("whole family")
-	printRoles(all)
 	fmt.Printf("  %-14s %d blobs, %d bytes held only as references of deltas\n", "delta refs", refsOnly.raw, refsOnly.stored)
-	return nil
+	return all, removed, nil
 }
 
 func printRoles(roles map[string]*tally) {

@@ -42,8 +42,20 @@ type weightPlan struct {
 	perturb bool
 	runSeed uint64
 	step    int64
+	// drift is the perturbation's standard deviation relative to the
+	// tensor's own; 0 means perturbFraction.
+	drift float64
 	// frozenEmbedding keeps wte and wpe exactly the base's.
 	frozenEmbedding bool
+}
+
+// driftFraction is the perturbation's standard deviation relative to a
+// tensor's own.
+func (p *weightPlan) driftFraction() float32 {
+	if p.drift > 0 {
+		return float32(p.drift)
+	}
+	return perturbFraction
 }
 
 func (p *weightPlan) frozen(t tensorSpec) bool {
@@ -117,7 +129,7 @@ func (p *weightPlan) writeTensor(w io.Writer, t tensorSpec, bufs *weightBuffers)
 			encodeValues(chunk, values, t.Dtype)
 		}
 		if delta != nil {
-			delta.perturbEncoded(chunk, perturbFraction*t.std, t.Dtype, bufs.values)
+			delta.perturbEncoded(chunk, p.driftFraction()*t.std, t.Dtype, bufs.values)
 		}
 		if _, err := w.Write(chunk); err != nil {
 			return err

@@ -26,6 +26,11 @@ type RunSpec struct {
 	// evaluation at that step. nil: a realistic curve that falls, then rises
 	// after the middle, so the best checkpoint is not the last.
 	EvalLoss []float64
+	// Drift is the standard deviation of each checkpoint's perturbation of
+	// the base, relative to each tensor's own: 0 means 0.25 (almost every
+	// bf16 element changes); small values (0.001) look like fine-tuning at a
+	// low learning rate, where delta coding pays.
+	Drift float64
 	// FrozenEmbedding keeps wte.weight and wpe.weight byte-identical to the
 	// base model's in every checkpoint (and out of the optimizer state).
 	FrozenEmbedding bool
@@ -218,6 +223,7 @@ func writeCheckpointWeights(dir string, spec RunSpec, step int64) error {
 		perturb:         true,
 		runSeed:         spec.Seed,
 		step:            step,
+		drift:           spec.Drift,
 		frozenEmbedding: spec.FrozenEmbedding,
 	}
 	if spec.BaseDir != "" {
