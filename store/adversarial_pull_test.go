@@ -333,3 +333,44 @@ func TestPullStaysInsideDIR(t *testing.T) {
 		})
 	}
 }
+
+// TestKilledForcePullLeftoversRemoved: a pull --force killed after it moved
+// DIR's earlier content aside (.DIR.ckpt-old-<16 hex>) leaves that folder;
+// the next pull that completes DIR removes it and says so, whether DIR was
+// left absent (killed between the two renames) or complete (killed before
+// the removal). Folders of other names stay.
+func TestKilledForcePullLeftoversRemoved(t *testing.T) {
+	e := newEnv(t, newLocal)
+	_, ckpts := tinyRun(t, 10, nil)
+	e.push(ckpts[0], "c", store.PushOptions{})
+	for _, tc := range []struct {
+		name      string
+		dirExists bool
+	}{
+		{"DirAbsent", false},
+		{"DirComplete", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			out := filepath.Join(parent, "model")
+			if tc.dirExists {
+				_, err := e.r.Pull(e.ctx, "c", "100", out, store.PullOptions{})
+				require.NoError(t, err)
+			}
+			old := filepath.Join(parent, ".model.ckpt-old-0123456789abcdef")
+			keep := []string{".other.ckpt-old-0123456789abcdef", ".model.ckpt-old-notmine", "model.ckpt-old-0123456789abcdef"}
+			for _, d := range append([]string{filepath.Base(old)}, keep...) {
+				require.NoError(t, os.Mkdir(filepath.Join(parent, d), 0o755))
+				require.NoError(t, os.WriteFile(filepath.Join(parent, d, "old.txt"), []byte("old"), 0o644))
+			}
+			res, err := e.r.Pull(e.ctx, "c", "100", out, store.PullOptions{Force: true})
+			require.NoError(t, err)
+			assert.Equal(t, []string{old}, res.RemovedOld)
+			assert.NoDirExists(t, old)
+			for _, d := range keep {
+				assert.FileExists(t, filepath.Join(parent, d, "old.txt"))
+			}
+			assert.Equal(t, digests(runnableTree(t, ckpts[0])), digests(testutil.ReadTree(t, out)))
+		})
+	}
+}

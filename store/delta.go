@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ckptdev/ckpt/layout"
 	"github.com/ckptdev/ckpt/retention"
 	"github.com/ckptdev/ckpt/store/backend"
 	"github.com/ckptdev/ckpt/store/manifest"
@@ -266,35 +267,66 @@ func tensorChunkOf(pf *pushFile, ex extent, elem int) *tensorChunk {
 // and GGUF tables).
 func manifestTensorChunks(m *manifest.Manifest) map[tensorChunk]object.ID {
 	out := map[tensorChunk]object.ID{}
-	add := func(c manifest.Chunk, t manifest.Tensor, lo, hi, least int64) bool {
-		if c.Offset >= lo && c.Offset+c.Size <= hi && hi-lo >= least {
-			out[tensorChunk{name: t.Name, dtype: t.Dtype, shape: fmt.Sprint(t.Shape), off: c.Offset - lo, size: c.Size}] = c.ID
-			return true
-		}
-		return false
-	}
-	for _, f := range m.Files {
-		switch {
-		case f.Safetensors != nil:
-			st := f.Safetensors
-			for _, c := range f.Chunks {
-				for _, t := range st.Tensors {
-					if add(c, t, st.DataOffset+t.Begin, st.DataOffset+t.End, smallTensor) {
-						break
-					}
-				}
-			}
-		case f.Tensors != nil:
-			for _, c := range f.Chunks {
-				for _, t := range f.Tensors.Tensors {
-					if add(c, t, t.Begin, t.End, ownTensor) {
-						break
-					}
-				}
+	for i := range m.Files {
+		f := &m.Files[i]
+		for _, c := range f.Chunks {
+			if tc, _ := fileTensorChunk(f, c); tc != nil {
+				out[*tc] = c.ID
 			}
 		}
 	}
 	return out
+}
+
+// fileTensorChunk is the tensor extent chunk c of file f holds, from the
+// manifest's tensor tables (nil when it holds no single tensor's bytes),
+// with the element width its dtype gives (elemUnknown when the table does
+// not say: torch.save and GGUF dtype names).
+func fileTensorChunk(f *manifest.File, c manifest.Chunk) (*tensorChunk, int) {
+	in := func(t manifest.Tensor, lo, hi, least int64) *tensorChunk {
+		if c.Offset >= lo && c.Offset+c.Size <= hi && hi-lo >= least {
+			return &tensorChunk{name: t.Name, dtype: t.Dtype, shape: fmt.Sprint(t.Shape), off: c.Offset - lo, size: c.Size}
+		}
+		return nil
+	}
+	switch {
+	case f.Safetensors != nil:
+		st := f.Safetensors
+		for _, t := range st.Tensors {
+			if tc := in(t, st.DataOffset+t.Begin, st.DataOffset+t.End, smallTensor); tc != nil {
+				if elem := layout.Dtype(t.Dtype).ElemSize(); elem > 0 {
+					return tc, elem
+				}
+				return tc, elemUnknown
+			}
+		}
+	case f.Tensors != nil:
+		for _, t := range f.Tensors.Tensors {
+			if tc := in(t, t.Begin, t.End, ownTensor); tc != nil {
+				return tc, elemUnknown
+			}
+		}
+	}
+	return nil, elemUnknown
+}
+
+// resolveHint settles a hint whose element width is unknown (a chunk known
+// only from the stat cache, storeFromFiles) by a trial on content
+// (trialHint), and gives tc that width; a tensor extent that is not split
+// into planes is no delta candidate.
+func resolveHint(hint object.EncodeHint, tc *tensorChunk, content []byte) (object.EncodeHint, *tensorChunk) {
+	if hint.ElemSize == elemUnknown {
+		hint = trialHint(content)
+	}
+	if tc != nil && tc.elem == elemUnknown {
+		if hint.ElemSize <= 0 {
+			return hint, nil
+		}
+		t := *tc
+		t.elem = hint.ElemSize
+		tc = &t
+	}
+	return hint, tc
 }
 
 // deltaRefs are the candidate references of one push: chunks of the
@@ -376,6 +408,7 @@ func ensureChunk(ctx context.Context, sink blobSink, key string, hint object.Enc
 // returns the bytes written, 0 when the key existed.
 func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hint object.EncodeHint, tc *tensorChunk) (int64, error) {
 	r := op.r
+	hint, tc = resolveHint(hint, tc, content)
 	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
 	defer dropBuf(bp)
 	obj := object.Encode((*bp)[:0], content, hint)
@@ -502,6 +535,7 @@ func (op *pushOp) usableBlob(ctx context.Context, key string, hint object.Encode
 	if object.Hash(content) != id {
 		return 0, fmt.Errorf("%s: the content read for it does not hash to its ID", key)
 	}
+	hint, _ = resolveHint(hint, nil, content)
 	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
 	defer dropBuf(bp)
 	obj := object.Encode((*bp)[:0], content, hint)

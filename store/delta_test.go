@@ -93,6 +93,7 @@ func TestDeltaBlobs(t *testing.T) {
 			t.Run("NeverAgainstRescueCopy", func(t *testing.T) { testDeltaNeverAgainstRescueCopy(t, nb) })
 			t.Run("DanglingDeltaRepairedByPush", func(t *testing.T) { testDeltaDanglingRepaired(t, nb) })
 			t.Run("TorchZipStorages", func(t *testing.T) { testDeltaTorchZip(t, nb) })
+			t.Run("StatCachedFoldersCodedAlike", func(t *testing.T) { testStatCachedCodedAlike(t, nb) })
 			t.Run("InterruptedFormatRaise", func(t *testing.T) { testDeltaFormatRaise(t, nb) })
 			t.Run("ReferenceDeletedDuringPut", func(t *testing.T) { testDeltaReferenceDeletedDuringPut(t, nb) })
 			t.Run("ConcurrentPushRetentionGC", func(t *testing.T) { testDeltaGCStress(t, nb) })
@@ -459,6 +460,26 @@ func testDeltaTorchZip(t *testing.T, nb newBackendFunc) {
 		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
 	}
 	verifyAll(t, other)
+}
+
+// testStatCachedCodedAlike: folders this machine pushed before (its stat
+// cache knows their chunks, so their files are not read up front) pushed
+// into a second registry are stored exactly as well as in the first:
+// plane-coded by element width, and delta-coded where that pays.
+func testStatCachedCodedAlike(t *testing.T, nb newBackendFunc) {
+	e := newDeltaEnv(t, nb)
+	dirs := testutil.DriftingRun(t, 14, 2)
+	want := []*store.PushResult{e.push(dirs[0], "run", store.PushOptions{}), e.push(dirs[1], "run", store.PushOptions{})}
+
+	second, created, err := store.Init(e.ctx, nb(t), store.Options{Index: e.ix, Workers: 4, Deltas: true})
+	require.NoError(t, err)
+	require.True(t, created)
+	for i, d := range dirs {
+		res, err := second.Push(e.ctx, d, store.PushOptions{Name: "run"})
+		require.NoError(t, err)
+		assert.Equal(t, want[i].DeltaBlobs, res.DeltaBlobs, "checkpoint %d", i+1)
+		assert.InEpsilon(t, want[i].NewStored, res.NewStored, 0.02, "checkpoint %d: stored as well as in the first registry", i+1)
+	}
 }
 
 func testDeltaRescue(t *testing.T, nb newBackendFunc) {

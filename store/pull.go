@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -90,6 +91,10 @@ type PullResult struct {
 	// its base). NotRunnable says why not ("" when it is).
 	Runnable    bool
 	NotRunnable string
+	// RemovedOld are the folders beside dir that held its earlier content,
+	// moved aside by a replacing pull that was killed before it removed
+	// them (replaceDir), removed now that dir is complete.
+	RemovedOld []string
 }
 
 // ErrEmptySelection is returned by a partial pull whose selection matches
@@ -199,10 +204,11 @@ func (r *Registry) pull(ctx context.Context, name, ref, dir string, opts PullOpt
 		return nil, err
 	}
 	done = true
+	removedOld := r.removeReplacedFolders(build, dir)
 	r.cache.remember(r.index, files)
 	r.cache.evict()
 
-	res := &PullResult{Record: rec, Linked: linked, Partial: partial, Runnable: runErr == nil, Base: base}
+	res := &PullResult{Record: rec, Linked: linked, Partial: partial, Runnable: runErr == nil, Base: base, RemovedOld: removedOld}
 	if runErr != nil {
 		res.NotRunnable = runErr.Error()
 	}
@@ -604,9 +610,44 @@ func replaceDir(b *buildDir, dir string, existing dirState, umask fs.FileMode) e
 			}
 			return err
 		}
-		return os.RemoveAll(filepath.Join(b.parent.Name(), old))
+		// dir is complete: what cannot be removed now is removed, or
+		// warned about, by removeReplacedFolders.
+		_ = os.RemoveAll(filepath.Join(b.parent.Name(), old))
+		return nil
 	}
 	return renameAt(b.parent, b.name, base)
+}
+
+// oldFolderName matches what replaceDir names the earlier content of a
+// folder it replaces: "." + folder name + ".ckpt-old-" + 16 hex digits.
+var oldFolderName = regexp.MustCompile(`^\.(.+)\.ckpt-old-[0-9a-f]{16}$`)
+
+// removeReplacedFolders removes, once dir is complete (the pull just
+// renamed its verified build folder into place), the folders replaceDir
+// moved dir's earlier content to and a killed pull left behind: that
+// content was being replaced on the user's request, and dir now holds
+// what replaced it. Only real folders of exactly that name are removed;
+// a failure leaves the folder and warns. It returns the removed paths.
+func (r *Registry) removeReplacedFolders(b *buildDir, dir string) []string {
+	entries, err := os.ReadDir(b.parent.Name())
+	if err != nil {
+		r.warnf("look for earlier content of %s left by a killed pull: %w", dir, err)
+		return nil
+	}
+	var removed []string
+	for _, e := range entries {
+		m := oldFolderName.FindStringSubmatch(e.Name())
+		if m == nil || m[1] != filepath.Base(dir) || e.Type() != fs.ModeDir {
+			continue
+		}
+		p := filepath.Join(filepath.Dir(dir), e.Name())
+		if err := os.RemoveAll(filepath.Join(b.parent.Name(), e.Name())); err != nil {
+			r.warnf("remove %s, the earlier content of %s a killed pull left: %w", p, dir, err)
+			continue
+		}
+		removed = append(removed, p)
+	}
+	return removed
 }
 
 // ReadRange returns n bytes of a manifest file from offset off, fetching and

@@ -806,7 +806,14 @@ func (b *manifestBuilder) storeFromFiles(ctx context.Context, files []*pushFile,
 				var bp *[]byte
 				release := func() {}
 				defer func() { dropBuf(bp); release() }()
-				stored, err := b.sink.ensure(gctx, object.BlobKey(c.ID), object.EncodeHint{}, func() ([]byte, error) {
+				// Coded as the first push coded it: by the tensor's element
+				// width (a trial where the table does not tell), possibly as
+				// a delta.
+				tc, elem := fileTensorChunk(&pf.file, c)
+				if tc != nil {
+					tc.elem = elem
+				}
+				stored, err := ensureChunk(gctx, b.sink, object.BlobKey(c.ID), object.EncodeHint{ElemSize: elem}, tc, func() ([]byte, error) {
 					if c.Size < 0 || c.Size > object.MaxBlobContent {
 						return nil, fmt.Errorf("cached chunk size %d of %s is over the limit %d", c.Size, pf.entry.Path, object.MaxBlobContent)
 					}

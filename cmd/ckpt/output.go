@@ -379,6 +379,7 @@ type pullOutput struct {
 	Runnable     bool               `json:"runnable"`
 	NotRunnable  string             `json:"not_runnable"`
 	LeftOut      []pulledFileOutput `json:"left_out"`
+	RemovedOld   []string           `json:"removed_old"`
 }
 
 // copyOutput is what ckpt copy did: one entry per version ref and tag,
@@ -476,6 +477,10 @@ func newPullOutput(res *store.PullResult, dir string) pullOutput {
 	out.LeftOut = make([]pulledFileOutput, len(res.LeftOut))
 	for i, f := range res.LeftOut {
 		out.LeftOut[i] = pulledFileOutput{Path: f.Path, Size: f.Size, Role: f.Role, From: f.From}
+	}
+	out.RemovedOld = make([]string, len(res.RemovedOld))
+	for i, p := range res.RemovedOld {
+		out.RemovedOld[i] = absPath(p)
 	}
 	return out
 }

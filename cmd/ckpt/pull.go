@@ -135,6 +135,9 @@ next identical one. A non-empty DIR is refused unless --force.
 // printPullSummary says whether the folder is runnable and, for a partial
 // pull, what it left out.
 func (a *app) printPullSummary(res *store.PullResult, sel layout.Selection) {
+	for _, p := range res.RemovedOld {
+		a.printf("removed %s: the earlier content of the folder, moved aside by a pull --force that was killed\n", textsafe.Name(p))
+	}
 	if res.Partial {
 		var bytes int64
 		names := make([]string, len(res.LeftOut))

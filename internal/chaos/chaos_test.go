@@ -152,22 +152,21 @@ var kinds = []string{kindPush, kindPull, kindGC, kindRetention}
 // stats count what a campaign did, for the summary.
 type stats struct {
 	rounds    int
-	started   map[string]int  // processes started in the chaos phase
-	killed    map[string]int  // of those, ended by our SIGKILL
-	finished  map[string]int  // of those, exited 0 before their kill (or had none)
-	refused   map[string]int  // of those, exited non-zero for an allowed reason
-	recovered map[string]int  // clean re-runs after a kill that succeeded
-	checks    map[string]int  // invariant checks passed, by invariant
-	where     map[string]int  // where kills landed, as seen from the outside
-	oldLeft   map[string]bool // moved-aside old DIRs left beside a completed pull
-	deltas    int             // delta blobs stored by the pushes that finished
-	rekeyed   int             // deltas gc re-keyed against a new keyframe
+	started   map[string]int // processes started in the chaos phase
+	killed    map[string]int // of those, ended by our SIGKILL
+	finished  map[string]int // of those, exited 0 before their kill (or had none)
+	refused   map[string]int // of those, exited non-zero for an allowed reason
+	recovered map[string]int // clean re-runs after a kill that succeeded
+	checks    map[string]int // invariant checks passed, by invariant
+	where     map[string]int // where kills landed, as seen from the outside
+	deltas    int            // delta blobs stored by the pushes that finished
+	rekeyed   int            // deltas gc re-keyed against a new keyframe
 	elapsed   time.Duration
 }
 
 func newStats() *stats {
 	return &stats{started: map[string]int{}, killed: map[string]int{}, finished: map[string]int{},
-		refused: map[string]int{}, recovered: map[string]int{}, checks: map[string]int{}, oldLeft: map[string]bool{}, where: map[string]int{}}
+		refused: map[string]int{}, recovered: map[string]int{}, checks: map[string]int{}, where: map[string]int{}}
 }
 
 func (s *stats) summary(name string) string {
@@ -195,7 +194,6 @@ func (s *stats) summary(name string) string {
 	for _, w := range wheres {
 		fmt.Fprintf(&b, "    %-58s %5d\n", w, s.where[w])
 	}
-	fmt.Fprintf(&b, "  old DIRs (whole or partly removed) left beside a completed pull: %d\n", len(s.oldLeft))
 	fmt.Fprintf(&b, "  delta blobs stored by finished pushes: %d; re-keyed by gc: %d\n", s.deltas, s.rekeyed)
 	return b.String()
 }

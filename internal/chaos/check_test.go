@@ -241,34 +241,22 @@ func (c *campaign) checkDir(what, dir string, want tree) {
 }
 
 // checkBeside fails if a completed pull left anything beside DIR (each
-// pull's DIR has a parent of its own) other than earlier content of DIR
-// that a killed pull --force moved aside.
+// pull's DIR has a parent of its own): no temporary or resume folder, and
+// no earlier content of DIR that a killed pull --force moved aside (the
+// pull that completes DIR removes it).
 func (c *campaign) checkBeside(dir string) {
 	entries, err := os.ReadDir(filepath.Dir(dir))
 	if err != nil {
 		c.fatalf("%v", err)
 	}
-	var stray []string
+	var litter []string
 	for _, e := range entries {
-		if e.Name() == filepath.Base(dir) {
-			continue
+		if e.Name() != filepath.Base(dir) {
+			litter = append(litter, e.Name())
 		}
-		stray = append(stray, e.Name())
 	}
-	if len(stray) > 0 {
-		// A moved-aside old DIR is the user's data, kept rather than lost;
-		// anything else (a temporary or resume folder) is litter.
-		var litter []string
-		for _, s := range stray {
-			if strings.Contains(s, ".ckpt-old-") {
-				c.stats.oldLeft[filepath.Join(filepath.Dir(dir), s)] = true
-			} else {
-				litter = append(litter, s)
-			}
-		}
-		if len(litter) > 0 {
-			c.fatalf("3 a completed pull into %s left %v beside it", dir, litter)
-		}
+	if len(litter) > 0 {
+		c.fatalf("3 a completed pull into %s left %v beside it", dir, litter)
 	}
 	c.pass("3 a completed pull leaves nothing beside DIR")
 }

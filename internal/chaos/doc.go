@@ -38,7 +38,8 @@
 //     blobs/ and manifests/ hold exactly as many objects as that gc found
 //     reachable (nothing stray, nothing reachable missing); no partial file
 //     is left under a local registry's .tmp/ (see below); a recovered pull
-//     leaves nothing beside DIR but DIR (and a moved-aside earlier DIR).
+//     leaves nothing beside DIR but DIR (an earlier DIR a killed pull --force
+//     moved aside is removed by the pull that completes DIR).
 //
 // The campaign found bugs, and a test stages each deterministically:
 //
