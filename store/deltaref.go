@@ -35,9 +35,10 @@ import (
 // back to the next source. A pull decodes the delta against the content
 // cache's bytes and keeps the result only when it hashes to the delta's
 // own ID (which a wrong reference cannot give), else it decodes again
-// against the registry's reference. A push that reads a reference locally still reads
-// the reference's header from the registry (a few bytes): the reference
-// must be there, and must not itself be a delta (depth 1).
+// against the registry's reference. A push that reads a reference locally
+// still reads the reference's header from the registry (a few bytes): the
+// reference must be there under its own key (not only as a rescue copy),
+// and must not itself be a delta (depth 1).
 
 // localChunk is where a chunk of a file pushed from this machine lies.
 type localChunk struct {
