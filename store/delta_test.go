@@ -39,6 +39,18 @@ func newDeltaEnv(t *testing.T, nb newBackendFunc) *env {
 	return e
 }
 
+// assertRunPulls checks, as another machine with no caches would see it,
+// that run@100, run@200, ... pull byte-identical to dirs and that verify
+// reads everything back.
+func assertRunPulls(t *testing.T, e *env, dirs []string) {
+	t.Helper()
+	other := e.withoutIndex()
+	for i, d := range dirs {
+		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
+	}
+	verifyAll(t, other)
+}
+
 func formatVersion(t *testing.T, b backend.Backend) int {
 	t.Helper()
 	rc, err := b.Get(context.Background(), store.FormatKey, 0, -1)
@@ -129,11 +141,7 @@ func testDeltaRoundTrip(t *testing.T, nb newBackendFunc) {
 		assert.True(t, firstBlobs[strings.Split(k, "/")[2]], "edge %s names a reference outside the first checkpoint", k)
 	}
 	// Another machine, no caches: byte-identical pulls, verify reads all.
-	other := e.withoutIndex()
-	for i, d := range dirs {
-		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
-	}
-	verifyAll(t, other)
+	assertRunPulls(t, e, dirs)
 }
 
 func testDeltaOff(t *testing.T, nb newBackendFunc) {
@@ -455,11 +463,7 @@ func testDeltaTorchZip(t *testing.T, nb newBackendFunc) {
 		assert.Equal(t, 1, res.DeltaBlobs, "checkpoint %d: the drifting storage is a delta", i+2)
 		assert.Less(t, res.NewStored, first.NewStored/2)
 	}
-	other := e.withoutIndex()
-	for i, d := range dirs {
-		assert.Equal(t, testutil.ReadTree(t, d), pullTree(t, other, "run", itoa(int64(100*(i+1)))))
-	}
-	verifyAll(t, other)
+	assertRunPulls(t, e, dirs)
 }
 
 // testStatCachedCodedAlike: folders this machine pushed before (its stat

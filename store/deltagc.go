@@ -190,24 +190,32 @@ type keyframe struct {
 
 func (k *keyframe) done() { k.lease.done() }
 
+// readWhole reads blob id whole (a delta through its reference) under a
+// chunk lease the caller gives back; h is its header.
+func (r *Registry) readWhole(ctx context.Context, id object.ID) (h object.Header, content []byte, l *chunkLease, err error) {
+	if h, err = r.blobHeader(ctx, id); err != nil {
+		return h, nil, nil, err
+	}
+	if l, err = leaseChunk(ctx, int64(h.ContentLen)); err != nil {
+		return h, nil, nil, err
+	}
+	if content, err = r.readBlob(ctx, id, int64(h.ContentLen), l.buf()); err != nil {
+		l.done()
+		return h, nil, nil, err
+	}
+	return h, content, l, nil
+}
+
 // reencodeKeyframe reads delta blob id (through its reference), replaces
 // it in place by its standalone coding and returns its content.
 func (r *Registry) reencodeKeyframe(ctx context.Context, id object.ID) (*keyframe, error) {
-	h, err := r.blobHeader(ctx, id)
+	h, content, l, err := r.readWhole(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	size := int64(h.ContentLen)
-	l, err := leaseChunk(ctx, size)
-	if err != nil {
-		return nil, err
-	}
-	content, err := r.readBlob(ctx, id, size, l.buf())
-	if err == nil {
-		bp := takeBuf(object.StoredCap(size)) // held under the lease's objectCost
-		err = r.replaceStandalone(ctx, id, object.Encode((*bp)[:0], content, object.EncodeHint{ElemSize: int(h.Param)}))
-		dropBuf(bp)
-	}
+	bp := takeBuf(object.StoredCap(int64(len(content)))) // held under the lease's objectCost
+	err = r.replaceStandalone(ctx, id, object.Encode((*bp)[:0], content, object.EncodeHint{ElemSize: int(h.Param)}))
+	dropBuf(bp)
 	if err != nil {
 		l.done()
 		return nil, err
@@ -220,20 +228,12 @@ func (r *Registry) reencodeKeyframe(ctx context.Context, id object.ID) (*keyfram
 // content is kf, when that is smaller than its standalone coding, else by
 // the standalone coding; isDelta says which.
 func (r *Registry) reencodeAgainst(ctx context.Context, id, kfID object.ID, kf []byte) (isDelta bool, err error) {
-	h, err := r.blobHeader(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	size := int64(h.ContentLen)
-	l, err := leaseChunk(ctx, size)
+	h, content, l, err := r.readWhole(ctx, id)
 	if err != nil {
 		return false, err
 	}
 	defer l.done()
-	content, err := r.readBlob(ctx, id, size, l.buf())
-	if err != nil {
-		return false, err
-	}
+	size := int64(len(content))
 	bp := takeBuf(object.StoredCap(size)) // held under the lease's objectCost
 	defer dropBuf(bp)
 	standalone := object.Encode((*bp)[:0], content, object.EncodeHint{ElemSize: int(h.Param)})
