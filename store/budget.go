@@ -30,6 +30,9 @@ type memBudget struct {
 	sem     *semaphore.Weighted
 	waiting atomic.Int64 // acquirers blocked right now (tests watch it)
 	held    atomic.Int64 // bytes granted right now
+	// pooled: every grant is a few pooled buffers (deltaBudget), never one
+	// large object, so a large grant does not empty the free list.
+	pooled bool
 }
 
 func newMemBudget(size int64) *memBudget {
@@ -56,7 +59,7 @@ func (b *memBudget) acquire(ctx context.Context, n int64) (func(), error) {
 		return nil, err
 	}
 	b.held.Add(n)
-	if n > 2*pooledBufSize {
+	if n > 2*pooledBufSize && !b.pooled {
 		drainFreeBufs()
 		runtime.GC()
 	}
@@ -135,6 +138,7 @@ func drainFreeBufs() {
 	for {
 		select {
 		case <-freeBufs:
+		case <-deltaFreeBufs:
 		default:
 			return
 		}

@@ -9,6 +9,16 @@
 //	stored          ckpt stored bytes / restic (repo v2, default compression), and / raw
 //	pull --link     after a plain pull (one content cache) / cp -r
 //	peak RSS        of ckpt push and pull
+//
+// The delta case (-deltas, on by default) pushes the bench folder (bf16)
+// and an fp32 folder of the same size as bench@1, then the next checkpoint
+// of each (the same tensors drifted a little, driftFolder) with --deltas
+// as bench@2, from the same machine (one per-machine cache):
+//
+//	delta push            ckpt push --deltas of the next checkpoint / rclone copy of it
+//	delta pull            ckpt pull of it (cold caches)             / rclone copy back
+//	delta pull, warm      the same after a pull of bench@1           / rclone copy back
+//	delta stored          new stored bytes of bench@2 / its raw bytes
 package main
 
 import (
@@ -25,9 +35,14 @@ import (
 	"time"
 
 	"github.com/ckptdev/ckpt/internal/miniotest"
+	"github.com/ckptdev/ckpt/internal/synth"
+	"github.com/ckptdev/ckpt/layout"
 )
 
-var profileDir string
+var (
+	profileDir            string
+	deltaCase, onlyDeltas bool
+)
 
 // profileEnv asks ckpt for a CPU profile of this run, when profiling.
 func profileEnv(name string, i int) []string {
@@ -57,7 +72,18 @@ func main() {
 	size := flag.String("size", "1GiB", "size of the generated weights")
 	out := flag.String("json", ".bench/results.json", "where to write the JSON results")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the first ckpt push and pull into this folder")
+	flag.BoolVar(&deltaCase, "deltas", true, "also measure the next checkpoint pushed with --deltas and pulled back (bf16 and fp32)")
+	flag.BoolVar(&onlyDeltas, "only-deltas", false, "measure the delta case alone")
+	nextOf := flag.String("next-of", "", "only write the next checkpoint of this model folder (the delta case's drift) to -next-out, and exit")
+	nextOut := flag.String("next-out", "", "where -next-of writes")
 	flag.Parse()
+	if *nextOf != "" {
+		if err := driftFolder(*nextOf, *nextOut, 7); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*ckpt, *folder, *size, *runs, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -103,8 +129,15 @@ func run(ckpt, folder, size string, runs int, out string) error {
 	b.results["folder_bytes"] = raw
 	fmt.Printf("folder %s: %.2f GiB\n", b.folder, float64(raw)/(1<<30))
 
-	if err := b.measure(raw); err != nil {
-		return err
+	if !onlyDeltas {
+		if err := b.measure(raw); err != nil {
+			return err
+		}
+	}
+	if deltaCase || onlyDeltas {
+		if err := b.measureDeltas(size); err != nil {
+			return err
+		}
 	}
 	b.print()
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -276,7 +309,9 @@ func (b *bench) print() {
 	r := b.results
 	fmt.Printf("\n%-34s %10s %10s\n", "measure (median of runs)", "value", "target")
 	row := func(name, key, target string) {
-		fmt.Printf("%-34s %10.3f %10s\n", name, r[key], target)
+		if _, ok := r[key]; ok {
+			fmt.Printf("%-34s %10.3f %10s\n", name, r[key], target)
+		}
 	}
 	row("push: ckpt / rclone", "push_ratio_vs_rclone", "<= 0.8")
 	row("pull: ckpt / rclone", "pull_ratio_vs_rclone", "<= 1.0")
@@ -287,6 +322,15 @@ func (b *bench) print() {
 	row("pull --link after a plain pull / cp -r", "pull_link_ratio_vs_cp", "<= 0.05")
 	row("ckpt push peak RSS, MiB", "push_peak_rss_mib", "<= 256")
 	row("ckpt pull peak RSS, MiB", "pull_peak_rss_mib", "<= 256")
+	for _, dt := range []string{"bf16", "f32"} {
+		row("delta push ("+dt+"): ckpt / rclone", "delta_push_ratio_vs_rclone_"+dt, "<= 0.8")
+		row("delta push, no deltas ("+dt+") / rclone", "delta_plain_push_ratio_vs_rclone_"+dt, "")
+		row("delta pull ("+dt+"): ckpt / rclone", "delta_pull_ratio_vs_rclone_"+dt, "<= 1.0")
+		row("delta pull, warm ("+dt+") / rclone", "delta_pull_warm_ratio_vs_rclone_"+dt, "<= 1.0")
+		row("delta stored ("+dt+"): new / raw", "delta_stored_ratio_vs_raw_"+dt, "")
+		row("delta push peak RSS ("+dt+"), MiB", "delta_push_peak_rss_mib_"+dt, "<= 256")
+		row("delta pull peak RSS ("+dt+"), MiB", "delta_pull_peak_rss_mib_"+dt, "<= 256")
+	}
 	fmt.Println()
 }
 
@@ -301,4 +345,145 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// measureDeltas is the delta case: for a bf16 and an fp32 model folder, the
+// folder pushed as bench@1, its next checkpoint (driftFolder) pushed with
+// --deltas as bench@2 from the same machine, and pulled back.
+func (b *bench) measureDeltas(size string) error {
+	f32 := filepath.Join(b.work, "gen-f32")
+	bytes, err := parseSize(size)
+	if err != nil {
+		return err
+	}
+	if err := synth.WriteBase(f32, synth.ModelOfSize(bytes, layout.DtypeF32), 1, "testdata/gpt2"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(f32)
+	for _, c := range []struct{ dt, dir string }{{"bf16", b.folder}, {"f32", f32}} {
+		next := filepath.Join(b.work, "next-"+c.dt)
+		if err := driftFolder(c.dir, next, 7); err != nil {
+			return err
+		}
+		if err := b.measureDelta(c.dt, c.dir, next); err != nil {
+			return err
+		}
+		os.RemoveAll(next)
+	}
+	return nil
+}
+
+func (b *bench) measureDelta(dt, first, next string) error {
+	var push, plain, rclonePush, pull, warm, rclonePull []timing
+	var stored int64
+	raw := dirSize(next)
+	for i := range b.runs {
+		fmt.Printf("delta %s run %d/%d\n", dt, i+1, b.runs)
+		tag := fmt.Sprintf("%s-%d", dt, i)
+		repo := fmt.Sprintf("s3://%s/delta-%s", b.bucket, tag)
+		cache := []string{"XDG_CACHE_HOME=" + filepath.Join(b.work, "dcache-"+tag)}
+		if _, err := b.cmdEnv(cache, b.ckpt, "--repo", repo, "--quiet", "push", first, "bench@1"); err != nil {
+			return err
+		}
+		out, t, err := b.cmdOut(append(cache, profileEnv("delta-push-"+dt, i)...), b.ckpt, "--repo", repo, "push", "--json", "--deltas", next, "bench@2")
+		if err != nil {
+			return err
+		}
+		push = append(push, t)
+		if i == 0 {
+			var res struct {
+				NewStored int64 `json:"new_stored_bytes"`
+			}
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				return fmt.Errorf("ckpt push --json: %w", err)
+			}
+			stored = res.NewStored
+		}
+		// The same next checkpoint pushed without deltas, for comparison.
+		plainRepo := fmt.Sprintf("s3://%s/plain-%s", b.bucket, tag)
+		plainCache := []string{"XDG_CACHE_HOME=" + filepath.Join(b.work, "pcache-"+tag)}
+		if _, err := b.cmdEnv(plainCache, b.ckpt, "--repo", plainRepo, "--quiet", "push", first, "bench@1"); err != nil {
+			return err
+		}
+		if t, err = b.cmdEnv(plainCache, b.ckpt, "--repo", plainRepo, "--quiet", "push", next, "bench@2"); err != nil {
+			return err
+		}
+		plain = append(plain, t)
+		if t, err = b.cmd("rclone", "copy", next, fmt.Sprintf("bench:%s/rclone-delta-%s", b.bucket, tag)); err != nil {
+			return err
+		}
+		rclonePush = append(rclonePush, t)
+
+		cold := []string{"XDG_CACHE_HOME=" + filepath.Join(b.work, "dpull-"+tag)}
+		if t, err = b.cmdEnv(append(cold, profileEnv("delta-pull-"+dt, i)...), b.ckpt, "--repo", repo, "--quiet", "pull", "bench@2", filepath.Join(b.work, "dpull-2-"+tag)); err != nil {
+			return err
+		}
+		pull = append(pull, t)
+		// Warm: a machine that pulled bench@1 before (its content cache
+		// holds the references).
+		warmCache := []string{"XDG_CACHE_HOME=" + filepath.Join(b.work, "dwarm-"+tag)}
+		if _, err = b.cmdEnv(warmCache, b.ckpt, "--repo", repo, "--quiet", "pull", "bench@1", filepath.Join(b.work, "dwarm-1-"+tag)); err != nil {
+			return err
+		}
+		if t, err = b.cmdEnv(warmCache, b.ckpt, "--repo", repo, "--quiet", "pull", "bench@2", filepath.Join(b.work, "dwarm-2-"+tag)); err != nil {
+			return err
+		}
+		warm = append(warm, t)
+		if t, err = b.cmd("rclone", "copy", fmt.Sprintf("bench:%s/rclone-delta-%s", b.bucket, tag), filepath.Join(b.work, "drclone-"+tag)); err != nil {
+			return err
+		}
+		rclonePull = append(rclonePull, t)
+		for _, d := range []string{"dpull-2-", "dwarm-1-", "dwarm-2-", "drclone-", "dcache-", "pcache-", "dpull-", "dwarm-"} {
+			os.RemoveAll(filepath.Join(b.work, d+tag))
+		}
+	}
+	mp, rp, ml, rl := median(push), median(rclonePush), median(pull), median(rclonePull)
+	b.results["delta_push_ratio_vs_rclone_"+dt] = mp.wall.Seconds() / rp.wall.Seconds()
+	b.results["delta_plain_push_ratio_vs_rclone_"+dt] = median(plain).wall.Seconds() / rp.wall.Seconds()
+	b.results["delta_pull_ratio_vs_rclone_"+dt] = ml.wall.Seconds() / rl.wall.Seconds()
+	b.results["delta_pull_warm_ratio_vs_rclone_"+dt] = median(warm).wall.Seconds() / rl.wall.Seconds()
+	b.results["delta_stored_ratio_vs_raw_"+dt] = float64(stored) / float64(raw)
+	b.results["delta_push_peak_rss_mib_"+dt] = float64(mp.rss) / (1 << 20)
+	b.results["delta_pull_peak_rss_mib_"+dt] = float64(max(ml.rss, median(warm).rss)) / (1 << 20)
+	b.results["delta_seconds_"+dt] = map[string]float64{
+		"ckpt_push_deltas": mp.wall.Seconds(), "ckpt_push_plain": median(plain).wall.Seconds(), "rclone_push": rp.wall.Seconds(),
+		"ckpt_pull": ml.wall.Seconds(), "ckpt_pull_warm": median(warm).wall.Seconds(), "rclone_pull": rl.wall.Seconds(),
+	}
+	b.results["delta_bytes_"+dt] = map[string]int64{"raw": raw, "ckpt_new_stored": stored}
+	return nil
+}
+
+// cmdOut is cmdEnv that returns the command's standard output.
+func (b *bench) cmdOut(extra []string, name string, args ...string) (string, timing, error) {
+	c := exec.Command(name, args...)
+	c.Env = append(slices.Clone(b.env), extra...)
+	var outBuf, errBuf strings.Builder
+	c.Stdout, c.Stderr = &outBuf, &errBuf
+	start := time.Now()
+	err := c.Run()
+	t := timing{wall: time.Since(start)}
+	if c.ProcessState != nil {
+		t.rss = peakRSS(c.ProcessState)
+	}
+	if err != nil {
+		return "", t, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, errBuf.String())
+	}
+	return outBuf.String(), t, nil
+}
+
+// parseSize reads 1GiB, 256MiB, 100MB or a byte count.
+func parseSize(text string) (int64, error) {
+	for _, u := range []struct {
+		suffix string
+		scale  float64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"", 1}} {
+		if num, ok := strings.CutSuffix(text, u.suffix); ok {
+			var v float64
+			if _, err := fmt.Sscanf(num, "%g", &v); err != nil || v <= 0 {
+				return 0, fmt.Errorf("size %q: want a positive size such as 1GiB", text)
+			}
+			return int64(v * u.scale), nil
+		}
+	}
+	return 0, fmt.Errorf("size %q: want a positive size such as 1GiB", text)
 }

@@ -344,14 +344,14 @@ func (st *encState) sparseBlock(blk []byte, nonzero int) []byte {
 			bitmap[i/8] = 0
 			continue
 		}
-		var bm byte
-		for k, v := range blk[i : i+8] {
-			if v != 0 {
-				bm |= 1 << k
-				vals = append(vals, v)
-			}
+		// The high bit of every nonzero byte (as countZeros), gathered
+		// into the top byte by one multiplication: byte k's bit lands
+		// on bit 56+k, no two partial products overlap.
+		nz := ((w & 0x7f7f_7f7f_7f7f_7f7f) + 0x7f7f_7f7f_7f7f_7f7f | w) & 0x8080_8080_8080_8080
+		bitmap[i/8] = byte((nz >> 7) * 0x0102_0408_1020_4080 >> 56)
+		for ; nz != 0; nz &= nz - 1 {
+			vals = append(vals, byte(w>>(bits.TrailingZeros64(nz)&^7)))
 		}
-		bitmap[i/8] = bm
 	}
 	if i < len(blk) {
 		var bm byte

@@ -117,6 +117,18 @@ func (st *decState) sparseDelta(blk, rb []byte, m, es int, rot bool, kinds *[max
 		na++
 	}
 	keep, down, up := unrotMasks(es, rot)
+	if op == OpXOR {
+		// XOR and the unrotation are both linear over XOR: each plane
+		// patches its own bytes, one pass per plane, no merging.
+		for _, k := range active[:na] {
+			if rot {
+				xorPlaneRot(blk, bms[k], vals[k], rle[k], rleVal[k], m, es, k, keep, down, up)
+			} else {
+				xorPlane(blk, bms[k], vals[k], rle[k], rleVal[k], m, es, k)
+			}
+		}
+		return nil
+	}
 	var cur [maxPlanes]int
 	var bw [maxPlanes]uint64
 	for wi := 0; wi*64 < m; wi++ {
@@ -145,6 +157,50 @@ func (st *decState) sparseDelta(blk, rb []byte, m, es int, rot bool, kinds *[max
 		}
 	}
 	return nil
+}
+
+// xorPlane XORs the values of plane k (in order, or c for every one when
+// rle) into byte k of the elements of blk that bitmap marks (padded to
+// whole 64-bit words, no bit set at m or past it).
+func xorPlane(blk, bitmap, vals []byte, rle bool, c byte, m, es, k int) {
+	j := 0
+	for wi := 0; wi*64 < m; wi++ {
+		w := binary.LittleEndian.Uint64(bitmap[wi*8:])
+		base := wi*64*es + k
+		if rle {
+			for w != 0 {
+				blk[base+bits.TrailingZeros64(w)*es] ^= c
+				w &= w - 1
+			}
+			continue
+		}
+		for w != 0 {
+			blk[base+bits.TrailingZeros64(w)*es] ^= vals[j]
+			j++
+			w &= w - 1
+		}
+	}
+}
+
+// xorPlaneRot is xorPlane for rotated planes: each value, in byte k of an
+// element, is unrotated (keep, down, up of unrotMasks) into the element's
+// bytes before it is XORed in.
+func xorPlaneRot(blk, bitmap, vals []byte, rle bool, c byte, m, es, k int, keep, down, up uint64) {
+	j := 0
+	for wi := 0; wi*64 < m; wi++ {
+		w := binary.LittleEndian.Uint64(bitmap[wi*8:])
+		for w != 0 {
+			i := (wi*64 + bits.TrailingZeros64(w)) * es
+			w &= w - 1
+			v := c
+			if !rle {
+				v = vals[j]
+				j++
+			}
+			d := uint64(v) << (8 * k)
+			patch(blk[i:], d&keep|d>>1&down|d<<15&up, es, OpXOR)
+		}
+	}
 }
 
 // patch combines the element at the start of e (the reference's) with the

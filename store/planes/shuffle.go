@@ -335,6 +335,17 @@ func mergeCombine2(dst, p0, p1 []byte, rot bool, ref []byte, op DeltaOp) {
 	p1 = p1[:m]
 	dst, ref = dst[:2*m], ref[:2*m]
 	i := 0
+	if op == OpXOR { // the same loop, without the op's branch
+		for ; i+8 <= m; i += 8 {
+			lo := binary.LittleEndian.Uint64(p0[i:])
+			hi := binary.LittleEndian.Uint64(p1[i:])
+			a := shuffle2(lo&0xffff_ffff | hi<<32)
+			b := shuffle2(lo>>32 | hi&0xffff_ffff_0000_0000)
+			d, r := dst[2*i:2*i+16], ref[2*i:2*i+16]
+			binary.LittleEndian.PutUint64(d, (a&keep|a>>1&down|a<<15&up)^binary.LittleEndian.Uint64(r))
+			binary.LittleEndian.PutUint64(d[8:], (b&keep|b>>1&down|b<<15&up)^binary.LittleEndian.Uint64(r[8:]))
+		}
+	}
 	for ; i+8 <= m; i += 8 {
 		lo := binary.LittleEndian.Uint64(p0[i:])
 		hi := binary.LittleEndian.Uint64(p1[i:])
@@ -354,22 +365,54 @@ func mergeCombine2(dst, p0, p1 []byte, rot bool, ref []byte, op DeltaOp) {
 func mergeCombine4(dst []byte, planes *[maxPlanes][]byte, m int, rot bool, ref []byte, op DeltaOp) {
 	keep, down, up := unrotMasks(4, rot)
 	p0, p1, p2, p3 := planes[0][:m], planes[1][:m], planes[2][:m], planes[3][:m]
-	for len(dst) >= 32 && len(ref) >= 32 && len(p0) >= 8 && len(p1) >= 8 && len(p2) >= 8 && len(p3) >= 8 {
-		w0 := binary.LittleEndian.Uint64(p0)
-		w1 := binary.LittleEndian.Uint64(p1)
-		w2 := binary.LittleEndian.Uint64(p2)
-		w3 := binary.LittleEndian.Uint64(p3)
-		a, b := transpose4(w0&0xffff_ffff|w1<<32, w2&0xffff_ffff|w3<<32)
-		c, d := transpose4(w0>>32|w1&0xffff_ffff_0000_0000, w2>>32|w3&0xffff_ffff_0000_0000)
-		binary.LittleEndian.PutUint64(dst, combine4(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(ref), op))
-		binary.LittleEndian.PutUint64(dst[8:], combine4(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(ref[8:]), op))
-		binary.LittleEndian.PutUint64(dst[16:], combine4(c&keep|c>>1&down|c<<15&up, binary.LittleEndian.Uint64(ref[16:]), op))
-		binary.LittleEndian.PutUint64(dst[24:32], combine4(d&keep|d>>1&down|d<<15&up, binary.LittleEndian.Uint64(ref[24:32]), op))
-		dst, ref, p0, p1, p2, p3 = dst[32:], ref[32:], p0[8:], p1[8:], p2[8:], p3[8:]
+	dst, ref = dst[:4*m], ref[:4*m]
+	i := 0
+	// One loop per case, so that none has a branch per word: XOR
+	// without rotation (the common case), XOR, subtraction.
+	switch {
+	case op == OpXOR && !rot:
+		for ; i+8 <= m; i += 8 {
+			a, b, c, d := gather4(p0[i:i+8], p1[i:i+8], p2[i:i+8], p3[i:i+8])
+			o, r := (*[32]byte)(dst[4*i:4*i+32]), (*[32]byte)(ref[4*i:4*i+32])
+			binary.LittleEndian.PutUint64(o[0:], a^binary.LittleEndian.Uint64(r[0:]))
+			binary.LittleEndian.PutUint64(o[8:], b^binary.LittleEndian.Uint64(r[8:]))
+			binary.LittleEndian.PutUint64(o[16:], c^binary.LittleEndian.Uint64(r[16:]))
+			binary.LittleEndian.PutUint64(o[24:], d^binary.LittleEndian.Uint64(r[24:]))
+		}
+	case op == OpXOR:
+		for ; i+8 <= m; i += 8 {
+			a, b, c, d := gather4(p0[i:i+8], p1[i:i+8], p2[i:i+8], p3[i:i+8])
+			o, r := (*[32]byte)(dst[4*i:4*i+32]), (*[32]byte)(ref[4*i:4*i+32])
+			binary.LittleEndian.PutUint64(o[0:], (a&keep|a>>1&down|a<<15&up)^binary.LittleEndian.Uint64(r[0:]))
+			binary.LittleEndian.PutUint64(o[8:], (b&keep|b>>1&down|b<<15&up)^binary.LittleEndian.Uint64(r[8:]))
+			binary.LittleEndian.PutUint64(o[16:], (c&keep|c>>1&down|c<<15&up)^binary.LittleEndian.Uint64(r[16:]))
+			binary.LittleEndian.PutUint64(o[24:], (d&keep|d>>1&down|d<<15&up)^binary.LittleEndian.Uint64(r[24:]))
+		}
+	default:
+		for ; i+8 <= m; i += 8 {
+			a, b, c, d := gather4(p0[i:i+8], p1[i:i+8], p2[i:i+8], p3[i:i+8])
+			o, r := (*[32]byte)(dst[4*i:4*i+32]), (*[32]byte)(ref[4*i:4*i+32])
+			binary.LittleEndian.PutUint64(o[0:], combine4(a&keep|a>>1&down|a<<15&up, binary.LittleEndian.Uint64(r[0:]), op))
+			binary.LittleEndian.PutUint64(o[8:], combine4(b&keep|b>>1&down|b<<15&up, binary.LittleEndian.Uint64(r[8:]), op))
+			binary.LittleEndian.PutUint64(o[16:], combine4(c&keep|c>>1&down|c<<15&up, binary.LittleEndian.Uint64(r[16:]), op))
+			binary.LittleEndian.PutUint64(o[24:], combine4(d&keep|d>>1&down|d<<15&up, binary.LittleEndian.Uint64(r[24:]), op))
+		}
 	}
-	for i := 0; i+4 <= len(dst); i += 4 {
-		v := uint64(p0[i/4]) | uint64(p1[i/4])<<8 | uint64(p2[i/4])<<16 | uint64(p3[i/4])<<24
+	for ; i < m; i++ {
+		v := uint64(p0[i]) | uint64(p1[i])<<8 | uint64(p2[i])<<16 | uint64(p3[i])<<24
 		v = v&keep | v>>1&down | v<<15&up
-		binary.LittleEndian.PutUint32(dst[i:], uint32(combine4(v, uint64(binary.LittleEndian.Uint32(ref[i:])), op)))
+		binary.LittleEndian.PutUint32(dst[4*i:], uint32(combine4(v, uint64(binary.LittleEndian.Uint32(ref[4*i:])), op)))
 	}
+}
+
+// gather4 merges 8 bytes of each of 4 planes into 8 elements of 4 bytes:
+// the 4 words a, b, c, d that follow each other in memory.
+func gather4(q0, q1, q2, q3 []byte) (a, b, c, d uint64) {
+	w0 := binary.LittleEndian.Uint64(q0)
+	w1 := binary.LittleEndian.Uint64(q1)
+	w2 := binary.LittleEndian.Uint64(q2)
+	w3 := binary.LittleEndian.Uint64(q3)
+	a, b = transpose4(w0&0xffff_ffff|w1<<32, w2&0xffff_ffff|w3<<32)
+	c, d = transpose4(w0>>32|w1&0xffff_ffff_0000_0000, w2>>32|w3&0xffff_ffff_0000_0000)
+	return a, b, c, d
 }
