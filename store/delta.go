@@ -412,25 +412,36 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
 	defer dropBuf(bp)
 	obj := object.Encode((*bp)[:0], content, hint)
-	id := object.Hash(content)
+	// The caller named the blob by its content's hash.
+	id, err := object.ParseID(key[strings.LastIndexByte(key, '/')+1:])
+	if err != nil || key != object.BlobKey(id) {
+		id = object.Hash(content)
+	}
 	var refID object.ID
 	isDelta := false
 	if cands := op.deltas.candidates(tc, id); len(cands) > 0 {
-		// Two stored forms are held: the best so far and the next try.
-		release, err := deltaBudget.acquire(ctx, deltaCost(int64(len(content)))+bufCost(object.DeltaStoredCap(int64(len(content)))))
+		// Every candidate is tried; the smallest coding wins (the previous
+		// version is usually closer, but a base that is a keyframe can be).
+		// With two, two stored forms are held: the best so far and the
+		// next try; with one (the usual case), one, so that two workers
+		// code deltas at once within deltaBudget.
+		n := int64(len(content))
+		cost := deltaCost(n)
+		if len(cands) > 1 {
+			cost += bufCost(object.DeltaStoredCap(n))
+		}
+		release, err := deltaBudget.acquire(ctx, cost)
 		if err != nil {
 			return 0, err
 		}
 		defer release()
-		db := takeBuf(object.DeltaStoredCap(int64(len(content))))
-		defer dropBuf(db)
-		rb := takeBuf(object.ContentCap(int64(len(content))))
+		rb := takeBuf(object.ContentCap(n))
 		defer dropBuf(rb)
-		// Every candidate is tried; the smallest coding wins (the previous
-		// version is usually closer, but a base that is a keyframe can be).
-		db2 := takeBuf(object.DeltaStoredCap(int64(len(content))))
-		defer dropBuf(db2)
-		best, spare := db, db2
+		best, spare := takeBuf(object.DeltaStoredCap(n)), (*[]byte)(nil)
+		defer func() { dropBuf(best); dropBuf(spare) }()
+		if len(cands) > 1 {
+			spare = takeBuf(object.DeltaStoredCap(n))
+		}
 		tried := map[object.ID]bool{}
 		for _, cand := range cands {
 			// A candidate that is itself a delta is replaced by its own
@@ -454,10 +465,17 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 				}
 				continue // a reference that cannot be read is no reference
 			}
-			out, err := object.EncodeDelta((*spare)[:0], content, ref, cand, tc.elem, len(obj))
+			into := best
+			if isDelta {
+				into = spare // best holds the delta to beat
+			}
+			out, err := object.EncodeDelta((*into)[:0], content, ref, cand, tc.elem, len(obj))
 			if err == nil {
-				obj, refID, isDelta = out, cand, true
-				best, spare = spare, best
+				obj, refID = out, cand
+				if isDelta {
+					best, spare = spare, best
+				}
+				isDelta = true
 			}
 		}
 		if isDelta {
@@ -477,7 +495,7 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 			}
 		}
 	}
-	err := r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
 	if errors.Is(err, backend.ErrExists) {
 		return 0, nil
 	}
