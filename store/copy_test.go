@@ -489,7 +489,12 @@ func TestCopyServerSideFallback(t *testing.T) {
 			cp := &refusingCopier{Backend: dst.b, err: fmt.Errorf("refused: %w", refusal)}
 			dr, err := store.Open(dst.ctx, cp, store.Options{Workers: 1})
 			require.NoError(t, err)
-			res, err := src.r.CopyTo(src.ctx, dr, []store.CopySpec{{Name: "ft", Ref: "400"}}, store.CopyOptions{ServerSide: true})
+			// One copy worker (the source's count), so that no second
+			// server-side copy is already in flight when the first is
+			// refused.
+			sr, err := store.Open(src.ctx, src.b, store.Options{Workers: 1})
+			require.NoError(t, err)
+			res, err := sr.CopyTo(src.ctx, dr, []store.CopySpec{{Name: "ft", Ref: "400"}}, store.CopyOptions{ServerSide: true})
 			require.NoError(t, err)
 			assert.Equal(t, int64(1), cp.tried.Load(), "one refusal ends server-side copying")
 			assert.Zero(t, res.ServerSide)
