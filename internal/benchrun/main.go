@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -171,13 +172,23 @@ func (b *bench) cmd(name string, args ...string) (timing, error) {
 }
 
 func (b *bench) cmdEnv(extra []string, name string, args ...string) (timing, error) {
+	var out strings.Builder
+	t, err := b.run(extra, &out, &out, name, args...)
+	if err != nil {
+		return t, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	return t, nil
+}
+
+// run runs a command with the bench's environment (plus extra; the go tool
+// gets this process's), timed, with its peak RSS.
+func (b *bench) run(extra []string, stdout, stderr io.Writer, name string, args ...string) (timing, error) {
 	c := exec.Command(name, args...)
 	c.Env = append(slices.Clone(b.env), extra...)
 	if name == "go" {
 		c.Env = os.Environ()
 	}
-	var outBuf strings.Builder
-	c.Stdout, c.Stderr = &outBuf, &outBuf
+	c.Stdout, c.Stderr = stdout, stderr
 	start := time.Now()
 	err := c.Run()
 	t := timing{wall: time.Since(start)}
@@ -185,7 +196,7 @@ func (b *bench) cmdEnv(extra []string, name string, args ...string) (timing, err
 		t.rss = peakRSS(c.ProcessState)
 	}
 	if err != nil {
-		return t, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, outBuf.String())
+		return t, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return t, nil
 }
@@ -455,18 +466,10 @@ func (b *bench) measureDelta(dt, first, next string) error {
 
 // cmdOut is cmdEnv that returns the command's standard output.
 func (b *bench) cmdOut(extra []string, name string, args ...string) (string, timing, error) {
-	c := exec.Command(name, args...)
-	c.Env = append(slices.Clone(b.env), extra...)
 	var outBuf, errBuf strings.Builder
-	c.Stdout, c.Stderr = &outBuf, &errBuf
-	start := time.Now()
-	err := c.Run()
-	t := timing{wall: time.Since(start)}
-	if c.ProcessState != nil {
-		t.rss = peakRSS(c.ProcessState)
-	}
+	t, err := b.run(extra, &outBuf, &errBuf, name, args...)
 	if err != nil {
-		return "", t, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, errBuf.String())
+		return "", t, fmt.Errorf("%w\n%s", err, errBuf.String())
 	}
 	return outBuf.String(), t, nil
 }
