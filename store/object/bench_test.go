@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -40,14 +38,6 @@ func roundBF16(v float32) uint16 {
 
 // roundedF32 is v rounded to bf16, as fp32.
 func roundedF32(v float32) float32 { return math.Float32frombits(uint32(roundBF16(v)) << 16) }
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkDecodeDelta measures DecodeDelta, what a reader does with a
 // delta blob once it holds its payload and its reference: the payload's
