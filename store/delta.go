@@ -103,18 +103,9 @@ func deltaCost(n int64) int64 {
 // errReferenceIsDelta: a delta's reference is itself a delta (depth 1 only).
 var errReferenceIsDelta = errors.New("reference is itself a delta blob (only depth 1 is allowed)")
 
-// readReference reads blob id, a delta's reference of size bytes, from the
-// registry into dst: any codec but delta.
-func (r *Registry) readReference(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
-	rc, key, err := r.openBlob(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return readReferenceFrom(rc, key, id, size, dst)
-}
-
-// readKeyframe is readReference for a push choosing a reference: the blob
-// itself only, never its rescue copy. A blob with a rescue copy is being
+// readKeyframe reads blob id, a reference of size bytes, for a push
+// choosing a reference: any codec but delta, checked by its ID, from the
+// blob itself only, never its rescue copy. A blob with a rescue copy is being
 // replaced in place, possibly by a delta against a new keyframe (gc's
 // re-keying, deltagc.go): coding against it could make a chain two deep.
 func (r *Registry) readKeyframe(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
@@ -129,6 +120,13 @@ func (r *Registry) readKeyframe(ctx context.Context, id object.ID, size int64, d
 // readReferenceFrom reads the reference blob id of size bytes from rc, the
 // object at key, which it closes.
 func readReferenceFrom(rc io.ReadCloser, key string, id object.ID, size int64, dst []byte) ([]byte, error) {
+	return readReferenceBody(rc, key, id, size, dst, true)
+}
+
+// readReferenceBody is readReferenceFrom; without verify the content is not
+// hashed (object.ReadBodyUnverified: a pull, whose delta's content hash
+// decides).
+func readReferenceBody(rc io.ReadCloser, key string, id object.ID, size int64, dst []byte, verify bool) ([]byte, error) {
 	defer func() { _ = rc.Close() }() // read-only
 	h, err := object.ReadHeader(rc)
 	if err == nil {
@@ -147,7 +145,12 @@ func readReferenceFrom(rc io.ReadCloser, key string, id object.ID, size int64, d
 		defer dropDeltaBuf(sb)
 		scratch = *sb
 	}
-	out, err := object.ReadBody(rc, h, dst, id, scratch)
+	var out []byte
+	if verify {
+		out, err = object.ReadBody(rc, h, dst, id, scratch)
+	} else {
+		out, err = object.ReadBodyUnverified(rc, h, dst, scratch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -185,11 +188,25 @@ func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header,
 		// Not the reference's bytes (or the delta is corrupt): decode
 		// against the registry's reference.
 	}
-	ref, err := r.readReference(ctx, refID, n, (*rb)[:0])
+	// The registry's reference, decoded without hashing it: the content's
+	// own hash checks the result; only when it fails is the reference
+	// hashed, to name the damaged object.
+	refRC, key, err := r.openBlob(ctx, refID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reference blob %s: %w", ErrBadReference, refID, err)
 	}
-	return object.DecodeDelta(dst, h, payload, ref, id)
+	ref, err := readReferenceBody(refRC, key, refID, n, (*rb)[:0], false)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reference blob %s: %w", ErrBadReference, refID, err)
+	}
+	out, err := object.DecodeDelta(dst, h, payload, ref, id)
+	if err != nil {
+		if got := object.Hash(ref); got != refID {
+			return nil, fmt.Errorf("%w: reference blob %s (%s): %w: content hashes to %s", ErrBadReference, refID, key, object.ErrCorrupt, got)
+		}
+		return nil, err
+	}
+	return out, nil
 }
 
 // ErrBadReference is matched by the error of reading a delta blob whose

@@ -51,6 +51,19 @@ func assertRunPulls(t *testing.T, e *env, dirs []string) {
 	verifyAll(t, other)
 }
 
+// refLen is the content length of blob id, from its header.
+func refLen(t *testing.T, e *env, id object.ID) int {
+	t.Helper()
+	rc, err := e.b.Get(e.ctx, object.BlobKey(id), 0, object.HeaderSize)
+	require.NoError(t, err)
+	defer rc.Close()
+	hdr, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	h, err := object.ParseHeader(hdr)
+	require.NoError(t, err)
+	return h.ContentLen
+}
+
 func formatVersion(t *testing.T, b backend.Backend) int {
 	t.Helper()
 	rc, err := b.Get(context.Background(), store.FormatKey, 0, -1)
@@ -171,6 +184,16 @@ func testDeltaCorruptReference(t *testing.T, nb newBackendFunc) {
 	assert.Contains(t, err.Error(), "reference blob "+refID.String())
 	_, err = e.withoutIndex().Verify(e.ctx, allRecords(t, e.r), true)
 	require.ErrorIs(t, err, store.ErrVerifyFailed)
+
+	// A reference replaced by a well-formed object of other content (it
+	// decodes; only hashes tell): a pull, which decodes against the
+	// reference unhashed, still names the reference, not the delta.
+	other := object.Encode(nil, make([]byte, refLen(t, e, refID)), object.EncodeHint{})
+	require.NoError(t, e.b.Delete(e.ctx, object.BlobKey(refID)))
+	require.NoError(t, e.b.Put(e.ctx, object.BlobKey(refID), strings.NewReader(string(other)), int64(len(other))))
+	_, err = e.withoutIndex().Pull(e.ctx, "run", "200", filepath.Join(t.TempDir(), "out2"), store.PullOptions{})
+	require.ErrorIs(t, err, store.ErrBadReference)
+	assert.Contains(t, err.Error(), "reference blob "+refID.String())
 
 	// Without reading data, verify still finds a delta whose reference
 	// is gone, and names both.

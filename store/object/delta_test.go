@@ -193,3 +193,28 @@ func BenchmarkDecodeDeltaObject(b *testing.B) {
 		}
 	})
 }
+
+// TestReadBodyUnverified: a delta's reference is read without hashing its
+// content (the delta's own hash decides), but every structural check still
+// holds: lengths, payload bounds and codec structure.
+func TestReadBodyUnverified(t *testing.T) {
+	content := make([]byte, 1<<16)
+	for i := range content {
+		content[i] = byte(i * 7)
+	}
+	for _, hint := range []EncodeHint{{}, {ElemSize: 2}, {Text: true}} {
+		obj := Encode(nil, content, hint)
+		h, err := ParseHeader(obj)
+		require.NoError(t, err)
+		got, err := ReadBodyUnverified(bytes.NewReader(obj[HeaderSize:]), h, nil, nil)
+		require.NoError(t, err, "codec %s", h.Codec)
+		assert.Equal(t, content, got)
+		// ReadBody with another ID fails; the unverified read does not
+		// look at IDs at all.
+		_, err = ReadBody(bytes.NewReader(obj[HeaderSize:]), h, nil, Hash([]byte("other")), nil)
+		require.ErrorIs(t, err, ErrCorrupt)
+		// A payload cut short is refused either way.
+		_, err = ReadBodyUnverified(bytes.NewReader(obj[HeaderSize:len(obj)-1]), h, nil, nil)
+		require.Error(t, err, "codec %s", h.Codec)
+	}
+}
