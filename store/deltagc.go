@@ -329,7 +329,11 @@ func (r *Registry) afterSweep(ctx context.Context, plan *deltaPlan, deleted map[
 		h, ref, err := r.blobHeaderRef(ctx, e.dep)
 		switch {
 		case errors.Is(err, backend.ErrNotFound):
-			if now.Sub(e.modTime) >= grace {
+			// A push writes the edge just before its blob: an edge whose
+			// blob is not there yet may be one in flight, whatever grace
+			// the gc was given, and without it the delta would have no
+			// edge. It goes once older than stale_after.
+			if now.Sub(e.modTime) >= max(grace, r.staleAfter()) {
 				if err := r.backend.Delete(ctx, e.key); err != nil && !errors.Is(err, backend.ErrNotFound) {
 					return fmt.Errorf("delete %s: %w", e.key, err)
 				}
@@ -344,10 +348,15 @@ func (r *Registry) afterSweep(ctx context.Context, plan *deltaPlan, deleted map[
 				return fmt.Errorf("delete %s: %w", e.key, err)
 			}
 		case deleted[e.ref]:
+			// Its reference is gone: no push can code against it any
+			// more, so the edge goes with the blob.
 			if err := r.backend.Delete(ctx, object.BlobKey(e.dep)); err != nil && !errors.Is(err, backend.ErrNotFound) {
 				return fmt.Errorf("delete %s: %w", object.BlobKey(e.dep), err)
 			}
 			res.DeletedBlobs++
+			if err := r.backend.Delete(ctx, e.key); err != nil && !errors.Is(err, backend.ErrNotFound) {
+				return fmt.Errorf("delete %s: %w", e.key, err)
+			}
 		}
 	}
 	return nil

@@ -156,7 +156,7 @@ func (op *pushOp) confirm(ctx context.Context, all bool) error {
 	for id := range blobs {
 		return fmt.Errorf("blob %s is missing from the registry and from the folder", id)
 	}
-	if err := op.build.storeFromFiles(ctx, files, need, op.res); err != nil {
+	if err := op.build.storeFromFiles(ctx, files, need, op.res, false); err != nil {
 		return err
 	}
 	if manifestMissing {

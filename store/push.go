@@ -785,13 +785,18 @@ func (b *manifestBuilder) ensureCachedChunks(ctx context.Context, files []*pushF
 			cached = append(cached, pf)
 		}
 	}
-	return b.storeFromFiles(ctx, cached, nil, res)
+	return b.storeFromFiles(ctx, cached, nil, res, true)
 }
 
 // storeFromFiles makes sure the chunks of files are stored (only those in
 // only, when it is not nil), reading what must be uploaded from the files
 // and checking it against the chunk's ID, with bounded parallelism.
-func (b *manifestBuilder) storeFromFiles(ctx context.Context, files []*pushFile, only map[object.ID]bool, res *PushResult) error {
+//
+// deltas allows coding chunks as deltas; a re-upload while publishing
+// (confirm) stores standalone: the gc protocol (docs/format.md, section 9)
+// counts on what a push uploads again after a gc to need nothing that gc
+// may just have deleted.
+func (b *manifestBuilder) storeFromFiles(ctx context.Context, files []*pushFile, only map[object.ID]bool, res *PushResult, deltas bool) error {
 	var read, newRaw, newStored, newBlobs atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.workers)
@@ -812,6 +817,9 @@ func (b *manifestBuilder) storeFromFiles(ctx context.Context, files []*pushFile,
 				tc, elem := fileTensorChunk(&pf.file, c)
 				if tc != nil {
 					tc.elem = elem
+				}
+				if !deltas {
+					tc = nil
 				}
 				stored, err := ensureChunk(gctx, b.sink, object.BlobKey(c.ID), object.EncodeHint{ElemSize: elem}, tc, func() ([]byte, error) {
 					if c.Size < 0 || c.Size > object.MaxBlobContent {
