@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -426,90 +427,38 @@ func ensureChunk(ctx context.Context, sink blobSink, key string, hint object.Enc
 func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hint object.EncodeHint, tc *tensorChunk) (int64, error) {
 	r := op.r
 	hint, tc = resolveHint(hint, tc, content)
-	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
-	defer dropBuf(bp)
-	obj := object.Encode((*bp)[:0], content, hint)
 	// The caller named the blob by its content's hash.
 	id, err := object.ParseID(key[strings.LastIndexByte(key, '/')+1:])
 	if err != nil || key != object.BlobKey(id) {
 		id = object.Hash(content)
 	}
+	// The references are looked up before any delta memory is held: the
+	// delta budget covers coding, never a round trip.
+	kfs, err := op.keyframesFor(ctx, tc, id)
+	if err != nil {
+		return 0, err
+	}
+	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
+	defer dropBuf(bp)
+	var obj []byte
 	var refID object.ID
 	isDelta := false
-	if cands := op.deltas.candidates(tc, id); len(cands) > 0 {
-		// Every candidate is tried; the smallest coding wins (the previous
-		// version is usually closer, but a base that is a keyframe can be).
-		// With two, two stored forms are held: the best so far and the
-		// next try; with one (the usual case), one, so that two workers
-		// code deltas at once within deltaBudget.
-		n := int64(len(content))
-		cost := deltaCost(n)
-		if len(cands) > 1 {
-			cost += bufCost(object.DeltaStoredCap(n))
-		}
-		release, err := deltaBudget.acquire(ctx, cost)
-		if err != nil {
+	if len(kfs) > 0 {
+		if obj, refID, isDelta, err = op.codeDelta(ctx, content, (*bp)[:0], hint, kfs, tc.elem); err != nil {
 			return 0, err
 		}
-		defer release()
-		rb := takeBuf(object.ContentCap(n))
-		defer dropBuf(rb)
-		best, spare := takeBuf(object.DeltaStoredCap(n)), (*[]byte)(nil)
-		defer func() { dropBuf(best); dropBuf(spare) }()
-		if len(cands) > 1 {
-			spare = takeBuf(object.DeltaStoredCap(n))
+	} else {
+		obj = object.Encode((*bp)[:0], content, hint)
+	}
+	if isDelta {
+		if err := r.ensureDeltaFormat(ctx); err != nil {
+			return 0, err
 		}
-		tried := map[object.ID]bool{}
-		for _, cand := range cands {
-			// A candidate that is itself a delta is replaced by its own
-			// reference: deltas are one deep, against a keyframe.
-			if h, ref, err := r.blobHeaderRef(ctx, cand); err == nil && h.Codec == object.CodecDelta {
-				if ref == id {
-					continue
-				}
-				cand = ref
-			}
-			if tried[cand] {
-				continue
-			}
-			tried[cand] = true
-			// Never a rescue copy: its blob is being replaced, possibly by
-			// a delta (gc's re-keying), and references must stay keyframes.
-			ref, err := op.pushReference(ctx, cand, int64(len(content)), (*rb)[:0])
-			if err != nil {
-				if ctx.Err() != nil {
-					return 0, ctx.Err()
-				}
-				continue // a reference that cannot be read is no reference
-			}
-			into := best
-			if isDelta {
-				into = spare // best holds the delta to beat
-			}
-			out, err := object.EncodeDelta((*into)[:0], content, ref, cand, tc.elem, len(obj))
-			if err == nil {
-				obj, refID = out, cand
-				if isDelta {
-					best, spare = spare, best
-				}
-				isDelta = true
-			}
-		}
-		if isDelta {
-			if err := r.ensureDeltaFormat(ctx); err != nil {
-				return 0, err
-			}
-			// The edge goes first: gc must see it before the blob exists.
-			if err := r.backend.Put(ctx, deltaEdgeKey(refID, id), bytes.NewReader(nil), 0); err != nil && !errors.Is(err, backend.ErrExists) {
-				return 0, fmt.Errorf("write delta edge: %w", err)
-			}
-			// A reference gone since we read it (a gc that listed the
-			// edges before ours) makes the delta useless.
-			if _, err := r.backend.Stat(ctx, object.BlobKey(refID)); errors.Is(err, backend.ErrNotFound) {
-				obj, isDelta = object.Encode((*bp)[:0], content, hint), false
-			} else if err != nil {
-				return 0, err
-			}
+		// The edge goes first: gc must see it before the blob exists.
+		// (No stat of the reference before the put: the one after it
+		// decides, docs/format.md section 9.)
+		if err := r.backend.Put(ctx, deltaEdgeKey(refID, id), bytes.NewReader(nil), 0); err != nil && !errors.Is(err, backend.ErrExists) {
+			return 0, fmt.Errorf("write delta edge: %w", err)
 		}
 	}
 	err = r.backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
@@ -524,7 +473,7 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 		// the put (it had not seen the edge yet): then the blob must not
 		// stay a delta.
 		if _, err := r.backend.Stat(ctx, object.BlobKey(refID)); errors.Is(err, backend.ErrNotFound) {
-			if err := r.replaceStandalone(ctx, id, object.Encode((*bp)[:0], content, hint)); err != nil {
+			if err := r.replaceForPush(ctx, id, object.Encode((*bp)[:0], content, hint)); err != nil {
 				return 0, fmt.Errorf("re-encode %s, whose reference was deleted meanwhile: %w", key, err)
 			}
 		} else if err != nil {
@@ -533,6 +482,107 @@ func (op *pushOp) storeBlob(ctx context.Context, key string, content []byte, hin
 		op.deltaBlobs.Add(1)
 	}
 	return int64(len(obj)), nil
+}
+
+// refCandidate is a blob a delta may be coded against, with its header when
+// keyframesFor read it from the registry.
+type refCandidate struct {
+	id     object.ID
+	header *object.Header
+}
+
+// keyframesFor returns the references to try for chunk tc of content id:
+// each candidate (deltaRefs.candidates), or its reference where it is
+// itself a delta (deltas are one deep, against a keyframe), once each. A
+// candidate whose header cannot be read is no reference.
+func (op *pushOp) keyframesFor(ctx context.Context, tc *tensorChunk, id object.ID) ([]refCandidate, error) {
+	cands := op.deltas.candidates(tc, id)
+	out := make([]refCandidate, 0, len(cands))
+	for _, cand := range cands {
+		h, ref, err := op.r.blobHeaderRef(ctx, cand)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		k := refCandidate{id: cand, header: &h}
+		if h.Codec == object.CodecDelta {
+			if ref == id {
+				continue
+			}
+			k = refCandidate{id: ref}
+		}
+		if !slices.ContainsFunc(out, func(o refCandidate) bool { return o.id == k.id }) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// codeDelta returns the stored form of content, appended to dst: the
+// smallest of its deltas against each of kfs and its standalone coding
+// (hint), the standalone one when none is smaller. The deltas are coded
+// first, so that the standalone coding stops as soon as it cannot win
+// (object.EncodeBelow): where a delta pays, as it usually does, most of
+// that work is spared. The memory of references and trial codings is held
+// from deltaBudget only while it codes.
+func (op *pushOp) codeDelta(ctx context.Context, content, dst []byte, hint object.EncodeHint, kfs []refCandidate, elem int) (out []byte, ref object.ID, isDelta bool, err error) {
+	// With two keyframes, two trial codings are held: the best so far and
+	// the next try; with one (the usual case), one, so that two workers
+	// code deltas at once within deltaBudget.
+	n := int64(len(content))
+	cost := deltaCost(n)
+	if len(kfs) > 1 {
+		cost += bufCost(object.DeltaStoredCap(n))
+	}
+	release, err := deltaBudget.acquire(ctx, cost)
+	if err != nil {
+		return dst, ref, false, err
+	}
+	defer release()
+	rb := takeBuf(object.ContentCap(n))
+	defer dropBuf(rb)
+	best, spare := takeBuf(object.DeltaStoredCap(n)), (*[]byte)(nil)
+	defer func() { dropBuf(best); dropBuf(spare) }()
+	if len(kfs) > 1 {
+		spare = takeBuf(object.DeltaStoredCap(n))
+	}
+	var coded []byte // the best delta so far, in best
+	for _, k := range kfs {
+		// Never a rescue copy: its blob is being replaced, possibly by
+		// a delta (gc's re-keying), and references must stay keyframes.
+		refBytes, err := op.pushReference(ctx, k, n, (*rb)[:0])
+		if err != nil {
+			if ctx.Err() != nil {
+				return dst, ref, false, ctx.Err()
+			}
+			continue // a reference that cannot be read is no reference
+		}
+		into, limit := best, object.HeaderSize+len(content) // no coding is stored longer than raw
+		if isDelta {
+			into, limit = spare, len(coded) // best holds the delta to beat
+		}
+		try, err := object.EncodeDelta((*into)[:0], content, refBytes, k.id, elem, limit)
+		if err == nil {
+			ref, coded = k.id, try
+			if isDelta {
+				best, spare = spare, best
+			}
+			isDelta = true
+		}
+	}
+	if !isDelta {
+		return object.Encode(dst, content, hint), ref, false, nil
+	}
+	// A tie goes to the standalone coding, the cheaper to read.
+	if obj, ok := object.EncodeBelow(dst, content, hint, len(coded)+1); ok {
+		return obj, object.ID{}, false, nil
+	}
+	// Shorter than the standalone coding, so it fits dst's buffer (the
+	// caller's, of StoredCap); the trial buffers go back before the
+	// caller's round trips.
+	return append(dst, coded...), ref, true, nil
 }
 
 // usableBlob says whether the object at key exists and can be used as it
@@ -574,7 +624,7 @@ func (op *pushOp) usableBlob(ctx context.Context, key string, hint object.Encode
 	bp := takeBuf(object.StoredCap(int64(len(content)))) // callers hold it from the transfer budget
 	defer dropBuf(bp)
 	obj := object.Encode((*bp)[:0], content, hint)
-	if err := r.replaceStandalone(ctx, id, obj); err != nil {
+	if err := r.replaceForPush(ctx, id, obj); err != nil {
 		return 0, fmt.Errorf("store %s again (%s): %w", key, why, err)
 	}
 	op.repairedBlobs.Add(1)
@@ -588,7 +638,17 @@ var errStillDelta = errors.New("blob was stored again as a delta meanwhile")
 // replaceStandalone replaces blob id, in place, by obj, its standalone
 // stored form (replaceInPlace).
 func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []byte) error {
-	return r.replaceInPlace(ctx, id, obj, obj, object.ID{})
+	return r.replaceInPlace(ctx, id, obj, obj, object.ID{}, false)
+}
+
+// replaceForPush is replaceStandalone for a push, which needs the blob
+// usable rather than standalone: another push may create it again in the
+// window, as a delta against another reference, and one whose reference
+// exists is accepted, as usableBlob accepts it (the other push checks its
+// reference after its put, as this one did). One whose reference is
+// missing too is replaced again.
+func (r *Registry) replaceForPush(ctx context.Context, id object.ID, obj []byte) error {
+	return r.replaceInPlace(ctx, id, obj, obj, object.ID{}, true)
 }
 
 // replaceInPlace replaces blob id, in place, by final: obj, its standalone
@@ -597,7 +657,7 @@ func (r *Registry) replaceStandalone(ctx context.Context, id object.ID, obj []by
 // and created again, then the rescue copy is removed. Readers read the
 // rescue copy while the blob is missing; a run killed half-way is finished
 // by the next gc (finishRescues), which restores the standalone form.
-func (r *Registry) replaceInPlace(ctx context.Context, id object.ID, obj, final []byte, keyframe object.ID) error {
+func (r *Registry) replaceInPlace(ctx context.Context, id object.ID, obj, final []byte, keyframe object.ID, acceptLiveDelta bool) error {
 	if h, err := object.ParseHeader(obj); err != nil || h.Codec == object.CodecDelta {
 		return fmt.Errorf("replace %s: not a standalone object", object.BlobKey(id))
 	}
@@ -628,26 +688,22 @@ func (r *Registry) replaceInPlace(ctx context.Context, id object.ID, obj, final 
 	// blob present (another writer was quicker) is fine if it is not a
 	// delta, or a delta against the keyframe; one that finds it gone again
 	// (a gc deleted it) retries.
-	if err := r.backend.Delete(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
-		return fmt.Errorf("delete %s: %w", key, err)
-	}
+	// A push accepts a delta another push created meanwhile whose
+	// reference exists; one whose reference is missing is deleted and
+	// created again.
 	for attempt := 0; ; attempt++ {
-		err := r.backend.Put(ctx, key, bytes.NewReader(final), int64(len(final)))
-		if err == nil {
+		if err := r.backend.Delete(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+		created, err := r.createReplacement(ctx, id, final, keyframe, acceptLiveDelta)
+		if err == nil && created {
 			break
 		}
-		if !errors.Is(err, backend.ErrExists) {
+		if err != nil || attempt == 2 {
+			if err == nil {
+				err = errStillDelta
+			}
 			return fmt.Errorf("write %s: %w", key, err)
-		}
-		h, ref, herr := r.blobHeaderRef(ctx, id)
-		if herr == nil && h.Codec == object.CodecDelta && (keyframe.IsZero() || ref != keyframe) {
-			return fmt.Errorf("write %s: %w", key, errStillDelta)
-		}
-		if herr == nil {
-			break
-		}
-		if !errors.Is(herr, backend.ErrNotFound) || attempt == 2 {
-			return fmt.Errorf("read %s: %w", key, herr)
 		}
 	}
 	// 3. The rescue copy goes.
@@ -655,6 +711,43 @@ func (r *Registry) replaceInPlace(ctx context.Context, id object.ID, obj, final 
 		return fmt.Errorf("delete %s: %w", rk, err)
 	}
 	return nil
+}
+
+// createReplacement creates blob id holding final, for replaceInPlace
+// (step 2). A create that finds the blob present (another writer was
+// quicker) is fine if it is not a delta, or a delta against keyframe, or,
+// with acceptLiveDelta, a delta whose reference exists; a delta against
+// another reference gives errStillDelta, except that with acceptLiveDelta
+// one whose reference is missing returns false (delete it and try again).
+// One that finds it gone again (a gc deleted it) retries.
+func (r *Registry) createReplacement(ctx context.Context, id object.ID, final []byte, keyframe object.ID, acceptLiveDelta bool) (bool, error) {
+	key := object.BlobKey(id)
+	for attempt := 0; ; attempt++ {
+		err := r.backend.Put(ctx, key, bytes.NewReader(final), int64(len(final)))
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, backend.ErrExists) {
+			return false, err
+		}
+		h, ref, herr := r.blobHeaderRef(ctx, id)
+		if herr == nil && h.Codec == object.CodecDelta && (keyframe.IsZero() || ref != keyframe) {
+			if !acceptLiveDelta {
+				return false, errStillDelta
+			}
+			_, serr := r.statBlob(ctx, ref)
+			if errors.Is(serr, backend.ErrNotFound) {
+				return false, nil
+			}
+			return serr == nil, serr
+		}
+		if herr == nil {
+			return true, nil
+		}
+		if !errors.Is(herr, backend.ErrNotFound) || attempt == 2 {
+			return false, fmt.Errorf("read %s: %w", key, herr)
+		}
+	}
 }
 
 // checkObject reads the object at key and checks that it is a standalone

@@ -255,7 +255,7 @@ func (r *Registry) reencodeAgainst(ctx context.Context, id, kfID object.ID, kf [
 	if err := r.backend.Put(ctx, deltaEdgeKey(kfID, id), bytes.NewReader(nil), 0); err != nil && !errors.Is(err, backend.ErrExists) {
 		return false, fmt.Errorf("write delta edge: %w", err)
 	}
-	return true, r.replaceInPlace(ctx, id, standalone, delta, kfID)
+	return true, r.replaceInPlace(ctx, id, standalone, delta, kfID, false)
 }
 
 // finishRescues completes re-encodings in place that were interrupted: a

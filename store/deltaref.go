@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -133,7 +134,7 @@ func readLocalChunk(loc localChunk, dst []byte) ([]byte, error) {
 	if !fi.Mode().IsRegular() || fi.Size() < loc.off+loc.size {
 		return nil, fmt.Errorf("%s: not a regular file of at least %d bytes", loc.abs, loc.off+loc.size)
 	}
-	out := append(dst, make([]byte, loc.size)...)
+	out := slices.Grow(dst, int(loc.size))[:len(dst)+int(loc.size)] // read over, not cleared first
 	if _, err := f.ReadAt(out[len(dst):], loc.off); err != nil {
 		return nil, err
 	}
@@ -164,26 +165,33 @@ func (r *Registry) cachedReference(id object.ID, size int64, dst []byte) ([]byte
 	return cacheSource{r.cache, r.index}.read(id, size, dst)
 }
 
-// pushReference reads reference id of size bytes for a delta a push codes
-// (into dst): from the folder of an earlier push or the content cache when
-// they hold it intact, else from the registry (readKeyframe: the blob
-// itself, never its rescue copy). Read locally, the reference is still
+// pushReference reads candidate k, a reference of size bytes for a delta a
+// push codes (into dst): from the folder of an earlier push or the content
+// cache when they hold it intact, else from the registry (readKeyframe: the
+// blob itself, never its rescue copy). Read locally, the reference is still
 // checked to exist in the registry, under its own key, as a blob of size
-// bytes that is no delta.
-func (op *pushOp) pushReference(ctx context.Context, id object.ID, size int64, dst []byte) ([]byte, error) {
+// bytes that is no delta: by the header keyframesFor read, else by reading
+// it now.
+func (op *pushOp) pushReference(ctx context.Context, k refCandidate, size int64, dst []byte) ([]byte, error) {
 	r := op.r
 	var local *localChunks
 	if op.deltas != nil {
 		local = op.deltas.local
 	}
-	out, ok := local.read(id, size, dst)
+	out, ok := local.read(k.id, size, dst)
 	if !ok {
-		out, ok = r.cachedReference(id, size, dst)
+		out, ok = r.cachedReference(k.id, size, dst)
 	}
 	if !ok {
-		return r.readKeyframe(ctx, id, size, dst)
+		return r.readKeyframe(ctx, k.id, size, dst)
 	}
-	h, _, err := r.blobHeaderRef(ctx, id)
+	var h object.Header
+	var err error
+	if k.header != nil {
+		h = *k.header
+	} else {
+		h, _, err = r.blobHeaderRef(ctx, k.id)
+	}
 	if err == nil {
 		err = object.Exactly(size).Check(h.ContentLen)
 	}
@@ -191,7 +199,7 @@ func (op *pushOp) pushReference(ctx context.Context, id object.ID, size int64, d
 		err = fmt.Errorf("%w: %w", object.ErrCorrupt, errReferenceIsDelta)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", object.BlobKey(id), err)
+		return nil, fmt.Errorf("%s: %w", object.BlobKey(k.id), err)
 	}
 	return out, nil
 }
@@ -221,7 +229,7 @@ func (r *Registry) cachedReferenceBytes(id object.ID, size int64, dst []byte) ([
 		if err != nil {
 			continue
 		}
-		out := append(dst, make([]byte, size)...)
+		out := slices.Grow(dst, int(size))[:len(dst)+int(size)] // read over, not cleared first
 		_, err = f.ReadAt(out[len(dst):], off)
 		_ = f.Close() // read-only
 		if err == nil {

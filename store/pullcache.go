@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -80,7 +81,7 @@ func (s cacheSource) read(id object.ID, size int64, dst []byte) ([]byte, bool) {
 		if err != nil {
 			continue
 		}
-		out := append(dst, make([]byte, size)...)
+		out := slices.Grow(dst, int(size))[:len(dst)+int(size)] // read over, not cleared first
 		_, err = f.ReadAt(out[len(dst):], off)
 		_ = f.Close() // read-only
 		if err == nil && object.Hash(out[len(dst):]) == id {

@@ -50,10 +50,11 @@ func (h Header) MaxStoredPayload() int64 {
 }
 
 // EncodeDelta appends to dst the stored form of content as a delta against
-// ref, the content of blob refID (as long as content), when that is smaller
-// than standalone, the stored form Encode gave it (header included); else
-// it returns dst unchanged and ErrNotDelta. elemSize is the element width
-// of the tensor data (1, 2, 4 or 8).
+// ref, the content of blob refID (as long as content), when that is
+// shorter than standalone bytes (the length of the stored form Encode gave
+// it, or of another coding to beat); else it returns dst unchanged and
+// ErrNotDelta, having stopped coding as soon as it knew. elemSize is the
+// element width of the tensor data (1, 2, 4 or 8).
 func EncodeDelta(dst, content, ref []byte, refID ID, elemSize int, standalone int) ([]byte, error) {
 	if len(ref) != len(content) {
 		return dst, fmt.Errorf("delta: reference of %d bytes for %d bytes of content", len(ref), len(content))
@@ -62,12 +63,13 @@ func EncodeDelta(dst, content, ref []byte, refID ID, elemSize int, standalone in
 	out := append(dst, make([]byte, HeaderSize)...)
 	out = append(out, 1)
 	out = append(out, refID[:]...)
-	out, err := planes.EncodeDelta(out, content, ref, elemSize)
-	if err != nil {
-		return dst, fmt.Errorf("delta: %w", err)
-	}
-	if len(out)-start >= standalone {
+	// The planes coding stops as soon as it cannot beat standalone.
+	out, err := planes.EncodeDeltaBelow(out, content, ref, elemSize, standalone-(len(out)-start))
+	if errors.Is(err, planes.ErrNotBelow) {
 		return dst[:start], ErrNotDelta
+	}
+	if err != nil {
+		return dst[:start], fmt.Errorf("delta: %w", err)
 	}
 	putHeader(out[start:start+HeaderSize], CodecDelta, byte(elemSize), len(content))
 	return out, nil

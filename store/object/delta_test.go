@@ -83,6 +83,25 @@ func TestEncodeDeltaOnlyWhenSmaller(t *testing.T) {
 	require.Error(t, err)
 }
 
+// The limit is exact: a delta of exactly the limit's length is refused, one
+// byte more of limit takes it, and the result is the same coding.
+func TestEncodeDeltaLimitIsExact(t *testing.T) {
+	base, next := fineTuneStep(5, 1<<16)
+	want, err := EncodeDelta([]byte("pre"), next, base, Hash(base), 4, math.MaxInt)
+	require.NoError(t, err)
+	n := len(want) - 3
+	out, err := EncodeDelta([]byte("pre"), next, base, Hash(base), 4, n)
+	require.ErrorIs(t, err, ErrNotDelta)
+	assert.Equal(t, "pre", string(out))
+	out, err = EncodeDelta([]byte("pre"), next, base, Hash(base), 4, n+1)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, out))
+	for _, limit := range []int{0, 1, HeaderSize, HeaderSize + deltaRefsLen} {
+		_, err = EncodeDelta(nil, next, base, Hash(base), 4, limit)
+		require.ErrorIs(t, err, ErrNotDelta, "limit %d", limit)
+	}
+}
+
 func TestDeltaReferenceRefusesBadEnvelopes(t *testing.T) {
 	base, next := fineTuneStep(5, 1<<12)
 	obj, err := EncodeDelta(nil, next, base, Hash(base), 4, math.MaxInt)

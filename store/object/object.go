@@ -156,6 +156,30 @@ func Encode(dst, content []byte, hint EncodeHint) []byte {
 	return dst
 }
 
+// EncodeBelow appends to dst what Encode would append, when that is
+// shorter than limit bytes, and reports whether it did; otherwise it
+// returns dst unchanged. Where only a planes coding could be that short,
+// it stops as soon as the coding reaches limit (planes.EncodeBelow): a
+// caller holding a coding of limit bytes (a delta) spares most of the
+// work of a standalone coding that would lose to it.
+func EncodeBelow(dst, content []byte, hint EncodeHint, limit int) ([]byte, bool) {
+	if HeaderSize+len(content) < limit || hint.ElemSize < 1 || len(content) < 64 {
+		if out := Encode(dst, content, hint); len(out)-len(dst) < limit {
+			return out, true
+		}
+		return dst, false
+	}
+	// Stored raw it would not be shorter: only a planes coding can be.
+	start := len(dst)
+	payloadLimit := min(limit-HeaderSize, int(float64(len(content))*(1-minSaving)))
+	out, err := planes.EncodeBelow(append(dst, make([]byte, HeaderSize)...), content, hint.ElemSize, payloadLimit)
+	if err != nil {
+		return dst[:start], false
+	}
+	putHeader(out[start:start+HeaderSize], CodecPlanes, byte(hint.ElemSize), len(content))
+	return out, true
+}
+
 // putHeader writes an object header into h.
 func putHeader(h []byte, codec Codec, param byte, n int) {
 	copy(h, objectMagic)

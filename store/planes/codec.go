@@ -188,8 +188,10 @@ func putEncState(st *encState) {
 }
 
 // encodePlanes splits body into planes, 1<<blockLog elements at a time, and
-// encodes each plane's block into its planeEnc.
-func (st *encState) encodePlanes(body []byte, es int, rot bool, blockLog uint) {
+// encodes each plane's block into its planeEnc. With limit > 0 it stops,
+// returning false, as soon as the planes' payloads alone reach limit bytes
+// (the stream would be longer still).
+func (st *encState) encodePlanes(body []byte, es int, rot bool, blockLog uint, limit int) bool {
 	nElems := len(body) / es
 	bl := 1 << blockLog
 	// Reserve roughly what the planes will need so appends rarely grow.
@@ -199,8 +201,11 @@ func (st *encState) encodePlanes(body []byte, es int, rot bool, blockLog uint) {
 	if es == 1 {
 		for b, off := 0, 0; off < nElems; b, off = b+1, off+bl {
 			st.encodeBlock(&st.planes[0], body[off:min(off+bl, nElems)], b)
+			if limit > 0 && st.payloadAtLeast(1) >= limit {
+				return false
+			}
 		}
-		return
+		return true
 	}
 	if cap(st.split) < es*bl {
 		st.split = make([]byte, maxPlanes*bl)
@@ -215,7 +220,28 @@ func (st *encState) encodePlanes(body []byte, es int, rot bool, blockLog uint) {
 		for k := 0; k < es; k++ {
 			st.encodeBlock(&st.planes[k], views[k][:m], b)
 		}
+		if limit > 0 && st.payloadAtLeast(es) >= limit {
+			return false
+		}
 	}
+	return true
+}
+
+// payloadAtLeast is a lower bound of the payload length of the first n
+// planes once encoding finishes, whatever blocks follow: a plane of
+// repeated bytes so far may still become one byte, and a plane of raw
+// blocks drops the kind bytes; blocks are only ever added.
+func (st *encState) payloadAtLeast(n int) int {
+	total := 0
+	for k := range n {
+		pe := &st.planes[k]
+		if pe.sameRLE {
+			total++
+		} else {
+			total += len(pe.buf) - pe.blocks
+		}
+	}
+	return total
 }
 
 // constByte reports whether blk consists of one repeated byte.

@@ -169,9 +169,22 @@ func EncodeDeltaWith(dst, content, ref []byte, elemSize int, form RefForm, op De
 	return dst, fmt.Errorf("planes: unknown delta op %d", op)
 }
 
+// EncodeDeltaBelow is EncodeDelta when the payload it appends is shorter
+// than limit bytes; otherwise it returns dst unchanged and ErrNotBelow,
+// having stopped as soon as it knew (EncodeBelow).
+func EncodeDeltaBelow(dst, content, ref []byte, elemSize, limit int) ([]byte, error) {
+	return encodeDeltaBelow(dst, content, ref, elemSize, RefSame, nil, defaultBlockLog, max(limit, 0))
+}
+
 // encodeDelta is EncodeDelta with a choice of reference form, op (nil:
 // estimate) and block length (tests force them).
 func encodeDelta(dst, content, ref []byte, es int, form RefForm, force *DeltaOp, blockLog uint) ([]byte, error) {
+	return encodeDeltaBelow(dst, content, ref, es, form, force, blockLog, -1)
+}
+
+// encodeDeltaBelow is encodeDelta with a limit on the payload's length
+// (encodeStreamBelow; < 0: none).
+func encodeDeltaBelow(dst, content, ref []byte, es int, form RefForm, force *DeltaOp, blockLog uint, limit int) ([]byte, error) {
 	if !validElemSize(es) {
 		return dst, fmt.Errorf("%w, got %d", ErrElemSize, es)
 	}
@@ -193,8 +206,20 @@ func encodeDelta(dst, content, ref []byte, es int, form RefForm, force *DeltaOp,
 	defer putDeltaBuf(bp)
 	d := (*bp)[:len(content)]
 	forward(d, content, ref, es, op, form)
-	dst = append(dst, DeltaVersion, byte(op), byte(form))
-	return encodeStream(dst, d, es, blockLog, streamVersion2)
+	const prefix = 3
+	if limit >= 0 && limit <= prefix {
+		return dst, ErrNotBelow
+	}
+	out := append(dst, DeltaVersion, byte(op), byte(form))
+	streamLimit := -1
+	if limit >= 0 {
+		streamLimit = limit - prefix
+	}
+	out, err := encodeStreamBelow(out, d, es, blockLog, streamVersion2, streamLimit)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
 }
 
 // DecodeDelta appends to dst the content that payload codes against ref,

@@ -281,12 +281,33 @@ func encode(dst, src []byte, elemSize int, blockLog uint) ([]byte, error) {
 	return encodeStream(dst, src, elemSize, blockLog, Version)
 }
 
+// EncodeBelow is Encode when the stream it appends is shorter than limit
+// bytes; otherwise it returns dst unchanged and ErrNotBelow, having
+// stopped as soon as the planes' payloads reached limit (a caller that
+// holds a smaller coding of src spares most of the work).
+func EncodeBelow(dst, src []byte, elemSize, limit int) ([]byte, error) {
+	return encodeStreamBelow(dst, src, elemSize, defaultBlockLog, Version, max(limit, 0))
+}
+
+// ErrNotBelow: the coding would not be shorter than the limit given.
+var ErrNotBelow = errors.New("planes: coding is not shorter than the limit")
+
 // encodeStream is encode writing a stream of the given version; version 2
 // may use sparse blocks.
 func encodeStream(dst, src []byte, elemSize int, blockLog uint, version byte) ([]byte, error) {
+	return encodeStreamBelow(dst, src, elemSize, blockLog, version, -1)
+}
+
+// encodeStreamBelow is encodeStream stopping with ErrNotBelow once the
+// stream cannot be shorter than limit bytes; limit < 0 means no limit.
+func encodeStreamBelow(dst, src []byte, elemSize int, blockLog uint, version byte, limit int) ([]byte, error) {
 	if !validElemSize(elemSize) {
 		return dst, fmt.Errorf("%w, got %d", ErrElemSize, elemSize)
 	}
+	if limit == 0 {
+		return dst, ErrNotBelow
+	}
+	start := len(dst)
 	es := elemSize
 	nElems := len(src) / es
 	body := src[:nElems*es]
@@ -298,7 +319,9 @@ func encodeStream(dst, src []byte, elemSize int, blockLog uint, version byte) ([
 	nPlanes := 0
 	if nElems > 0 {
 		nPlanes = es
-		st.encodePlanes(body, es, rot, blockLog)
+		if !st.encodePlanes(body, es, rot, blockLog, max(limit, 0)) {
+			return dst, ErrNotBelow
+		}
 	}
 
 	transform := byte(transformNone)
@@ -320,7 +343,11 @@ func encodeStream(dst, src []byte, elemSize int, blockLog uint, version byte) ([
 	for k := 0; k < nPlanes; k++ {
 		dst = st.planes[k].appendPayload(dst, 1<<blockLog)
 	}
-	return append(dst, src[len(body):]...), nil
+	dst = append(dst, src[len(body):]...)
+	if limit >= 0 && len(dst)-start >= limit {
+		return dst[:start], ErrNotBelow
+	}
+	return dst, nil
 }
 
 // Decode appends to dst the bytes encoded in enc. It returns an error
