@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sync/semaphore"
 
@@ -16,13 +18,15 @@ import (
 // (objectCost: its decoded and its stored form) before it reads it, and
 // gives it back when it is done with it.
 //
-// 160 MiB lets 8 workers each hold an 8 MiB chunk and its stored form in
-// two pooled 9 MiB buffers (8 × 18 MiB = 144 MiB), so 8 workers on normal
-// chunks never wait for it; with the Go runtime, the index and the
-// manifests it keeps a command under the 256 MiB peak RSS it aims at. An
-// object that needs more than the whole budget (a hostile 95 MiB blob
-// needs about 192 MiB) takes all of it and runs alone.
-const TransferBudget = 160 << 20
+// 128 MiB lets 7 workers each hold an 8 MiB chunk and its stored form in
+// two pooled 9 MiB buffers (7 × 18 MiB = 126 MiB); more workers on full
+// chunks take turns. With the delta budget, the codecs' scratch and the Go
+// runtime it keeps a command under the 256 MiB peak RSS it aims at: a delta
+// push of 1 GiB over S3 with 8 workers peaks at 234 MiB, as fast as with
+// 160 MiB, which peaked at 250. An object that needs more than the whole
+// budget (a hostile 95 MiB blob needs about 192 MiB) takes all of it and
+// runs alone.
+const TransferBudget = 128 << 20
 
 // memBudget is a weighted semaphore of bytes.
 type memBudget struct {
@@ -44,9 +48,10 @@ var transfers = newMemBudget(TransferBudget)
 
 // acquire blocks until n bytes of the budget are free (all of it when n is
 // more than the whole budget) or ctx ends, and returns the function that
-// gives them back. A grant larger than the pooled buffers first empties the
-// free list and collects garbage, so that the buffers of earlier large
-// objects are reused instead of added to: between collections the Go heap
+// gives them back. A grant larger than the pooled buffers first gives the
+// pages of idle pooled buffers back (drainFreeBufs) and collects garbage,
+// so that the buffers of earlier large objects are reused instead of added
+// to: between collections the Go heap
 // grows to twice its live size. Without it, verify --read-data of 100 MB
 // blobs peaked at 396 MiB instead of 204 MiB when no soft memory limit was
 // set (the CLI sets one; library users and GOMEMLIMIT may not).
@@ -96,12 +101,30 @@ func bufCost(n int64) int64 {
 	return n
 }
 
-// freeBufs recycles pooled buffers across workers. Unlike a sync.Pool it
-// survives garbage collections, so a transfer running near the memory
-// limit does not reallocate 9 MiB buffers after every cycle. It holds at
-// most as many buffers as the budget can have in use at once, so that the
-// pooled buffers, in use or idle, never hold more than the budget.
-var freeBufs = make(chan *[]byte, TransferBudget/pooledBufSize)
+// Pooled buffers live outside the Go heap where the platform can map
+// memory (bufmem_unix.go). They are bounded by the budgets (every pooled
+// buffer in use is covered by a grant), so leaving them to the collector
+// bought nothing and cost much: the free lists keep them alive, so on the
+// heap they counted toward the soft memory limit, and a push or pull whose
+// budgets were full ran the collector hundreds of times a second (a delta
+// push of 1 GiB over S3: 1,150 cycles, and 1.09 of rclone's time where
+// mapped buffers take 0.72). Mapped buffers are never unmapped: a buffer
+// is only ever reused through the free lists, and one dropped by mistake
+// while still read reads stale bytes, as on the heap, instead of faulting. When more are wanted than the budgets can
+// hold at once (a buffer lost on some error path), further ones come from
+// the heap again. The heap beside them is small (codec state, manifests:
+// about 50 MB in that push), so the CLI collects it at GOGC 25 and peaks a
+// quarter above it, never near the soft limit (cmd/ckpt/main.go).
+var pool = struct {
+	sync.Mutex
+	free   []*[]byte      // idle pooled buffers, mapped or not
+	mapped map[*byte]bool // the first byte of every mapped buffer
+}{mapped: map[*byte]bool{}}
+
+// maxMapped is how many pooled buffers the transfer and delta budgets can
+// hold at once, and two for buffers the free lists handed out before a
+// grant's release was seen.
+const maxMapped = (TransferBudget+2*(3*pooledBufSize))/pooledBufSize + 2
 
 // takeBuf returns an empty buffer of capacity bufCost(n). Callers hold that
 // much of the transfer budget while they use it, and hand it back with
@@ -109,40 +132,70 @@ var freeBufs = make(chan *[]byte, TransferBudget/pooledBufSize)
 func takeBuf(n int64) *[]byte {
 	c := bufCost(n)
 	if c == pooledBufSize {
-		select {
-		case b := <-freeBufs:
+		pool.Lock()
+		if k := len(pool.free); k > 0 {
+			b := pool.free[k-1]
+			pool.free = pool.free[:k-1]
+			pool.Unlock()
 			return b
-		default:
+		}
+		mapIt := len(pool.mapped) < maxMapped
+		pool.Unlock()
+		if mapIt {
+			if m, ok := mapBuf(pooledBufSize); ok {
+				pool.Lock()
+				pool.mapped[unsafe.SliceData(m)] = true
+				pool.Unlock()
+				b := m[:0]
+				return &b
+			}
 		}
 	}
 	b := make([]byte, 0, c)
 	return &b
 }
 
-// dropBuf gives a buffer back: pooled buffers go to the free list (if it
-// has room), every other one is left to the collector.
+// dropBuf gives a buffer back: pooled buffers go to the free list, every
+// other one is left to the collector.
 func dropBuf(bp *[]byte) {
 	if bp == nil || cap(*bp) != pooledBufSize {
 		return
 	}
 	*bp = (*bp)[:0]
-	select {
-	case freeBufs <- bp:
-	default:
-	}
+	pool.Lock()
+	pool.free = append(pool.free, bp)
+	pool.Unlock()
 }
 
-// drainFreeBufs empties the free list, so the collector can take its
-// buffers.
+// isMapped reports whether bp is a pooled buffer outside the Go heap.
+func isMapped(bp *[]byte) bool {
+	pool.Lock()
+	defer pool.Unlock()
+	return pool.mapped[unsafe.SliceData(*bp)]
+}
+
+// idleBufs is how many pooled buffers are idle in the free list.
+func idleBufs() int {
+	pool.Lock()
+	defer pool.Unlock()
+	return len(pool.free)
+}
+
+// drainFreeBufs gives the memory of idle pooled buffers back before a
+// large object is allocated: the pages of mapped ones go back to the
+// system, heap ones to the collector.
 func drainFreeBufs() {
-	for {
-		select {
-		case <-freeBufs:
-		case <-deltaFreeBufs:
-		default:
-			return
+	pool.Lock()
+	defer pool.Unlock()
+	kept := pool.free[:0]
+	for _, bp := range pool.free {
+		if pool.mapped[unsafe.SliceData(*bp)] {
+			returnPages(*bp)
+			kept = append(kept, bp)
 		}
 	}
+	clear(pool.free[len(kept):])
+	pool.free = kept
 }
 
 // A chunkLease is the memory one worker holds from the transfer budget to

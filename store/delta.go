@@ -142,8 +142,8 @@ func readReferenceBody(rc io.ReadCloser, key string, id object.ID, size int64, d
 	var scratch []byte
 	if h.Codec != object.CodecRaw {
 		// Held from deltaBudget with the reference's content.
-		sb := takeDeltaBuf(object.StoredCap(int64(h.ContentLen)))
-		defer dropDeltaBuf(sb)
+		sb := takeBuf(object.StoredCap(int64(h.ContentLen)))
+		defer dropBuf(sb)
 		scratch = *sb
 	}
 	var out []byte
@@ -170,8 +170,8 @@ func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header,
 		return nil, err
 	}
 	defer release()
-	pb := takeDeltaBuf(object.DeltaStoredCap(n))
-	defer dropDeltaBuf(pb)
+	pb := takeBuf(object.DeltaStoredCap(n))
+	defer dropBuf(pb)
 	payload, err := object.ReadPayload(rc, h, *pb)
 	if err != nil {
 		return nil, err
@@ -180,8 +180,8 @@ func (r *Registry) readDelta(ctx context.Context, rc io.Reader, h object.Header,
 	if err != nil {
 		return nil, err
 	}
-	rb := takeDeltaBuf(object.ContentCap(n))
-	defer dropDeltaBuf(rb)
+	rb := takeBuf(object.ContentCap(n))
+	defer dropBuf(rb)
 	if ref, ok := r.cachedReferenceBytes(refID, n, (*rb)[:0]); ok {
 		if out, err := object.DecodeDelta(dst, h, payload, ref, id); err == nil {
 			return out, nil

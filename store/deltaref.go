@@ -262,36 +262,3 @@ func newPooledBudget(size int64) *memBudget {
 	b.pooled = true
 	return b
 }
-
-// deltaFreeBufs recycles the pooled buffers of delta reads (readDelta,
-// readReference), which hold them from deltaBudget: the transfer budget's
-// free list has room only for what that budget holds at once, so without
-// their own list they would be allocated (and cleared) anew for every
-// delta. It holds at most what deltaBudget can grant at once.
-var deltaFreeBufs = make(chan *[]byte, 2*deltaCost(object.MaxChunkSize)/pooledBufSize)
-
-// takeDeltaBuf is takeBuf from deltaFreeBufs.
-func takeDeltaBuf(n int64) *[]byte {
-	if bufCost(n) == pooledBufSize {
-		select {
-		case b := <-deltaFreeBufs:
-			return b
-		default:
-		}
-	}
-	return takeBuf(n)
-}
-
-// dropDeltaBuf is dropBuf to deltaFreeBufs, else to the transfer
-// budget's free list.
-func dropDeltaBuf(bp *[]byte) {
-	if bp == nil || cap(*bp) != pooledBufSize {
-		return
-	}
-	*bp = (*bp)[:0]
-	select {
-	case deltaFreeBufs <- bp:
-	default:
-		dropBuf(bp)
-	}
-}

@@ -55,7 +55,7 @@
 // payload's framing checks out, and stop decoding as soon as the output
 // passes it (docs/format.md, section 4, "Limits").
 //
-// Across workers, TransferBudget (160 MiB) bounds the object data one
+// Across workers, TransferBudget (128 MiB) bounds the object data one
 // process holds at once: every worker of pull, verify --read-data, ReadRange
 // and push acquires what its object needs (its content and its stored form,
 // counted at the capacity of the buffers it takes) from one weighted
@@ -63,12 +63,14 @@
 // transfer does not grow with the number of workers or with how often a
 // manifest repeats one large blob. An object that needs more than the whole
 // budget takes all of it and runs alone. Chunk buffers (9 MiB) are pooled
-// in a free list of at most TransferBudget/9 MiB entries; larger buffers
-// are never pooled, and before one is taken the free list is emptied and a
-// garbage collection runs, so large objects reuse each other's memory. The
-// manifest JSON a reader decodes, and the codecs' own scratch (at most 8
-// pooled states of the planes codec, about 8 MiB each while pushing), come
-// on top.
+// in a free list and, on Unix, mapped outside the Go heap, at most as many
+// as the transfer and delta budgets can hold at once, so the collector
+// neither scans them nor counts them against a soft memory limit; larger
+// buffers are never pooled, and before one is taken the idle pooled ones
+// give their pages back and a garbage collection runs, so large objects
+// reuse each other's memory. The manifest JSON a reader decodes, and the
+// codecs' own scratch (at most 8 pooled states of the planes codec, about
+// 8 MiB each while pushing), come on top.
 //
 // # Delta blobs
 //

@@ -142,8 +142,8 @@ func (a *app) backendAt(ctx context.Context, loc string) (backend.Backend, error
 }
 
 // remoteWorkers is the default parallelism against a remote registry: its
-// requests wait on the network, and 8 workers of at most two 8 MiB buffers
-// each keep a push well under 256 MiB of memory.
+// requests wait on the network, and the store's transfer budget (7 full
+// chunks and their stored forms at once) keeps 8 workers under 256 MiB.
 const remoteWorkers = 8
 
 // open opens the registry; create makes it when missing (push, init).
