@@ -368,6 +368,16 @@ func TestPullLinkAfterPlainPullReadsNoContent(t *testing.T) {
 			plain := filepath.Join(t.TempDir(), "plain")
 			_, err = r.Pull(e.ctx, "c", "100", plain, store.PullOptions{})
 			require.NoError(t, err)
+			// The plain pull hashed nothing again: its entries are named by
+			// key and mode alone, and sealed (their chunks were checked as
+			// they were written).
+			for p := range want {
+				entries := cacheEntriesWith(t, cache.Dir(), want[p])
+				require.Len(t, entries, 1, p)
+				name := filepath.Base(entries[0])
+				assert.Len(t, strings.Split(name, "-"), 2, "%s: entry %s", p, name)
+				assert.FileExists(t, filepath.Join(cache.Dir(), "seals", name), p)
+			}
 
 			before := counting.blobGets.Load()
 			linked := filepath.Join(t.TempDir(), "linked")

@@ -23,7 +23,9 @@ import (
 // seals that let a link skip hashing the entry again.
 //
 // Why a seal is a sound check (Linux, macOS): an entry's bytes were hashed
-// and matched its name's hash; right after, the seal records the inode's
+// and matched its name's hash (or, for an entry a plain pull made, without
+// a hash, were checked against their chunk IDs as the pull wrote them, in
+// its private build folder); right after, the seal records the inode's
 // device, number, size, mtime and ctime (ns). Writing the file through any
 // of its hard links (a pulled folder's, a --link folder's, the cache's
 // own) changes the shared inode's mtime and ctime; so do truncating it,
@@ -53,8 +55,9 @@ type stamp struct {
 	MtimeNs, CtimeNs int64
 }
 
-// seal is an entry's stamp when its bytes last matched its hash, and when
-// that was.
+// seal is an entry's stamp when its bytes last matched its hash (an entry
+// without one: the chunk IDs of its file, as a plain pull wrote them), and
+// when that was.
 type seal struct {
 	stamp
 	verified time.Time
@@ -214,7 +217,7 @@ func (c *ContentCache) openChecked(ctx context.Context, e entry, f *SourcedFile,
 		return fail(errOtherClass)
 	}
 	st0, stamped := inodeStamp(h)
-	if e.recorded && stamped {
+	if stamped {
 		if s, err := c.readSeal(e); err == nil && s.trusts(st0) {
 			return h, e, s, nil
 		}
