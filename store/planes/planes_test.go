@@ -519,7 +519,7 @@ func refSplit(body []byte, es int, rot bool) [][]byte {
 func TestSplitMerge(t *testing.T) {
 	for _, es := range []int{2, 4, 8} {
 		for _, rot := range []bool{false, true} {
-			for _, m := range []int{0, 1, 3, 7, 8, 9, 15, 16, 17, 100, 1027} {
+			for _, m := range []int{0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 1027} {
 				t.Run(fmt.Sprintf("es%d/rot=%v/m=%d", es, rot, m), func(t *testing.T) {
 					body := randBytes(uint64(m*es+1), m*es)
 					var planes [maxPlanes][]byte
@@ -534,6 +534,26 @@ func TestSplitMerge(t *testing.T) {
 					out := make([]byte, m*es)
 					merge(out, &planes, es, rot)
 					require.Equal(t, body, out)
+				})
+			}
+		}
+	}
+}
+
+// merge2 (vector loop on amd64) writes what merge2Generic writes, for
+// planes and destinations at any alignment, and nothing past 2*len(p0).
+func TestMerge2MatchesGeneric(t *testing.T) {
+	for _, rot := range []bool{false, true} {
+		for _, m := range []int{0, 1, 15, 16, 17, 47, 48, 64, 1000, 4099} {
+			for _, off := range []int{0, 1, 3} {
+				t.Run(fmt.Sprintf("rot=%v/m=%d/off=%d", rot, m, off), func(t *testing.T) {
+					src := randBytes(uint64(7*m+off), 2*m+2*off)
+					p0, p1 := src[off:off+m], src[m+off:2*m+off]
+					got := bytes.Repeat([]byte{0xa5}, 2*m+off+8)
+					want := bytes.Clone(got)
+					merge2(got[off:off+2*m], p0, p1, rot)
+					merge2Generic(want[off:off+2*m], p0, p1, rot)
+					require.Equal(t, want, got)
 				})
 			}
 		}

@@ -168,7 +168,9 @@ func split2(p0, p1, src []byte, rot bool) {
 	}
 }
 
-func merge2(dst, p0, p1 []byte, rot bool) {
+// merge2Generic is merge2 in portable Go; merge2 (merge2_amd64.go) hands
+// it what the vector loop leaves.
+func merge2Generic(dst, p0, p1 []byte, rot bool) {
 	keep, down, up := unrotMasks(2, rot)
 	m := len(p0)
 	p1 = p1[:m]
