@@ -168,11 +168,15 @@ func BenchmarkShuffle(b *testing.B) {
 					merge(dst, &planes, es, true)
 				}
 			})
-			if es == 2 { // the portable loop, merge2's peer
+			if es <= 4 { // the portable loop, the vector loop's peer
 				b.Run(fmt.Sprintf("merge-generic/es%d/%dK", es, size>>10), func(b *testing.B) {
 					b.SetBytes(int64(size))
 					for b.Loop() {
-						merge2Generic(dst, planes[0][:size/2], planes[1][:size/2], true)
+						if es == 2 {
+							merge2Generic(dst, planes[0][:size/2], planes[1][:size/2], true)
+						} else {
+							merge4Generic(dst, &planes, size/4, true)
+						}
 					}
 				})
 			}

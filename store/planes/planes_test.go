@@ -560,6 +560,41 @@ func TestMerge2MatchesGeneric(t *testing.T) {
 	}
 }
 
+// merge4 and mergeCombine4 (vector loops on amd64) write what their
+// portable loops write, at any alignment, for both ops, with the reference
+// apart or the destination itself.
+func TestMerge4MatchesGeneric(t *testing.T) {
+	for _, rot := range []bool{false, true} {
+		for _, m := range []int{0, 1, 15, 16, 17, 47, 48, 64, 1000, 4099} {
+			for _, off := range []int{0, 1, 3} {
+				t.Run(fmt.Sprintf("rot=%v/m=%d/off=%d", rot, m, off), func(t *testing.T) {
+					src := randBytes(uint64(11*m+off), 4*m+off)
+					var planes [maxPlanes][]byte
+					for k := range 4 {
+						planes[k] = src[off+k*m : off+(k+1)*m]
+					}
+					got := bytes.Repeat([]byte{0xa5}, 4*m+off+8)
+					want := bytes.Clone(got)
+					merge4(got[off:off+4*m], &planes, m, rot)
+					merge4Generic(want[off:off+4*m], &planes, m, rot)
+					require.Equal(t, want, got, "merge4")
+
+					ref := randBytes(uint64(13*m+off), 4*m+off+8)
+					for _, op := range []DeltaOp{OpXOR, OpSub} {
+						got, want := bytes.Clone(ref), bytes.Clone(ref)
+						mergeCombine4(got[off:off+4*m], &planes, m, rot, ref[off:off+4*m], op)
+						mergeCombine4Generic(want[off:off+4*m], &planes, m, rot, ref[off:off+4*m], op)
+						require.Equal(t, want, got, "mergeCombine4 %v", op)
+						inPlace := bytes.Clone(ref)
+						mergeCombine4(inPlace[off:off+4*m], &planes, m, rot, inPlace[off:off+4*m], op)
+						require.Equal(t, want, inPlace, "mergeCombine4 %v in place", op)
+					}
+				})
+			}
+		}
+	}
+}
+
 func TestRotationExposesExponent(t *testing.T) {
 	for _, c := range []struct {
 		name string

@@ -168,7 +168,7 @@ func split2(p0, p1, src []byte, rot bool) {
 	}
 }
 
-// merge2Generic is merge2 in portable Go; merge2 (merge2_amd64.go) hands
+// merge2Generic is merge2 in portable Go; merge2 (shuffle_amd64.go) hands
 // it what the vector loop leaves.
 func merge2Generic(dst, p0, p1 []byte, rot bool) {
 	keep, down, up := unrotMasks(2, rot)
@@ -222,7 +222,9 @@ func split4(planes *[maxPlanes][]byte, src []byte, m int, rot bool) {
 	}
 }
 
-func merge4(dst []byte, planes *[maxPlanes][]byte, m int, rot bool) {
+// merge4Generic is merge4 in portable Go (shuffle_amd64.go hands it the
+// tail).
+func merge4Generic(dst []byte, planes *[maxPlanes][]byte, m int, rot bool) {
 	keep, down, up := unrotMasks(4, rot)
 	p0, p1, p2, p3 := planes[0][:m], planes[1][:m], planes[2][:m], planes[3][:m]
 	for len(dst) >= 32 && len(p0) >= 8 && len(p1) >= 8 && len(p2) >= 8 && len(p3) >= 8 {
@@ -364,7 +366,8 @@ func mergeCombine2(dst, p0, p1 []byte, rot bool, ref []byte, op DeltaOp) {
 	}
 }
 
-func mergeCombine4(dst []byte, planes *[maxPlanes][]byte, m int, rot bool, ref []byte, op DeltaOp) {
+// mergeCombine4Generic is mergeCombine4 in portable Go.
+func mergeCombine4Generic(dst []byte, planes *[maxPlanes][]byte, m int, rot bool, ref []byte, op DeltaOp) {
 	keep, down, up := unrotMasks(4, rot)
 	p0, p1, p2, p3 := planes[0][:m], planes[1][:m], planes[2][:m], planes[3][:m]
 	dst, ref = dst[:4*m], ref[:4*m]

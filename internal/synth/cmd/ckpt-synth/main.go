@@ -1,15 +1,15 @@
 // Command ckpt-synth writes synthetic Hugging Face model folders and
 // Trainer runs for `make demo` and `make bench`.
 //
-//	ckpt-synth -out DIR -preset demo|tiny|bench [-size 1GiB] [-steps 100,200,300]
+//	ckpt-synth -out DIR -preset demo|tiny|bench [-size 1GiB] [-dtype bf16|f32] [-steps 100,200,300]
 //	           [-tokenizer testdata/gpt2] [-seed N] [-optimizer-scale X]
 //
 // Presets demo and tiny write DIR/base (a runnable base model), DIR/run-a
 // (a full fine-tune of it: config, tokenizer and resume state in every
 // checkpoint) and DIR/run-b (a second fine-tune of the same base with
 // another seed, weights only, embeddings frozen). Preset bench writes only
-// DIR/bench: one model folder with -size of bf16 weights in a single
-// model.safetensors, plus config and tokenizer.
+// DIR/bench: one model folder with -size of bf16 (or -dtype f32) weights in
+// a single model.safetensors, plus config and tokenizer.
 package main
 
 import (
@@ -41,6 +41,7 @@ func main() {
 type options struct {
 	out, preset, tokenizer string
 	size                   int64
+	dtype                  layout.Dtype
 	steps                  []int64
 	seed                   uint64
 	optimizerScale         float64
@@ -50,12 +51,14 @@ func parseFlags(args []string) (options, error) {
 	var (
 		opts              options
 		sizeText, steps   string
+		dtype             string
 		flags             = flag.NewFlagSet("ckpt-synth", flag.ContinueOnError)
 		defaultTokenizers = filepath.Join("testdata", "gpt2")
 	)
 	flags.StringVar(&opts.out, "out", "", "output folder (required)")
 	flags.StringVar(&opts.preset, "preset", "demo", "what to write: demo, tiny or bench")
 	flags.StringVar(&sizeText, "size", "1GiB", "bench preset: size of the weights (e.g. 1GiB, 256MiB, 100MB)")
+	flags.StringVar(&dtype, "dtype", "bf16", "bench preset: dtype of the weights, bf16 or f32")
 	flags.StringVar(&steps, "steps", "100,200,300", "checkpoint steps of each run")
 	flags.StringVar(&opts.tokenizer, "tokenizer", defaultTokenizers, "folder with config.json and tokenizer files")
 	flags.Uint64Var(&opts.seed, "seed", 1, "seed of the base model; the runs use seed+1 and seed+2")
@@ -72,6 +75,14 @@ func parseFlags(args []string) (options, error) {
 	var err error
 	if opts.size, err = parseSize(sizeText); err != nil {
 		return opts, err
+	}
+	switch dtype {
+	case "bf16":
+		opts.dtype = layout.DtypeBF16
+	case "f32", "fp32":
+		opts.dtype = layout.DtypeF32
+	default:
+		return opts, fmt.Errorf("-dtype %q: want bf16 or f32", dtype)
 	}
 	for _, field := range strings.Split(steps, ",") {
 		step, err := strconv.ParseInt(strings.TrimSpace(field), 10, 64)
@@ -169,9 +180,9 @@ func writeRuns(opts options, model synth.Model, stdout io.Writer) error {
 	return nil
 }
 
-// writeBench writes one model folder of opts.size bf16 weights.
+// writeBench writes one model folder of opts.size weights of opts.dtype.
 func writeBench(opts options, stdout io.Writer) error {
-	model := synth.ModelOfSize(opts.size, layout.DtypeBF16)
+	model := synth.ModelOfSize(opts.size, opts.dtype)
 	dir := filepath.Join(opts.out, "bench")
 	started := time.Now()
 	if err := synth.WriteBase(dir, model, opts.seed, opts.tokenizer); err != nil {
