@@ -540,56 +540,44 @@ func TestSplitMerge(t *testing.T) {
 	}
 }
 
-// merge2 (vector loop on amd64) writes what merge2Generic writes, for
-// planes and destinations at any alignment, and nothing past 2*len(p0).
-func TestMerge2MatchesGeneric(t *testing.T) {
-	for _, rot := range []bool{false, true} {
-		for _, m := range []int{0, 1, 15, 16, 17, 47, 48, 64, 1000, 4099} {
-			for _, off := range []int{0, 1, 3} {
-				t.Run(fmt.Sprintf("rot=%v/m=%d/off=%d", rot, m, off), func(t *testing.T) {
-					src := randBytes(uint64(7*m+off), 2*m+2*off)
-					p0, p1 := src[off:off+m], src[m+off:2*m+off]
-					got := bytes.Repeat([]byte{0xa5}, 2*m+off+8)
-					want := bytes.Clone(got)
-					merge2(got[off:off+2*m], p0, p1, rot)
-					merge2Generic(want[off:off+2*m], p0, p1, rot)
-					require.Equal(t, want, got)
-				})
-			}
-		}
-	}
-}
-
-// merge4 and mergeCombine4 (vector loops on amd64) write what their
-// portable loops write, at any alignment, for both ops, with the reference
+// merge2, merge4 and mergeCombine4 (vector loops on amd64) write what
+// their portable loops write, for planes and destinations at any
+// alignment, nothing past the elements, for both ops, with the reference
 // apart or the destination itself.
-func TestMerge4MatchesGeneric(t *testing.T) {
-	for _, rot := range []bool{false, true} {
-		for _, m := range []int{0, 1, 15, 16, 17, 47, 48, 64, 1000, 4099} {
-			for _, off := range []int{0, 1, 3} {
-				t.Run(fmt.Sprintf("rot=%v/m=%d/off=%d", rot, m, off), func(t *testing.T) {
-					src := randBytes(uint64(11*m+off), 4*m+off)
-					var planes [maxPlanes][]byte
-					for k := range 4 {
-						planes[k] = src[off+k*m : off+(k+1)*m]
-					}
-					got := bytes.Repeat([]byte{0xa5}, 4*m+off+8)
-					want := bytes.Clone(got)
-					merge4(got[off:off+4*m], &planes, m, rot)
-					merge4Generic(want[off:off+4*m], &planes, m, rot)
-					require.Equal(t, want, got, "merge4")
-
-					ref := randBytes(uint64(13*m+off), 4*m+off+8)
-					for _, op := range []DeltaOp{OpXOR, OpSub} {
-						got, want := bytes.Clone(ref), bytes.Clone(ref)
-						mergeCombine4(got[off:off+4*m], &planes, m, rot, ref[off:off+4*m], op)
-						mergeCombine4Generic(want[off:off+4*m], &planes, m, rot, ref[off:off+4*m], op)
-						require.Equal(t, want, got, "mergeCombine4 %v", op)
-						inPlace := bytes.Clone(ref)
-						mergeCombine4(inPlace[off:off+4*m], &planes, m, rot, inPlace[off:off+4*m], op)
-						require.Equal(t, want, inPlace, "mergeCombine4 %v in place", op)
-					}
-				})
+func TestMergeMatchesGeneric(t *testing.T) {
+	for _, es := range []int{2, 4} {
+		for _, rot := range []bool{false, true} {
+			for _, m := range []int{0, 1, 15, 16, 17, 47, 48, 64, 1000, 4099} {
+				for _, off := range []int{0, 1, 3} {
+					t.Run(fmt.Sprintf("es%d/rot=%v/m=%d/off=%d", es, rot, m, off), func(t *testing.T) {
+						src := randBytes(uint64(11*m+off+es), es*m+off)
+						var planes [maxPlanes][]byte
+						for k := range es {
+							planes[k] = src[off+k*m : off+(k+1)*m]
+						}
+						got := bytes.Repeat([]byte{0xa5}, es*m+off+8)
+						want := bytes.Clone(got)
+						if es == 2 {
+							merge2(got[off:off+2*m], planes[0], planes[1], rot)
+							merge2Generic(want[off:off+2*m], planes[0], planes[1], rot)
+							require.Equal(t, want, got, "merge2")
+							return
+						}
+						merge4(got[off:off+4*m], &planes, m, rot)
+						merge4Generic(want[off:off+4*m], &planes, m, rot)
+						require.Equal(t, want, got, "merge4")
+						ref := randBytes(uint64(13*m+off), 4*m+off+8)
+						for _, op := range []DeltaOp{OpXOR, OpSub} {
+							got, want := bytes.Clone(ref), bytes.Clone(ref)
+							mergeCombine4(got[off:off+4*m], &planes, m, rot, ref[off:off+4*m], op)
+							mergeCombine4Generic(want[off:off+4*m], &planes, m, rot, ref[off:off+4*m], op)
+							require.Equal(t, want, got, "mergeCombine4 %v", op)
+							inPlace := bytes.Clone(ref)
+							mergeCombine4(inPlace[off:off+4*m], &planes, m, rot, inPlace[off:off+4*m], op)
+							require.Equal(t, want, inPlace, "mergeCombine4 %v in place", op)
+						}
+					})
+				}
 			}
 		}
 	}

@@ -2,6 +2,31 @@
 
 #include "textflag.h"
 
+// Two planes: X0 and X2 get elements 0-7 and 8-15.
+#define INTERLEAVE2 \
+	MOVOU     (SI), X0; \
+	MOVOU     (DX), X1; \
+	MOVO      X0, X2;   \
+	PUNPCKLBW X1, X0;   \
+	PUNPCKHBW X1, X2
+
+// ROT2 rotates each 16-bit element of V right by one bit.
+#define ROT2(V) \
+	MOVO  V, X3;   \
+	PSRLW $1, V;   \
+	PSLLW $15, X3; \
+	POR   X3, V
+
+#define STORE2 \
+	MOVOU X0, (DI); \
+	MOVOU X2, 16(DI)
+
+#define ADVANCE2 \
+	ADDQ $16, SI; \
+	ADDQ $16, DX; \
+	ADDQ $32, DI; \
+	SUBQ $16, CX
+
 // func interleave2(dst, p0, p1 *byte, n int, rot bool)
 TEXT ·interleave2(SB), NOSPLIT, $0-33
 	MOVQ    dst+0(FP), DI
@@ -10,44 +35,22 @@ TEXT ·interleave2(SB), NOSPLIT, $0-33
 	MOVQ    n+24(FP), CX
 	MOVBLZX rot+32(FP), AX
 	TESTL   AX, AX
-	JNZ     rotated
+	JNZ     rotated2
 
-plain:
-	MOVOU     (SI), X0
-	MOVOU     (DX), X1
-	MOVO      X0, X2
-	PUNPCKLBW X1, X0 // p0[0] p1[0] p0[1] p1[1] ... p0[7] p1[7]
-	PUNPCKHBW X1, X2 // the same for bytes 8 to 15
-	MOVOU     X0, (DI)
-	MOVOU     X2, 16(DI)
-	ADDQ      $16, SI
-	ADDQ      $16, DX
-	ADDQ      $32, DI
-	SUBQ      $16, CX
-	JNZ       plain
+plain2:
+	INTERLEAVE2
+	STORE2
+	ADVANCE2
+	JNZ plain2
 	RET
 
-rotated:
-	MOVOU     (SI), X0
-	MOVOU     (DX), X1
-	MOVO      X0, X2
-	PUNPCKLBW X1, X0
-	PUNPCKHBW X1, X2
-	MOVO      X0, X3 // each 16-bit element v becomes v>>1 | v<<15
-	MOVO      X2, X4
-	PSRLW     $1, X0
-	PSLLW     $15, X3
-	POR       X3, X0
-	PSRLW     $1, X2
-	PSLLW     $15, X4
-	POR       X4, X2
-	MOVOU     X0, (DI)
-	MOVOU     X2, 16(DI)
-	ADDQ      $16, SI
-	ADDQ      $16, DX
-	ADDQ      $32, DI
-	SUBQ      $16, CX
-	JNZ       rotated
+rotated2:
+	INTERLEAVE2
+	ROT2(X0)
+	ROT2(X2)
+	STORE2
+	ADVANCE2
+	JNZ rotated2
 	RET
 
 // Four planes: X0, X6, X4, X7 get elements 0-3, 4-7, 8-11 and 12-15.
